@@ -1,0 +1,162 @@
+"""cnilib: the runtime side of the Container Network Interface, in Python.
+
+Layout: ``config`` (load and validate network configuration), ``results``
+(result models and version conversion), ``invoke`` (the executor seam and
+the subprocess executor), ``cache`` (Go-compatible result cache),
+``runtime`` (the verb algorithms and the ``CNI`` API), ``cli``
+(``python -m cnilib``), ``testing`` (fixtures and a recording plugin).
+
+Errors are imported eagerly (they cost nothing); everything else is loaded
+on first use, so that ``python -m cnilib --help`` does not pay for attrs,
+cattrs, jsonschema or pyroute2.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from cnilib._version import __version__ as __version__
+from cnilib.errors import (
+    CacheError as CacheError,
+    CheckNotSupportedError as CheckNotSupportedError,
+    CNIError as CNIError,
+    CNIErrorGroup as CNIErrorGroup,
+    ConfigError as ConfigError,
+    ConfigNotFoundError as ConfigNotFoundError,
+    ConfigValidationError as ConfigValidationError,
+    ErrorCode as ErrorCode,
+    ExecError as ExecError,
+    GCError as GCError,
+    IncompatibleVersionError as IncompatibleVersionError,
+    InvalidArgumentError as InvalidArgumentError,
+    LimitedConnectivityError as LimitedConnectivityError,
+    NoConfigsFoundError as NoConfigsFoundError,
+    PluginError as PluginError,
+    PluginNotAvailableError as PluginNotAvailableError,
+    PluginNotFoundError as PluginNotFoundError,
+    PluginOutputError as PluginOutputError,
+    PluginTimeoutError as PluginTimeoutError,
+    ResultConversionError as ResultConversionError,
+    ResultDecodeError as ResultDecodeError,
+    TryAgainLaterError as TryAgainLaterError,
+    ValidationGroupError as ValidationGroupError,
+    VersionError as VersionError,
+)
+
+if TYPE_CHECKING:
+    from cnilib.cache import CacheEntry as CacheEntry, FileCache as FileCache
+    from cnilib.config import (
+        NetworkConfigList as NetworkConfigList,
+        PluginConf as PluginConf,
+        conf_files as conf_files,
+        conf_from_bytes as conf_from_bytes,
+        conf_from_file as conf_from_file,
+        conflist_from_bytes as conflist_from_bytes,
+        conflist_from_conf as conflist_from_conf,
+        conflist_from_file as conflist_from_file,
+        load_conflist as load_conflist,
+        scan_conf_dir as scan_conf_dir,
+    )
+    from cnilib.invoke import (
+        Executor as Executor,
+        Invocation as Invocation,
+        PluginInfo as PluginInfo,
+        SubprocessExecutor as SubprocessExecutor,
+    )
+    from cnilib.results import Result as Result, decode_result as decode_result
+    from cnilib.runtime import CNI as CNI, GCAttachment as GCAttachment, RuntimeConf as RuntimeConf
+    from cnilib.spec import SpecVersion as SpecVersion
+
+_LAZY: dict[str, str] = {
+    "CNI": "cnilib.runtime",
+    "GCAttachment": "cnilib.runtime",
+    "RuntimeConf": "cnilib.runtime",
+    "CacheEntry": "cnilib.cache",
+    "FileCache": "cnilib.cache",
+    "NetworkConfigList": "cnilib.config",
+    "PluginConf": "cnilib.config",
+    "conf_files": "cnilib.config",
+    "conf_from_bytes": "cnilib.config",
+    "conf_from_file": "cnilib.config",
+    "conflist_from_bytes": "cnilib.config",
+    "conflist_from_conf": "cnilib.config",
+    "conflist_from_file": "cnilib.config",
+    "load_conflist": "cnilib.config",
+    "scan_conf_dir": "cnilib.config",
+    "Executor": "cnilib.invoke",
+    "Invocation": "cnilib.invoke",
+    "PluginInfo": "cnilib.invoke",
+    "SubprocessExecutor": "cnilib.invoke",
+    "Result": "cnilib.results",
+    "decode_result": "cnilib.results",
+    "SpecVersion": "cnilib.spec",
+}
+
+__all__ = [
+    # runtime
+    "CNI",
+    "GCAttachment",
+    "RuntimeConf",
+    # configuration
+    "NetworkConfigList",
+    "PluginConf",
+    "conf_files",
+    "conf_from_bytes",
+    "conf_from_file",
+    "conflist_from_bytes",
+    "conflist_from_conf",
+    "conflist_from_file",
+    "load_conflist",
+    "scan_conf_dir",
+    # results, versions, cache
+    "CacheEntry",
+    "FileCache",
+    "Result",
+    "SpecVersion",
+    "decode_result",
+    # executors
+    "Executor",
+    "Invocation",
+    "PluginInfo",
+    "SubprocessExecutor",
+    # errors
+    "CNIError",
+    "CNIErrorGroup",
+    "CacheError",
+    "CheckNotSupportedError",
+    "ConfigError",
+    "ConfigNotFoundError",
+    "ConfigValidationError",
+    "ErrorCode",
+    "ExecError",
+    "GCError",
+    "IncompatibleVersionError",
+    "InvalidArgumentError",
+    "LimitedConnectivityError",
+    "NoConfigsFoundError",
+    "PluginError",
+    "PluginNotAvailableError",
+    "PluginNotFoundError",
+    "PluginOutputError",
+    "PluginTimeoutError",
+    "ResultConversionError",
+    "ResultDecodeError",
+    "TryAgainLaterError",
+    "ValidationGroupError",
+    "VersionError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> object:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'cnilib' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,255 @@
+"""The per-attachment result cache, in Go libcni's on-disk format.
+
+``<cache_dir>/results/<network>-<containerID>-<ifname>`` holds a compact
+``cniCacheV1`` JSON object (dir 0700, file 0600) that Go tools read too.
+Unlike libcni, writes are atomic (temporary file, fsync, rename, fsync of
+the directory), so a crash leaves either the old entry or the new one,
+never half of one; temporary files start with ``.`` and are never mistaken
+for entries.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+
+import attrs
+
+from cnilib._json import JSONObject, JSONSyntaxError, JSONValue, go_dumps, loads
+from cnilib.errors import CacheError, ErrorCode
+from cnilib.names import validate_container_id, validate_interface_name, validate_network_name
+
+__all__ = ["CACHE_KIND", "DEFAULT_CACHE_DIR", "CacheEntry", "FileCache"]
+
+log = logging.getLogger("cnilib.cache")
+
+DEFAULT_CACHE_DIR = "/var/lib/cni"
+CACHE_KIND = "cniCacheV1"
+
+
+@attrs.frozen
+class CacheEntry:
+    """One cached attachment (Go ``cachedInfo`` / ``NetworkAttachment``).
+
+    ``result`` is the final result's JSON object as it was produced (its
+    own ``cniVersion`` inside). ``legacy`` marks a pre-``cniCacheV1`` file
+    that holds only a bare result.
+    """
+
+    network_name: str
+    container_id: str
+    ifname: str
+    config: bytes = attrs.field(repr=False)
+    netns: str = ""
+    cni_args: tuple[tuple[str, str], ...] = ()
+    capability_args: Mapping[str, JSONValue] = attrs.field(factory=dict)
+    result: JSONObject | None = attrs.field(default=None, repr=False)
+    legacy: bool = False
+
+    def to_json(self) -> str:
+        """The entry as Go writes it: fixed key order, empty optionals omitted."""
+        parts = [
+            f'"kind":{go_dumps(CACHE_KIND)}',
+            f'"containerId":{go_dumps(self.container_id)}',
+            f'"config":{go_dumps(base64.b64encode(self.config).decode())}',
+            f'"ifName":{go_dumps(self.ifname)}',
+            f'"networkName":{go_dumps(self.network_name)}',
+        ]
+        if self.netns:
+            parts.append(f'"netns":{go_dumps(self.netns)}')
+        if self.cni_args:
+            parts.append(f'"cniArgs":{go_dumps([list(p) for p in self.cni_args])}')
+        if self.capability_args:
+            parts.append(f'"capabilityArgs":{go_dumps(dict(self.capability_args))}')
+        if self.result:
+            parts.append(f'"result":{go_dumps(self.result, sort_keys=False)}')
+        return "{" + ",".join(parts) + "}"
+
+
+def _field(obj: Mapping[str, JSONValue], key: str, path: str, *, required: bool) -> str:
+    value = obj.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise CacheError(
+            f"corrupt cache entry: field {key!r} must be a string",
+            path=path,
+            code=ErrorCode.DECODING_FAILURE,
+        )
+    return value
+
+
+def parse_entry(data: bytes, path: str) -> CacheEntry:
+    """Decode a cache file: a ``cniCacheV1`` object or a legacy bare result."""
+    try:
+        obj = loads(data)
+    except JSONSyntaxError as exc:
+        raise CacheError(
+            f"corrupt cache entry: {exc}", path=path, code=ErrorCode.DECODING_FAILURE
+        ) from exc
+    if not isinstance(obj, dict):
+        raise CacheError(
+            "corrupt cache entry: not a JSON object", path=path, code=ErrorCode.DECODING_FAILURE
+        )
+    if "kind" not in obj:
+        # Before cniCacheV1, libcni cached the bare result and nothing else.
+        return CacheEntry("", "", "", b"", result=obj, legacy=True)
+    if obj["kind"] != CACHE_KIND:
+        raise CacheError(
+            f"unknown cache entry kind {obj['kind']!r}",
+            path=path,
+            code=ErrorCode.DECODING_FAILURE,
+        )
+    try:
+        config = base64.b64decode(_field(obj, "config", path, required=True), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CacheError(
+            "corrupt cache entry: field 'config' is not base64",
+            path=path,
+            code=ErrorCode.DECODING_FAILURE,
+        ) from exc
+    cni_args_raw = obj.get("cniArgs") or []
+    if not isinstance(cni_args_raw, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p)
+        for p in cni_args_raw
+    ):
+        raise CacheError(
+            "corrupt cache entry: field 'cniArgs' must be a list of [key, value] pairs",
+            path=path,
+            code=ErrorCode.DECODING_FAILURE,
+        )
+    cap_args = obj.get("capabilityArgs") or {}
+    result = obj.get("result")
+    if not isinstance(cap_args, dict) or (result is not None and not isinstance(result, dict)):
+        raise CacheError(
+            "corrupt cache entry: 'capabilityArgs' and 'result' must be objects",
+            path=path,
+            code=ErrorCode.DECODING_FAILURE,
+        )
+    return CacheEntry(
+        network_name=_field(obj, "networkName", path, required=True),
+        container_id=_field(obj, "containerId", path, required=True),
+        ifname=_field(obj, "ifName", path, required=True),
+        config=config,
+        netns=_field(obj, "netns", path, required=False),
+        cni_args=tuple((str(p[0]), str(p[1])) for p in cni_args_raw if isinstance(p, list)),
+        capability_args=cap_args,
+        result=result,
+    )
+
+
+class FileCache:
+    """The results cache under ``cache_dir`` (Go's ``CacheDir``)."""
+
+    def __init__(self, cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR) -> None:
+        self.cache_dir = os.fspath(cache_dir)
+        self.results_dir = os.path.join(self.cache_dir, "results")
+
+    def __repr__(self) -> str:
+        return f"FileCache({self.cache_dir!r})"
+
+    def path(self, network: str, container_id: str, ifname: str) -> str:
+        """The entry's path; every part is validated, so it cannot leave the cache."""
+        validate_network_name(network)
+        validate_container_id(container_id)
+        validate_interface_name(ifname)
+        return os.path.join(self.results_dir, f"{network}-{container_id}-{ifname}")
+
+    def save(self, entry: CacheEntry) -> str:
+        """Write ``entry`` atomically; return its path."""
+        path = self.path(entry.network_name, entry.container_id, entry.ifname)
+        data = entry.to_json().encode()
+        try:
+            os.makedirs(self.results_dir, mode=0o700, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.results_dir)
+        except OSError as exc:
+            raise CacheError(f"cannot write cache entry: {exc.strerror}", path=path) from exc
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise CacheError(f"cannot write cache entry: {exc.strerror}", path=path) from exc
+        _fsync_dir(self.results_dir)
+        return path
+
+    def load(self, network: str, container_id: str, ifname: str) -> CacheEntry | None:
+        """The entry, ``None`` if there is none, or :class:`CacheError` if corrupt."""
+        path = self.path(network, container_id, ifname)
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CacheError(f"cannot read cache entry: {exc.strerror}", path=path) from exc
+        return parse_entry(data, path)
+
+    def delete(self, network: str, container_id: str, ifname: str) -> bool:
+        """Remove the entry; ``False`` if there was none."""
+        path = self.path(network, container_id, ifname)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise CacheError(f"cannot remove cache entry: {exc.strerror}", path=path) from exc
+        _fsync_dir(self.results_dir)
+        return True
+
+    def attachments(self, container_id: str | None = None) -> list[CacheEntry]:
+        """Every readable ``cniCacheV1`` entry, sorted by file name (Go
+        ``GetCachedAttachments``); legacy and unreadable files are skipped."""
+        try:
+            names = sorted(os.listdir(self.results_dir))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise CacheError(
+                f"cannot list cache entries: {exc.strerror}", path=self.results_dir
+            ) from exc
+        found: list[CacheEntry] = []
+        for name in names:
+            if name.startswith("."):
+                continue
+            if container_id:
+                marker = f"-{container_id}-"
+                index = name.find(marker)
+                if index <= 0 or name.endswith(marker):
+                    continue
+            path = os.path.join(self.results_dir, name)
+            try:
+                with open(path, "rb") as handle:
+                    entry = parse_entry(handle.read(), path)
+            except (OSError, CacheError) as exc:
+                log.debug("skipping cache file %s: %s", path, exc)
+                continue
+            if entry.legacy or not entry.ifname or not entry.network_name:
+                continue
+            if container_id and entry.container_id != container_id:
+                continue
+            found.append(entry)
+        return found
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make a rename or unlink durable (best effort: some filesystems refuse)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,32 @@
+"""Network configuration: models, loaders, and the request a plugin receives."""
+
+from cnilib.config._inject import inject_conf, request_config, runtime_config_for
+from cnilib.config._load import (
+    ConfDir,
+    conf_files,
+    conf_from_file,
+    conflist_from_file,
+    load_conflist,
+    plugin_confs_from_dir,
+    scan_conf_dir,
+)
+from cnilib.config._model import NetworkConfigList, PluginConf
+from cnilib.config._parse import conf_from_bytes, conflist_from_bytes, conflist_from_conf
+
+__all__ = [
+    "ConfDir",
+    "NetworkConfigList",
+    "PluginConf",
+    "conf_files",
+    "conf_from_bytes",
+    "conf_from_file",
+    "conflist_from_bytes",
+    "conflist_from_conf",
+    "conflist_from_file",
+    "inject_conf",
+    "load_conflist",
+    "plugin_confs_from_dir",
+    "request_config",
+    "runtime_config_for",
+    "scan_conf_dir",
+]

@@ -1,0 +1,265 @@
+"""Bytes → configuration models, with Go libcni's rules and error texts.
+
+Each error keeps libcni's wording (``error parsing configuration list: no
+name``) and adds what libcni leaves out: the file and the JSON path of the
+offending field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cnilib import spec
+from cnilib._json import JSONObject, JSONSyntaxError, JSONValue, go_dumps, loads
+from cnilib.config._model import NetworkConfigList, PluginConf
+from cnilib.errors import ConfigError, VersionError
+
+__all__ = ["conf_from_bytes", "conflist_from_bytes", "conflist_from_conf", "go_type"]
+
+_LIST_PREFIX = "error parsing configuration list: "
+_CONF_PREFIX = "error parsing configuration: "
+
+
+def go_type(value: object) -> str:
+    """Go's ``%T`` of a value decoded into ``interface{}``, for libcni-identical texts."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "[]interface {}"
+    return "map[string]interface {}"
+
+
+def _decode(data: bytes, prefix: str, source: str | None) -> JSONObject:
+    try:
+        value = loads(data)
+    except JSONSyntaxError as exc:
+        raise ConfigError(f"{prefix}{exc}", path=source) from exc
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{prefix}top level must be a JSON object, got {go_type(value)}", path=source
+        )
+    return value
+
+
+def _parse_bool(raw: Mapping[str, JSONValue], key: str, source: str | None) -> bool:
+    """A boolean flag that Go libcni also accepts as the strings "true"/"false"."""
+    value = raw.get(key, False)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        raise ConfigError(
+            f'{_LIST_PREFIX}invalid value "{lowered}" for {key}', path=source, field=f"$.{key}"
+        )
+    raise ConfigError(
+        f"{_LIST_PREFIX}invalid type {go_type(value)} for {key}", path=source, field=f"$.{key}"
+    )
+
+
+def _select_version(
+    raw: Mapping[str, JSONValue], source: str | None
+) -> tuple[str, tuple[str, ...]]:
+    """Pick the list's version as libcni does (spec-notes 1.3)."""
+    cni_version = raw.get("cniVersion", "")
+    if not isinstance(cni_version, str):
+        raise ConfigError(
+            f"{_LIST_PREFIX}invalid cniVersion type {go_type(cni_version)}",
+            path=source,
+            field="$.cniVersion",
+        )
+    if "cniVersions" not in raw:
+        return cni_version, ()
+    declared = raw["cniVersions"]
+    if not isinstance(declared, list):
+        raise ConfigError(
+            f"{_LIST_PREFIX}invalid type for cniVersions: {go_type(declared)}",
+            path=source,
+            field="$.cniVersions",
+        )
+    candidates: list[spec.SpecVersion] = []
+    for index, entry in enumerate(declared):
+        field = f"$.cniVersions[{index}]"
+        if not isinstance(entry, str):
+            raise ConfigError(
+                f"{_LIST_PREFIX}invalid type for cniVersions index {index}: {go_type(entry)}",
+                path=source,
+                field=field,
+            )
+        try:
+            parsed = spec.parse_version(entry)
+        except VersionError as exc:
+            raise ConfigError(
+                f"{_LIST_PREFIX}invalid cniVersions entry {entry} at index {index}: {exc}",
+                path=source,
+                field=field,
+            ) from exc
+        if parsed <= spec.CURRENT:
+            candidates.append(parsed)
+    if cni_version:
+        try:
+            parsed = spec.parse_version(cni_version)
+        except VersionError as exc:
+            raise ConfigError(
+                f"{_LIST_PREFIX}invalid cniVersion {cni_version}: {exc}",
+                path=source,
+                field="$.cniVersion",
+            ) from exc
+        if parsed <= spec.CURRENT:
+            candidates.append(parsed)
+    versions = tuple(e for e in declared if isinstance(e, str))
+    if not candidates:
+        return cni_version, versions
+    return str(max(candidates, key=lambda v: v.key)), versions
+
+
+def _plugin_from_mapping(
+    raw: JSONObject, data: bytes, source: str | None, field_prefix: str, msg_prefix: str = ""
+) -> PluginConf:
+    """Check the typed keys of one plugin object (Go ``types.PluginConf``)."""
+    prefix = msg_prefix + _CONF_PREFIX
+
+    def bad(key: str, want: str) -> ConfigError:
+        return ConfigError(
+            f"{prefix}field {key!r} must be {want}, got {go_type(raw[key])}",
+            path=source,
+            field=f"{field_prefix}.{key}",
+        )
+
+    plugin_type = raw.get("type", "")
+    if not isinstance(plugin_type, str):
+        raise bad("type", "a string")
+    if plugin_type == "":
+        raise ConfigError(f"{prefix}missing 'type'", path=source, field=f"{field_prefix}.type")
+    for key in ("name", "cniVersion"):
+        if key in raw and not isinstance(raw[key], str):
+            raise bad(key, "a string")
+    capabilities: dict[str, bool] = {}
+    if "capabilities" in raw and raw["capabilities"] is not None:
+        caps = raw["capabilities"]
+        if not isinstance(caps, dict):
+            raise bad("capabilities", "an object of booleans")
+        for cap, enabled in caps.items():
+            if not isinstance(enabled, bool):
+                raise ConfigError(
+                    f"{prefix}capability {cap!r} must be a boolean, got {go_type(enabled)}",
+                    path=source,
+                    field=f"{field_prefix}.capabilities.{cap}",
+                )
+            capabilities[cap] = enabled
+    for key in ("ipam", "dns"):
+        if key in raw and raw[key] is not None and not isinstance(raw[key], dict):
+            raise bad(key, "an object")
+    ipam = raw.get("ipam")
+    if isinstance(ipam, dict) and "type" in ipam and not isinstance(ipam["type"], str):
+        raise ConfigError(
+            f"{prefix}field 'ipam.type' must be a string, got {go_type(ipam['type'])}",
+            path=source,
+            field=f"{field_prefix}.ipam.type",
+        )
+    name = raw.get("name")
+    version = raw.get("cniVersion")
+    return PluginConf(
+        type=plugin_type,
+        raw=raw,
+        bytes=data,
+        name=name if isinstance(name, str) else None,
+        cni_version=version if isinstance(version, str) else None,
+        capabilities=capabilities,
+        source=source,
+    )
+
+
+def conf_from_bytes(data: bytes, *, source: str | None = None) -> PluginConf:
+    """Parse a single plugin configuration (a ``.conf`` file; Go ``ConfFromBytes``)."""
+    raw = _decode(data, _CONF_PREFIX, source)
+    return _plugin_from_mapping(raw, data, source, "$")
+
+
+def conflist_from_bytes(
+    data: bytes, *, source: str | None = None, extra_plugins: tuple[PluginConf, ...] = ()
+) -> NetworkConfigList:
+    """Parse a network configuration list (Go ``NetworkConfFromBytes``).
+
+    ``extra_plugins`` are appended after the inline ones (the 1.1 plugin
+    subdirectory); the file loader supplies them.
+    """
+    raw = _decode(data, _LIST_PREFIX, source)
+    if "name" not in raw:
+        raise ConfigError(f"{_LIST_PREFIX}no name", path=source, field="$.name")
+    name = raw["name"]
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"{_LIST_PREFIX}invalid name type {go_type(name)}", path=source, field="$.name"
+        )
+    cni_version, cni_versions = _select_version(raw, source)
+    disable_check = _parse_bool(raw, "disableCheck", source)
+    disable_gc = _parse_bool(raw, "disableGC", source)
+    only_inlined = _parse_bool(raw, "loadOnlyInlinedPlugins", source)
+
+    plugins: list[PluginConf] = []
+    if "plugins" in raw:
+        entries = raw["plugins"]
+        if not isinstance(entries, list):
+            raise ConfigError(
+                f"{_LIST_PREFIX}invalid 'plugins' type {go_type(entries)}",
+                path=source,
+                field="$.plugins",
+            )
+        if not entries:
+            raise ConfigError(f"{_LIST_PREFIX}no plugins in list", path=source, field="$.plugins")
+        for index, entry in enumerate(entries):
+            field = f"$.plugins[{index}]"
+            if not isinstance(entry, dict):
+                raise ConfigError(
+                    f"{_LIST_PREFIX}failed to parse plugin config {index}: "
+                    f"expected an object, got {go_type(entry)}",
+                    path=source,
+                    field=field,
+                )
+            # Go re-marshals each entry: compact, key-sorted JSON.
+            entry_bytes = go_dumps(entry).encode()
+            plugins.append(
+                _plugin_from_mapping(
+                    entry, entry_bytes, source, field, f"failed to parse plugin config {index}: "
+                )
+            )
+    elif only_inlined:
+        raise ConfigError(
+            f"{_LIST_PREFIX}`loadOnlyInlinedPlugins` is true, and no 'plugins' key",
+            path=source,
+            field="$.plugins",
+        )
+    return NetworkConfigList(
+        name=name,
+        cni_version=cni_version,
+        plugins=(*plugins, *extra_plugins),
+        bytes=data,
+        disable_check=disable_check,
+        disable_gc=disable_gc,
+        load_only_inlined_plugins=only_inlined,
+        cni_versions=cni_versions,
+        raw=raw,
+        source=source,
+    )
+
+
+def conflist_from_conf(conf: PluginConf) -> NetworkConfigList:
+    """Wrap a single plugin configuration in a list (Go ``ConfListFromConf``).
+
+    The plugin keeps its own ``name``/``cniVersion``; the list takes them
+    (``""`` when missing, as libcni does).
+    """
+    wrapper = {
+        "name": conf.name or "",
+        "cniVersion": conf.cni_version or "",
+        "plugins": [dict(conf.raw)],
+    }
+    return conflist_from_bytes(go_dumps(wrapper).encode(), source=conf.source)

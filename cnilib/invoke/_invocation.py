@@ -1,0 +1,121 @@
+"""What a plugin call is, independent of how it is carried out.
+
+An :class:`Invocation` holds everything the spec passes to a plugin: the
+verb, the ``CNI_*`` parameters and the stdin bytes. An :class:`Executor`
+carries it out: as a subprocess, in-process, or as a test fake.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+__all__ = [
+    "Command",
+    "Executor",
+    "Invocation",
+    "PluginInfo",
+    "format_cni_args",
+]
+
+
+class Command(enum.StrEnum):
+    """The CNI verbs, as they appear in ``CNI_COMMAND``."""
+
+    ADD = "ADD"
+    DEL = "DEL"
+    CHECK = "CHECK"
+    GC = "GC"
+    STATUS = "STATUS"
+    VERSION = "VERSION"
+
+    @property
+    def verb(self) -> str:
+        """The lower-case word libcni uses in error texts (``failed (add)``)."""
+        return "delete" if self is Command.DEL else self.value.lower()
+
+
+def format_cni_args(args: Sequence[tuple[str, str]]) -> str:
+    """``CNI_ARGS`` text: ``K=V`` pairs joined by ``;`` (no escaping, as libcni)."""
+    return ";".join(f"{key}={value}" for key, value in args)
+
+
+@attrs.frozen
+class Invocation:
+    """One plugin call: verb, parameters and stdin.
+
+    ``timeout`` (seconds) overrides the executor's default deadline for this
+    call; ``None`` keeps the default.
+    """
+
+    command: Command
+    plugin_type: str
+    stdin: bytes = attrs.field(repr=False)
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    args: tuple[tuple[str, str], ...] = ()
+    path: tuple[str, ...] = ()
+    plugin_name: str | None = None
+    timeout: float | None = None
+
+    def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The plugin's environment: ``base`` (default ``os.environ``) with every
+        ``CNI_*`` parameter set, replacing inherited values (later wins)."""
+        env = dict(os.environ if base is None else base)
+        if self.command is Command.VERSION:
+            # Very old plugins insist on these; libcni sends the same dummies.
+            netns, ifname, path = "dummy", "dummy", "dummy"
+        else:
+            netns, ifname, path = self.netns, self.ifname, os.pathsep.join(self.path)
+        env.update(
+            CNI_COMMAND=self.command.value,
+            CNI_CONTAINERID=self.container_id,
+            CNI_NETNS=netns,
+            CNI_IFNAME=ifname,
+            CNI_ARGS=format_cni_args(self.args),
+            CNI_PATH=path,
+        )
+        return env
+
+    def describe(self) -> str:
+        """``plugin "bridge" (ADD)``, for messages."""
+        return f'plugin "{self.plugin_type}" ({self.command.value})'
+
+
+@attrs.frozen
+class PluginInfo:
+    """A plugin's answer to VERSION."""
+
+    cni_version: str
+    supported_versions: tuple[str, ...]
+
+    def supports(self, version: str) -> bool:
+        """Exact membership, as libcni's validation checks it."""
+        return version in self.supported_versions
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """The one seam between the runtime and plugins (Go ``invoke.Exec``).
+
+    ``exec`` returns the plugin's stdout on success and raises a
+    :class:`cnilib.CNIError` otherwise (a :class:`cnilib.PluginError` when the
+    plugin answered with an error object).
+    """
+
+    def find(self, plugin_type: str, path: Sequence[str]) -> str:
+        """Where ``plugin_type`` would run from; raise ``PluginNotFoundError``."""
+        ...
+
+    def exec(self, invocation: Invocation) -> bytes:
+        """Run one plugin call to completion."""
+        ...
+
+    def version_info(self, plugin_type: str, path: Sequence[str]) -> PluginInfo:
+        """Ask a plugin which spec versions it supports."""
+        ...

@@ -1,0 +1,191 @@
+"""Running plugins as executables: the CNI exec protocol (Go ``invoke.RawExec``).
+
+This module is the only place cnilib starts processes. Each plugin runs in
+its own session (process group), so a deadline kills everything it started,
+not just the direct child. Its stderr is captured, logged under
+``cnilib.plugin``, and the tail is attached to any error.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Sequence
+
+from cnilib.errors import CNIError, ExecError, PluginNotFoundError, PluginTimeoutError
+from cnilib.invoke._decode import decode_failure, decode_version_info, is_pre_version_plugin, tail
+from cnilib.invoke._invocation import Command, Invocation, PluginInfo
+
+__all__ = ["DEFAULT_TIMEOUT", "SubprocessExecutor", "find_in_path"]
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds a plugin call may take before its process group is killed.
+
+Go libcni has no default deadline (containernetworking/cni#550): a hung
+plugin hangs the runtime. cnilib sets one; pass ``timeout=None`` to opt out.
+"""
+
+_TEXT_BUSY_ATTEMPTS = 6
+_TEXT_BUSY_FIRST_DELAY = 0.05
+
+plugin_log = logging.getLogger("cnilib.plugin")
+
+
+def find_in_path(plugin_type: str, path: Sequence[str]) -> str:
+    """The first regular file named ``plugin_type`` in the directories ``path``.
+
+    Names containing a path separator are refused (CVE-2021-20206), so a
+    configuration cannot make the runtime execute an arbitrary file.
+    """
+    if plugin_type == "":
+        raise PluginNotFoundError("no plugin name provided", plugin_type=plugin_type)
+    if os.sep in plugin_type or (os.altsep and os.altsep in plugin_type) or "\0" in plugin_type:
+        raise PluginNotFoundError(f"invalid plugin name: {plugin_type}", plugin_type=plugin_type)
+    if not path:
+        raise PluginNotFoundError("no paths provided", plugin_type=plugin_type)
+    for directory in path:
+        candidate = os.path.join(directory, plugin_type)
+        try:
+            if stat.S_ISREG(os.stat(candidate).st_mode):
+                return candidate
+        except OSError:
+            continue
+    listed = " ".join(path)
+    raise PluginNotFoundError(
+        f'failed to find plugin "{plugin_type}" in path [{listed}]',
+        plugin_type=plugin_type,
+        search_path=path,
+    )
+
+
+def _exit_reason(returncode: int) -> str:
+    """Go's wording for how a process ended."""
+    if returncode < 0:
+        name = signal.strsignal(-returncode) or f"signal {-returncode}"
+        return f"signal: {name.lower()}"
+    return f"exit status {returncode}"
+
+
+class SubprocessExecutor:
+    """Runs plugins as processes found on ``CNI_PATH``.
+
+    :param timeout: default deadline per call in seconds (``None``: no deadline).
+    :param wrapper: argv prefix for every plugin, e.g.
+        ``("ip", "netns", "exec", "node1")`` to run plugins inside a node
+        namespace, or ``("nsenter", "-t", "1", "-n")``.
+    :param env: base environment for plugins (default: this process's).
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        wrapper: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.wrapper = tuple(wrapper)
+        self.env = env
+
+    def __repr__(self) -> str:
+        return f"SubprocessExecutor(timeout={self.timeout!r}, wrapper={self.wrapper!r})"
+
+    def find(self, plugin_type: str, path: Sequence[str]) -> str:
+        """See :func:`find_in_path`."""
+        return find_in_path(plugin_type, path)
+
+    def exec(self, invocation: Invocation) -> bytes:
+        """Run one plugin call; return its stdout or raise a :class:`CNIError`."""
+        program = self.find(invocation.plugin_type, invocation.path)
+        timeout = invocation.timeout if invocation.timeout is not None else self.timeout
+        argv = [*self.wrapper, program]
+        env = invocation.environ(self.env)
+        delay = _TEXT_BUSY_FIRST_DELAY
+        for attempt in range(1, _TEXT_BUSY_ATTEMPTS + 1):
+            try:
+                return self._run_once(invocation, argv, env, timeout)
+            except OSError as exc:
+                # A plugin binary being replaced while we exec it: wait and retry
+                # (libcni retries too, but returns empty "success" when it gives up).
+                if exc.errno == errno.ETXTBSY and attempt < _TEXT_BUSY_ATTEMPTS:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                raise ExecError(
+                    f"netplugin failed with no error message: fork/exec {program}: "
+                    f"{(exc.strerror or str(exc)).lower()}",
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _run_once(
+        self,
+        invocation: Invocation,
+        argv: list[str],
+        env: dict[str, str],
+        timeout: float | None,
+    ) -> bytes:
+        started = time.monotonic()
+        with subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(invocation.stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                _, stderr = proc.communicate()
+                elapsed = time.monotonic() - started
+                _log_stderr(invocation, stderr)
+                raise PluginTimeoutError(
+                    f"{invocation.describe()} timed out after {elapsed:.1f}s "
+                    f"(deadline {timeout:g}s); its process group was killed",
+                    elapsed=elapsed,
+                    stderr=tail(stderr),
+                ) from None
+            except BaseException:
+                # Interrupted (KeyboardInterrupt, ...): never leave the plugin running.
+                _kill_group(proc)
+                raise
+        _log_stderr(invocation, stderr)
+        if proc.returncode == 0:
+            return stdout
+        raise decode_failure(stdout, stderr, _exit_reason(proc.returncode), proc.returncode)
+
+    def version_info(self, plugin_type: str, path: Sequence[str]) -> PluginInfo:
+        """Ask a plugin for its supported versions (Go ``GetVersionInfo``)."""
+        invocation = Invocation(
+            command=Command.VERSION,
+            plugin_type=plugin_type,
+            stdin=b'{"cniVersion":"1.1.0"}',
+            path=tuple(path),
+        )
+        try:
+            stdout = self.exec(invocation)
+        except CNIError as exc:
+            if is_pre_version_plugin(exc):
+                return PluginInfo("0.1.0", ("0.1.0",))
+            raise
+        return decode_version_info(stdout)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+def _log_stderr(invocation: Invocation, stderr: bytes) -> None:
+    if not stderr or not plugin_log.isEnabledFor(logging.DEBUG):
+        return
+    for line in stderr.decode("utf-8", errors="replace").splitlines():
+        plugin_log.debug("%s: %s", invocation.describe(), line)

@@ -1,0 +1,355 @@
+"""The network-list algorithms, written once, without I/O to plugins.
+
+Each flow is a generator: it yields an :class:`~cnilib.invoke.Invocation`,
+receives the plugin's stdout through ``send()``, or the plugin's error
+through ``throw()``. A driver (``CNI`` today, an asyncio one tomorrow)
+carries the invocations out; no driver holds any CNI logic.
+
+Cache reads and writes are small local file operations done by the flows
+themselves through :class:`~cnilib.cache.FileCache`.
+
+Semantics follow Go libcni (spec-notes §3); deliberate differences are
+marked ``Divergence:``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Sequence
+from typing import TypeVar
+
+import attrs
+
+from cnilib import spec
+from cnilib.cache import CacheEntry, FileCache
+from cnilib.config import NetworkConfigList, PluginConf, request_config
+from cnilib.errors import (
+    CacheError,
+    CheckNotSupportedError,
+    CNIError,
+    GCError,
+    IncompatibleVersionError,
+    ValidationGroupError,
+)
+from cnilib.invoke import Command, Invocation
+from cnilib.invoke._decode import decode_version_info, is_pre_version_plugin
+from cnilib.invoke._invocation import PluginInfo
+from cnilib.results import Result, decode_result
+from cnilib.runtime._conf import GCAttachment, RuntimeConf
+
+__all__ = [
+    "Flow",
+    "FlowContext",
+    "add_flow",
+    "cached_result",
+    "check_flow",
+    "delete_flow",
+    "gc_flow",
+    "status_flow",
+    "validate_flow",
+    "version_flow",
+]
+
+log = logging.getLogger("cnilib.runtime")
+
+T = TypeVar("T")
+Flow = Generator[Invocation, bytes, T]
+"""A flow yields invocations, is sent stdout, and returns its value."""
+
+
+@attrs.frozen
+class FlowContext:
+    """What every flow needs besides its arguments."""
+
+    cache: FileCache
+    path: tuple[str, ...]
+    timeout: float | None = None
+    wrap_errors: bool = True
+    """Prefix plugin errors with ``plugin type="X" failed (verb): `` (lists do;
+    libcni's single-plugin API does not)."""
+
+
+def _prefix(plugin: PluginConf, command: Command) -> str:
+    named = f' name="{plugin.name}"' if plugin.name else ""
+    return f'plugin type="{plugin.type}"{named} failed ({command.verb}): '
+
+
+def _invocation(
+    ctx: FlowContext,
+    command: Command,
+    plugin: PluginConf,
+    stdin: bytes,
+    rt: RuntimeConf | None = None,
+) -> Invocation:
+    return Invocation(
+        command=command,
+        plugin_type=plugin.type,
+        stdin=stdin,
+        container_id=rt.container_id if rt else "",
+        netns=rt.netns if rt else "",
+        ifname=rt.ifname if rt else "",
+        args=rt.args if rt else (),
+        path=ctx.path,
+        plugin_name=plugin.name,
+        timeout=ctx.timeout,
+    )
+
+
+def _call(invocation: Invocation, prefix: str | None) -> Generator[Invocation, bytes, bytes]:
+    """Yield one invocation; add ``prefix`` to its error, keeping type and code."""
+    try:
+        stdout = yield invocation
+    except CNIError as exc:
+        if prefix is None:
+            raise
+        raise exc.with_context(prefix) from exc
+    return stdout
+
+
+def _plugin_request(
+    conflist: NetworkConfigList,
+    plugin: PluginConf,
+    rt: RuntimeConf,
+    prev: Result | None,
+) -> bytes:
+    return request_config(
+        plugin,
+        name=conflist.name,
+        cni_version=conflist.cni_version,
+        prev_result=prev.to_object() if prev is not None else None,
+        capability_args=rt.capability_args,
+    )
+
+
+def cached_result(cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf) -> Result | None:
+    """The cached result converted to the list's version; ``None`` if none is cached."""
+    rt.validate(conflist.name)
+    entry = cache.load(conflist.name, rt.container_id, rt.ifname)
+    if entry is None or entry.result is None:
+        return None
+    path = cache.path(conflist.name, rt.container_id, rt.ifname)
+    try:
+        result = decode_result(entry.result, default_version="0.1.0")
+    except CNIError as exc:
+        raise CacheError(f"cached result is not a valid result: {exc}", path=path) from exc
+    try:
+        return result.convert_to(conflist.cni_version)
+    except CNIError as exc:
+        raise exc.with_context(
+            f'failed to convert cached result to config version "{conflist.cni_version}": '
+        ) from exc
+
+
+def add_flow(
+    ctx: FlowContext, conflist: NetworkConfigList, rt: RuntimeConf
+) -> Generator[Invocation, bytes, Result | None]:
+    """ADD: plugins in order, each getting the previous one's result; cache the last."""
+    rt.validate(conflist.name)
+    result: Result | None = None
+    for plugin in conflist.plugins:
+        prefix = _prefix(plugin, Command.ADD) if ctx.wrap_errors else None
+        stdin = _plugin_request(conflist, plugin, rt, result)
+        stdout = yield from _call(_invocation(ctx, Command.ADD, plugin, stdin, rt), prefix)
+        try:
+            result = decode_result(stdout, default_version=conflist.cni_version)
+        except CNIError as exc:
+            raise (exc.with_context(prefix) if prefix else exc) from exc
+    entry = CacheEntry(
+        network_name=conflist.name,
+        container_id=rt.container_id,
+        ifname=rt.ifname,
+        config=conflist.bytes,
+        netns=rt.netns,
+        cni_args=rt.args,
+        capability_args=rt.capability_args,
+        result=result.to_object() if result is not None else None,
+    )
+    try:
+        ctx.cache.save(entry)
+    except CacheError as exc:
+        raise exc.with_context(f'failed to set network "{conflist.name}" cached result: ') from exc
+    return result
+
+
+def delete_flow(
+    ctx: FlowContext, conflist: NetworkConfigList, rt: RuntimeConf
+) -> Generator[Invocation, bytes, None]:
+    """DEL: plugins in reverse, each getting the cached result; then drop the entry.
+
+    An unusable cache entry is removed and DEL goes on without a prevResult,
+    as libcni does: DEL must be able to clean up whatever state is left.
+    """
+    rt.validate(conflist.name)
+    version = spec.parse_version(conflist.cni_version)
+    prev: Result | None = None
+    if spec.has_check(version):
+        try:
+            prev = cached_result(ctx.cache, conflist, rt)
+        except CNIError as exc:
+            log.warning(
+                "DEL %s/%s: discarding unusable cache entry: %s",
+                conflist.name,
+                rt.container_id,
+                exc,
+            )
+            _forget(ctx.cache, conflist, rt)
+    for plugin in reversed(conflist.plugins):
+        prefix = _prefix(plugin, Command.DEL) if ctx.wrap_errors else None
+        stdin = _plugin_request(conflist, plugin, rt, prev)
+        yield from _call(_invocation(ctx, Command.DEL, plugin, stdin, rt), prefix)
+    _forget(ctx.cache, conflist, rt)
+
+
+def _forget(cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
+    try:
+        cache.delete(conflist.name, rt.container_id, rt.ifname)
+    except CacheError as exc:
+        log.warning("could not remove cache entry: %s", exc)
+
+
+def check_flow(
+    ctx: FlowContext, conflist: NetworkConfigList, rt: RuntimeConf
+) -> Generator[Invocation, bytes, None]:
+    """CHECK: plugins in order, each getting the cached result.
+
+    Divergence: errors name the plugin (``plugin type="X" failed (check):``);
+    libcni returns them bare. Type and code are unchanged.
+    """
+    rt.validate(conflist.name)
+    version = spec.parse_version(conflist.cni_version)
+    if not spec.has_check(version):
+        raise CheckNotSupportedError(conflist.cni_version)
+    if conflist.disable_check:
+        return
+    try:
+        prev = cached_result(ctx.cache, conflist, rt)
+    except CNIError as exc:
+        raise exc.with_context(f'failed to get network "{conflist.name}" cached result: ') from exc
+    for plugin in conflist.plugins:
+        prefix = _prefix(plugin, Command.CHECK) if ctx.wrap_errors else None
+        stdin = _plugin_request(conflist, plugin, rt, prev)
+        yield from _call(_invocation(ctx, Command.CHECK, plugin, stdin, rt), prefix)
+
+
+def status_flow(
+    ctx: FlowContext, conflist: NetworkConfigList
+) -> Generator[Invocation, bytes, None]:
+    """STATUS (1.1): each plugin in order; the first error is raised with its code."""
+    try:
+        version = spec.parse_version(conflist.cni_version)
+    except CNIError:
+        return  # libcni: an unparseable version makes STATUS a no-op success
+    if not spec.has_status(version):
+        return
+    for plugin in conflist.plugins:
+        stdin = request_config(plugin, name=conflist.name, cni_version=conflist.cni_version)
+        prefix = _prefix(plugin, Command.STATUS) if ctx.wrap_errors else None
+        yield from _call(_invocation(ctx, Command.STATUS, plugin, stdin), prefix)
+
+
+def gc_flow(
+    ctx: FlowContext,
+    conflist: NetworkConfigList,
+    valid: Sequence[GCAttachment] | None,
+) -> Generator[Invocation, bytes, None]:
+    """GC: DEL every cached attachment of this network not in ``valid``, then
+    send GC (1.1) to every plugin. Failures are collected, not fatal.
+
+    ``valid=None`` means "no list given" (cnitool's ``gc``): every cached
+    attachment of the network is deleted and plugins get no attachment key.
+    Divergence: an unreadable cache directory is reported as one of the
+    failures instead of silently skipping GC altogether.
+    """
+    if conflist.disable_gc:
+        return
+    version = spec.parse_version(conflist.cni_version)
+    errors: list[CNIError] = []
+    try:
+        entries = ctx.cache.attachments()
+    except CacheError as exc:
+        errors.append(exc)
+        entries = []
+    keep = {(a.container_id, a.ifname) for a in valid or ()}
+    for entry in entries:
+        if entry.network_name != conflist.name or (entry.container_id, entry.ifname) in keep:
+            continue
+        try:
+            rt = RuntimeConf(
+                container_id=entry.container_id,
+                netns=entry.netns,
+                ifname=entry.ifname,
+                args=entry.cni_args,
+                capability_args=entry.capability_args,
+            )
+            yield from delete_flow(ctx, conflist, rt)
+        except CNIError as exc:
+            errors.append(
+                exc.with_context(
+                    f"failed to delete stale attachment {entry.container_id} {entry.ifname}: "
+                )
+            )
+    if spec.has_gc(version):
+        extra = None
+        if valid is not None:
+            listed = [a.to_object() for a in valid]
+            # The spec-v1.1.0 tag named the key cni.dev/attachments; send both, as libcni does.
+            extra = {"cni.dev/valid-attachments": listed, "cni.dev/attachments": listed}
+        for plugin in conflist.plugins:
+            stdin = request_config(
+                plugin, name=conflist.name, cni_version=conflist.cni_version, extra=extra
+            )
+            try:
+                yield from _call(
+                    _invocation(ctx, Command.GC, plugin, stdin),
+                    f"failed to GC plugin {plugin.type}: ",
+                )
+            except CNIError as exc:
+                errors.append(exc)
+    if errors:
+        raise GCError(f'GC of network "{conflist.name}" failed', errors)
+
+
+def version_flow(ctx: FlowContext, plugin_type: str) -> Generator[Invocation, bytes, PluginInfo]:
+    """VERSION of one plugin (Go ``GetVersionInfo``)."""
+    invocation = Invocation(
+        command=Command.VERSION,
+        plugin_type=plugin_type,
+        stdin=b'{"cniVersion":"' + str(spec.CURRENT).encode() + b'"}',
+        path=ctx.path,
+        timeout=ctx.timeout,
+    )
+    try:
+        stdout = yield invocation
+    except CNIError as exc:
+        if is_pre_version_plugin(exc):
+            return PluginInfo("0.1.0", ("0.1.0",))
+        raise
+    return decode_version_info(stdout)
+
+
+def validate_flow(
+    ctx: FlowContext, conflist: NetworkConfigList
+) -> Generator[Invocation, bytes, tuple[str, ...]]:
+    """Check every plugin exists and supports the list's version; return the
+    enabled capabilities. Every problem is reported, not just the first."""
+    expected = conflist.cni_version or "0.1.0"
+    errors: list[CNIError] = []
+    for plugin in conflist.plugins:
+        try:
+            info = yield from version_flow(ctx, plugin.type)
+        except CNIError as exc:
+            errors.append(exc.with_context(f"plugin {plugin.type}: "))
+            continue
+        if not info.supports(expected):
+            errors.append(
+                IncompatibleVersionError(
+                    f'plugin {plugin.type} does not support config version "{expected}"',
+                    config_version=expected,
+                    supported=info.supported_versions,
+                )
+            )
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ValidationGroupError(f'network "{conflist.name}" is not valid', errors)
+    return conflist.capabilities

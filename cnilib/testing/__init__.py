@@ -1,0 +1,82 @@
+"""Helpers for testing code that uses cnilib (and cnilib itself).
+
+* Throwaway network namespaces driven by the ``ip`` command: :func:`create_netns`,
+  :class:`NetNS`, :func:`node_and_containers`, and :func:`probe_privileged` to skip
+  cleanly where namespaces or veth pairs cannot be made.
+* A recording CNI plugin (``recording_plugin.py``, stdlib only) installed on a
+  ``CNI_PATH`` by :func:`install_recording_plugin`; :func:`read_recording` parses its log.
+* pytest fixtures in :mod:`cnilib.testing.pytest_plugin`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import cast
+
+from cnilib.testing._netns import (
+    CommandError as CommandError,
+)
+from cnilib.testing._netns import (
+    NetNS as NetNS,
+)
+from cnilib.testing._netns import (
+    create_netns as create_netns,
+)
+from cnilib.testing._netns import (
+    node_and_containers as node_and_containers,
+)
+from cnilib.testing._netns import (
+    probe_privileged as probe_privileged,
+)
+
+__all__ = [
+    "RECORDING_PLUGIN",
+    "CommandError",
+    "NetNS",
+    "create_netns",
+    "install_recording_plugin",
+    "node_and_containers",
+    "probe_privileged",
+    "read_recording",
+]
+
+RECORDING_PLUGIN = Path(__file__).with_name("recording_plugin.py")
+"""The recorder's source; runnable as ``python3 -I -S <this path>``."""
+
+_WRAPPER = '''\
+#!{python} -IS
+"""CNI test plugin {name!r}: runs cnilib's recording plugin (see install_recording_plugin)."""
+import importlib.util
+import sys
+
+_spec = importlib.util.spec_from_file_location("_cnilib_recorder", {source!r})
+_mod = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_mod)
+sys.exit(_mod.main(sys.argv[0]))
+'''
+
+
+def install_recording_plugin(bin_dir: Path, name: str = "recorder") -> Path:
+    """Write an executable ``bin_dir/name`` that runs the recording plugin; return its path.
+
+    With *bin_dir* on ``CNI_PATH`` a plugin ``"type": "<name>"`` finds it. A
+    *name* ending in ``-v040`` makes it answer VERSION with 0.1.0 to 0.4.0 only.
+    The shebang says ``-IS`` rather than ``-I -S``: Linux hands everything after
+    the interpreter to it as one argument, and Python rejects ``"-I -S"``.
+    """
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / name
+    path.write_text(_WRAPPER.format(python=sys.executable, name=name, source=str(RECORDING_PLUGIN)))
+    path.chmod(0o755)
+    return path
+
+
+def read_recording(log: Path) -> list[dict[str, object]]:
+    """The invocations recorded in *log*, oldest first (empty if nothing was recorded)."""
+    try:
+        text = log.read_text()
+    except FileNotFoundError:
+        return []
+    return [cast("dict[str, object]", json.loads(line)) for line in text.splitlines() if line]
