@@ -33,7 +33,6 @@ exactly as Go libcni words them, through :meth:`CNIError.with_context`.
 
 from __future__ import annotations
 
-import copy
 import enum
 import json
 from collections.abc import Mapping, Sequence
@@ -121,7 +120,10 @@ class CNIError(Exception):
 
     def with_context(self, prefix: str) -> Self:
         """A copy of this error whose text starts with ``prefix`` (type and code kept)."""
-        clone = copy.copy(self)
+        # Not copy.copy: that re-runs __init__ with args, and subclasses take keywords.
+        clone = type(self).__new__(type(self), *self.args)
+        clone.__dict__.update(self.__dict__)
+        clone.args = self.args
         clone.context = (prefix, *self.context)
         clone.__cause__ = self.__cause__
         return clone
@@ -343,6 +345,8 @@ def error_from_object(obj: Mapping[str, object], *, stderr: bytes = b"") -> Plug
     Raises :class:`ValueError` when ``obj`` is not an error object (the caller
     then reports the raw output instead).
     """
+    if "code" not in obj and "msg" not in obj:
+        raise ValueError("not an error object: it has neither 'code' nor 'msg'")
     code = obj.get("code", 0)
     msg = obj.get("msg", "")
     details = obj.get("details", "")
@@ -365,7 +369,7 @@ class CacheError(CNIError):
 
 
 # N818: a group of errors, named like ExceptionGroup.
-class CNIErrorGroup(ExceptionGroup[CNIError], CNIError):  # type: ignore[misc]  # noqa: N818
+class CNIErrorGroup(ExceptionGroup[CNIError], CNIError):  # noqa: N818
     """Several independent failures of one operation (Go joins them with
     ``errors.Join``). ``exceptions`` holds each; ``str()`` gives one per line."""
 
@@ -373,7 +377,7 @@ class CNIErrorGroup(ExceptionGroup[CNIError], CNIError):  # type: ignore[misc]  
         return super().__new__(cls, msg, errors)
 
     def __init__(self, msg: str, errors: Sequence[CNIError]) -> None:
-        ExceptionGroup.__init__(self, msg, errors)  # type: ignore[arg-type]
+        ExceptionGroup.__init__(self, msg, errors)
         self.msg = msg
         self.code = ErrorCode.UNKNOWN
         self.details = ""

@@ -12,6 +12,7 @@ from cnilib.config._load import (
 )
 from cnilib.config._model import NetworkConfigList, PluginConf
 from cnilib.config._parse import conf_from_bytes, conflist_from_bytes, conflist_from_conf
+from cnilib.config._schema import schema_problems, validate_conflist
 
 __all__ = [
     "ConfDir",
@@ -29,4 +30,6 @@ __all__ = [
     "request_config",
     "runtime_config_for",
     "scan_conf_dir",
+    "schema_problems",
+    "validate_conflist",
 ]

@@ -105,60 +105,56 @@ class SubprocessExecutor:
         timeout = invocation.timeout if invocation.timeout is not None else self.timeout
         argv = [*self.wrapper, program]
         env = invocation.environ(self.env)
-        delay = _TEXT_BUSY_FIRST_DELAY
-        for attempt in range(1, _TEXT_BUSY_ATTEMPTS + 1):
-            try:
-                return self._run_once(invocation, argv, env, timeout)
-            except OSError as exc:
-                # A plugin binary being replaced while we exec it: wait and retry
-                # (libcni retries too, but returns empty "success" when it gives up).
-                if exc.errno == errno.ETXTBSY and attempt < _TEXT_BUSY_ATTEMPTS:
-                    time.sleep(delay)
-                    delay *= 2
-                    continue
-                raise ExecError(
-                    f"netplugin failed with no error message: fork/exec {program}: "
-                    f"{(exc.strerror or str(exc)).lower()}",
-                ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _run_once(
-        self,
-        invocation: Invocation,
-        argv: list[str],
-        env: dict[str, str],
-        timeout: float | None,
-    ) -> bytes:
         started = time.monotonic()
-        with subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            start_new_session=True,
-        ) as proc:
-            try:
-                stdout, stderr = proc.communicate(invocation.stdin, timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                _, stderr = proc.communicate()
-                elapsed = time.monotonic() - started
-                _log_stderr(invocation, stderr)
-                raise PluginTimeoutError(
-                    f"{invocation.describe()} timed out after {elapsed:.1f}s "
-                    f"(deadline {timeout:g}s); its process group was killed",
-                    elapsed=elapsed,
-                    stderr=tail(stderr),
-                ) from None
-            except BaseException:
-                # Interrupted (KeyboardInterrupt, ...): never leave the plugin running.
-                _kill_group(proc)
-                raise
+        proc = self._spawn(argv, env, program)
+        try:
+            stdout, stderr = proc.communicate(invocation.stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            _, stderr = proc.communicate()
+            elapsed = time.monotonic() - started
+            _log_stderr(invocation, stderr)
+            raise PluginTimeoutError(
+                f"{invocation.describe()} timed out after {elapsed:.1f}s "
+                f"(deadline {timeout:g}s); its process group was killed",
+                elapsed=elapsed,
+                stderr=tail(stderr),
+            ) from None
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, ...): never leave the plugin running.
+            _kill_group(proc)
+            proc.wait()
+            raise
         _log_stderr(invocation, stderr)
         if proc.returncode == 0:
             return stdout
         raise decode_failure(stdout, stderr, _exit_reason(proc.returncode), proc.returncode)
+
+    @staticmethod
+    def _spawn(argv: list[str], env: dict[str, str], program: str) -> subprocess.Popen[bytes]:
+        """Start the plugin in its own session; retry while its binary is being replaced."""
+        delay = _TEXT_BUSY_FIRST_DELAY
+        for attempt in range(1, _TEXT_BUSY_ATTEMPTS + 1):
+            try:
+                return subprocess.Popen(
+                    argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                # libcni retries ETXTBSY too, but returns empty "success" when it gives up.
+                if exc.errno == errno.ETXTBSY and attempt < _TEXT_BUSY_ATTEMPTS:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                reason = (exc.strerror or str(exc)).lower()
+                raise ExecError(
+                    f"netplugin failed with no error message: fork/exec {program}: {reason}"
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def version_info(self, plugin_type: str, path: Sequence[str]) -> PluginInfo:
         """Ask a plugin for its supported versions (Go ``GetVersionInfo``)."""

@@ -21,6 +21,7 @@ from typing import TypeVar
 import attrs
 
 from cnilib import spec
+from cnilib._json import JSONValue
 from cnilib.cache import CacheEntry, FileCache
 from cnilib.config import NetworkConfigList, PluginConf, request_config
 from cnilib.errors import (
@@ -289,9 +290,9 @@ def gc_flow(
                 )
             )
     if spec.has_gc(version):
-        extra = None
+        extra: dict[str, JSONValue] | None = None
         if valid is not None:
-            listed = [a.to_object() for a in valid]
+            listed: list[JSONValue] = [a.to_object() for a in valid]
             # The spec-v1.1.0 tag named the key cni.dev/attachments; send both, as libcni does.
             extra = {"cni.dev/valid-attachments": listed, "cni.dev/attachments": listed}
         for plugin in conflist.plugins:

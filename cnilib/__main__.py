@@ -1,0 +1,5 @@
+"""``python -m cnilib``."""
+
+from cnilib.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""The CLI's commands. Every user error becomes one line on stderr (or a CNI
+error object on stdout with ``--json``) and exit status 1; never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from cnilib.errors import CNIError, ConfigError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    from cnilib.config import NetworkConfigList
+    from cnilib.runtime import CNI, RuntimeConf
+
+__all__ = ["cnitool_container_id", "run"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+def cnitool_container_id(netns: str) -> str:
+    """cnitool's container ID: ``cnitool-`` + hex of the first 10 bytes of
+    sha512(absolute netns path)."""
+    digest = hashlib.sha512(os.path.abspath(netns).encode()).hexdigest()
+    return f"cnitool-{digest[:20]}"
+
+
+def _plugin_path(args: argparse.Namespace) -> list[str]:
+    return [p for p in str(args.cni_path).split(os.pathsep) if p]
+
+
+def _cni(args: argparse.Namespace) -> CNI:
+    from cnilib.invoke import SubprocessExecutor
+    from cnilib.runtime import CNI
+
+    timeout = args.timeout if args.timeout and args.timeout > 0 else None
+    return CNI(
+        _plugin_path(args),
+        cache_dir=args.cache_dir,
+        executor=SubprocessExecutor(timeout=timeout),
+    )
+
+
+def _load_network(args: argparse.Namespace) -> NetworkConfigList:
+    """A network by name from the conf dir, or from a file if given a path."""
+    from cnilib.config import conf_from_file, conflist_from_conf, conflist_from_file, load_conflist
+
+    network = str(args.network)
+    if os.sep in network or os.path.isfile(network):
+        if network.endswith(".conflist"):
+            return conflist_from_file(network)
+        return conflist_from_conf(conf_from_file(network))
+    return load_conflist(args.conf_dir, network)
+
+
+def _runtime_conf(args: argparse.Namespace) -> RuntimeConf:
+    from cnilib.runtime import RuntimeConf, parse_cni_args
+
+    netns = str(args.netns)
+    capability_args: dict[str, object] = {}
+    if args.cap_args:
+        try:
+            capability_args = json.loads(args.cap_args)
+        except json.JSONDecodeError as exc:
+            raise InvalidArgumentError(f"CAP_ARGS is not valid JSON: {exc}") from exc
+        if not isinstance(capability_args, dict):
+            raise InvalidArgumentError("CAP_ARGS must be a JSON object")
+    container_id = args.container_id or (cnitool_container_id(netns) if netns else "")
+    return RuntimeConf(
+        container_id=container_id,
+        netns=os.path.abspath(netns) if netns else "",
+        ifname=args.ifname,
+        args=parse_cni_args(args.args),
+        capability_args=capability_args,  # type: ignore[arg-type]
+    )
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    result = _cni(args).add_network_list(_load_network(args), _runtime_conf(args))
+    if result is not None:
+        print(result.to_json(indent=4))
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    _cni(args).check_network_list(_load_network(args), _runtime_conf(args))
+    return EXIT_OK
+
+
+def _cmd_del(args: argparse.Namespace) -> int:
+    _cni(args).delete_network_list(_load_network(args), _runtime_conf(args))
+    return EXIT_OK
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    _cni(args).gc_network_list(_load_network(args), None)
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    _cni(args).status_network_list(_load_network(args))
+    return EXIT_OK
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    from cnilib.invoke import SubprocessExecutor
+
+    timeout = args.timeout if args.timeout and args.timeout > 0 else None
+    info = SubprocessExecutor(timeout=timeout).version_info(args.plugin, _plugin_path(args))
+    answer = {"cniVersion": info.cni_version, "supportedVersions": list(info.supported_versions)}
+    print(json.dumps(answer))
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from cnilib.config import schema_problems
+
+    try:
+        conflist = _load_network(args)
+    except ConfigError:
+        # The loader stops at the first problem; the schema can still list them all.
+        raw_problems = _raw_schema_problems(str(args.network))
+        if not raw_problems:
+            raise
+        print(f"{args.network}: {len(raw_problems)} problem(s)", file=sys.stderr)
+        for problem in raw_problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_FAILURE
+    problems = schema_problems(conflist)
+    try:
+        capabilities = _cni(args).validate_network_list(conflist)
+    except CNIError as exc:
+        group = getattr(exc, "exceptions", None)
+        problems += [str(e) for e in group] if group else [str(exc)]
+        capabilities = ()
+    where = conflist.source or args.network
+    if problems:
+        print(f'network "{conflist.name}" ({where}): {len(problems)} problem(s)', file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_FAILURE
+    caps = ", ".join(capabilities) or "none"
+    print(
+        f'network "{conflist.name}" ({where}): valid, cniVersion {conflist.cni_version}, '
+        f"capabilities: {caps}"
+    )
+    return EXIT_OK
+
+
+def _raw_schema_problems(path: str) -> list[str]:
+    """Schema problems of a config file that the loader refused (if it is JSON at all)."""
+    from cnilib import schema
+
+    try:
+        with open(path, "rb") as handle:
+            document = json.loads(handle.read())
+    except (OSError, ValueError):
+        return []
+    kind = "netconflist" if isinstance(document, dict) and "plugins" in document else "plugin"
+    return schema.schema_problems(kind, document)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from cnilib.config import scan_conf_dir
+
+    found = scan_conf_dir(args.conf_dir)
+    if not found.networks and not found.problems:
+        print(f"no network configurations in {args.conf_dir}", file=sys.stderr)
+        return EXIT_FAILURE
+    for net in found.networks:
+        plugins = ",".join(p.type for p in net.plugins)
+        print(f"{net.name}\t{net.cni_version or '-'}\t{plugins}\t{net.source}")
+    for problem in found.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    return EXIT_FAILURE if found.problems else EXIT_OK
+
+
+_COMMANDS = {
+    "add": _cmd_add,
+    "check": _cmd_check,
+    "del": _cmd_del,
+    "gc": _cmd_gc,
+    "status": _cmd_status,
+    "version": _cmd_version,
+    "validate": _cmd_validate,
+    "list": _cmd_list,
+}
+
+
+def _report(args: argparse.Namespace, exc: CNIError) -> None:
+    if args.json:
+        print(json.dumps(exc.to_object(), indent=4))
+    else:
+        text = str(exc).replace("\n", "\n  ")
+        print(f"cnilib {args.command}: error: {text}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command; map errors to exit codes."""
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    try:
+        return _COMMANDS[args.command](args)
+    except CNIError as exc:
+        _report(args, exc)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print(f"cnilib {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
