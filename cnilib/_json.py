@@ -10,6 +10,7 @@ same as what Go libcni writes.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import TypeAlias
 
@@ -31,8 +32,34 @@ def _reject_constant(name: str) -> None:
     raise JSONSyntaxError(f"invalid character {name[0]!r} looking for beginning of value")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        # Go: "cannot unmarshal number 1e400 into Go value of type float64".
+        raise JSONSyntaxError(f"number {text} is out of range")
+    return value
+
+
+def _replace_lone_surrogates(value: JSONValue) -> JSONValue:
+    """Go decodes an unpaired ``\\udXXX`` escape as U+FFFD; Python keeps an
+    unencodable surrogate. Only called when the text has such an escape."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {
+            str(_replace_lone_surrogates(k)): _replace_lone_surrogates(v) for k, v in value.items()
+        }
+    return value
+
+
 def loads(data: bytes | str) -> JSONValue:
-    """Decode JSON strictly (UTF-8, no NaN/Infinity); raise :class:`JSONSyntaxError`."""
+    """Decode JSON strictly, as Go does; raise :class:`JSONSyntaxError`.
+
+    UTF-8 only, no NaN/Infinity, no numbers beyond float64, unpaired
+    surrogate escapes become U+FFFD.
+    """
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
@@ -43,11 +70,19 @@ def loads(data: bytes | str) -> JSONValue:
     if not text.strip():
         raise JSONSyntaxError("unexpected end of JSON input")
     try:
-        value: JSONValue = json.loads(text, parse_constant=_reject_constant)
+        value: JSONValue = json.loads(
+            text, parse_constant=_reject_constant, parse_float=_finite_float
+        )
     except json.JSONDecodeError as exc:
         raise JSONSyntaxError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     except RecursionError as exc:
         raise JSONSyntaxError("exceeded max depth") from exc
+    except JSONSyntaxError:
+        raise
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        raise JSONSyntaxError(f"invalid number: {exc}") from exc
+    if "\\ud" in text or "\\uD" in text:
+        value = _replace_lone_surrogates(value)
     return value
 
 

@@ -72,7 +72,7 @@ def run(node: NetNS, ctr: NetNS, tmp: Path) -> None:
     cni.add_network_list(loopback, lo_rt)
     result = cni.add_network_list(bridge, eth_rt)
     print("--- ADD result of the bridge network:")
-    print(result.to_json(indent=4))
+    print(result.to_json(indent=4) if result is not None else "(no result)")
 
     cni.check_network_list(loopback, lo_rt)
     cni.check_network_list(bridge, eth_rt)

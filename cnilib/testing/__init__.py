@@ -17,17 +17,9 @@ from typing import cast
 
 from cnilib.testing._netns import (
     CommandError as CommandError,
-)
-from cnilib.testing._netns import (
     NetNS as NetNS,
-)
-from cnilib.testing._netns import (
     create_netns as create_netns,
-)
-from cnilib.testing._netns import (
     node_and_containers as node_and_containers,
-)
-from cnilib.testing._netns import (
     probe_privileged as probe_privileged,
 )
 

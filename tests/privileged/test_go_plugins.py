@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 import cnilib
+from cnilib.results import ResultV040, ResultV100
 from cnilib.testing import NetNS, read_recording
 
 GO_PLUGINS = Path("/usr/lib/cni")
@@ -36,6 +37,7 @@ pytestmark = [
 ]
 
 JSON = dict[str, Any]
+AnyResult = ResultV040 | ResultV100
 
 
 class GoPluginBug(Exception):  # noqa: N818 -- reads as "the Go plugin has a bug"
@@ -85,6 +87,12 @@ def iptables_save(ns: NetNS, table: str) -> str:
 def sysctl(ns: NetNS, key: str) -> str:
     """Read a ``/proc/sys`` value as seen from inside *ns*."""
     return ns.exec("cat", "/proc/sys/" + key.replace(".", "/")).stdout.strip()
+
+
+def addrs(res: cnilib.Result) -> list[str]:
+    """The CIDR strings of a result's ``ips`` (any version with ``ips``)."""
+    assert isinstance(res, ResultV040 | ResultV100)
+    return [str(ip.address) for ip in res.ips]
 
 
 @dataclass
@@ -137,6 +145,12 @@ class World:
         return cnilib.RuntimeConf(
             container_id=container_id, netns=self.ctr.path, ifname=ifname, **kw
         )
+
+    def add(self, conf: cnilib.NetworkConfigList, rt: cnilib.RuntimeConf) -> AnyResult:
+        """ADD through cnilib; the Go plugins answer 0.3.x/0.4.0 or 1.0.0 results."""
+        res = self.cni.add_network_list(conf, rt)
+        assert isinstance(res, ResultV040 | ResultV100)
+        return res
 
     def ipam_files(self, network: str) -> set[str]:
         """The names in host-local's store for *network*."""
@@ -191,11 +205,11 @@ class TestBridgeHostLocal:
     ) -> None:
         """ADD gives the container its address and default route and enslaves the veth."""
         conf = world.conflist([bridge([V4])], version=version)
-        res = world.cni.add_network_list(conf, world.rt())
+        res = world.add(conf, world.rt())
 
         assert str(res.cni_version) == version
-        assert [ip.address for ip in res.ips] == ["10.250.1.2/24"]
-        assert res.ips[0].gateway == "10.250.1.1"
+        assert addrs(res) == ["10.250.1.2/24"]
+        assert str(res.ips[0].gateway) == "10.250.1.1"
         assert res.ips[0].interface == 2
         br, host_veth, ctr_if = res.interfaces
         assert (br.name, ctr_if.name, ctr_if.sandbox) == ("cnitest0", "eth0", world.ctr.path)
@@ -209,16 +223,16 @@ class TestBridgeHostLocal:
         assert addresses(world.node, "cnitest0") == {"10.250.1.1/24"}
 
         assert "10.250.1.2" in world.ipam_files("gotest")
-        assert (world.data_dir / "gotest" / "10.250.1.2").read_text() == "ctr1\r\neth0"
+        assert (world.data_dir / "gotest" / "10.250.1.2").read_bytes() == b"ctr1\r\neth0"
         assert world.cache_file("gotest").is_file()
         cached = world.cni.cached_result(conf, world.rt())
         assert cached is not None
-        assert [ip.address for ip in cached.ips] == ["10.250.1.2/24"]
+        assert addrs(cached) == ["10.250.1.2/24"]
 
     def test_check_passes_then_notices_a_removed_address(self, world: World) -> None:
         """CHECK succeeds on a fresh attachment and fails once the container lost its address."""
         conf = world.conflist([bridge([V4])])
-        world.cni.add_network_list(conf, world.rt())
+        world.add(conf, world.rt())
         world.cni.check_network_list(conf, world.rt())
 
         world.ctr.exec("ip", "addr", "del", "10.250.1.2/24", "dev", "eth0")
@@ -228,7 +242,7 @@ class TestBridgeHostLocal:
     def test_check_refused_for_a_pre_040_config(self, world: World) -> None:
         """A 0.3.1 conflist cannot be CHECKed; no plugin is asked."""
         conf = world.conflist([bridge([V4]), {"type": "recorder"}], version="0.3.1")
-        world.cni.add_network_list(conf, world.rt())
+        world.add(conf, world.rt())
         with pytest.raises(cnilib.CNIError, match="does not support the CHECK command"):
             world.cni.check_network_list(conf, world.rt())
         assert [e["verb"] for e in read_recording(world.log)] == ["ADD"]
@@ -236,7 +250,7 @@ class TestBridgeHostLocal:
     def test_del_removes_link_ip_and_cache_and_repeats(self, world: World) -> None:
         """DEL removes both veth ends, the IP file and the cache entry, and may be repeated."""
         conf = world.conflist([bridge([V4])])
-        res = world.cni.add_network_list(conf, world.rt())
+        res = world.add(conf, world.rt())
         host_veth = res.interfaces[1].name
 
         world.cni.delete_network_list(conf, world.rt())
@@ -251,9 +265,9 @@ class TestBridgeHostLocal:
     def test_second_container_gets_the_next_address(self, world: World) -> None:
         """Two attachments on one network get distinct addresses on the same bridge."""
         conf = world.conflist([bridge([V4])])
-        first = world.cni.add_network_list(conf, world.rt("ctr1"))
-        second = world.cni.add_network_list(conf, world.rt("ctr2", ifname="eth1"))
-        assert [first.ips[0].address, second.ips[0].address] == ["10.250.1.2/24", "10.250.1.3/24"]
+        first = world.add(conf, world.rt("ctr1"))
+        second = world.add(conf, world.rt("ctr2", ifname="eth1"))
+        assert [*addrs(first), *addrs(second)] == ["10.250.1.2/24", "10.250.1.3/24"]
         ports = bridge_ports(world.node)
         assert ports[first.interfaces[1].name] == ports[second.interfaces[1].name] == "cnitest0"
         world.cni.delete_network_list(conf, world.rt("ctr1"))
@@ -262,9 +276,9 @@ class TestBridgeHostLocal:
     def test_dual_stack_add_check_del(self, world: World) -> None:
         """A v4+v6 attachment gets both addresses and both default routes; DEL frees both."""
         conf = world.conflist([bridge([V4, V6])])
-        res = world.cni.add_network_list(conf, world.rt())
+        res = world.add(conf, world.rt())
 
-        assert sorted(ip.address for ip in res.ips) == ["10.250.1.2/24", "fd00:250::2/64"]
+        assert sorted(addrs(res)) == ["10.250.1.2/24", "fd00:250::2/64"]
         assert addresses(world.ctr, "eth0") == {"10.250.1.2/24", "fd00:250::2/64"}
         v6_default = [r for r in routes(world.ctr, "-6") if r["dst"] == "default"]
         assert [r["gateway"] for r in v6_default] == ["fd00:250::1"]
@@ -274,6 +288,57 @@ class TestBridgeHostLocal:
         world.cni.delete_network_list(conf, world.rt())
         assert world.ipam_files("gotest") & {"10.250.1.2", "fd00:250::2"} == set()
         assert "eth0" not in links(world.ctr)
+
+
+class TestOtherVerbs:
+    """VERSION, validation, GC and version mismatches against the Go plugins."""
+
+    def test_version_info_of_go_bridge(self, world: World) -> None:
+        """Go bridge 1.1.1 supports 0.1.0 to 1.0.0 (exec'd inside the node namespace)."""
+        info = world.cni.get_version_info("bridge")
+        assert [str(v) for v in info.supported_versions] == [
+            "0.1.0",
+            "0.2.0",
+            "0.3.0",
+            "0.3.1",
+            "0.4.0",
+            "1.0.0",
+        ]
+
+    def test_validate_rejects_a_1_1_0_list_for_go_plugins(self, world: World) -> None:
+        """A 1.1.0 conflist does not validate against plugins that stop at 1.0.0."""
+        conf = world.conflist([bridge([V4])], version="1.1.0")
+        with pytest.raises(
+            cnilib.CNIError, match=r'bridge does not support config version "1\.1\.0"'
+        ):
+            world.cni.validate_network_list(conf)
+
+    def test_add_of_unsupported_version_fails_with_code_1_and_no_cache(self, world: World) -> None:
+        """ADD of a 1.1.0 list: Go bridge answers code 1, wrapped as libcni does; nothing cached."""
+        conf = world.conflist([bridge([V4])], version="1.1.0")
+        with pytest.raises(cnilib.PluginError) as info:
+            world.cni.add_network_list(conf, world.rt())
+        assert info.value.code == 1
+        assert str(info.value).startswith('plugin type="bridge" failed (add): ')
+        assert not world.cache_file("gotest").exists()
+        assert "eth0" not in links(world.ctr)
+
+    def test_gc_deletes_only_stale_attachments(self, world: World) -> None:
+        """GC DELs the cached attachment that is not valid and keeps the valid one."""
+        conf = world.conflist([bridge([V4])])
+        keep = world.add(conf, world.rt("keep", ifname="eth0"))
+        stale = world.add(conf, world.rt("stale", ifname="eth1"))
+
+        world.cni.gc_network_list(conf, valid_attachments=[("keep", "eth0")])
+
+        ctr_links = links(world.ctr)
+        assert "eth0" in ctr_links
+        assert "eth1" not in ctr_links
+        assert stale.interfaces[1].name not in links(world.node)
+        assert world.ipam_files("gotest") & {"10.250.1.2", "10.250.1.3"} == {"10.250.1.2"}
+        assert addrs(keep) == ["10.250.1.2/24"]
+        assert world.cache_file("gotest", "keep").exists()
+        assert not world.cache_file("gotest", "stale", "eth1").exists()
 
 
 # --------------------------------------------------------------------------- ptp, loopback
@@ -290,11 +355,11 @@ class TestPtp:
             "routes": [{"dst": "0.0.0.0/0"}],
         }
         conf = world.conflist([{"type": "ptp", "ipam": ipam}], name="ptptest")
-        res = world.cni.add_network_list(conf, world.rt())
+        res = world.add(conf, world.rt())
 
         host_veth, ctr_if = res.interfaces
         assert ctr_if.sandbox == world.ctr.path
-        assert res.ips[0].address == "10.250.2.2/24"
+        assert str(res.ips[0].address) == "10.250.2.2/24"
         assert res.ips[0].interface == 1
         ctr_routes = {r["dst"]: r for r in routes(world.ctr)}
         assert ctr_routes["default"]["gateway"] == "10.250.2.1"
@@ -317,7 +382,7 @@ class TestLoopback:
         """ADD sets lo up (CHECK passes), DEL sets it down (CHECK then fails)."""
         world.ctr.exec("ip", "link", "set", "lo", "down")
         conf = world.conflist([{"type": "loopback"}], name="lo")
-        res = world.cni.add_network_list(conf, world.rt(ifname="lo"))
+        res = world.add(conf, world.rt(ifname="lo"))
 
         assert [(i.name, i.sandbox) for i in res.interfaces] == [("lo", world.ctr.path)]
         assert "UP" in links(world.ctr)["lo"]["flags"]
@@ -365,7 +430,7 @@ class TestChain:
     def test_add_applies_every_plugin(self, world: World) -> None:
         """Each plugin of the chain leaves its mark: sysctl, DNAT, FORWARD accept, tbf, ifb."""
         conf = world.conflist(chain_plugins(), name="chain")
-        res = world.cni.add_network_list(conf, mapped_rt(world))
+        res = world.add(conf, mapped_rt(world))
 
         names = [i.name for i in res.interfaces]
         assert names[:3] == ["cnitest0", names[1], "eth0"]
@@ -388,13 +453,13 @@ class TestChain:
     def test_check_passes_without_port_mappings(self, world: World) -> None:
         """With no mappings portmap passes through, and CHECK of the whole chain succeeds."""
         conf = world.conflist(chain_plugins(), name="chain")
-        world.cni.add_network_list(conf, world.rt())
+        world.add(conf, world.rt())
         world.cni.check_network_list(conf, world.rt())
 
     def test_del_undoes_every_plugin(self, world: World) -> None:
         """DEL (in reverse) removes DNAT, firewall and masq rules, the ifb, the veth and the IP."""
         conf = world.conflist(chain_plugins(), name="chain")
-        res = world.cni.add_network_list(conf, mapped_rt(world))
+        res = world.add(conf, mapped_rt(world))
         ifb, host_veth = res.interfaces[3].name, res.interfaces[1].name
 
         world.cni.delete_network_list(conf, mapped_rt(world))
@@ -418,7 +483,7 @@ class TestChain:
     def test_check_with_port_mappings(self, world: World) -> None:
         """CHECK of the chain with a port mapping succeeds (fails in Go portmap 1.1.1)."""
         conf = world.conflist(chain_plugins(), name="chain")
-        world.cni.add_network_list(conf, mapped_rt(world))
+        world.add(conf, mapped_rt(world))
         assert "--to-destination 10.250.1.2:80" in iptables_save(world.node, "nat")
         try:
             world.cni.check_network_list(conf, mapped_rt(world))
@@ -435,7 +500,7 @@ class TestChain:
     def test_check_with_ifname_placeholder(self, world: World) -> None:
         """CHECK of a tuning sysctl written with IFNAME succeeds (fails in Go tuning 1.1.1)."""
         conf = world.conflist(chain_plugins(ifname_placeholder=True), name="chain")
-        world.cni.add_network_list(conf, world.rt())
+        world.add(conf, world.rt())
         assert sysctl(world.ctr, "net.ipv4.conf.eth0.accept_redirects") == "0"
         try:
             world.cni.check_network_list(conf, world.rt())
@@ -451,7 +516,7 @@ class TestSbr:
     def test_add_moves_routes_to_table_100_and_del_removes_rule(self, world: World) -> None:
         """sbr adds a source rule to table 100 on ADD and removes it on DEL."""
         conf = world.conflist([bridge([V4]), {"type": "sbr"}], name="sbrtest")
-        world.cni.add_network_list(conf, world.rt())
+        world.add(conf, world.rt())
         rules = ip_json(world.ctr, "rule")
         assert any(r.get("src") == "10.250.1.2" and r.get("table") == "100" for r in rules)
         world.cni.delete_network_list(conf, world.rt())
@@ -466,13 +531,13 @@ class TestSbr:
     def test_check(self, world: World) -> None:
         """CHECK of bridge -> sbr succeeds (bridge 1.1.1 fails it: routes moved by sbr)."""
         conf = world.conflist([bridge([V4]), {"type": "sbr"}], name="sbrtest")
-        world.cni.add_network_list(conf, world.rt())
+        world.add(conf, world.rt())
         table_100 = ip_json(world.ctr, "route", "show", "table", "100")
         assert any(r.get("gateway") == "10.250.1.1" for r in table_100)
         try:
             world.cni.check_network_list(conf, world.rt())
         except cnilib.PluginError as exc:
-            if "Failed to find Gateway" in str(exc) and "bridge" in str(exc):
+            if "Failed to find Gateway" in str(exc):  # bridge's words; sbr CHECK is a no-op
                 raise GoPluginBug(str(exc)) from exc
             raise
 
@@ -528,7 +593,7 @@ class TestGoWrittenCache:
 
         cached = world.cni.cached_result(conf, rt)
         assert cached is not None
-        assert [ip.address for ip in cached.ips] == ["10.88.10.2/24"]
+        assert addrs(cached) == ["10.88.10.2/24"]
 
         world.cni.delete_network_list(conf, rt)
 

@@ -1,0 +1,47 @@
+"""An in-memory executor for testing runtime logic without processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from cnilib.invoke import Invocation, PluginInfo
+from cnilib.invoke._decode import decode_version_info
+
+__all__ = ["MockExecutor"]
+
+Handler = Callable[[Invocation], bytes]
+
+
+class MockExecutor:
+    """Answers every invocation with ``handler(invocation)`` and records it.
+
+    The handler returns the plugin's stdout, or raises a :class:`cnilib.CNIError`
+    to play a failing plugin (like httpx's ``MockTransport``)::
+
+        def handler(inv: Invocation) -> bytes:
+            return b'{"cniVersion": "1.1.0"}' if inv.command == "ADD" else b""
+
+        cni = CNI(["/unused"], executor=MockExecutor(handler))
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.invocations: list[Invocation] = []
+
+    def find(self, plugin_type: str, path: Sequence[str]) -> str:
+        """Every plugin "exists"."""
+        return plugin_type
+
+    def exec(self, invocation: Invocation) -> bytes:
+        """Record the invocation and return the handler's answer."""
+        self.invocations.append(invocation)
+        return self.handler(invocation)
+
+    def version_info(self, plugin_type: str, path: Sequence[str]) -> PluginInfo:
+        """Ask the handler with a VERSION invocation."""
+        from cnilib.invoke import Command
+
+        invocation = Invocation(
+            command=Command.VERSION, plugin_type=plugin_type, stdin=b"", path=tuple(path)
+        )
+        return decode_version_info(self.exec(invocation))
