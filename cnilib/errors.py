@@ -380,7 +380,8 @@ class CNIErrorGroup(ExceptionGroup[CNIError], CNIError):  # noqa: N818
         ExceptionGroup.__init__(self, msg, errors)
         self.msg = msg
         self.code = ErrorCode.UNKNOWN
-        self.details = ""
+        # The error object (CLI --json) carries every member in its details.
+        self.details = "\n".join(str(e) for e in errors)
         self.context = ()
 
     def __str__(self) -> str:

@@ -46,7 +46,7 @@ def validate_interface_name(ifname: str) -> None:
     code = ErrorCode.INVALID_ENVIRONMENT_VARIABLES
     if ifname == "":
         raise InvalidArgumentError("interface name is empty", code=code)
-    if len(ifname.encode()) > _MAX_IFNAME_BYTES:
+    if len(ifname.encode("utf-8", "surrogatepass")) > _MAX_IFNAME_BYTES:
         raise InvalidArgumentError(
             "interface name is too long",
             code=code,

@@ -2,10 +2,10 @@
 
 ``<cache_dir>/results/<network>-<containerID>-<ifname>`` holds a compact
 ``cniCacheV1`` JSON object (dir 0700, file 0600) that Go tools read too.
-Unlike libcni, writes are atomic (temporary file, fsync, rename, fsync of
-the directory), so a crash leaves either the old entry or the new one,
-never half of one; temporary files start with ``.`` and are never mistaken
-for entries.
+Unlike libcni, writes are atomic (temporary file in ``<cache_dir>/.cnilib-tmp``,
+fsync, rename into ``results/``, fsync of the directory), so a crash leaves
+either the old entry or the new one, never half of one, and nothing that Go
+tools could mistake for an entry.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ class CacheEntry:
         if self.capability_args:
             parts.append(f'"capabilityArgs":{go_dumps(dict(self.capability_args))}')
         if self.result:
-            parts.append(f'"result":{go_dumps(self.result, sort_keys=False)}')
+            # libcni turns the result into a map[string]interface{} before it
+            # marshals the entry, so Go writes its keys sorted at every level.
+            parts.append(f'"result":{go_dumps(self.result)}')
         return "{" + ",".join(parts) + "}"
 
 
@@ -149,6 +151,10 @@ class FileCache:
     def __init__(self, cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR) -> None:
         self.cache_dir = os.fspath(cache_dir)
         self.results_dir = os.path.join(self.cache_dir, "results")
+        # Temporary files live beside results/, not in it: Go's
+        # GetCachedAttachments reads every file in results/, so a file left
+        # by a crash mid-write must never be there.
+        self.tmp_dir = os.path.join(self.cache_dir, ".cnilib-tmp")
 
     def __repr__(self) -> str:
         return f"FileCache({self.cache_dir!r})"
@@ -165,8 +171,12 @@ class FileCache:
         path = self.path(entry.network_name, entry.container_id, entry.ifname)
         data = entry.to_json().encode()
         try:
+            # makedirs applies the mode to the last level only; Go's MkdirAll(0700)
+            # makes every new level private, so create the cache dir itself first.
+            os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
             os.makedirs(self.results_dir, mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.results_dir)
+            os.makedirs(self.tmp_dir, mode=0o700, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix="entry-", dir=self.tmp_dir)
         except OSError as exc:
             raise CacheError(f"cannot write cache entry: {exc.strerror}", path=path) from exc
         try:

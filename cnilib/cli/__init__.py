@@ -59,16 +59,29 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print errors as a CNI error object on stdout"
     )
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log plugins' stderr and cnilib's steps"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log plugins' stderr and cnilib's warnings to stderr",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def attachment(name: str, text: str, *, netns_required: bool) -> None:
+    def network_command(name: str, text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("network", help="network name in the conf dir, or a config file path")
-        cmd.add_argument(
-            "netns", nargs=None if netns_required else "?", default="", help="netns path"
-        )
+        return cmd
+
+    for name, text in (
+        ("gc", "GC the network: DEL every cached attachment, then GC its plugins"),
+        ("status", "ask the network's plugins whether they can serve ADD"),
+    ):
+        cmd = network_command(name, text)
+        # cnitool accepts (and ignores) a netns here too.
+        cmd.add_argument("netns", nargs="?", default="", help="ignored (cnitool compatibility)")
+
+    def attachment(name: str, text: str) -> None:
+        cmd = network_command(name, text)
+        cmd.add_argument("netns", help="network namespace path, e.g. /run/netns/ctr1")
         cmd.add_argument(
             "--container-id", help="container ID (default: derived from the netns path)"
         )
@@ -83,11 +96,9 @@ def _parser() -> argparse.ArgumentParser:
             "--cap-args", default=os.environ.get("CAP_ARGS", ""), help="capability args (JSON)"
         )
 
-    attachment("add", "ADD the network to a namespace and print the result", netns_required=True)
-    attachment("check", "CHECK an attachment against its cached result", netns_required=True)
-    attachment("del", "DEL the network from a namespace", netns_required=True)
-    attachment("gc", "GC the network: remove every cached attachment", netns_required=False)
-    attachment("status", "ask the network's plugins whether they are ready", netns_required=False)
+    attachment("add", "ADD the network to a namespace and print the result")
+    attachment("check", "CHECK an attachment against its cached result")
+    attachment("del", "DEL the network from a namespace")
 
     version = sub.add_parser("version", help="print the spec versions a plugin supports")
     version.add_argument("plugin", help="plugin type, looked up on CNI_PATH")

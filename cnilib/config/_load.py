@@ -49,11 +49,18 @@ def conf_files(directory: str | os.PathLike[str], extensions: Sequence[str]) -> 
         return []
     except OSError as exc:
         raise ConfigError(f"error reading directory: {exc.strerror}", path=str(directory)) from exc
+    # Go's filepath.Ext: from the last "." (so ".conflist" alone has that
+    # extension); a symlink to a directory is listed, as os.ReadDir does.
     return [
         entry.path
         for entry in entries
-        if not entry.is_dir() and os.path.splitext(entry.name)[1] in extensions
+        if not entry.is_dir(follow_symlinks=False) and _extension(entry.name) in extensions
     ]
+
+
+def _extension(name: str) -> str:
+    dot = name.rfind(".")
+    return name[dot:] if dot >= 0 else ""
 
 
 def _read(path: str | os.PathLike[str]) -> bytes:

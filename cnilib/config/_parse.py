@@ -120,50 +120,59 @@ def _select_version(
     return str(max(candidates, key=lambda v: v.key)), versions
 
 
+_STRING_LISTS_OF_DNS = ("nameservers", "search", "options")
+
+
 def _plugin_from_mapping(
     raw: JSONObject, data: bytes, source: str | None, field_prefix: str, msg_prefix: str = ""
 ) -> PluginConf:
-    """Check the typed keys of one plugin object (Go ``types.PluginConf``)."""
+    """Check the typed keys of one plugin object (Go ``types.PluginConf``).
+
+    As in Go's decoder, JSON ``null`` in a typed field means "absent".
+    """
     prefix = msg_prefix + _CONF_PREFIX
 
-    def bad(key: str, want: str) -> ConfigError:
+    def bad(field: str, want: str, value: object) -> ConfigError:
         return ConfigError(
-            f"{prefix}field {key!r} must be {want}, got {go_type(raw[key])}",
+            f"{prefix}field {field!r} must be {want}, got {go_type(value)}",
             path=source,
-            field=f"{field_prefix}.{key}",
+            field=f"{field_prefix}.{field}",
         )
 
-    plugin_type = raw.get("type", "")
-    if not isinstance(plugin_type, str):
-        raise bad("type", "a string")
-    if plugin_type == "":
+    def check(
+        container: Mapping[str, JSONValue], key: str, kind: type, want: str, field: str
+    ) -> None:
+        value = container.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise bad(field, want, value)
+
+    plugin_type = raw.get("type")
+    if plugin_type is not None and not isinstance(plugin_type, str):
+        raise bad("type", "a string", plugin_type)
+    if not plugin_type:
         raise ConfigError(f"{prefix}missing 'type'", path=source, field=f"{field_prefix}.type")
     for key in ("name", "cniVersion"):
-        if key in raw and not isinstance(raw[key], str):
-            raise bad(key, "a string")
+        check(raw, key, str, "a string", key)
+    for key in ("capabilities", "ipam", "dns", "prevResult"):
+        check(raw, key, dict, "an object", key)
     capabilities: dict[str, bool] = {}
-    if "capabilities" in raw and raw["capabilities"] is not None:
-        caps = raw["capabilities"]
-        if not isinstance(caps, dict):
-            raise bad("capabilities", "an object of booleans")
-        for cap, enabled in caps.items():
-            if not isinstance(enabled, bool):
-                raise ConfigError(
-                    f"{prefix}capability {cap!r} must be a boolean, got {go_type(enabled)}",
-                    path=source,
-                    field=f"{field_prefix}.capabilities.{cap}",
-                )
-            capabilities[cap] = enabled
-    for key in ("ipam", "dns"):
-        if key in raw and raw[key] is not None and not isinstance(raw[key], dict):
-            raise bad(key, "an object")
+    caps = raw.get("capabilities")
+    for cap, enabled in (caps or {}).items() if isinstance(caps, dict) else ():
+        if enabled is not None and not isinstance(enabled, bool):
+            raise bad(f"capabilities.{cap}", "a boolean", enabled)
+        capabilities[cap] = bool(enabled)
     ipam = raw.get("ipam")
-    if isinstance(ipam, dict) and "type" in ipam and not isinstance(ipam["type"], str):
-        raise ConfigError(
-            f"{prefix}field 'ipam.type' must be a string, got {go_type(ipam['type'])}",
-            path=source,
-            field=f"{field_prefix}.ipam.type",
-        )
+    if isinstance(ipam, dict):
+        check(ipam, "type", str, "a string", "ipam.type")
+    dns = raw.get("dns")
+    if isinstance(dns, dict):
+        check(dns, "domain", str, "a string", "dns.domain")
+        for key in _STRING_LISTS_OF_DNS:
+            entries = dns.get(key)
+            if entries is not None and (
+                not isinstance(entries, list) or not all(isinstance(e, str) for e in entries)
+            ):
+                raise bad(f"dns.{key}", "a list of strings", entries)
     name = raw.get("name")
     version = raw.get("cniVersion")
     return PluginConf(

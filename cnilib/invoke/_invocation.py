@@ -49,7 +49,7 @@ class Invocation:
     """One plugin call: verb, parameters and stdin.
 
     ``timeout`` (seconds) overrides the executor's default deadline for this
-    call; ``None`` keeps the default.
+    call; ``None`` keeps the default and ``math.inf`` means no deadline.
     """
 
     command: Command

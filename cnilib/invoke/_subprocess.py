@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import signal
 import stat
@@ -103,10 +104,12 @@ class SubprocessExecutor:
         """Run one plugin call; return its stdout or raise a :class:`CNIError`."""
         program = self.find(invocation.plugin_type, invocation.path)
         timeout = invocation.timeout if invocation.timeout is not None else self.timeout
+        if timeout is not None and math.isinf(timeout):
+            timeout = None
         argv = [*self.wrapper, program]
         env = invocation.environ(self.env)
         started = time.monotonic()
-        proc = self._spawn(argv, env, program)
+        proc = self._spawn(argv, env)
         try:
             stdout, stderr = proc.communicate(invocation.stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -131,7 +134,7 @@ class SubprocessExecutor:
         raise decode_failure(stdout, stderr, _exit_reason(proc.returncode), proc.returncode)
 
     @staticmethod
-    def _spawn(argv: list[str], env: dict[str, str], program: str) -> subprocess.Popen[bytes]:
+    def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         """Start the plugin in its own session; retry while its binary is being replaced."""
         delay = _TEXT_BUSY_FIRST_DELAY
         for attempt in range(1, _TEXT_BUSY_ATTEMPTS + 1):
@@ -152,7 +155,7 @@ class SubprocessExecutor:
                     continue
                 reason = (exc.strerror or str(exc)).lower()
                 raise ExecError(
-                    f"netplugin failed with no error message: fork/exec {program}: {reason}"
+                    f"netplugin failed with no error message: fork/exec {argv[0]}: {reason}"
                 ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 import attrs
 
@@ -28,7 +29,7 @@ def _args_tuple(
 
 
 def _freeze_caps(value: Mapping[str, JSONValue]) -> Mapping[str, JSONValue]:
-    return dict(value)
+    return MappingProxyType(dict(value))
 
 
 @attrs.frozen

@@ -235,7 +235,11 @@ def check_flow(
 def status_flow(
     ctx: FlowContext, conflist: NetworkConfigList
 ) -> Generator[Invocation, bytes, None]:
-    """STATUS (1.1): each plugin in order; the first error is raised with its code."""
+    """STATUS (1.1): each plugin in order; the first error is raised with its code.
+
+    Divergence: the error names the plugin (``plugin type="X" failed
+    (status):``); libcni returns it bare. Type and code (50/51) are unchanged.
+    """
     try:
         version = spec.parse_version(conflist.cni_version)
     except CNIError:
@@ -259,7 +263,9 @@ def gc_flow(
     ``valid=None`` means "no list given" (cnitool's ``gc``): every cached
     attachment of the network is deleted and plugins get no attachment key.
     Divergence: an unreadable cache directory is reported as one of the
-    failures instead of silently skipping GC altogether.
+    failures instead of silently skipping GC altogether; an unparseable
+    ``cniVersion`` is raised before anything runs (libcni would attempt, and
+    fail, every stale DEL and then skip the plugins' GC).
     """
     if conflist.disable_gc:
         return

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
+
+import attrs
 
 from cnilib.cache import DEFAULT_CACHE_DIR, CacheEntry, FileCache
 from cnilib.config import NetworkConfigList, PluginConf
@@ -55,7 +58,8 @@ class CNI:
     :param plugin_dirs: directories searched for plugin executables (``CNI_PATH``).
     :param cache_dir: where results are cached (``<cache_dir>/results``).
     :param executor: how plugins run; default :class:`SubprocessExecutor`.
-    :param timeout: deadline per plugin call for the default executor.
+    :param timeout: deadline in seconds for each plugin call, after which the
+        plugin's process group is killed; ``None`` for no deadline.
 
     Methods raise :class:`cnilib.CNIError` subclasses only.
     """
@@ -71,8 +75,10 @@ class CNI:
         self.plugin_dirs = tuple(os.fspath(d) for d in plugin_dirs)
         self.cache = FileCache(cache_dir)
         self.executor: Executor = executor or SubprocessExecutor(timeout=timeout)
-        self._ctx = FlowContext(cache=self.cache, path=self.plugin_dirs)
-        self._single_ctx = FlowContext(cache=self.cache, path=self.plugin_dirs, wrap_errors=False)
+        # The deadline travels with each invocation, so it holds for any executor.
+        deadline = math.inf if timeout is None else timeout
+        self._ctx = FlowContext(cache=self.cache, path=self.plugin_dirs, timeout=deadline)
+        self._single_ctx = attrs.evolve(self._ctx, wrap_errors=False)
 
     def __repr__(self) -> str:
         return f"CNI({list(self.plugin_dirs)!r}, cache_dir={self.cache.cache_dir!r})"

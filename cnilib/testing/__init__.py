@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import cast
 
+from cnilib.testing._mock import MockExecutor as MockExecutor
 from cnilib.testing._netns import (
     CommandError as CommandError,
     NetNS as NetNS,
@@ -26,6 +27,7 @@ from cnilib.testing._netns import (
 __all__ = [
     "RECORDING_PLUGIN",
     "CommandError",
+    "MockExecutor",
     "NetNS",
     "create_netns",
     "install_recording_plugin",

@@ -42,6 +42,9 @@ class MockExecutor:
         from cnilib.invoke import Command
 
         invocation = Invocation(
-            command=Command.VERSION, plugin_type=plugin_type, stdin=b"", path=tuple(path)
+            command=Command.VERSION,
+            plugin_type=plugin_type,
+            stdin=b'{"cniVersion":"1.1.0"}',
+            path=tuple(path),
         )
         return decode_version_info(self.exec(invocation))

@@ -161,7 +161,7 @@ class TestAdd:
         assert [["A", "b"]] == entry["cniArgs"]
         assert 0o600 == stat.S_IMODE(path.stat().st_mode)
         assert 0o700 == stat.S_IMODE(path.parent.stat().st_mode)
-        assert [] == [n for n in os.listdir(path.parent) if n.startswith(".")]
+        assert [] == os.listdir(path.parent.parent / ".cnilib-tmp")
 
     def test_failure_wraps_error_keeps_code_and_caches_nothing(
         self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path, cache_dir: Path

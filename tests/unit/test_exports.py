@@ -1,0 +1,52 @@
+"""The public surface: every exported name resolves, and importing is cheap."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import cnilib
+
+
+class TestExports:
+    @pytest.mark.parametrize("name", cnilib.__all__)
+    def test_every_exported_name_resolves(self, name: str) -> None:
+        """Each name in cnilib.__all__ is an attribute of the package."""
+        assert getattr(cnilib, name) is not None
+
+    def test_all_has_no_duplicates_or_private_names(self) -> None:
+        """__all__ lists each public name once and nothing private (but __version__)."""
+        names = [n for n in cnilib.__all__ if n != "__version__"]
+
+        assert len(set(names)) == len(names)
+        assert [] == [n for n in names if n.startswith("_")]
+
+    def test_unknown_attribute_is_attribute_error(self) -> None:
+        """A missing name raises AttributeError, as for any module."""
+        with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+            _ = cnilib.Nope
+
+    def test_dir_lists_lazy_names(self) -> None:
+        """dir(cnilib) shows names that are loaded lazily."""
+        assert {"CNI", "RuntimeConf", "Result"} <= set(dir(cnilib))
+
+    def test_errors_share_one_root(self) -> None:
+        """Every exported exception class derives from CNIError."""
+        errors = [getattr(cnilib, n) for n in cnilib.__all__ if n.endswith("Error")]
+
+        assert all(issubclass(e, cnilib.CNIError) for e in errors)
+
+    def test_import_is_lazy(self) -> None:
+        """import cnilib loads neither attrs, cattrs, jsonschema nor pyroute2."""
+        code = (
+            "import sys, cnilib\n"
+            "print(sorted(m for m in ('attrs', 'cattrs', 'jsonschema', 'pyroute2') "
+            "if m in sys.modules))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+
+        assert "[]" == out.stdout.strip()
