@@ -1,0 +1,34 @@
+"""Run every benchmark in one go and print their tables (``make bench``).
+
+The privileged one (bridge) is skipped with a note when not root.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+SCRIPTS = ["bench_overhead.py", "bench_startup.py", "bench_bridge.py"]
+
+
+def main() -> int:
+    print(
+        f"# cnilib benchmarks: Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"kernel {platform.release()}"
+    )
+    failed = 0
+    for script in SCRIPTS:
+        if script == "bench_bridge.py" and os.geteuid() != 0:
+            print(f"\n(skipping {script}: needs root)")
+            continue
+        proc = subprocess.run([sys.executable, str(HERE / script)], check=False)
+        failed += proc.returncode != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
