@@ -204,7 +204,11 @@ def _report(args: argparse.Namespace, exc: CNIError) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; map errors to exit codes."""
     if args.verbose:
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        library_log = logging.getLogger("cnilib")
+        library_log.addHandler(handler)
+        library_log.setLevel(logging.DEBUG)
     try:
         return _COMMANDS[args.command](args)
     except CNIError as exc:

@@ -110,24 +110,25 @@ class SubprocessExecutor:
         env = invocation.environ(self.env)
         started = time.monotonic()
         proc = self._spawn(argv, env)
-        try:
-            stdout, stderr = proc.communicate(invocation.stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            _, stderr = proc.communicate()
-            elapsed = time.monotonic() - started
-            _log_stderr(invocation, stderr)
-            raise PluginTimeoutError(
-                f"{invocation.describe()} timed out after {elapsed:.1f}s "
-                f"(deadline {timeout:g}s); its process group was killed",
-                elapsed=elapsed,
-                stderr=tail(stderr),
-            ) from None
-        except BaseException:
-            # Interrupted (KeyboardInterrupt, ...): never leave the plugin running.
-            _kill_group(proc)
-            proc.wait()
-            raise
+        # The context closes the pipes and reaps the process on every path.
+        with proc:
+            try:
+                stdout, stderr = proc.communicate(invocation.stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                _, stderr = proc.communicate()
+                elapsed = time.monotonic() - started
+                _log_stderr(invocation, stderr)
+                raise PluginTimeoutError(
+                    f"{invocation.describe()} timed out after {elapsed:.1f}s "
+                    f"(deadline {timeout:g}s); its process group was killed",
+                    elapsed=elapsed,
+                    stderr=tail(stderr),
+                ) from None
+            except BaseException:
+                # Interrupted (KeyboardInterrupt, ...): never leave the plugin running.
+                _kill_group(proc)
+                raise
         _log_stderr(invocation, stderr)
         if proc.returncode == 0:
             return stdout
