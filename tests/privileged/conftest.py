@@ -6,8 +6,11 @@ namespaces or veth pairs cannot be created, or when CNILIB_TESTS_UNPRIVILEGED=1.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Generator
 from pathlib import Path
 
+import pluggy
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -23,3 +26,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _require_privileges(privileged: None) -> None:
     """Skip by probe (the session fixture ``privileged``) before any test here runs."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
+    """With CNILIB_REQUIRE_PRIVILEGED=1 (CI, which runs as root), a skip here is a failure:
+    the kernel-facing tests must really run, not quietly skip."""
+    outcome = yield
+    report = outcome.get_result()
+    required = os.environ.get("CNILIB_REQUIRE_PRIVILEGED") == "1"
+    in_here = item.path.resolve().is_relative_to(HERE)
+    if required and in_here and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"privileged test skipped where it is required: {report.longrepr}"
