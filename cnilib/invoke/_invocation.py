@@ -39,6 +39,10 @@ class Command(enum.StrEnum):
         return "delete" if self is Command.DEL else self.value.lower()
 
 
+VERSION_STDIN = b'{"cniVersion":"1.1.0"}'
+"""What VERSION reads on stdin: libcni sends its ``version.Current()``."""
+
+
 def format_cni_args(args: Sequence[tuple[str, str]]) -> str:
     """``CNI_ARGS`` text: ``K=V`` pairs joined by ``;`` (no escaping, as libcni)."""
     return ";".join(f"{key}={value}" for key, value in args)
@@ -62,6 +66,19 @@ class Invocation:
     path: tuple[str, ...] = ()
     plugin_name: str | None = None
     timeout: float | None = None
+
+    @classmethod
+    def version(
+        cls, plugin_type: str, path: Sequence[str], *, timeout: float | None = None
+    ) -> Invocation:
+        """A VERSION call; stdin names the newest version we speak, as libcni does."""
+        return cls(
+            command=Command.VERSION,
+            plugin_type=plugin_type,
+            stdin=VERSION_STDIN,
+            path=tuple(path),
+            timeout=timeout,
+        )
 
     def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The plugin's environment: ``base`` (default ``os.environ``) with every

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from cnilib.errors import CNIError, ExecError, PluginNotFoundError, PluginTimeoutError
 from cnilib.invoke._decode import decode_failure, decode_version_info, is_pre_version_plugin, tail
-from cnilib.invoke._invocation import Command, Invocation, PluginInfo
+from cnilib.invoke._invocation import Invocation, PluginInfo
 
 __all__ = ["DEFAULT_TIMEOUT", "SubprocessExecutor", "find_in_path"]
 
@@ -162,14 +162,8 @@ class SubprocessExecutor:
 
     def version_info(self, plugin_type: str, path: Sequence[str]) -> PluginInfo:
         """Ask a plugin for its supported versions (Go ``GetVersionInfo``)."""
-        invocation = Invocation(
-            command=Command.VERSION,
-            plugin_type=plugin_type,
-            stdin=b'{"cniVersion":"1.1.0"}',
-            path=tuple(path),
-        )
         try:
-            stdout = self.exec(invocation)
+            stdout = self.exec(Invocation.version(plugin_type, path))
         except CNIError as exc:
             if is_pre_version_plugin(exc):
                 return PluginInfo("0.1.0", ("0.1.0",))

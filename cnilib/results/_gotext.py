@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+from cnilib._json import type_name
+
 __all__ = ["clean_str", "go_quote", "json_kind"]
 
 _SURROGATES: Final = re.compile("[\ud800-\udfff]")
@@ -18,19 +20,7 @@ def clean_str(text: str) -> str:
 
 def json_kind(value: object) -> str:
     """How Go's ``UnmarshalTypeError`` names the JSON value it could not store."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
+    return "bool" if isinstance(value, bool) else type_name(value)
 
 
 _QUOTE_ESCAPES: Final[Mapping[str, str]] = {

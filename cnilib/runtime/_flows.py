@@ -318,15 +318,8 @@ def gc_flow(
 
 def version_flow(ctx: FlowContext, plugin_type: str) -> Generator[Invocation, bytes, PluginInfo]:
     """VERSION of one plugin (Go ``GetVersionInfo``)."""
-    invocation = Invocation(
-        command=Command.VERSION,
-        plugin_type=plugin_type,
-        stdin=b'{"cniVersion":"' + str(spec.CURRENT).encode() + b'"}',
-        path=ctx.path,
-        timeout=ctx.timeout,
-    )
     try:
-        stdout = yield invocation
+        stdout = yield Invocation.version(plugin_type, ctx.path, timeout=ctx.timeout)
     except CNIError as exc:
         if is_pre_version_plugin(exc):
             return PluginInfo("0.1.0", ("0.1.0",))

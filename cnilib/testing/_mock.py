@@ -39,12 +39,4 @@ class MockExecutor:
 
     def version_info(self, plugin_type: str, path: Sequence[str]) -> PluginInfo:
         """Ask the handler with a VERSION invocation."""
-        from cnilib.invoke import Command
-
-        invocation = Invocation(
-            command=Command.VERSION,
-            plugin_type=plugin_type,
-            stdin=b'{"cniVersion":"1.1.0"}',
-            path=tuple(path),
-        )
-        return decode_version_info(self.exec(invocation))
+        return decode_version_info(self.exec(Invocation.version(plugin_type, path)))

@@ -202,7 +202,7 @@ class TestTypeName:
             ("", "string"),
             ([], "array"),
             ({}, "object"),
-            ((), "tuple"),
+            ((), "array"),  # a sequence about to be encoded
         ],
     )
     def test_names(self, value: object, expected: str) -> None:
