@@ -7,7 +7,7 @@ other 1.1 route fields just as libcni's does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 import attrs
@@ -84,6 +84,17 @@ class Result:
 
     IMPLEMENTED_VERSION: ClassVar[str]
     """The family's highest version, assumed when ``cni_version`` is empty."""
+
+    @staticmethod
+    def from_json(data: bytes | str | Mapping[str, object], *, default_version: str = "") -> Result:
+        """Decode result JSON into the right family (see :func:`cnilib.results.decode_result`).
+
+        ``default_version`` is assumed when the JSON has no ``cniVersion``
+        (libcni uses the request config's; ``""`` means 0.1.0).
+        """
+        from cnilib.results._decode import decode_result  # import cycle
+
+        return decode_result(data, default_version=default_version)
 
     def convert_to(self, version: str | SpecVersion) -> Result:
         """This result as ``version`` (Go ``GetAsVersion``); ``""`` means 0.1.0.

@@ -396,3 +396,22 @@ class TestImportHygiene:
                 for name in names:
                     assert name.split(".")[0] in allowed_roots, f"{path.name} imports {name}"
                     assert not name.startswith(("cnilib.schema", "cnilib.runtime", "cnilib.cli"))
+
+
+class TestResultFromJson:
+    def test_round_trip_through_the_base_class(self) -> None:
+        """Result.from_json picks the family from cniVersion and round-trips to_json."""
+        from cnilib.results import Result, ResultV040
+
+        text = '{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.1.0.2/24"}],"dns":{}}'
+
+        result = Result.from_json(text)
+
+        assert isinstance(result, ResultV040)
+        assert text == result.to_json()
+
+    def test_default_version_applies_when_missing(self) -> None:
+        """Without cniVersion the given default decides the family."""
+        from cnilib.results import Result
+
+        assert "1.0.0" == Result.from_json(b"{}", default_version="1.0.0").cni_version
