@@ -16,7 +16,8 @@
     ├── ExecError                             a plugin could not be run or understood
     │   ├── PluginNotFoundError (+ FileNotFoundError)   .plugin_type .search_path
     │   ├── PluginOutputError                 failed without a decodable error object
-    │   └── PluginTimeoutError (+ TimeoutError)         .elapsed
+    │   ├── PluginTimeoutError (+ TimeoutError)         .elapsed
+    │   └── OperationCancelledError           an asyncio call was cancelled (ADD rolls back)
     ├── PluginError                           the plugin answered with a CNI error object
     │   ├── TryAgainLaterError                code 11
     │   ├── PluginNotAvailableError           code 50 (STATUS)
@@ -24,6 +25,7 @@
     ├── CacheError                            unreadable or corrupt cache entry; .path
     └── CNIErrorGroup (+ ExceptionGroup)      several independent failures
         ├── GCError                           stale DELs and plugin GCs that failed
+        ├── TeardownError                     networks of a multi-network teardown that failed
         └── ValidationGroupError              validate_network_list found several problems
 
 Every error can add context without losing its type or code: the runtime
@@ -53,6 +55,7 @@ __all__ = [
     "InvalidArgumentError",
     "LimitedConnectivityError",
     "NoConfigsFoundError",
+    "OperationCancelledError",
     "PluginError",
     "PluginNotAvailableError",
     "PluginNotFoundError",
@@ -60,6 +63,8 @@ __all__ = [
     "PluginTimeoutError",
     "ResultConversionError",
     "ResultDecodeError",
+    "RollbackOutcome",
+    "TeardownError",
     "TryAgainLaterError",
     "ValidationGroupError",
     "VersionError",
@@ -93,6 +98,38 @@ def _code(value: int) -> int:
         return value
 
 
+class RollbackOutcome:
+    """What cnilib did to undo a failed ADD (transactional ADD).
+
+    ``deleted`` names the plugins that got DEL and succeeded, in the order
+    they ran; ``failures`` holds each DEL that failed. An ADD whose rollback
+    is ``clean`` left nothing behind, not even a cache entry; otherwise the
+    entry is kept (marked pending) so that a later DEL or GC can finish the job.
+    """
+
+    __slots__ = ("deleted", "failures")
+
+    def __init__(self, deleted: Sequence[str] = (), failures: Sequence[CNIError] = ()) -> None:
+        self.deleted = tuple(deleted)
+        self.failures = tuple(failures)
+
+    @property
+    def clean(self) -> bool:
+        """Every DEL of the rollback succeeded."""
+        return not self.failures
+
+    def __repr__(self) -> str:
+        return f"RollbackOutcome(deleted={self.deleted!r}, failures={self.failures!r})"
+
+    def describe(self) -> str:
+        """One line for an error note."""
+        done = ", ".join(self.deleted) or "nothing to undo"
+        if self.clean:
+            return f"rolled back: DEL {done}"
+        failed = "; ".join(str(f) for f in self.failures)
+        return f"rollback incomplete (DEL done: {done}); failed: {failed}"
+
+
 class CNIError(Exception):
     """Base of everything cnilib raises.
 
@@ -103,6 +140,8 @@ class CNIError(Exception):
     """
 
     default_code: int = ErrorCode.UNKNOWN
+    rollback: RollbackOutcome | None = None
+    """Set on an ADD failure when cnilib rolled the chain back (see :class:`RollbackOutcome`)."""
 
     def __init__(self, msg: str, *, code: int | None = None, details: str = "") -> None:
         self.msg = msg
@@ -295,6 +334,15 @@ class PluginTimeoutError(ExecError, TimeoutError):
         super().__init__(msg)
 
 
+class OperationCancelledError(ExecError):
+    """A plugin call was cancelled (asyncio) and its process group killed.
+
+    The async driver throws it into the running flow, so that a cancelled
+    ADD rolls back like a failed one; the caller then sees
+    :class:`asyncio.CancelledError`, with this error as its context.
+    """
+
+
 class PluginError(CNIError):
     """The plugin answered with a CNI error object; ``code`` is the plugin's own.
 
@@ -392,7 +440,17 @@ class CNIErrorGroup(ExceptionGroup[CNIError], CNIError):  # noqa: N818
 
 
 class GCError(CNIErrorGroup):
-    """Several steps of a GC failed: stale-attachment DELs and plugins' GC."""
+    """Several steps of a GC failed: stale-attachment DELs and plugins' GC.
+
+    ``report`` is the :class:`cnilib.GCReport` of what did succeed.
+    """
+
+    report: object | None = None
+
+
+class TeardownError(CNIErrorGroup):
+    """Removing several networks from a container failed for some of them
+    (each was still attempted)."""
 
 
 class ValidationGroupError(CNIErrorGroup):

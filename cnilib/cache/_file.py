@@ -37,8 +37,9 @@ class CacheEntry:
     """One cached attachment (Go ``cachedInfo`` / ``NetworkAttachment``).
 
     ``result`` is the final result's JSON object as it was produced (its
-    own ``cniVersion`` inside). ``legacy`` marks a pre-``cniCacheV1`` file
-    that holds only a bare result.
+    own ``cniVersion`` inside); it is absent while the ADD that wrote the
+    entry is still running (see :attr:`pending`). ``legacy`` marks a
+    pre-``cniCacheV1`` file that holds only a bare result.
     """
 
     network_name: str
@@ -50,6 +51,13 @@ class CacheEntry:
     capability_args: Mapping[str, JSONValue] = attrs.field(factory=dict)
     result: JSONObject | None = attrs.field(default=None, repr=False)
     legacy: bool = False
+    owner: str | None = None
+    """Which runtime wrote the entry (cnilib's ``cnilibOwner`` key; Go ignores it)."""
+
+    @property
+    def pending(self) -> bool:
+        """Written before the plugins ran, and never completed: an interrupted ADD."""
+        return not self.legacy and self.result is None
 
     def to_json(self) -> str:
         """The entry as Go writes it: fixed key order, empty optionals omitted."""
@@ -66,6 +74,8 @@ class CacheEntry:
             parts.append(f'"cniArgs":{go_dumps([list(p) for p in self.cni_args])}')
         if self.capability_args:
             parts.append(f'"capabilityArgs":{go_dumps(dict(self.capability_args))}')
+        if self.owner is not None:
+            parts.append(f'"cnilibOwner":{go_dumps(self.owner)}')
         if self.result:
             # libcni turns the result into a map[string]interface{} before it
             # marshals the entry, so Go writes its keys sorted at every level.
@@ -142,6 +152,7 @@ def parse_entry(data: bytes, path: str) -> CacheEntry:
         cni_args=tuple((str(p[0]), str(p[1])) for p in cni_args_raw if isinstance(p, list)),
         capability_args=cap_args,
         result=result,
+        owner=_field(obj, "cnilibOwner", path, required=False) or None,
     )
 
 

@@ -120,7 +120,7 @@ class PluginInfo:
 class Executor(Protocol):
     """The one seam between the runtime and plugins (Go ``invoke.Exec``).
 
-    ``exec`` returns the plugin's stdout on success and raises a
+    ``exec`` (and its asyncio twin ``aexec``) returns the plugin's stdout on success and raises a
     :class:`cnilib.CNIError` otherwise (a :class:`cnilib.PluginError` when the
     plugin answered with an error object).
     """
@@ -131,6 +131,10 @@ class Executor(Protocol):
 
     def exec(self, invocation: Invocation) -> bytes:
         """Run one plugin call to completion."""
+        ...
+
+    async def aexec(self, invocation: Invocation) -> bytes:
+        """:meth:`exec` for asyncio; cancellation must leave no plugin running."""
         ...
 
     def version_info(self, plugin_type: str, path: Sequence[str]) -> PluginInfo:

@@ -15,37 +15,37 @@ marked ``Divergence:``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from typing import TypeVar
 
 import attrs
 
 from cnilib import spec
-from cnilib._json import JSONValue
 from cnilib.cache import CacheEntry, FileCache
 from cnilib.config import NetworkConfigList, PluginConf, request_config
 from cnilib.errors import (
     CacheError,
     CheckNotSupportedError,
     CNIError,
-    GCError,
     IncompatibleVersionError,
+    PluginError,
+    RollbackOutcome,
     ValidationGroupError,
 )
 from cnilib.invoke import Command, Invocation
 from cnilib.invoke._decode import decode_version_info, is_pre_version_plugin
 from cnilib.invoke._invocation import PluginInfo
 from cnilib.results import Result, decode_result
-from cnilib.runtime._conf import GCAttachment, RuntimeConf
+from cnilib.runtime._conf import RuntimeConf
 
 __all__ = [
     "Flow",
     "FlowContext",
     "add_flow",
+    "cached_config",
     "cached_result",
     "check_flow",
     "delete_flow",
-    "gc_flow",
     "status_flow",
     "validate_flow",
     "version_flow",
@@ -68,6 +68,10 @@ class FlowContext:
     wrap_errors: bool = True
     """Prefix plugin errors with ``plugin type="X" failed (verb): `` (lists do;
     libcni's single-plugin API does not)."""
+    rollback: bool = True
+    """Transactional ADD: undo the plugins that ran when a later one fails."""
+    owner: str | None = None
+    """Written into cache entries; GC deletes only entries of its own owner."""
 
 
 def _prefix(plugin: PluginConf, command: Command) -> str:
@@ -126,9 +130,13 @@ def cached_result(cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf
     """The cached result converted to the list's version; ``None`` if none is cached."""
     rt.validate(conflist.name)
     entry = cache.load(conflist.name, rt.container_id, rt.ifname)
-    if entry is None or entry.result is None:
+    if entry is None:
         return None
     path = cache.path(conflist.name, rt.container_id, rt.ifname)
+    if entry.result is None:
+        raise CacheError(
+            "cache entry has no result: the ADD that wrote it did not finish", path=path
+        )
     try:
         result = decode_result(entry.result, default_version="0.1.0")
     except CNIError as exc:
@@ -141,21 +149,10 @@ def cached_result(cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf
         ) from exc
 
 
-def add_flow(
-    ctx: FlowContext, conflist: NetworkConfigList, rt: RuntimeConf
-) -> Generator[Invocation, bytes, Result | None]:
-    """ADD: plugins in order, each getting the previous one's result; cache the last."""
-    rt.validate(conflist.name)
-    result: Result | None = None
-    for plugin in conflist.plugins:
-        prefix = _prefix(plugin, Command.ADD) if ctx.wrap_errors else None
-        stdin = _plugin_request(conflist, plugin, rt, result)
-        stdout = yield from _call(_invocation(ctx, Command.ADD, plugin, stdin, rt), prefix)
-        try:
-            result = decode_result(stdout, default_version=conflist.cni_version)
-        except CNIError as exc:
-            raise (exc.with_context(prefix) if prefix else exc) from exc
-    entry = CacheEntry(
+def _entry(
+    ctx: FlowContext, conflist: NetworkConfigList, rt: RuntimeConf, result: Result | None
+) -> CacheEntry:
+    return CacheEntry(
         network_name=conflist.name,
         container_id=rt.container_id,
         ifname=rt.ifname,
@@ -164,12 +161,116 @@ def add_flow(
         cni_args=rt.args,
         capability_args=rt.capability_args,
         result=result.to_object() if result is not None else None,
+        owner=ctx.owner,
     )
+
+
+def _save(ctx: FlowContext, entry: CacheEntry) -> None:
     try:
         ctx.cache.save(entry)
     except CacheError as exc:
-        raise exc.with_context(f'failed to set network "{conflist.name}" cached result: ') from exc
-    return result
+        raise exc.with_context(
+            f'failed to set network "{entry.network_name}" cached result: '
+        ) from exc
+
+
+def cached_config(
+    cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf
+) -> tuple[bytes, RuntimeConf] | None:
+    """The cached config bytes and the runtime conf they were added with (Go
+    ``GetNetworkListCachedConfig``): cached CNI_ARGS if any, cached capability args."""
+    rt.validate(conflist.name)
+    entry = cache.load(conflist.name, rt.container_id, rt.ifname)
+    if entry is None or entry.legacy:
+        return None
+    cached_rt = RuntimeConf(
+        container_id=rt.container_id,
+        netns=rt.netns,
+        ifname=rt.ifname,
+        args=entry.cni_args or rt.args,
+        capability_args=entry.capability_args,
+    )
+    return entry.config, cached_rt
+
+
+def add_flow(
+    ctx: FlowContext, conflist: NetworkConfigList, rt: RuntimeConf
+) -> Generator[Invocation, bytes, Result | None]:
+    """ADD: plugins in order, each getting the previous one's result; cache the last.
+
+    Divergence (crash safety): a *pending* entry, without a result, is cached
+    before the first plugin runs and completed after the last, so a runtime
+    killed half-way leaves an entry that DEL and GC can clean up from.
+
+    Divergence (transactional ADD, ``ctx.rollback``): when plugin *k* fails,
+    plugins *k-1 … 0* get DEL in reverse, each with the result it produced,
+    and the entry is removed; the failure is raised with ``.rollback`` set.
+    Plugin *k* gets DEL too unless it answered with an error object (a
+    plugin that timed out, crashed or printed garbage may have left state).
+    With ``ctx.rollback`` off, nothing is undone and no entry is kept (libcni).
+    """
+    rt.validate(conflist.name)
+    _save(ctx, _entry(ctx, conflist, rt, None))
+    results: list[Result | None] = []  # per plugin that ran, its result
+    try:
+        for plugin in conflist.plugins:
+            prefix = _prefix(plugin, Command.ADD) if ctx.wrap_errors else None
+            prev = results[-1] if results else None
+            stdin = _plugin_request(conflist, plugin, rt, prev)
+            try:
+                stdout = yield from _call(_invocation(ctx, Command.ADD, plugin, stdin, rt), prefix)
+            except PluginError:
+                raise  # it answered cleanly: its own state is its business
+            except CNIError:
+                results.append(None)  # killed or crashed mid-ADD: undo it too
+                raise
+            results.append(None)
+            try:
+                results[-1] = decode_result(stdout, default_version=conflist.cni_version)
+            except CNIError as exc:
+                raise (exc.with_context(prefix) if prefix else exc) from exc
+        final = results[-1] if results else None
+        _save(ctx, _entry(ctx, conflist, rt, final))
+    except CNIError as failure:
+        if not ctx.rollback:
+            _forget(ctx.cache, conflist, rt)
+            raise
+        outcome = yield from _rollback(ctx, conflist, rt, results)
+        if outcome.clean:
+            _forget(ctx.cache, conflist, rt)
+        failure.rollback = outcome
+        failure.add_note(outcome.describe())
+        raise
+    return final
+
+
+def _rollback(
+    ctx: FlowContext,
+    conflist: NetworkConfigList,
+    rt: RuntimeConf,
+    results: list[Result | None],
+) -> Generator[Invocation, bytes, RollbackOutcome]:
+    """DEL the plugins that ran, last first; collect failures, never stop early."""
+    deleted: list[str] = []
+    failures: list[CNIError] = []
+    for index in reversed(range(len(results))):
+        plugin = conflist.plugins[index]
+        # Each gets the result it produced; one that produced none, what it was given.
+        prev = (
+            results[index]
+            if results[index] is not None
+            else (results[index - 1] if index else None)
+        )
+        stdin = _plugin_request(conflist, plugin, rt, prev)
+        try:
+            yield from _call(
+                _invocation(ctx, Command.DEL, plugin, stdin, rt), _prefix(plugin, Command.DEL)
+            )
+        except CNIError as exc:
+            failures.append(exc)
+        else:
+            deleted.append(plugin.type)
+    return RollbackOutcome(deleted=list(reversed(deleted)), failures=failures)
 
 
 def delete_flow(
@@ -250,70 +351,6 @@ def status_flow(
         stdin = request_config(plugin, name=conflist.name, cni_version=conflist.cni_version)
         prefix = _prefix(plugin, Command.STATUS) if ctx.wrap_errors else None
         yield from _call(_invocation(ctx, Command.STATUS, plugin, stdin), prefix)
-
-
-def gc_flow(
-    ctx: FlowContext,
-    conflist: NetworkConfigList,
-    valid: Sequence[GCAttachment] | None,
-) -> Generator[Invocation, bytes, None]:
-    """GC: DEL every cached attachment of this network not in ``valid``, then
-    send GC (1.1) to every plugin. Failures are collected, not fatal.
-
-    ``valid=None`` means "no list given" (cnitool's ``gc``): every cached
-    attachment of the network is deleted and plugins get no attachment key.
-    Divergence: an unreadable cache directory is reported as one of the
-    failures instead of silently skipping GC altogether; an unparseable
-    ``cniVersion`` is raised before anything runs (libcni would attempt, and
-    fail, every stale DEL and then skip the plugins' GC).
-    """
-    if conflist.disable_gc:
-        return
-    version = spec.parse_version(conflist.cni_version)
-    errors: list[CNIError] = []
-    try:
-        entries = ctx.cache.attachments()
-    except CacheError as exc:
-        errors.append(exc)
-        entries = []
-    keep = {(a.container_id, a.ifname) for a in valid or ()}
-    for entry in entries:
-        if entry.network_name != conflist.name or (entry.container_id, entry.ifname) in keep:
-            continue
-        try:
-            rt = RuntimeConf(
-                container_id=entry.container_id,
-                netns=entry.netns,
-                ifname=entry.ifname,
-                args=entry.cni_args,
-                capability_args=entry.capability_args,
-            )
-            yield from delete_flow(ctx, conflist, rt)
-        except CNIError as exc:
-            errors.append(
-                exc.with_context(
-                    f"failed to delete stale attachment {entry.container_id} {entry.ifname}: "
-                )
-            )
-    if spec.has_gc(version):
-        extra: dict[str, JSONValue] | None = None
-        if valid is not None:
-            listed: list[JSONValue] = [a.to_object() for a in valid]
-            # The spec-v1.1.0 tag named the key cni.dev/attachments; send both, as libcni does.
-            extra = {"cni.dev/valid-attachments": listed, "cni.dev/attachments": listed}
-        for plugin in conflist.plugins:
-            stdin = request_config(
-                plugin, name=conflist.name, cni_version=conflist.cni_version, extra=extra
-            )
-            try:
-                yield from _call(
-                    _invocation(ctx, Command.GC, plugin, stdin),
-                    f"failed to GC plugin {plugin.type}: ",
-                )
-            except CNIError as exc:
-                errors.append(exc)
-    if errors:
-        raise GCError(f'GC of network "{conflist.name}" failed', errors)
 
 
 def version_flow(ctx: FlowContext, plugin_type: str) -> Generator[Invocation, bytes, PluginInfo]:

@@ -2,26 +2,41 @@
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Iterable, Sequence
+import contextlib
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
-import attrs
-
-from cnilib.cache import DEFAULT_CACHE_DIR, CacheEntry, FileCache
+from cnilib._json import JSONValue
+from cnilib.cache import CacheEntry
 from cnilib.config import NetworkConfigList, PluginConf
-from cnilib.errors import CNIError
-from cnilib.invoke import DEFAULT_TIMEOUT, Executor, PluginInfo, SubprocessExecutor
+from cnilib.errors import CNIError, OperationCancelledError
+from cnilib.invoke import Executor, Invocation, PluginInfo
 from cnilib.results import Result
 from cnilib.runtime import _flows
+from cnilib.runtime._base import (
+    Attached,
+    PlannedAttachment,
+    RuntimeBase,
+    as_list,
+    gc_attachments,
+    note_undo,
+    plan,
+    raise_failures,
+)
 from cnilib.runtime._conf import GCAttachment, RuntimeConf
-from cnilib.runtime._flows import Flow, FlowContext
+from cnilib.runtime._flows import Flow
+from cnilib.runtime._gc import GCReport, gc_flow
 
-__all__ = ["CNI", "run_flow"]
+__all__ = ["CNI", "resume", "run_flow"]
 
 
 def run_flow(flow: Flow[_flows.T], executor: Executor) -> _flows.T:
-    """Drive a flow to completion, carrying out each invocation with ``executor``."""
+    """Drive a flow to completion, carrying out each invocation with ``executor``.
+
+    On Ctrl-C the flow is told (``OperationCancelledError``) and its cleanup
+    (ADD's rollback) is driven before the interrupt goes on.
+    """
     try:
         invocation = next(flow)
         while True:
@@ -29,6 +44,9 @@ def run_flow(flow: Flow[_flows.T], executor: Executor) -> _flows.T:
                 stdout = executor.exec(invocation)
             except CNIError as exc:
                 invocation = flow.throw(exc)
+            except KeyboardInterrupt:
+                _unwind(flow, invocation, executor)
+                raise
             else:
                 invocation = flow.send(stdout)
     except StopIteration as stop:
@@ -36,80 +54,95 @@ def run_flow(flow: Flow[_flows.T], executor: Executor) -> _flows.T:
         return value
 
 
-def _as_list(plugin: PluginConf) -> NetworkConfigList:
-    """A single plugin seen as a one-entry list with its own name and version."""
-    return NetworkConfigList(
-        name=plugin.name or "",
-        cni_version=plugin.cni_version or "",
-        plugins=(plugin,),
-        bytes=plugin.bytes,
-        raw=plugin.raw,
-        source=plugin.source,
-    )
+def _unwind(flow: Flow[object], invocation: Invocation, executor: Executor) -> None:
+    """Let an interrupted flow finish its own cleanup (ADD's rollback), then stop."""
+    cancelled = OperationCancelledError(f"{invocation.describe()} was interrupted")
+    with contextlib.suppress(CNIError):
+        run_flow(resume(flow, cancelled), executor)
 
 
-def _attachments(valid: Iterable[GCAttachment | tuple[str, str]]) -> list[GCAttachment]:
-    return [a if isinstance(a, GCAttachment) else GCAttachment(a[0], a[1]) for a in valid]
+def resume(flow: Flow[_flows.T], error: CNIError) -> Flow[_flows.T]:
+    """A flow that continues ``flow`` after throwing ``error`` into it."""
+    step: Callable[[], Invocation] = functools.partial(flow.throw, error)
+    while True:
+        try:
+            invocation = step()
+        except StopIteration as stop:  # caught here: PEP 479 forbids letting it out
+            value: _flows.T = stop.value
+            return value
+        try:
+            stdout = yield invocation
+        except CNIError as exc:
+            step = functools.partial(flow.throw, exc)
+        else:
+            step = functools.partial(flow.send, stdout)
 
 
-class CNI:
-    """Run CNI plugins for a container runtime.
+class CNI(RuntimeBase):
+    """Run CNI plugins for a container runtime (parameters: :class:`RuntimeBase`).
 
-    :param plugin_dirs: directories searched for plugin executables (``CNI_PATH``).
-    :param cache_dir: where results are cached (``<cache_dir>/results``).
-    :param executor: how plugins run; default :class:`SubprocessExecutor`.
-    :param timeout: deadline in seconds for each plugin call, after which the
-        plugin's process group is killed; ``None`` for no deadline.
-
-    Methods raise :class:`cnilib.CNIError` subclasses only.
+    Every verb on an attachment holds its file locks (see
+    :mod:`cnilib.cache._locks`), so threads and processes sharing a cache
+    directory never run ADD/CHECK/DEL on one attachment at once, nor GC of
+    a network during an ADD or DEL on it. Methods raise :class:`cnilib.CNIError`
+    subclasses only.
     """
-
-    def __init__(
-        self,
-        plugin_dirs: Sequence[str | os.PathLike[str]] = (),
-        *,
-        cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
-        executor: Executor | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-    ) -> None:
-        self.plugin_dirs = tuple(os.fspath(d) for d in plugin_dirs)
-        self.cache = FileCache(cache_dir)
-        self.executor: Executor = executor or SubprocessExecutor(timeout=timeout)
-        # The deadline travels with each invocation, so it holds for any executor.
-        deadline = math.inf if timeout is None else timeout
-        self._ctx = FlowContext(cache=self.cache, path=self.plugin_dirs, timeout=deadline)
-        self._single_ctx = attrs.evolve(self._ctx, wrap_errors=False)
-
-    def __repr__(self) -> str:
-        return f"CNI({list(self.plugin_dirs)!r}, cache_dir={self.cache.cache_dir!r})"
 
     def _run(self, flow: Flow[_flows.T]) -> _flows.T:
         return run_flow(flow, self.executor)
 
+    @contextlib.contextmanager
+    def _locked(self, network: str, rt: RuntimeConf | None) -> Iterator[None]:
+        if self.locks is None:
+            yield
+            return
+        with self.locks.hold(network, (rt.container_id, rt.ifname) if rt else None):
+            yield
+
     # -- network lists -------------------------------------------------------------
     def add_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> Result | None:
-        """ADD the attachment; return the last plugin's result (its own version)."""
-        return self._run(_flows.add_flow(self._ctx, conflist, rt))
+        """ADD the attachment; return the last plugin's result (its own version).
+
+        On failure the plugins that ran are rolled back (``rollback=True``).
+        """
+        rt.validate(conflist.name)
+        with self._locked(conflist.name, rt):
+            return self._run(_flows.add_flow(self._ctx, conflist, rt))
 
     def check_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
         """CHECK the attachment against the cached result."""
-        self._run(_flows.check_flow(self._ctx, conflist, rt))
+        rt.validate(conflist.name)
+        with self._locked(conflist.name, rt):
+            self._run(_flows.check_flow(self._ctx, conflist, rt))
 
     def delete_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
         """DEL the attachment (plugins in reverse) and drop its cache entry."""
-        self._run(_flows.delete_flow(self._ctx, conflist, rt))
+        rt.validate(conflist.name)
+        with self._locked(conflist.name, rt):
+            self._run(_flows.delete_flow(self._ctx, conflist, rt))
 
     def gc_network_list(
         self,
         conflist: NetworkConfigList,
         valid_attachments: Iterable[GCAttachment | tuple[str, str]] | None = None,
-    ) -> None:
+        *,
+        all_owners: bool = False,
+        dry_run: bool = False,
+    ) -> GCReport:
         """GC the network, keeping ``valid_attachments`` ((container ID, ifname) pairs).
 
-        ``None`` keeps nothing: every cached attachment of the network is deleted.
+        ``None`` keeps nothing: every cached attachment of the network is
+        deleted. With an ``owner`` set, only that owner's entries are touched
+        unless ``all_owners``; ``dry_run`` only reports.
         """
-        valid = None if valid_attachments is None else _attachments(valid_attachments)
-        self._run(_flows.gc_flow(self._ctx, conflist, valid))
+        valid = gc_attachments(valid_attachments)
+        with self._locked(conflist.name, None):
+            report = self._run(
+                gc_flow(self._ctx, conflist, valid, all_owners=all_owners, dry_run=dry_run)
+            )
+            if self.locks is not None and not dry_run:
+                self.locks.prune(conflist.name, keep=lambda _: False)
+        return report
 
     def status_network_list(self, conflist: NetworkConfigList) -> None:
         """STATUS: raise the first plugin's error (code 50/51) if one is not ready."""
@@ -127,18 +160,7 @@ class CNI:
         self, conflist: NetworkConfigList, rt: RuntimeConf
     ) -> tuple[bytes, RuntimeConf] | None:
         """The cached config bytes and the runtime conf they were added with."""
-        rt.validate(conflist.name)
-        entry = self.cache.load(conflist.name, rt.container_id, rt.ifname)
-        if entry is None or entry.legacy:
-            return None
-        cached_rt = RuntimeConf(
-            container_id=rt.container_id,
-            netns=rt.netns,
-            ifname=rt.ifname,
-            args=entry.cni_args or rt.args,
-            capability_args=entry.capability_args,
-        )
-        return entry.config, cached_rt
+        return _flows.cached_config(self.cache, conflist, rt)
 
     def cached_attachments(self, container_id: str | None = None) -> list[CacheEntry]:
         """Every cached attachment, optionally of one container (sorted by file name)."""
@@ -148,19 +170,143 @@ class CNI:
         """Ask a plugin which spec versions it supports."""
         return self._run(_flows.version_flow(self._ctx, plugin_type))
 
+    # -- several networks at once (go-cni's Setup / Remove / Check) ---------------
+    def setup_networks(
+        self,
+        container_id: str,
+        netns: str,
+        networks: Sequence[NetworkConfigList],
+        *,
+        ifnames: Sequence[str] | None = None,
+        ifname_prefix: str = "eth",
+        concurrent: bool = False,
+        args: Sequence[tuple[str, str]] = (),
+        capability_args: Mapping[str, JSONValue] | None = None,
+    ) -> tuple[Attached, ...]:
+        """Attach every network to one container; return results in ``networks`` order.
+
+        Interfaces are ``ifnames`` or ``<ifname_prefix>0``, ``1``, …. With
+        ``concurrent`` the ADDs run in threads. If any ADD fails, the networks
+        already attached are removed (each failed ADD rolls itself back) and
+        the first failure is raised.
+        """
+        planned = plan(
+            container_id,
+            netns,
+            networks,
+            ifnames=ifnames,
+            ifname_prefix=ifname_prefix,
+            args=args,
+            capability_args=capability_args,
+        )
+        outcomes = self._each(
+            planned, lambda p: self.add_network_list(p.conflist, p.rt), concurrent
+        )
+        failures = [o for o in outcomes if isinstance(o, CNIError)]
+        attached = [
+            Attached(p.conflist.name, p.rt.ifname, o)
+            for p, o in zip(planned, outcomes, strict=True)
+            if not isinstance(o, CNIError)
+        ]
+        if failures:
+            done = [
+                p for p, o in zip(planned, outcomes, strict=True) if not isinstance(o, CNIError)
+            ]
+            undo = self._each(
+                list(reversed(done)), lambda p: self.delete_network_list(p.conflist, p.rt), False
+            )
+            note_undo(failures[0], done, undo)
+            raise failures[0]
+        return tuple(attached)
+
+    def teardown_networks(
+        self,
+        container_id: str,
+        netns: str,
+        networks: Sequence[NetworkConfigList],
+        *,
+        ifnames: Sequence[str] | None = None,
+        ifname_prefix: str = "eth",
+        concurrent: bool = False,
+    ) -> None:
+        """DEL every network (last first); all are attempted, failures raised together."""
+        planned = plan(
+            container_id,
+            netns,
+            networks,
+            ifnames=ifnames,
+            ifname_prefix=ifname_prefix,
+            args=(),
+            capability_args=None,
+        )
+        outcomes = self._each(
+            list(reversed(planned)),
+            lambda p: self.delete_network_list(p.conflist, p.rt),
+            concurrent,
+        )
+        raise_failures("teardown", container_id, outcomes)
+
+    def check_networks(
+        self,
+        container_id: str,
+        netns: str,
+        networks: Sequence[NetworkConfigList],
+        *,
+        ifnames: Sequence[str] | None = None,
+        ifname_prefix: str = "eth",
+    ) -> None:
+        """CHECK every network; all are checked, failures raised together."""
+        planned = plan(
+            container_id,
+            netns,
+            networks,
+            ifnames=ifnames,
+            ifname_prefix=ifname_prefix,
+            args=(),
+            capability_args=None,
+        )
+        outcomes = self._each(planned, lambda p: self.check_network_list(p.conflist, p.rt), False)
+        raise_failures("check", container_id, outcomes)
+
+    @staticmethod
+    def _each(
+        planned: list[PlannedAttachment],
+        operation: Callable[[PlannedAttachment], _flows.T],
+        concurrent: bool,
+    ) -> list[_flows.T | CNIError]:
+        def attempt(item: PlannedAttachment) -> _flows.T | CNIError:
+            try:
+                return operation(item)
+            except CNIError as exc:
+                return exc
+
+        if not concurrent or len(planned) < 2:
+            return [attempt(p) for p in planned]
+        with ThreadPoolExecutor(max_workers=len(planned), thread_name_prefix="cnilib") as pool:
+            return list(pool.map(attempt, planned))
+
     # -- single plugins (deprecated .conf files) ---------------------------------
     def add_network(self, plugin: PluginConf, rt: RuntimeConf) -> Result | None:
         """ADD with one plugin; its own ``name``/``cniVersion``; errors unwrapped."""
-        return self._run(_flows.add_flow(self._single_ctx, _as_list(plugin), rt))
+        conflist = as_list(plugin)
+        rt.validate(conflist.name)
+        with self._locked(conflist.name, rt):
+            return self._run(_flows.add_flow(self._single_ctx, conflist, rt))
 
     def check_network(self, plugin: PluginConf, rt: RuntimeConf) -> None:
         """CHECK with one plugin."""
-        self._run(_flows.check_flow(self._single_ctx, _as_list(plugin), rt))
+        conflist = as_list(plugin)
+        rt.validate(conflist.name)
+        with self._locked(conflist.name, rt):
+            self._run(_flows.check_flow(self._single_ctx, conflist, rt))
 
     def delete_network(self, plugin: PluginConf, rt: RuntimeConf) -> None:
         """DEL with one plugin."""
-        self._run(_flows.delete_flow(self._single_ctx, _as_list(plugin), rt))
+        conflist = as_list(plugin)
+        rt.validate(conflist.name)
+        with self._locked(conflist.name, rt):
+            self._run(_flows.delete_flow(self._single_ctx, conflist, rt))
 
     def cached_network_result(self, plugin: PluginConf, rt: RuntimeConf) -> Result | None:
         """The cached result of a single-plugin attachment."""
-        return _flows.cached_result(self.cache, _as_list(plugin), rt)
+        return _flows.cached_result(self.cache, as_list(plugin), rt)

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 
 from cnilib.invoke import Invocation, PluginInfo
 from cnilib.invoke._decode import decode_version_info
 
 __all__ = ["MockExecutor"]
 
-Handler = Callable[[Invocation], bytes]
+Handler = Callable[[Invocation], bytes | Awaitable[bytes]]
 
 
 class MockExecutor:
     """Answers every invocation with ``handler(invocation)`` and records it.
 
     The handler returns the plugin's stdout, or raises a :class:`cnilib.CNIError`
-    to play a failing plugin (like httpx's ``MockTransport``)::
+    to play a failing plugin (like httpx's ``MockTransport``). A coroutine
+    function works too, with ``aexec`` (say, to play a plugin that hangs)::
 
         def handler(inv: Invocation) -> bytes:
             return b'{"cniVersion": "1.1.0"}' if inv.command == "ADD" else b""
@@ -35,7 +37,18 @@ class MockExecutor:
     def exec(self, invocation: Invocation) -> bytes:
         """Record the invocation and return the handler's answer."""
         self.invocations.append(invocation)
-        return self.handler(invocation)
+        answer = self.handler(invocation)
+        if inspect.isawaitable(answer):
+            raise TypeError("an async handler needs aexec (AsyncCNI), not exec")
+        return answer
+
+    async def aexec(self, invocation: Invocation) -> bytes:
+        """Record the invocation and return (or await) the handler's answer."""
+        self.invocations.append(invocation)
+        answer = self.handler(invocation)
+        if inspect.isawaitable(answer):
+            return await answer
+        return answer
 
     def version_info(self, plugin_type: str, path: Sequence[str]) -> PluginInfo:
         """Ask the handler with a VERSION invocation."""

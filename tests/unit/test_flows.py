@@ -177,8 +177,10 @@ class TestCacheEdges:
         assert cni.cached_config(conf(), RT) is None
         assert [] == cni.cached_attachments()
 
-    def test_entry_without_result(self, cni: cnilib.CNI, tmp_path: Path) -> None:
-        """A v1 entry without a result (a zero-plugin list) gives no prevResult."""
+    def test_entry_without_result_is_an_interrupted_add(
+        self, cni: cnilib.CNI, tmp_path: Path
+    ) -> None:
+        """A v1 entry without a result is a pending (interrupted) ADD: an error, not None."""
         self._write(
             tmp_path,
             {
@@ -190,18 +192,23 @@ class TestCacheEdges:
             },
         )
 
-        assert cni.cached_result(conf(), RT) is None
+        with pytest.raises(cnilib.CacheError, match="the ADD that wrote it did not finish"):
+            cni.cached_result(conf(), RT)
 
     def test_cache_write_failure(self, mock: MockExecutor, tmp_path: Path) -> None:
         """ADD whose cache cannot be written fails with libcni's text, naming the path."""
         blocker = tmp_path / "file"
         blocker.write_text("not a directory")
-        cni = cnilib.CNI([], cache_dir=blocker, executor=mock)
+        cni = cnilib.CNI([], cache_dir=blocker, executor=mock, locking=False)
+        locked = cnilib.CNI([], cache_dir=blocker, executor=mock)
 
         with pytest.raises(cnilib.CacheError) as info:
             cni.add_network_list(conf(), RT)
+        with pytest.raises(cnilib.CacheError, match="cannot create lock directory"):
+            locked.add_network_list(conf(), RT)
 
         assert str(info.value).startswith('failed to set network "net1" cached result: ')
+        assert [] == mock.invocations  # the pending entry failed first: no plugin ran
 
     def test_unremovable_entry_does_not_fail_delete(
         self, cni: cnilib.CNI, mock: MockExecutor, tmp_path: Path, caplog: pytest.LogCaptureFixture

@@ -1,0 +1,128 @@
+"""File locks that keep runtimes (processes, threads, tasks) out of each other's way.
+
+The spec forbids two operations on one attachment at once, and GC of a
+network during an ADD or DEL on it; libcni enforces neither
+(cri-o/ocicni#41). cnilib does, with ``flock(2)`` under the cache directory::
+
+    <cache_dir>/locks/<network>/.network       shared: ADD, CHECK, DEL   exclusive: GC
+    <cache_dir>/locks/<network>/<cid>-<ifname>  exclusive: ADD, CHECK, DEL of that attachment
+
+Ordering, which makes deadlock impossible: an operation takes its network's
+lock first and its attachment's lock second, and holds at most one network.
+GC takes only the network lock, exclusively; since every other operation on
+that network holds the network lock (shared) for as long as it has an
+attachment lock file open, GC can delete attachment lock files safely.
+
+``flock`` locks belong to an open file description, so two tasks or threads
+of one process exclude each other just like two processes do, and the kernel
+releases them if the process dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+
+from cnilib.errors import CacheError
+from cnilib.names import validate_container_id, validate_interface_name, validate_network_name
+
+__all__ = ["LockDir"]
+
+_NETWORK_LOCK = ".network"
+_POLL_FIRST = 0.001
+_POLL_MAX = 0.05
+
+
+def _open(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise CacheError(f"cannot open lock file: {exc.strerror}", path=path) from exc
+
+
+def _try_lock(fd: int, operation: int) -> bool:
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+class LockDir:
+    """The lock files of one cache directory."""
+
+    def __init__(self, cache_dir: str) -> None:
+        self.root = os.path.join(cache_dir, "locks")
+
+    def _network_dir(self, network: str) -> str:
+        validate_network_name(network)
+        path = os.path.join(self.root, network)
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(f"cannot create lock directory: {exc.strerror}", path=path) from exc
+        return path
+
+    def _paths(self, network: str, attachment: tuple[str, str] | None) -> list[tuple[str, int]]:
+        """The files to lock, in lock order, with their flock operation."""
+        directory = self._network_dir(network)
+        if attachment is None:  # GC: the whole network, exclusively
+            return [(os.path.join(directory, _NETWORK_LOCK), fcntl.LOCK_EX)]
+        container_id, ifname = attachment
+        validate_container_id(container_id)
+        validate_interface_name(ifname)
+        return [
+            (os.path.join(directory, _NETWORK_LOCK), fcntl.LOCK_SH),
+            (os.path.join(directory, f"{container_id}-{ifname}"), fcntl.LOCK_EX),
+        ]
+
+    @contextlib.contextmanager
+    def hold(self, network: str, attachment: tuple[str, str] | None = None) -> Iterator[None]:
+        """Hold the locks of one attachment (or, with ``None``, a whole network for GC)."""
+        fds: list[int] = []
+        try:
+            for path, operation in self._paths(network, attachment):
+                fd = _open(path)
+                fds.append(fd)
+                fcntl.flock(fd, operation)
+            yield
+        finally:
+            _release(fds)
+
+    @contextlib.asynccontextmanager
+    async def ahold(
+        self, network: str, attachment: tuple[str, str] | None = None
+    ) -> AsyncIterator[None]:
+        """:meth:`hold` for asyncio: waits by polling, so no thread blocks on a lock."""
+        fds: list[int] = []
+        try:
+            for path, operation in self._paths(network, attachment):
+                fd = _open(path)
+                fds.append(fd)
+                delay = _POLL_FIRST
+                while not _try_lock(fd, operation):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _POLL_MAX)
+            yield
+        finally:
+            _release(fds)
+
+    def prune(self, network: str, keep: Callable[[str], bool]) -> None:
+        """Delete attachment lock files of ``network`` for which ``keep(name)`` is false.
+
+        Only call this while holding the network exclusively (GC).
+        """
+        directory = os.path.join(self.root, network)
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(directory):
+                if name != _NETWORK_LOCK and not keep(name):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(directory, name))
+
+
+def _release(fds: list[int]) -> None:
+    for fd in reversed(fds):
+        os.close(fd)  # closing the description drops its flock

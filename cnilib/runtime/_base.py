@@ -1,0 +1,175 @@
+"""What ``CNI`` and ``AsyncCNI`` share: configuration, flow construction, and
+the planning of multi-network setups. Neither driver holds CNI logic."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+
+import attrs
+
+from cnilib._json import JSONValue
+from cnilib.cache import DEFAULT_CACHE_DIR, FileCache, LockDir
+from cnilib.config import NetworkConfigList, PluginConf
+from cnilib.errors import CNIError, InvalidArgumentError, TeardownError
+from cnilib.invoke import DEFAULT_TIMEOUT, Executor, SubprocessExecutor
+from cnilib.results import Result
+from cnilib.runtime._conf import GCAttachment, RuntimeConf
+from cnilib.runtime._flows import FlowContext
+
+__all__ = [
+    "Attached",
+    "PlannedAttachment",
+    "RuntimeBase",
+    "as_list",
+    "gc_attachments",
+    "note_undo",
+    "plan",
+    "raise_failures",
+]
+
+
+def as_list(plugin: PluginConf) -> NetworkConfigList:
+    """A single plugin seen as a one-entry list with its own name and version."""
+    return NetworkConfigList(
+        name=plugin.name or "",
+        cni_version=plugin.cni_version or "",
+        plugins=(plugin,),
+        bytes=plugin.bytes,
+        raw=plugin.raw,
+        source=plugin.source,
+    )
+
+
+def gc_attachments(
+    valid: Iterable[GCAttachment | tuple[str, str]] | None,
+) -> list[GCAttachment] | None:
+    """Normalise GC's keep-list: ``None`` stays "no list"."""
+    if valid is None:
+        return None
+    return [a if isinstance(a, GCAttachment) else GCAttachment(a[0], a[1]) for a in valid]
+
+
+@attrs.frozen
+class PlannedAttachment:
+    """One network of a multi-network setup, with the interface it gets."""
+
+    conflist: NetworkConfigList
+    rt: RuntimeConf
+
+
+@attrs.frozen
+class Attached:
+    """One network attached by ``setup_networks``: which, on which interface, with what."""
+
+    network: str
+    ifname: str
+    result: Result | None
+
+
+def plan(
+    container_id: str,
+    netns: str,
+    networks: Sequence[NetworkConfigList],
+    *,
+    ifnames: Sequence[str] | None,
+    ifname_prefix: str,
+    args: Sequence[tuple[str, str]],
+    capability_args: Mapping[str, JSONValue] | None,
+) -> list[PlannedAttachment]:
+    """Pair each network with its interface: ``ifnames`` if given, else
+    ``<prefix>0``, ``<prefix>1``, … in order (go-cni's ``WithInterfacePrefix``)."""
+    if ifnames is None:
+        ifnames = [f"{ifname_prefix}{index}" for index in range(len(networks))]
+    if len(ifnames) != len(networks):
+        raise InvalidArgumentError(f"{len(networks)} networks but {len(ifnames)} interface names")
+    planned = [
+        PlannedAttachment(
+            conflist,
+            RuntimeConf(
+                container_id, netns, ifname, args=tuple(args), capability_args=capability_args or {}
+            ),
+        )
+        for conflist, ifname in zip(networks, ifnames, strict=True)
+    ]
+    for item in planned:
+        item.rt.validate(item.conflist.name)
+    return planned
+
+
+def note_undo(failure: CNIError, done: Sequence[PlannedAttachment], undo: Sequence[object]) -> None:
+    """Say on ``failure`` which already attached networks were removed again."""
+    removed = [
+        p.conflist.name
+        for p, o in zip(reversed(done), undo, strict=True)
+        if not isinstance(o, CNIError)
+    ]
+    failed = [
+        f"{p.conflist.name}: {o}"
+        for p, o in zip(reversed(done), undo, strict=True)
+        if isinstance(o, CNIError)
+    ]
+    if removed:
+        failure.add_note("removed again: " + ", ".join(removed))
+    if failed:
+        failure.add_note("could not remove: " + "; ".join(failed))
+
+
+def raise_failures(verb: str, container_id: str, outcomes: Sequence[object]) -> None:
+    """Raise the failures among ``outcomes`` together, if there are any."""
+    failures = [o for o in outcomes if isinstance(o, CNIError)]
+    if failures:
+        raise TeardownError(f"{verb} of container {container_id} failed", failures)
+
+
+class RuntimeBase:
+    """Construction and configuration shared by :class:`CNI` and :class:`AsyncCNI`.
+
+    :param plugin_dirs: directories searched for plugin executables (``CNI_PATH``).
+    :param cache_dir: where results (``results/``) and locks (``locks/``) live.
+    :param executor: how plugins run; default :class:`SubprocessExecutor`.
+    :param timeout: deadline in seconds for each plugin call, after which the
+        plugin's process group is killed; ``None`` for no deadline.
+    :param owner: a tag for this runtime, written into its cache entries; GC
+        then deletes only entries with the same tag. ``None`` (the default)
+        behaves like libcni: every entry counts as this runtime's.
+    :param rollback: transactional ADD: undo the plugins that ran when a
+        later one fails (``False``: libcni's behaviour, leave them).
+    :param locking: take cross-process file locks around every verb.
+    """
+
+    def __init__(
+        self,
+        plugin_dirs: Sequence[str | os.PathLike[str]] = (),
+        *,
+        cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
+        executor: Executor | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        owner: str | None = None,
+        rollback: bool = True,
+        locking: bool = True,
+    ) -> None:
+        self.plugin_dirs = tuple(os.fspath(d) for d in plugin_dirs)
+        self.cache = FileCache(cache_dir)
+        self.locks: LockDir | None = LockDir(self.cache.cache_dir) if locking else None
+        self.executor: Executor = executor or SubprocessExecutor(timeout=timeout)
+        # The deadline travels with each invocation, so it holds for any executor.
+        self._ctx = FlowContext(
+            cache=self.cache,
+            path=self.plugin_dirs,
+            timeout=math.inf if timeout is None else timeout,
+            rollback=rollback,
+            owner=owner,
+        )
+        self._single_ctx = attrs.evolve(self._ctx, wrap_errors=False)
+
+    @property
+    def owner(self) -> str | None:
+        """The tag written into this runtime's cache entries."""
+        return self._ctx.owner
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({list(self.plugin_dirs)!r}, cache_dir={self.cache.cache_dir!r})"
+        )
