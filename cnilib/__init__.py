@@ -33,6 +33,7 @@ from cnilib.errors import (
     InvalidArgumentError as InvalidArgumentError,
     LimitedConnectivityError as LimitedConnectivityError,
     NoConfigsFoundError as NoConfigsFoundError,
+    OperationCancelledError as OperationCancelledError,
     PluginError as PluginError,
     PluginNotAvailableError as PluginNotAvailableError,
     PluginNotFoundError as PluginNotFoundError,
@@ -40,6 +41,8 @@ from cnilib.errors import (
     PluginTimeoutError as PluginTimeoutError,
     ResultConversionError as ResultConversionError,
     ResultDecodeError as ResultDecodeError,
+    RollbackOutcome as RollbackOutcome,
+    TeardownError as TeardownError,
     TryAgainLaterError as TryAgainLaterError,
     ValidationGroupError as ValidationGroupError,
     VersionError as VersionError,
@@ -66,11 +69,21 @@ if TYPE_CHECKING:
         SubprocessExecutor as SubprocessExecutor,
     )
     from cnilib.results import Result as Result, decode_result as decode_result
-    from cnilib.runtime import CNI as CNI, GCAttachment as GCAttachment, RuntimeConf as RuntimeConf
+    from cnilib.runtime import (
+        CNI as CNI,
+        AsyncCNI as AsyncCNI,
+        Attached as Attached,
+        GCAttachment as GCAttachment,
+        GCReport as GCReport,
+        RuntimeConf as RuntimeConf,
+    )
     from cnilib.spec import SpecVersion as SpecVersion
 
 _LAZY: dict[str, str] = {
     "CNI": "cnilib.runtime",
+    "AsyncCNI": "cnilib.runtime",
+    "Attached": "cnilib.runtime",
+    "GCReport": "cnilib.runtime",
     "GCAttachment": "cnilib.runtime",
     "RuntimeConf": "cnilib.runtime",
     "CacheEntry": "cnilib.cache",
@@ -97,6 +110,9 @@ _LAZY: dict[str, str] = {
 __all__ = [
     # runtime
     "CNI",
+    "AsyncCNI",
+    "Attached",
+    "GCReport",
     "GCAttachment",
     "RuntimeConf",
     # configuration
@@ -136,6 +152,7 @@ __all__ = [
     "InvalidArgumentError",
     "LimitedConnectivityError",
     "NoConfigsFoundError",
+    "OperationCancelledError",
     "PluginError",
     "PluginNotAvailableError",
     "PluginNotFoundError",
@@ -143,6 +160,8 @@ __all__ = [
     "PluginTimeoutError",
     "ResultConversionError",
     "ResultDecodeError",
+    "RollbackOutcome",
+    "TeardownError",
     "TryAgainLaterError",
     "ValidationGroupError",
     "VersionError",

@@ -89,6 +89,11 @@ def parse_version(text: str) -> SpecVersion:
     for part in parts:
         if not _ATOI.match(part):
             raise VersionError(f'invalid version "{text}": {part!r} is not a number')
+        # Go's Atoi refuses what does not fit an int64 (and Python would
+        # refuse to even parse more than 4300 digits).
+        digits = part.lstrip("+-")
+        if len(digits) > 19 or not -(2**63) <= int(part) < 2**63:
+            raise VersionError(f'invalid version "{text[:40]}": {part[:20]!r} is out of range')
         numbers.append(int(part))
     while len(numbers) < 3:
         numbers.append(0)

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 
 import attrs
@@ -202,6 +203,23 @@ class FileCache:
             raise CacheError(f"cannot write cache entry: {exc.strerror}", path=path) from exc
         _fsync_dir(self.results_dir)
         return path
+
+    def remove_stale_temp_files(self, older_than: float = 3600.0) -> int:
+        """Delete temporary files left by a crash mid-write; return how many.
+
+        A write takes milliseconds, so a file older than ``older_than``
+        seconds is orphaned. GC calls this.
+        """
+        removed = 0
+        cutoff = time.time() - older_than
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.tmp_dir):
+                path = os.path.join(self.tmp_dir, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+        return removed
 
     def load(self, network: str, container_id: str, ifname: str) -> CacheEntry | None:
         """The entry, ``None`` if there is none, or :class:`CacheError` if corrupt."""

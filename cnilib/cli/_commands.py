@@ -27,7 +27,7 @@ EXIT_INTERRUPTED = 130
 def cnitool_container_id(netns: str) -> str:
     """cnitool's container ID: ``cnitool-`` + hex of the first 10 bytes of
     sha512(absolute netns path)."""
-    digest = hashlib.sha512(os.path.abspath(netns).encode()).hexdigest()
+    digest = hashlib.sha512(os.fsencode(os.path.abspath(netns))).hexdigest()
     return f"cnitool-{digest[:20]}"
 
 
@@ -35,16 +35,15 @@ def _plugin_path(args: argparse.Namespace) -> list[str]:
     return [p for p in str(args.cni_path).split(os.pathsep) if p]
 
 
+def _timeout(args: argparse.Namespace) -> float | None:
+    """``--timeout``: seconds per plugin call; 0 or less means none."""
+    return float(args.timeout) if args.timeout and args.timeout > 0 else None
+
+
 def _cni(args: argparse.Namespace) -> CNI:
-    from cnilib.invoke import SubprocessExecutor
     from cnilib.runtime import CNI
 
-    timeout = args.timeout if args.timeout and args.timeout > 0 else None
-    return CNI(
-        _plugin_path(args),
-        cache_dir=args.cache_dir,
-        executor=SubprocessExecutor(timeout=timeout),
-    )
+    return CNI(_plugin_path(args), cache_dir=args.cache_dir, timeout=_timeout(args))
 
 
 def _load_network(args: argparse.Namespace) -> NetworkConfigList:
@@ -52,7 +51,9 @@ def _load_network(args: argparse.Namespace) -> NetworkConfigList:
     from cnilib.config import conf_from_file, conflist_from_conf, conflist_from_file, load_conflist
 
     network = str(args.network)
-    if os.sep in network or os.path.isfile(network):
+    # A path only when it looks like one: cnitool always looks names up, and a
+    # stray file named like a network in the working directory must not win.
+    if os.sep in network or network.endswith((".conflist", ".conf", ".json")):
         if network.endswith(".conflist"):
             return conflist_from_file(network)
         return conflist_from_conf(conf_from_file(network))
@@ -63,14 +64,14 @@ def _runtime_conf(args: argparse.Namespace) -> RuntimeConf:
     from cnilib.runtime import RuntimeConf, parse_cni_args
 
     netns = str(args.netns)
+    from cnilib._json import JSONSyntaxError, loads_object
+
     capability_args: dict[str, object] = {}
     if args.cap_args:
         try:
-            capability_args = json.loads(args.cap_args)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(f"CAP_ARGS is not valid JSON: {exc}") from exc
-        if not isinstance(capability_args, dict):
-            raise InvalidArgumentError("CAP_ARGS must be a JSON object")
+            capability_args = dict(loads_object(args.cap_args))
+        except JSONSyntaxError as exc:
+            raise InvalidArgumentError(f"CAP_ARGS must be a JSON object: {exc}") from exc
     container_id = args.container_id or (cnitool_container_id(netns) if netns else "")
     return RuntimeConf(
         container_id=container_id,
@@ -111,8 +112,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_version(args: argparse.Namespace) -> int:
     from cnilib.invoke import SubprocessExecutor
 
-    timeout = args.timeout if args.timeout and args.timeout > 0 else None
-    info = SubprocessExecutor(timeout=timeout).version_info(args.plugin, _plugin_path(args))
+    info = SubprocessExecutor(timeout=_timeout(args)).version_info(args.plugin, _plugin_path(args))
     answer = {"cniVersion": info.cni_version, "supportedVersions": list(info.supported_versions)}
     print(json.dumps(answer))
     return EXIT_OK
@@ -156,11 +156,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _raw_schema_problems(path: str) -> list[str]:
     """Schema problems of a config file that the loader refused (if it is JSON at all)."""
     from cnilib import schema
+    from cnilib._json import JSONSyntaxError, loads
 
     try:
         with open(path, "rb") as handle:
-            document = json.loads(handle.read())
-    except (OSError, ValueError):
+            document = loads(handle.read())
+    except (OSError, JSONSyntaxError):
         return []
     kind = "netconflist" if isinstance(document, dict) and "plugins" in document else "plugin"
     return schema.schema_problems(kind, document)

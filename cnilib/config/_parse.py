@@ -35,11 +35,30 @@ def go_type(value: object) -> str:
     return "map[string]interface {}"
 
 
+MAX_DEPTH = 64
+"""Deepest nesting accepted in a configuration. Real configs nest a handful of
+levels; without a bound, one deep enough to parse fails later, when the
+runtime re-encodes it for a plugin."""
+
+
+def _depth(value: JSONValue) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def _decode(data: bytes, prefix: str, source: str | None) -> JSONObject:
     try:
         value = loads(data)
     except JSONSyntaxError as exc:
         raise ConfigError(f"{prefix}{exc}", path=source) from exc
+    if _depth(value) > MAX_DEPTH:
+        raise ConfigError(f"{prefix}nested deeper than {MAX_DEPTH} levels", path=source)
     if not isinstance(value, dict):
         raise ConfigError(
             f"{prefix}top level must be a JSON object, got {go_type(value)}", path=source

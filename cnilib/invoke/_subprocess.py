@@ -33,6 +33,10 @@ Go libcni has no default deadline (containernetworking/cni#550): a hung
 plugin hangs the runtime. cnilib sets one; pass ``timeout=None`` to opt out.
 """
 
+# After the kill, how long the pipes may stay open (a setsid'd grandchild can
+# hold them forever) before cnilib stops reading.
+_KILL_GRACE = 1.0
+
 # Six attempts in all, as libcni, but with a short backoff instead of 1 s sleeps.
 _TEXT_BUSY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
 
@@ -56,7 +60,7 @@ def find_in_path(plugin_type: str, path: Sequence[str]) -> str:
         try:
             if stat.S_ISREG(os.stat(candidate).st_mode):
                 return candidate
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL in the directory name
             continue
     listed = " ".join(path)
     raise PluginNotFoundError(
@@ -121,7 +125,11 @@ class SubprocessExecutor:
                 stdout, stderr = proc.communicate(invocation.stdin, timeout=timeout)
             except subprocess.TimeoutExpired:
                 _kill_group(proc.pid)
-                _, stderr = proc.communicate()
+                try:
+                    _, stderr = proc.communicate(timeout=_KILL_GRACE)
+                except subprocess.TimeoutExpired:
+                    # Something outside the group (setsid) still holds the pipes.
+                    stderr = b""
                 raise _timeout_error(invocation, started, timeout, stderr) from None
             except BaseException:
                 # Interrupted (KeyboardInterrupt, ...): never leave the plugin running.
@@ -143,13 +151,24 @@ class SubprocessExecutor:
                 await proc.wait()
         except TimeoutError:
             _kill_group(proc.pid)
-            _, _, stderr = await reading
+            try:
+                async with asyncio.timeout(_KILL_GRACE):
+                    _, _, stderr = await reading
+            except TimeoutError:
+                # Something outside the group (setsid) still holds the pipes.
+                stderr = b""
+                _close_pipes(proc)
             await proc.wait()
             raise _timeout_error(invocation, started, timeout, stderr) from None
         except BaseException:
             _kill_group(proc.pid)
             # Reap it and let the readers see EOF, even while being cancelled.
-            await asyncio.shield(asyncio.gather(reading, proc.wait(), return_exceptions=True))
+            finished = asyncio.gather(reading, proc.wait(), return_exceptions=True)
+            try:
+                async with asyncio.timeout(_KILL_GRACE):
+                    await asyncio.shield(finished)
+            except TimeoutError:
+                _close_pipes(proc)
             raise
         assert proc.returncode is not None
         return _finish(invocation, proc.returncode, stdout, stderr)
@@ -207,6 +226,12 @@ def _kill_group(pid: int) -> None:
     """SIGKILL the plugin's whole session: it runs as its group leader."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _close_pipes(proc: asyncio.subprocess.Process) -> None:
+    transport = getattr(proc, "_transport", None)
+    if transport is not None:
+        transport.close()
 
 
 async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:

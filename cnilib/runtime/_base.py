@@ -3,6 +3,7 @@ the planning of multi-network setups. Neither driver holds CNI logic."""
 
 from __future__ import annotations
 
+import enum
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,7 +20,9 @@ from cnilib.runtime._conf import GCAttachment, RuntimeConf
 from cnilib.runtime._flows import FlowContext
 
 __all__ = [
+    "EXECUTOR_DEFAULT",
     "Attached",
+    "ExecutorDefault",
     "PlannedAttachment",
     "RuntimeBase",
     "as_list",
@@ -28,6 +31,16 @@ __all__ = [
     "plan",
     "raise_failures",
 ]
+
+
+class ExecutorDefault(enum.Enum):
+    """The type of :data:`EXECUTOR_DEFAULT`."""
+
+    TOKEN = "executor default"
+
+
+EXECUTOR_DEFAULT = ExecutorDefault.TOKEN
+"""``timeout`` left out: 60 s for the default executor, else the given executor's own."""
 
 
 def as_list(plugin: PluginConf) -> NetworkConfigList:
@@ -130,7 +143,9 @@ class RuntimeBase:
     :param cache_dir: where results (``results/``) and locks (``locks/``) live.
     :param executor: how plugins run; default :class:`SubprocessExecutor`.
     :param timeout: deadline in seconds for each plugin call, after which the
-        plugin's process group is killed; ``None`` for no deadline.
+        plugin's process group is killed; ``None`` for no deadline. Left
+        out, it is 60 s for the default executor, and whatever a given
+        ``executor`` was configured with.
     :param owner: a tag for this runtime, written into its cache entries; GC
         then deletes only entries with the same tag. ``None`` (the default)
         behaves like libcni: every entry counts as this runtime's.
@@ -145,24 +160,39 @@ class RuntimeBase:
         *,
         cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
         executor: Executor | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        timeout: float | ExecutorDefault | None = EXECUTOR_DEFAULT,
         owner: str | None = None,
         rollback: bool = True,
         locking: bool = True,
     ) -> None:
         self.plugin_dirs = tuple(os.fspath(d) for d in plugin_dirs)
+        if any("\0" in d for d in self.plugin_dirs):
+            raise InvalidArgumentError("plugin directory contains a NUL byte")
         self.cache = FileCache(cache_dir)
         self.locks: LockDir | None = LockDir(self.cache.cache_dir) if locking else None
-        self.executor: Executor = executor or SubprocessExecutor(timeout=timeout)
-        # The deadline travels with each invocation, so it holds for any executor.
+        per_call: float | None = None  # None: the executor's own deadline
+        if executor is None:
+            default = DEFAULT_TIMEOUT if isinstance(timeout, ExecutorDefault) else timeout
+            executor = SubprocessExecutor(timeout=default)
+        elif not isinstance(timeout, ExecutorDefault):
+            # Given explicitly with an executor: it travels on every invocation.
+            per_call = math.inf if timeout is None else timeout
+        self.executor: Executor = executor
         self._ctx = FlowContext(
             cache=self.cache,
             path=self.plugin_dirs,
-            timeout=math.inf if timeout is None else timeout,
+            timeout=per_call,
             rollback=rollback,
             owner=owner,
         )
         self._single_ctx = attrs.evolve(self._ctx, wrap_errors=False)
+
+    def _tidy(self, network: str) -> None:
+        """After a GC, under the network's exclusive lock: drop its attachment
+        lock files and any temp file a crash left in the cache."""
+        if self.locks is not None:
+            self.locks.prune(network, keep=lambda _: False)
+        self.cache.remove_stale_temp_files()
 
     @property
     def owner(self) -> str | None:

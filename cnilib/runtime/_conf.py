@@ -32,6 +32,14 @@ def _freeze_caps(value: Mapping[str, JSONValue]) -> Mapping[str, JSONValue]:
     return MappingProxyType(dict(value))
 
 
+def _require_utf8(what: str, value: str) -> None:
+    """Plugins get these as environment variables and JSON: they must be UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgumentError(f"{what} is not valid UTF-8: {value!r}") from exc
+
+
 @attrs.frozen
 class RuntimeConf:
     """One attachment: a container's interface in a network namespace (Go ``RuntimeConf``).
@@ -64,9 +72,13 @@ class RuntimeConf:
                 )
         if "\0" in self.netns:
             raise InvalidArgumentError("netns path contains a NUL byte")
+        for what, value in (("netns path", self.netns), ("interface name", self.ifname)):
+            _require_utf8(what, value)
+        for key, value in self.args:
+            _require_utf8("CNI_ARGS", key + value)
         try:
-            go_dumps(dict(self.capability_args))
-        except (TypeError, ValueError) as exc:
+            go_dumps(dict(self.capability_args)).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidArgumentError(f"capability args are not JSON: {exc}") from exc
 
 

@@ -181,8 +181,13 @@ def cached_config(
     ``GetNetworkListCachedConfig``): cached CNI_ARGS if any, cached capability args."""
     rt.validate(conflist.name)
     entry = cache.load(conflist.name, rt.container_id, rt.ifname)
-    if entry is None or entry.legacy:
+    if entry is None:
         return None
+    if entry.legacy:
+        raise CacheError(
+            f'read cached network "{conflist.name}" config has wrong kind: (legacy result)',
+            path=cache.path(conflist.name, rt.container_id, rt.ifname),
+        )
     cached_rt = RuntimeConf(
         container_id=rt.container_id,
         netns=rt.netns,

@@ -140,8 +140,8 @@ class CNI(RuntimeBase):
             report = self._run(
                 gc_flow(self._ctx, conflist, valid, all_owners=all_owners, dry_run=dry_run)
             )
-            if self.locks is not None and not dry_run:
-                self.locks.prune(conflist.name, keep=lambda _: False)
+            if not dry_run:
+                self._tidy(conflist.name)
         return report
 
     def status_network_list(self, conflist: NetworkConfigList) -> None:

@@ -165,7 +165,7 @@ def _is_cidr(text: str) -> bool:
     address, slash, bits = text.partition("/")
     if not slash or not _PREFIX_DIGITS.match(bits) or not _is_ip(address):
         return False
-    return int(bits) <= ipaddress.ip_address(address).max_prefixlen
+    return len(bits) <= 3 and int(bits) <= ipaddress.ip_address(address).max_prefixlen
 
 
 def _format_checker() -> FormatChecker:

@@ -169,7 +169,7 @@ class TestErrors:
     @pytest.mark.parametrize(
         ("env_key", "value", "text"),
         [
-            ("CAP_ARGS", "{bad", "CAP_ARGS is not valid JSON"),
+            ("CAP_ARGS", "{bad", "CAP_ARGS must be a JSON object"),
             ("CNI_ARGS", "A=1;B", "invalid CNI_ARGS pair"),
         ],
     )

@@ -167,14 +167,15 @@ class TestCacheEdges:
         )
 
     def test_legacy_cache_file(self, cni: cnilib.CNI, tmp_path: Path) -> None:
-        """A pre-cniCacheV1 bare result is read for CHECK/DEL; cached_config has nothing."""
+        """A pre-cniCacheV1 bare result is read for CHECK/DEL; it has no config to give."""
         self._write(tmp_path, RESULT)
 
         result = cni.cached_result(conf(), RT)
 
         assert result is not None
         assert "1.1.0" == result.cni_version
-        assert cni.cached_config(conf(), RT) is None
+        with pytest.raises(cnilib.CacheError, match="config has wrong kind"):
+            cni.cached_config(conf(), RT)  # libcni's GetNetworkListCachedConfig text
         assert [] == cni.cached_attachments()
 
     def test_entry_without_result_is_an_interrupted_add(

@@ -1,0 +1,310 @@
+"""``AsyncCNI``: the asyncio runtime API, driving the very same flows as ``CNI``.
+
+Plugins run as asyncio subprocesses (``Executor.aexec``); locks are taken by
+polling, so no thread ever blocks on one; cache reads that ``CNI`` does
+inline run in a worker thread here. Cancelling a call kills the plugin's
+process group, and a cancelled ADD rolls back before the cancellation
+propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+
+from cnilib._json import JSONValue
+from cnilib.cache import DEFAULT_CACHE_DIR, CacheEntry
+from cnilib.config import NetworkConfigList, PluginConf
+from cnilib.errors import CNIError, OperationCancelledError
+from cnilib.invoke import Executor, PluginInfo
+from cnilib.results import Result
+from cnilib.runtime import _flows
+from cnilib.runtime._base import (
+    EXECUTOR_DEFAULT,
+    Attached,
+    ExecutorDefault,
+    PlannedAttachment,
+    RuntimeBase,
+    as_list,
+    gc_attachments,
+    note_undo,
+    plan,
+    raise_failures,
+)
+from cnilib.runtime._conf import GCAttachment, RuntimeConf
+from cnilib.runtime._flows import Flow
+from cnilib.runtime._gc import GCReport, gc_flow
+from cnilib.runtime._sync import resume
+
+__all__ = ["AsyncCNI", "run_flow_async"]
+
+
+async def run_flow_async(flow: Flow[_flows.T], executor: Executor) -> _flows.T:
+    """Drive a flow with ``await executor.aexec(...)``.
+
+    On cancellation the flow is told (``OperationCancelledError``), its
+    cleanup (ADD's rollback) is driven, and then the cancellation goes on.
+    """
+    try:
+        invocation = next(flow)
+        while True:
+            try:
+                stdout = await executor.aexec(invocation)
+            except CNIError as exc:
+                invocation = flow.throw(exc)
+            except asyncio.CancelledError:
+                cancelled = OperationCancelledError(
+                    f"{invocation.describe()} was cancelled; its process group was killed"
+                )
+                with contextlib.suppress(CNIError):
+                    await run_flow_async(resume(flow, cancelled), executor)
+                raise
+            else:
+                invocation = flow.send(stdout)
+    except StopIteration as stop:
+        value: _flows.T = stop.value
+        return value
+
+
+class AsyncCNI(RuntimeBase):
+    """:class:`CNI` for asyncio: the same methods, as coroutines, with the same semantics.
+
+    :param max_concurrency: at most this many verbs run at once (a burst of
+        container starts queues instead of forking hundreds of plugins);
+        ``None``: no limit. Other parameters: :class:`RuntimeBase`.
+    """
+
+    def __init__(
+        self,
+        plugin_dirs: Sequence[str | os.PathLike[str]] = (),
+        *,
+        cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
+        executor: Executor | None = None,
+        timeout: float | ExecutorDefault | None = EXECUTOR_DEFAULT,
+        owner: str | None = None,
+        rollback: bool = True,
+        locking: bool = True,
+        max_concurrency: int | None = None,
+    ) -> None:
+        super().__init__(
+            plugin_dirs,
+            cache_dir=cache_dir,
+            executor=executor,
+            timeout=timeout,
+            owner=owner,
+            rollback=rollback,
+            locking=locking,
+        )
+        self.max_concurrency = max_concurrency
+        self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+
+    async def _run(self, flow: Flow[_flows.T]) -> _flows.T:
+        return await run_flow_async(flow, self.executor)
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, network: str, rt: RuntimeConf | None) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if self._slots is not None:
+                await stack.enter_async_context(self._slots)
+            if self.locks is not None:
+                attachment = (rt.container_id, rt.ifname) if rt else None
+                await stack.enter_async_context(self.locks.ahold(network, attachment))
+            yield
+
+    # -- network lists -------------------------------------------------------------
+    async def add_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> Result | None:
+        """ADD the attachment; see :meth:`CNI.add_network_list`."""
+        rt.validate(conflist.name)
+        async with self._locked(conflist.name, rt):
+            return await self._run(_flows.add_flow(self._ctx, conflist, rt))
+
+    async def check_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
+        """CHECK the attachment; see :meth:`CNI.check_network_list`."""
+        rt.validate(conflist.name)
+        async with self._locked(conflist.name, rt):
+            await self._run(_flows.check_flow(self._ctx, conflist, rt))
+
+    async def delete_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
+        """DEL the attachment; see :meth:`CNI.delete_network_list`."""
+        rt.validate(conflist.name)
+        async with self._locked(conflist.name, rt):
+            await self._run(_flows.delete_flow(self._ctx, conflist, rt))
+
+    async def gc_network_list(
+        self,
+        conflist: NetworkConfigList,
+        valid_attachments: Iterable[GCAttachment | tuple[str, str]] | None = None,
+        *,
+        all_owners: bool = False,
+        dry_run: bool = False,
+    ) -> GCReport:
+        """GC the network; see :meth:`CNI.gc_network_list`."""
+        valid = gc_attachments(valid_attachments)
+        async with self._locked(conflist.name, None):
+            flow = gc_flow(self._ctx, conflist, valid, all_owners=all_owners, dry_run=dry_run)
+            report = await self._run(flow)
+            if not dry_run:
+                self._tidy(conflist.name)
+        return report
+
+    async def status_network_list(self, conflist: NetworkConfigList) -> None:
+        """STATUS; see :meth:`CNI.status_network_list`."""
+        await self._run(_flows.status_flow(self._ctx, conflist))
+
+    async def validate_network_list(self, conflist: NetworkConfigList) -> tuple[str, ...]:
+        """Validate; see :meth:`CNI.validate_network_list`."""
+        return await self._run(_flows.validate_flow(self._ctx, conflist))
+
+    async def cached_result(self, conflist: NetworkConfigList, rt: RuntimeConf) -> Result | None:
+        """The cached result; see :meth:`CNI.cached_result`."""
+        return await asyncio.to_thread(_flows.cached_result, self.cache, conflist, rt)
+
+    async def cached_config(
+        self, conflist: NetworkConfigList, rt: RuntimeConf
+    ) -> tuple[bytes, RuntimeConf] | None:
+        """The cached config; see :meth:`CNI.cached_config`."""
+        return await asyncio.to_thread(_flows.cached_config, self.cache, conflist, rt)
+
+    async def cached_attachments(self, container_id: str | None = None) -> list[CacheEntry]:
+        """Every cached attachment; see :meth:`CNI.cached_attachments`."""
+        return await asyncio.to_thread(self.cache.attachments, container_id)
+
+    async def get_version_info(self, plugin_type: str) -> PluginInfo:
+        """VERSION of one plugin."""
+        return await self._run(_flows.version_flow(self._ctx, plugin_type))
+
+    # -- several networks at once -----------------------------------------------------
+    async def setup_networks(
+        self,
+        container_id: str,
+        netns: str,
+        networks: Sequence[NetworkConfigList],
+        *,
+        ifnames: Sequence[str] | None = None,
+        ifname_prefix: str = "eth",
+        concurrent: bool = False,
+        args: Sequence[tuple[str, str]] = (),
+        capability_args: Mapping[str, JSONValue] | None = None,
+    ) -> tuple[Attached, ...]:
+        """Attach every network; see :meth:`CNI.setup_networks` (``concurrent``: tasks)."""
+        planned = plan(
+            container_id,
+            netns,
+            networks,
+            ifnames=ifnames,
+            ifname_prefix=ifname_prefix,
+            args=args,
+            capability_args=capability_args,
+        )
+        outcomes = await _each(
+            planned, lambda p: self.add_network_list(p.conflist, p.rt), concurrent
+        )
+        pairs = list(zip(planned, outcomes, strict=True))
+        failures = [o for _, o in pairs if isinstance(o, CNIError)]
+        if failures:
+            done = [p for p, o in pairs if not isinstance(o, CNIError)]
+            undo = await _each(
+                list(reversed(done)), lambda p: self.delete_network_list(p.conflist, p.rt), False
+            )
+            note_undo(failures[0], done, undo)
+            raise failures[0]
+        return tuple(
+            Attached(p.conflist.name, p.rt.ifname, o)
+            for p, o in pairs
+            if not isinstance(o, CNIError)
+        )
+
+    async def teardown_networks(
+        self,
+        container_id: str,
+        netns: str,
+        networks: Sequence[NetworkConfigList],
+        *,
+        ifnames: Sequence[str] | None = None,
+        ifname_prefix: str = "eth",
+        concurrent: bool = False,
+    ) -> None:
+        """DEL every network; see :meth:`CNI.teardown_networks`."""
+        planned = plan(
+            container_id,
+            netns,
+            networks,
+            ifnames=ifnames,
+            ifname_prefix=ifname_prefix,
+            args=(),
+            capability_args=None,
+        )
+        outcomes = await _each(
+            list(reversed(planned)),
+            lambda p: self.delete_network_list(p.conflist, p.rt),
+            concurrent,
+        )
+        raise_failures("teardown", container_id, outcomes)
+
+    async def check_networks(
+        self,
+        container_id: str,
+        netns: str,
+        networks: Sequence[NetworkConfigList],
+        *,
+        ifnames: Sequence[str] | None = None,
+        ifname_prefix: str = "eth",
+    ) -> None:
+        """CHECK every network; see :meth:`CNI.check_networks`."""
+        planned = plan(
+            container_id,
+            netns,
+            networks,
+            ifnames=ifnames,
+            ifname_prefix=ifname_prefix,
+            args=(),
+            capability_args=None,
+        )
+        outcomes = await _each(planned, lambda p: self.check_network_list(p.conflist, p.rt), False)
+        raise_failures("check", container_id, outcomes)
+
+    # -- single plugins ----------------------------------------------------------------
+    async def add_network(self, plugin: PluginConf, rt: RuntimeConf) -> Result | None:
+        """ADD with one plugin; see :meth:`CNI.add_network`."""
+        conflist = as_list(plugin)
+        rt.validate(conflist.name)
+        async with self._locked(conflist.name, rt):
+            return await self._run(_flows.add_flow(self._single_ctx, conflist, rt))
+
+    async def check_network(self, plugin: PluginConf, rt: RuntimeConf) -> None:
+        """CHECK with one plugin."""
+        conflist = as_list(plugin)
+        rt.validate(conflist.name)
+        async with self._locked(conflist.name, rt):
+            await self._run(_flows.check_flow(self._single_ctx, conflist, rt))
+
+    async def delete_network(self, plugin: PluginConf, rt: RuntimeConf) -> None:
+        """DEL with one plugin."""
+        conflist = as_list(plugin)
+        rt.validate(conflist.name)
+        async with self._locked(conflist.name, rt):
+            await self._run(_flows.delete_flow(self._single_ctx, conflist, rt))
+
+    async def cached_network_result(self, plugin: PluginConf, rt: RuntimeConf) -> Result | None:
+        """The cached result of a single-plugin attachment."""
+        return await asyncio.to_thread(_flows.cached_result, self.cache, as_list(plugin), rt)
+
+
+async def _each(
+    planned: list[PlannedAttachment],
+    operation: Callable[[PlannedAttachment], Awaitable[_flows.T]],
+    concurrent: bool,
+) -> list[_flows.T | CNIError]:
+    """Run ``operation`` on each item (in order, or as concurrent tasks); errors are returned."""
+
+    async def attempt(item: PlannedAttachment) -> _flows.T | CNIError:
+        try:
+            return await operation(item)
+        except CNIError as exc:
+            return exc
+
+    if not concurrent:
+        return [await attempt(p) for p in planned]
+    return list(await asyncio.gather(*map(attempt, planned)))
