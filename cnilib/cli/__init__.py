@@ -59,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print errors as a CNI error object on stdout"
     )
     parser.add_argument(
+        "--owner",
+        default=None,
+        help="owner tag written into cache entries; gc then removes only this owner's",
+    )
+    parser.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -78,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
         cmd = network_command(name, text)
         # cnitool accepts (and ignores) a netns here too.
         cmd.add_argument("netns", nargs="?", default="", help="ignored (cnitool compatibility)")
+        if name == "gc":
+            cmd.add_argument(
+                "--dry-run", action="store_true", help="list what gc would delete; change nothing"
+            )
+            cmd.add_argument(
+                "--all-owners", action="store_true", help="also delete other owners' entries"
+            )
 
     def attachment(name: str, text: str) -> None:
         cmd = network_command(name, text)

@@ -43,7 +43,9 @@ def _timeout(args: argparse.Namespace) -> float | None:
 def _cni(args: argparse.Namespace) -> CNI:
     from cnilib.runtime import CNI
 
-    return CNI(_plugin_path(args), cache_dir=args.cache_dir, timeout=_timeout(args))
+    return CNI(
+        _plugin_path(args), cache_dir=args.cache_dir, timeout=_timeout(args), owner=args.owner
+    )
 
 
 def _load_network(args: argparse.Namespace) -> NetworkConfigList:
@@ -100,7 +102,15 @@ def _cmd_del(args: argparse.Namespace) -> int:
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:
-    _cni(args).gc_network_list(_load_network(args), None)
+    report = _cni(args).gc_network_list(
+        _load_network(args), None, all_owners=args.all_owners, dry_run=args.dry_run
+    )
+    verb = "would delete" if args.dry_run else "deleted"
+    entries = report.stale if args.dry_run else report.deleted
+    for entry in entries:
+        print(f"{verb}\t{entry.network_name}\t{entry.container_id}\t{entry.ifname}")
+    if report.skipped_owners:
+        print(f"kept {report.skipped_owners} attachment(s) of other owners", file=sys.stderr)
     return EXIT_OK
 
 

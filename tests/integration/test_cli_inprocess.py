@@ -179,3 +179,38 @@ class TestInProcess:
 
         assert 130 == cli(tmp_path, "add", "net1", "/run/netns/x")
         assert "interrupted" in capsys.readouterr().err
+
+
+class TestGCOptions:
+    def test_dry_run_lists_and_keeps(
+        self, env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], recorder_log: Path
+    ) -> None:
+        """gc --dry-run prints what it would delete and deletes nothing."""
+        assert 0 == cli(tmp_path, "add", "net1", "/run/netns/x", "--container-id", "c1")
+        capsys.readouterr()
+
+        assert 0 == cli(tmp_path, "gc", "net1", "--dry-run")
+
+        assert "would delete\tnet1\tc1\teth0" == capsys.readouterr().out.strip()
+        assert ["ADD"] == [c["verb"] for c in read_recording(recorder_log)]
+
+    def test_owner_tags_scope_gc(
+        self, env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """gc with --owner deletes only that owner's entries unless --all-owners."""
+        assert 0 == cli(
+            tmp_path, "--owner", "a", "add", "net1", "/run/netns/x", "--container-id", "ca"
+        )
+        assert 0 == cli(
+            tmp_path, "--owner", "b", "add", "net1", "/run/netns/x", "--container-id", "cb"
+        )
+        capsys.readouterr()
+
+        assert 0 == cli(tmp_path, "--owner", "a", "gc", "net1")
+        first = capsys.readouterr()
+        assert 0 == cli(tmp_path, "--owner", "a", "gc", "net1", "--all-owners")
+        second = capsys.readouterr()
+
+        assert "deleted\tnet1\tca\teth0" == first.out.strip()
+        assert "kept 1 attachment(s) of other owners" in first.err
+        assert "deleted\tnet1\tcb\teth0" == second.out.strip()
