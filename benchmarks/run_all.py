@@ -1,6 +1,6 @@
 """Run every benchmark in one go and print their tables (``make bench``).
 
-The privileged one (bridge) is skipped with a note when not root.
+The privileged ones (bridge, burst) are skipped with a note when not root.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SCRIPTS = ["bench_overhead.py", "bench_startup.py", "bench_bridge.py"]
+SCRIPTS = [
+    "bench_overhead.py",
+    "bench_startup.py",
+    "bench_memory.py",
+    "bench_bridge.py",
+    "bench_burst.py",
+]
+PRIVILEGED = {"bench_bridge.py", "bench_burst.py"}
 
 
 def main() -> int:
@@ -22,7 +29,7 @@ def main() -> int:
     )
     failed = 0
     for script in SCRIPTS:
-        if script == "bench_bridge.py" and os.geteuid() != 0:
+        if script in PRIVILEGED and os.geteuid() != 0:
             print(f"\n(skipping {script}: needs root)")
             continue
         proc = subprocess.run([sys.executable, str(HERE / script)], check=False)

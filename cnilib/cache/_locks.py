@@ -20,7 +20,6 @@ releases them if the process dies.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -97,6 +96,8 @@ class LockDir:
         self, network: str, attachment: tuple[str, str] | None = None
     ) -> AsyncIterator[None]:
         """:meth:`hold` for asyncio: waits by polling, so no thread blocks on a lock."""
+        import asyncio  # here: blocking callers never load asyncio
+
         fds: list[int] = []
         try:
             for path, operation in self._paths(network, attachment):

@@ -8,7 +8,6 @@ not just the direct child. Its stderr is captured, logged under
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import logging
@@ -35,10 +34,10 @@ plugin hangs the runtime. cnilib sets one; pass ``timeout=None`` to opt out.
 
 # After the kill, how long the pipes may stay open (a setsid'd grandchild can
 # hold them forever) before cnilib stops reading.
-_KILL_GRACE = 1.0
+KILL_GRACE = 1.0
 
 # Six attempts in all, as libcni, but with a short backoff instead of 1 s sleeps.
-_TEXT_BUSY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
+TEXT_BUSY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 plugin_log = logging.getLogger("cnilib.plugin")
 
@@ -106,7 +105,7 @@ class SubprocessExecutor:
         """See :func:`find_in_path`."""
         return find_in_path(plugin_type, path)
 
-    def _prepare(self, invocation: Invocation) -> tuple[list[str], dict[str, str], float | None]:
+    def prepare(self, invocation: Invocation) -> tuple[list[str], dict[str, str], float | None]:
         """argv, environment and deadline (``None``: none) of one call."""
         program = self.find(invocation.plugin_type, invocation.path)
         timeout = invocation.timeout if invocation.timeout is not None else self.timeout
@@ -116,7 +115,7 @@ class SubprocessExecutor:
 
     def exec(self, invocation: Invocation) -> bytes:
         """Run one plugin call; return its stdout or raise a :class:`CNIError`."""
-        argv, env, timeout = self._prepare(invocation)
+        argv, env, timeout = self.prepare(invocation)
         started = time.monotonic()
         proc = self._spawn(argv, env)
         # The context closes the pipes and reaps the process on every path.
@@ -124,91 +123,51 @@ class SubprocessExecutor:
             try:
                 stdout, stderr = proc.communicate(invocation.stdin, timeout=timeout)
             except subprocess.TimeoutExpired:
-                _kill_group(proc.pid)
+                kill_group(proc.pid)
                 try:
-                    _, stderr = proc.communicate(timeout=_KILL_GRACE)
+                    _, stderr = proc.communicate(timeout=KILL_GRACE)
                 except subprocess.TimeoutExpired:
                     # Something outside the group (setsid) still holds the pipes.
                     stderr = b""
-                raise _timeout_error(invocation, started, timeout, stderr) from None
+                raise timeout_error(invocation, started, timeout, stderr) from None
             except BaseException:
                 # Interrupted (KeyboardInterrupt, ...): never leave the plugin running.
-                _kill_group(proc.pid)
+                kill_group(proc.pid)
                 raise
-        return _finish(invocation, proc.returncode, stdout, stderr)
+        return finish(invocation, proc.returncode, stdout, stderr)
 
     async def aexec(self, invocation: Invocation) -> bytes:
-        """:meth:`exec` for asyncio: cancelling it kills the plugin's process group."""
-        argv, env, timeout = self._prepare(invocation)
-        started = time.monotonic()
-        proc = await self._aspawn(argv, env)
-        reading = asyncio.gather(
-            _feed(proc, invocation.stdin), _read(proc.stdout), _read(proc.stderr)
+        """:meth:`exec` for asyncio: cancelling it kills the plugin's process group.
+
+        See :mod:`cnilib.invoke._aio`, imported here so that blocking callers
+        never load asyncio.
+        """
+        from cnilib.invoke import _aio
+
+        return await _aio.run_plugin(self, invocation)
+
+    @staticmethod
+    def popen(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start the plugin in its own session (so its whole group can be killed)."""
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
         )
-        try:
-            async with asyncio.timeout(timeout):
-                _, stdout, stderr = await asyncio.shield(reading)
-                await proc.wait()
-        except TimeoutError:
-            _kill_group(proc.pid)
-            try:
-                async with asyncio.timeout(_KILL_GRACE):
-                    _, _, stderr = await reading
-            except TimeoutError:
-                # Something outside the group (setsid) still holds the pipes.
-                stderr = b""
-                _close_pipes(proc)
-            await proc.wait()
-            raise _timeout_error(invocation, started, timeout, stderr) from None
-        except BaseException:
-            _kill_group(proc.pid)
-            # Reap it and let the readers see EOF, even while being cancelled.
-            finished = asyncio.gather(reading, proc.wait(), return_exceptions=True)
-            try:
-                async with asyncio.timeout(_KILL_GRACE):
-                    await asyncio.shield(finished)
-            except TimeoutError:
-                _close_pipes(proc)
-            raise
-        assert proc.returncode is not None
-        return _finish(invocation, proc.returncode, stdout, stderr)
 
-    @staticmethod
-    def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        """Start the plugin in its own session; retry while its binary is being replaced."""
-        for delay in (*_TEXT_BUSY_DELAYS, None):
+    @classmethod
+    def _spawn(cls, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start the plugin; retry while its binary is being replaced (ETXTBSY)."""
+        for delay in (*TEXT_BUSY_DELAYS, None):
             try:
-                return subprocess.Popen(
-                    argv,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    env=env,
-                    start_new_session=True,
-                )
+                return cls.popen(argv, env)
             except OSError as exc:
                 if exc.errno != errno.ETXTBSY or delay is None:
-                    raise _spawn_error(argv, exc) from exc
+                    raise spawn_error(argv, exc) from exc
                 time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    @staticmethod
-    async def _aspawn(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
-        """:meth:`_spawn` for asyncio."""
-        for delay in (*_TEXT_BUSY_DELAYS, None):
-            try:
-                return await asyncio.create_subprocess_exec(
-                    *argv,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    env=env,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                if exc.errno != errno.ETXTBSY or delay is None:
-                    raise _spawn_error(argv, exc) from exc
-                await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def version_info(self, plugin_type: str, path: Sequence[str]) -> PluginInfo:
@@ -222,39 +181,19 @@ class SubprocessExecutor:
         return decode_version_info(stdout)
 
 
-def _kill_group(pid: int) -> None:
+def kill_group(pid: int) -> None:
     """SIGKILL the plugin's whole session: it runs as its group leader."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
 
 
-def _close_pipes(proc: asyncio.subprocess.Process) -> None:
-    transport = getattr(proc, "_transport", None)
-    if transport is not None:
-        transport.close()
-
-
-async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
-    """Write stdin and close it; a plugin that exits without reading is fine."""
-    assert proc.stdin is not None
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        proc.stdin.write(data)
-        await proc.stdin.drain()
-    proc.stdin.close()
-
-
-async def _read(stream: asyncio.StreamReader | None) -> bytes:
-    assert stream is not None
-    return await stream.read()
-
-
-def _spawn_error(argv: list[str], exc: OSError) -> ExecError:
+def spawn_error(argv: list[str], exc: OSError) -> ExecError:
     # libcni retries ETXTBSY too, but returns empty "success" when it gives up.
     reason = (exc.strerror or str(exc)).lower()
     return ExecError(f"netplugin failed with no error message: fork/exec {argv[0]}: {reason}")
 
 
-def _timeout_error(
+def timeout_error(
     invocation: Invocation, started: float, timeout: float | None, stderr: bytes
 ) -> PluginTimeoutError:
     elapsed = time.monotonic() - started
@@ -267,7 +206,7 @@ def _timeout_error(
     )
 
 
-def _finish(invocation: Invocation, returncode: int, stdout: bytes, stderr: bytes) -> bytes:
+def finish(invocation: Invocation, returncode: int, stdout: bytes, stderr: bytes) -> bytes:
     """Log stderr; return stdout on success, else raise the decoded failure."""
     _log_stderr(invocation, stderr)
     if returncode == 0:

@@ -3,11 +3,25 @@
 ``CNI`` (blocking) and ``AsyncCNI`` (asyncio) drive the same sans-I/O flows.
 """
 
-from cnilib.runtime._async import AsyncCNI, run_flow_async
+from typing import TYPE_CHECKING
+
 from cnilib.runtime._base import Attached
 from cnilib.runtime._conf import GCAttachment, RuntimeConf, parse_cni_args
 from cnilib.runtime._gc import GCReport
 from cnilib.runtime._sync import CNI, run_flow
+
+if TYPE_CHECKING:
+    from cnilib.runtime._async import AsyncCNI as AsyncCNI, run_flow_async as run_flow_async
+
+
+def __getattr__(name: str) -> object:
+    # AsyncCNI pulls in asyncio (and ssl with it): only for those who ask.
+    if name in ("AsyncCNI", "run_flow_async"):
+        from cnilib.runtime import _async
+
+        return getattr(_async, name)
+    raise AttributeError(f"module 'cnilib.runtime' has no attribute {name!r}")
+
 
 __all__ = [
     "CNI",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from cnilib._json import JSONValue
@@ -98,7 +99,28 @@ class AsyncCNI(RuntimeBase):
             locking=locking,
         )
         self.max_concurrency = max_concurrency
-        self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        # asyncio primitives belong to one event loop, and one AsyncCNI may
+        # serve several (asyncio.run twice, a loop per thread): one each.
+        self._slots_by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Semaphore
+        ] = weakref.WeakKeyDictionary()
+
+    def make_slots(self, limit: int) -> asyncio.Semaphore:
+        """The semaphore that enforces ``max_concurrency`` in one event loop.
+
+        A hook for instrumentation: a subclass may return a subclass of
+        :class:`asyncio.Semaphore` (the burst benchmark times slot waits).
+        """
+        return asyncio.Semaphore(limit)
+
+    def _slots(self) -> asyncio.Semaphore | None:
+        if not self.max_concurrency:
+            return None
+        loop = asyncio.get_running_loop()
+        slots = self._slots_by_loop.get(loop)
+        if slots is None:
+            slots = self._slots_by_loop[loop] = self.make_slots(self.max_concurrency)
+        return slots
 
     async def _run(self, flow: Flow[_flows.T]) -> _flows.T:
         return await run_flow_async(flow, self.executor)
@@ -106,8 +128,9 @@ class AsyncCNI(RuntimeBase):
     @contextlib.asynccontextmanager
     async def _locked(self, network: str, rt: RuntimeConf | None) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            if self._slots is not None:
-                await stack.enter_async_context(self._slots)
+            slots = self._slots()
+            if slots is not None:
+                await stack.enter_async_context(slots)
             if self.locks is not None:
                 attachment = (rt.container_id, rt.ifname) if rt else None
                 await stack.enter_async_context(self.locks.ahold(network, attachment))
