@@ -15,6 +15,7 @@
     ├── ResultDecodeError (+ ValueError)      plugin or cache result JSON is malformed (code 6)
     ├── ExecError                             a plugin could not be run or understood
     │   ├── PluginNotFoundError (+ FileNotFoundError)   .plugin_type .search_path
+    │   ├── PluginStartError                  fork/exec failed: the plugin never ran
     │   ├── PluginOutputError                 failed without a decodable error object
     │   ├── PluginTimeoutError (+ TimeoutError)         .elapsed
     │   └── OperationCancelledError           an asyncio call was cancelled (ADD rolls back)
@@ -60,6 +61,7 @@ __all__ = [
     "PluginNotAvailableError",
     "PluginNotFoundError",
     "PluginOutputError",
+    "PluginStartError",
     "PluginTimeoutError",
     "ResultConversionError",
     "ResultDecodeError",
@@ -305,6 +307,11 @@ class PluginNotFoundError(ExecError, FileNotFoundError):
         self.plugin_type = plugin_type
         self.search_path = tuple(search_path)
         super().__init__(msg)
+
+
+class PluginStartError(ExecError):
+    """The plugin's executable could not be started (fork/exec failed): it
+    never ran, so it has nothing to undo."""
 
 
 class PluginOutputError(ExecError):

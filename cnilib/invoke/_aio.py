@@ -188,6 +188,8 @@ async def _spawn(
     for delay in (*TEXT_BUSY_DELAYS, None):
         try:
             return executor.popen(argv, env)
+        except ValueError as exc:  # NUL or unencodable text in argv/env
+            raise spawn_error(argv, exc) from exc
         except OSError as exc:
             if exc.errno != errno.ETXTBSY or delay is None:
                 raise spawn_error(argv, exc) from exc

@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 
-from cnilib.errors import CNIError, ExecError, PluginNotFoundError, PluginTimeoutError
+from cnilib.errors import CNIError, PluginNotFoundError, PluginStartError, PluginTimeoutError
 from cnilib.invoke._decode import decode_failure, decode_version_info, is_pre_version_plugin, tail
 from cnilib.invoke._invocation import Invocation, PluginInfo
 
@@ -164,6 +164,8 @@ class SubprocessExecutor:
         for delay in (*TEXT_BUSY_DELAYS, None):
             try:
                 return cls.popen(argv, env)
+            except ValueError as exc:  # NUL or unencodable text in argv/env
+                raise spawn_error(argv, exc) from exc
             except OSError as exc:
                 if exc.errno != errno.ETXTBSY or delay is None:
                     raise spawn_error(argv, exc) from exc
@@ -187,10 +189,12 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def spawn_error(argv: list[str], exc: OSError) -> ExecError:
+def spawn_error(argv: list[str], exc: OSError | ValueError) -> PluginStartError:
     # libcni retries ETXTBSY too, but returns empty "success" when it gives up.
-    reason = (exc.strerror or str(exc)).lower()
-    return ExecError(f"netplugin failed with no error message: fork/exec {argv[0]}: {reason}")
+    reason = (getattr(exc, "strerror", None) or str(exc)).lower()
+    return PluginStartError(
+        f"netplugin failed with no error message: fork/exec {argv[0]}: {reason}"
+    )
 
 
 def timeout_error(

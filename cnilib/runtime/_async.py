@@ -18,12 +18,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from cnilib._json import JSONValue
 from cnilib.cache import DEFAULT_CACHE_DIR, CacheEntry
 from cnilib.config import NetworkConfigList, PluginConf
-from cnilib.errors import CNIError, OperationCancelledError
+from cnilib.errors import CNIError, InvalidArgumentError, OperationCancelledError
 from cnilib.invoke import Executor, PluginInfo
 from cnilib.results import Result
 from cnilib.runtime import _flows
 from cnilib.runtime._base import (
     EXECUTOR_DEFAULT,
+    NOT_RUN,
     Attached,
     ExecutorDefault,
     PlannedAttachment,
@@ -33,6 +34,7 @@ from cnilib.runtime._base import (
     note_undo,
     plan,
     raise_failures,
+    succeeded,
 )
 from cnilib.runtime._conf import GCAttachment, RuntimeConf
 from cnilib.runtime._flows import Flow
@@ -55,12 +57,15 @@ async def run_flow_async(flow: Flow[_flows.T], executor: Executor) -> _flows.T:
                 stdout = await executor.aexec(invocation)
             except CNIError as exc:
                 invocation = flow.throw(exc)
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as cancellation:
                 cancelled = OperationCancelledError(
                     f"{invocation.describe()} was cancelled; its process group was killed"
                 )
+                # A second cancellation while this cleanup runs abandons it
+                # (the flow's rollback re-raises OperationCancelledError).
                 with contextlib.suppress(CNIError):
                     await run_flow_async(resume(flow, cancelled), executor)
+                cancellation.__context__ = cancelled
                 raise
             else:
                 invocation = flow.send(stdout)
@@ -98,6 +103,8 @@ class AsyncCNI(RuntimeBase):
             rollback=rollback,
             locking=locking,
         )
+        if max_concurrency is not None and max_concurrency < 1:
+            raise InvalidArgumentError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self.max_concurrency = max_concurrency
         # asyncio primitives belong to one event loop, and one AsyncCNI may
         # serve several (asyncio.run twice, a loop per thread): one each.
@@ -211,7 +218,8 @@ class AsyncCNI(RuntimeBase):
         args: Sequence[tuple[str, str]] = (),
         capability_args: Mapping[str, JSONValue] | None = None,
     ) -> tuple[Attached, ...]:
-        """Attach every network; see :meth:`CNI.setup_networks` (``concurrent``: tasks)."""
+        """Attach every network; see :meth:`CNI.setup_networks` (``concurrent``:
+        tasks). Cancelling it also removes the networks already attached."""
         planned = plan(
             container_id,
             netns,
@@ -221,23 +229,39 @@ class AsyncCNI(RuntimeBase):
             args=args,
             capability_args=capability_args,
         )
-        outcomes = await _each(
-            planned, lambda p: self.add_network_list(p.conflist, p.rt), concurrent
-        )
-        pairs = list(zip(planned, outcomes, strict=True))
-        failures = [o for _, o in pairs if isinstance(o, CNIError)]
-        if failures:
-            done = [p for p, o in pairs if not isinstance(o, CNIError)]
-            undo = await _each(
-                list(reversed(done)), lambda p: self.delete_network_list(p.conflist, p.rt), False
+        outcomes: list[object] = [NOT_RUN] * len(planned)
+        try:
+            await _each(
+                planned,
+                lambda p: self.add_network_list(p.conflist, p.rt),
+                outcomes,
+                concurrent=concurrent,
+                stop_on_failure=True,
             )
-            note_undo(failures[0], done, undo)
+        except BaseException as interrupt:  # cancelled: undo what was attached, then go on
+            await self._undo(planned, outcomes, interrupt)
+            raise
+        failures = [o for o in outcomes if isinstance(o, CNIError)]
+        if failures:
+            await self._undo(planned, outcomes, failures[0])
             raise failures[0]
         return tuple(
-            Attached(p.conflist.name, p.rt.ifname, o)
-            for p, o in pairs
-            if not isinstance(o, CNIError)
+            Attached(p.conflist.name, p.rt.ifname, o)  # type: ignore[arg-type]
+            for p, o in zip(planned, outcomes, strict=True)
         )
+
+    async def _undo(
+        self, planned: list[PlannedAttachment], outcomes: list[object], cause: BaseException
+    ) -> None:
+        done = succeeded(planned, outcomes)
+        undo: list[object] = [NOT_RUN] * len(done)
+        await _each(
+            list(reversed(done)),
+            lambda p: self.delete_network_list(p.conflist, p.rt),
+            undo,
+            concurrent=False,
+        )
+        note_undo(cause, done, undo)
 
     async def teardown_networks(
         self,
@@ -259,10 +283,13 @@ class AsyncCNI(RuntimeBase):
             args=(),
             capability_args=None,
         )
-        outcomes = await _each(
-            list(reversed(planned)),
+        order = list(reversed(planned))
+        outcomes: list[object] = [NOT_RUN] * len(order)
+        await _each(
+            order,
             lambda p: self.delete_network_list(p.conflist, p.rt),
-            concurrent,
+            outcomes,
+            concurrent=concurrent,
         )
         raise_failures("teardown", container_id, outcomes)
 
@@ -285,7 +312,10 @@ class AsyncCNI(RuntimeBase):
             args=(),
             capability_args=None,
         )
-        outcomes = await _each(planned, lambda p: self.check_network_list(p.conflist, p.rt), False)
+        outcomes: list[object] = [NOT_RUN] * len(planned)
+        await _each(
+            planned, lambda p: self.check_network_list(p.conflist, p.rt), outcomes, concurrent=False
+        )
         raise_failures("check", container_id, outcomes)
 
     # -- single plugins ----------------------------------------------------------------
@@ -317,17 +347,37 @@ class AsyncCNI(RuntimeBase):
 
 async def _each(
     planned: list[PlannedAttachment],
-    operation: Callable[[PlannedAttachment], Awaitable[_flows.T]],
+    operation: Callable[[PlannedAttachment], Awaitable[object]],
+    outcomes: list[object],
+    *,
     concurrent: bool,
-) -> list[_flows.T | CNIError]:
-    """Run ``operation`` on each item (in order, or as concurrent tasks); errors are returned."""
+    stop_on_failure: bool = False,
+) -> None:
+    """Run ``operation`` on each item (in order, or as tasks), filling
+    ``outcomes`` (value or CNIError) as each finishes, so that a cancelled
+    caller knows what was done. Serially, ``stop_on_failure`` stops early."""
 
-    async def attempt(item: PlannedAttachment) -> _flows.T | CNIError:
+    async def attempt(item: PlannedAttachment) -> object:
         try:
             return await operation(item)
         except CNIError as exc:
             return exc
 
-    if not concurrent:
-        return [await attempt(p) for p in planned]
-    return list(await asyncio.gather(*map(attempt, planned)))
+    if not concurrent or len(planned) < 2:
+        for index, item in enumerate(planned):
+            outcomes[index] = await attempt(item)
+            if stop_on_failure and isinstance(outcomes[index], CNIError):
+                return
+        return
+    tasks = [asyncio.ensure_future(attempt(item)) for item in planned]
+    try:
+        await asyncio.wait(tasks)
+    finally:
+        pending = [task for task in tasks if not task.done()]
+        for task in pending:
+            task.cancel()  # each cancelled ADD rolls itself back
+        if pending:
+            await asyncio.wait(pending)
+        for index, task in enumerate(tasks):
+            if not task.cancelled() and task.exception() is None:
+                outcomes[index] = task.result()

@@ -27,7 +27,9 @@ __all__ = [
     "RuntimeBase",
     "as_list",
     "gc_attachments",
+    "NOT_RUN",
     "note_undo",
+    "succeeded",
     "plan",
     "raise_failures",
 ]
@@ -61,7 +63,16 @@ def gc_attachments(
     """Normalise GC's keep-list: ``None`` stays "no list"."""
     if valid is None:
         return None
-    return [a if isinstance(a, GCAttachment) else GCAttachment(a[0], a[1]) for a in valid]
+    kept = [a if isinstance(a, GCAttachment) else GCAttachment(a[0], a[1]) for a in valid]
+    for attachment in kept:
+        for value in (attachment.container_id, attachment.ifname):
+            if not isinstance(value, str):
+                raise InvalidArgumentError(f"valid attachments must be strings, got {value!r}")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidArgumentError(f"valid attachment is not UTF-8: {value!r}") from exc
+    return kept
 
 
 @attrs.frozen
@@ -111,7 +122,30 @@ def plan(
     return planned
 
 
-def note_undo(failure: CNIError, done: Sequence[PlannedAttachment], undo: Sequence[object]) -> None:
+class _NotRun:
+    """The outcome of an item a multi-network call never got to."""
+
+    def __repr__(self) -> str:
+        return "NOT_RUN"
+
+
+NOT_RUN = _NotRun()
+
+
+def succeeded(
+    planned: Sequence[PlannedAttachment], outcomes: Sequence[object]
+) -> list[PlannedAttachment]:
+    """The items whose operation ran and did not fail, in plan order."""
+    return [
+        p
+        for p, o in zip(planned, outcomes, strict=True)
+        if o is not NOT_RUN and not isinstance(o, CNIError)
+    ]
+
+
+def note_undo(
+    failure: BaseException, done: Sequence[PlannedAttachment], undo: Sequence[object]
+) -> None:
     """Say on ``failure`` which already attached networks were removed again."""
     removed = [
         p.conflist.name
@@ -166,8 +200,14 @@ class RuntimeBase:
         locking: bool = True,
     ) -> None:
         self.plugin_dirs = tuple(os.fspath(d) for d in plugin_dirs)
-        if any("\0" in d for d in self.plugin_dirs):
-            raise InvalidArgumentError("plugin directory contains a NUL byte")
+        for directory in self.plugin_dirs:
+            try:
+                if b"\0" in os.fsencode(directory):
+                    raise InvalidArgumentError("plugin directory contains a NUL byte")
+            except UnicodeEncodeError as exc:
+                raise InvalidArgumentError(
+                    f"plugin directory is not a valid path: {directory!r}"
+                ) from exc
         self.cache = FileCache(cache_dir)
         self.locks: LockDir | None = LockDir(self.cache.cache_dir) if locking else None
         per_call: float | None = None  # None: the executor's own deadline

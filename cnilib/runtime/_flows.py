@@ -28,7 +28,10 @@ from cnilib.errors import (
     CheckNotSupportedError,
     CNIError,
     IncompatibleVersionError,
+    OperationCancelledError,
     PluginError,
+    PluginNotFoundError,
+    PluginStartError,
     RollbackOutcome,
     ValidationGroupError,
 )
@@ -215,6 +218,12 @@ def add_flow(
     With ``ctx.rollback`` off, nothing is undone and no entry is kept (libcni).
     """
     rt.validate(conflist.name)
+    # An entry already there (a retry after an interrupted ADD, say) is put
+    # back if this ADD fails: it is what lets DEL and GC find the old state.
+    try:
+        earlier = ctx.cache.load(conflist.name, rt.container_id, rt.ifname)
+    except CNIError:
+        earlier = None
     _save(ctx, _entry(ctx, conflist, rt, None))
     results: list[Result | None] = []  # per plugin that ran, its result
     try:
@@ -224,8 +233,8 @@ def add_flow(
             stdin = _plugin_request(conflist, plugin, rt, prev)
             try:
                 stdout = yield from _call(_invocation(ctx, Command.ADD, plugin, stdin, rt), prefix)
-            except PluginError:
-                raise  # it answered cleanly: its own state is its business
+            except (PluginError, PluginNotFoundError, PluginStartError):
+                raise  # answered cleanly, or never ran: nothing of its own to undo
             except CNIError:
                 results.append(None)  # killed or crashed mid-ADD: undo it too
                 raise
@@ -238,11 +247,11 @@ def add_flow(
         _save(ctx, _entry(ctx, conflist, rt, final))
     except CNIError as failure:
         if not ctx.rollback:
-            _forget(ctx.cache, conflist, rt)
+            _restore(ctx.cache, conflist, rt, earlier)
             raise
         outcome = yield from _rollback(ctx, conflist, rt, results)
         if outcome.clean:
-            _forget(ctx.cache, conflist, rt)
+            _restore(ctx.cache, conflist, rt, earlier)
         failure.rollback = outcome
         failure.add_note(outcome.describe())
         raise
@@ -271,6 +280,8 @@ def _rollback(
             yield from _call(
                 _invocation(ctx, Command.DEL, plugin, stdin, rt), _prefix(plugin, Command.DEL)
             )
+        except OperationCancelledError:
+            raise  # cancelled again while undoing: give up, the pending entry stays
         except CNIError as exc:
             failures.append(exc)
         else:
@@ -290,21 +301,44 @@ def delete_flow(
     version = spec.parse_version(conflist.cni_version)
     prev: Result | None = None
     if spec.has_check(version):
-        try:
-            prev = cached_result(ctx.cache, conflist, rt)
-        except CNIError as exc:
-            log.warning(
-                "DEL %s/%s: discarding unusable cache entry: %s",
-                conflist.name,
-                rt.container_id,
-                exc,
-            )
-            _forget(ctx.cache, conflist, rt)
+        prev = _prev_for_delete(ctx.cache, conflist, rt)
     for plugin in reversed(conflist.plugins):
         prefix = _prefix(plugin, Command.DEL) if ctx.wrap_errors else None
         stdin = _plugin_request(conflist, plugin, rt, prev)
         yield from _call(_invocation(ctx, Command.DEL, plugin, stdin, rt), prefix)
     _forget(ctx.cache, conflist, rt)
+
+
+def _prev_for_delete(
+    cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf
+) -> Result | None:
+    """DEL's prevResult. A pending entry (an interrupted ADD) gives none but
+    stays until the DELs succeed, so a failed DEL can be retried; a corrupt
+    entry is dropped at once, as libcni does, so it cannot block DEL forever."""
+    try:
+        entry = cache.load(conflist.name, rt.container_id, rt.ifname)
+        if entry is None or entry.pending:
+            return None
+        return cached_result(cache, conflist, rt)
+    except CNIError as exc:
+        log.warning(
+            "DEL %s/%s: discarding unusable cache entry: %s", conflist.name, rt.container_id, exc
+        )
+        _forget(cache, conflist, rt)
+        return None
+
+
+def _restore(
+    cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf, earlier: CacheEntry | None
+) -> None:
+    """After a failed ADD: back to the entry that was there before, or none."""
+    if earlier is None:
+        _forget(cache, conflist, rt)
+        return
+    try:
+        cache.save(earlier)
+    except CacheError as exc:
+        log.warning("could not restore the earlier cache entry: %s", exc)
 
 
 def _forget(cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
@@ -379,6 +413,8 @@ def validate_flow(
     for plugin in conflist.plugins:
         try:
             info = yield from version_flow(ctx, plugin.type)
+        except OperationCancelledError:
+            raise
         except CNIError as exc:
             errors.append(exc.with_context(f"plugin {plugin.type}: "))
             continue

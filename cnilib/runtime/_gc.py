@@ -15,7 +15,7 @@ from cnilib import spec
 from cnilib._json import JSONValue
 from cnilib.cache import CacheEntry
 from cnilib.config import NetworkConfigList, request_config
-from cnilib.errors import CacheError, CNIError, GCError
+from cnilib.errors import CacheError, CNIError, GCError, OperationCancelledError
 from cnilib.invoke import Command, Invocation
 from cnilib.runtime._conf import GCAttachment, RuntimeConf
 from cnilib.runtime._flows import FlowContext, _call, _invocation, delete_flow
@@ -103,6 +103,8 @@ def gc_flow(
                 capability_args=entry.capability_args,
             )
             yield from delete_flow(ctx, conflist, rt)
+        except OperationCancelledError:
+            raise  # a cancelled GC stops; what it did not reach stays for the next one
         except CNIError as exc:
             errors.append(
                 exc.with_context(
@@ -127,6 +129,8 @@ def gc_flow(
                     _invocation(ctx, Command.GC, plugin, stdin),
                     f"failed to GC plugin {plugin.type}: ",
                 )
+            except OperationCancelledError:
+                raise
             except CNIError as exc:
                 errors.append(exc)
     report = GCReport(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 
 from cnilib._json import JSONValue
 from cnilib.cache import CacheEntry
@@ -15,6 +15,7 @@ from cnilib.invoke import Executor, Invocation, PluginInfo
 from cnilib.results import Result
 from cnilib.runtime import _flows
 from cnilib.runtime._base import (
+    NOT_RUN,
     Attached,
     PlannedAttachment,
     RuntimeBase,
@@ -23,6 +24,7 @@ from cnilib.runtime._base import (
     note_undo,
     plan,
     raise_failures,
+    succeeded,
 )
 from cnilib.runtime._conf import GCAttachment, RuntimeConf
 from cnilib.runtime._flows import Flow
@@ -186,9 +188,10 @@ class CNI(RuntimeBase):
         """Attach every network to one container; return results in ``networks`` order.
 
         Interfaces are ``ifnames`` or ``<ifname_prefix>0``, ``1``, …. With
-        ``concurrent`` the ADDs run in threads. If any ADD fails, the networks
-        already attached are removed (each failed ADD rolls itself back) and
-        the first failure is raised.
+        ``concurrent`` the ADDs run in threads; otherwise they stop at the
+        first failure. If any ADD fails (or Ctrl-C interrupts), the networks
+        already attached are removed again (a failed ADD rolls itself back)
+        and the first failure is raised, with notes saying what was undone.
         """
         planned = plan(
             container_id,
@@ -199,25 +202,39 @@ class CNI(RuntimeBase):
             args=args,
             capability_args=capability_args,
         )
-        outcomes = self._each(
-            planned, lambda p: self.add_network_list(p.conflist, p.rt), concurrent
-        )
-        failures = [o for o in outcomes if isinstance(o, CNIError)]
-        attached = [
-            Attached(p.conflist.name, p.rt.ifname, o)
-            for p, o in zip(planned, outcomes, strict=True)
-            if not isinstance(o, CNIError)
-        ]
-        if failures:
-            done = [
-                p for p, o in zip(planned, outcomes, strict=True) if not isinstance(o, CNIError)
-            ]
-            undo = self._each(
-                list(reversed(done)), lambda p: self.delete_network_list(p.conflist, p.rt), False
+        outcomes: list[object] = [NOT_RUN] * len(planned)
+        try:
+            self._each(
+                planned,
+                lambda p: self.add_network_list(p.conflist, p.rt),
+                outcomes,
+                concurrent=concurrent,
+                stop_on_failure=True,
             )
-            note_undo(failures[0], done, undo)
+        except BaseException as interrupt:  # Ctrl-C: undo what was attached, then go on
+            self._undo(planned, outcomes, interrupt)
+            raise
+        failures = [o for o in outcomes if isinstance(o, CNIError)]
+        if failures:
+            self._undo(planned, outcomes, failures[0])
             raise failures[0]
-        return tuple(attached)
+        return tuple(
+            Attached(p.conflist.name, p.rt.ifname, o)  # type: ignore[arg-type]
+            for p, o in zip(planned, outcomes, strict=True)
+        )
+
+    def _undo(
+        self, planned: list[PlannedAttachment], outcomes: list[object], cause: BaseException
+    ) -> None:
+        done = succeeded(planned, outcomes)
+        undo: list[object] = [NOT_RUN] * len(done)
+        self._each(
+            list(reversed(done)),
+            lambda p: self.delete_network_list(p.conflist, p.rt),
+            undo,
+            concurrent=False,
+        )
+        note_undo(cause, done, undo)
 
     def teardown_networks(
         self,
@@ -239,10 +256,13 @@ class CNI(RuntimeBase):
             args=(),
             capability_args=None,
         )
-        outcomes = self._each(
-            list(reversed(planned)),
+        order = list(reversed(planned))
+        outcomes: list[object] = [NOT_RUN] * len(order)
+        self._each(
+            order,
             lambda p: self.delete_network_list(p.conflist, p.rt),
-            concurrent,
+            outcomes,
+            concurrent=concurrent,
         )
         raise_failures("teardown", container_id, outcomes)
 
@@ -265,25 +285,50 @@ class CNI(RuntimeBase):
             args=(),
             capability_args=None,
         )
-        outcomes = self._each(planned, lambda p: self.check_network_list(p.conflist, p.rt), False)
+        outcomes: list[object] = [NOT_RUN] * len(planned)
+        self._each(
+            planned, lambda p: self.check_network_list(p.conflist, p.rt), outcomes, concurrent=False
+        )
         raise_failures("check", container_id, outcomes)
 
     @staticmethod
     def _each(
         planned: list[PlannedAttachment],
-        operation: Callable[[PlannedAttachment], _flows.T],
+        operation: Callable[[PlannedAttachment], object],
+        outcomes: list[object],
+        *,
         concurrent: bool,
-    ) -> list[_flows.T | CNIError]:
-        def attempt(item: PlannedAttachment) -> _flows.T | CNIError:
+        stop_on_failure: bool = False,
+    ) -> None:
+        """Run ``operation`` on each item, filling ``outcomes`` (value or CNIError)
+        as each finishes, so an interrupted caller knows what was done.
+
+        Serially, ``stop_on_failure`` leaves the rest ``NOT_RUN``.
+        """
+
+        def attempt(item: PlannedAttachment) -> object:
             try:
                 return operation(item)
             except CNIError as exc:
                 return exc
 
         if not concurrent or len(planned) < 2:
-            return [attempt(p) for p in planned]
+            for index, item in enumerate(planned):
+                outcomes[index] = attempt(item)
+                if stop_on_failure and isinstance(outcomes[index], CNIError):
+                    return
+            return
         with ThreadPoolExecutor(max_workers=len(planned), thread_name_prefix="cnilib") as pool:
-            return list(pool.map(attempt, planned))
+            futures = {pool.submit(attempt, item): index for index, item in enumerate(planned)}
+            try:
+                for future in as_completed(futures):
+                    outcomes[futures[future]] = future.result()
+            finally:
+                # Interrupted: the running ADDs finish (or roll back) on their own; record them.
+                wait(futures)
+                for future, index in futures.items():
+                    if not future.cancelled() and future.exception() is None:
+                        outcomes[index] = future.result()
 
     # -- single plugins (deprecated .conf files) ---------------------------------
     def add_network(self, plugin: PluginConf, rt: RuntimeConf) -> Result | None:

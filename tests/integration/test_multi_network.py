@@ -1,0 +1,397 @@
+"""Several networks per container (go-cni's Setup/Remove/Check), for CNI and
+AsyncCNI alike: interface naming, deterministic result order, removal of the
+networks already attached when one fails, teardown and check that try all."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import cnilib
+from cnilib.invoke import Invocation
+from cnilib.testing import MockExecutor, read_recording
+
+DRIVERS = ["CNI", "AsyncCNI"]
+DELAY = {"net1": 0.4, "net2": 0.2, "net3": 0.0}
+"""How long each network's ADD takes in the ordering test: the last finishes first."""
+NS = "/run/netns/ctr1"
+
+Nets = Callable[..., list[cnilib.NetworkConfigList]]
+
+
+async def done(value: Any) -> Any:
+    """The value of a runtime call, awaited when the driver is AsyncCNI."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def runtime(driver: str, **kwargs: Any) -> Any:
+    return {"CNI": cnilib.CNI, "AsyncCNI": cnilib.AsyncCNI}[driver](**kwargs)
+
+
+def result_for(index: int) -> dict[str, Any]:
+    return {"cniVersion": "1.1.0", "ips": [{"address": f"10.{index}.0.2/24"}]}
+
+
+@pytest.fixture(params=DRIVERS)
+def driver(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def cni(driver: str, cni_bin_dir: Path, cache_dir: Path) -> Any:
+    """The runtime under test, with the recorder on its CNI_PATH."""
+    return runtime(driver, plugin_dirs=[str(cni_bin_dir)], cache_dir=cache_dir, timeout=20)
+
+
+@pytest.fixture
+def nets(recorder_log: Path) -> Nets:
+    """``nets(n, net2={...})``: lists net1 … netN of two recorder plugins each (tags
+    ``<net>-a``, ``<net>-b``); plugin a answers ADD with a result unique to its network;
+    keyword arguments give a network's recorder instructions for plugin b."""
+
+    def make(n: int, **instructions: dict[str, Any]) -> list[cnilib.NetworkConfigList]:
+        out = []
+        for index in range(1, n + 1):
+            name = f"net{index}"
+            first = {"log": str(recorder_log), "ADD": {"result": result_for(index)}}
+            second = {"log": str(recorder_log), **instructions.get(name, {})}
+            plugins = [
+                {"type": "recorder", "tag": f"{name}-a", "recorder": first},
+                {"type": "recorder", "tag": f"{name}-b", "recorder": second},
+            ]
+            doc = {"cniVersion": "1.1.0", "name": name, "plugins": plugins}
+            out.append(cnilib.conflist_from_bytes(json.dumps(doc).encode()))
+        return out
+
+    return make
+
+
+def recorded(log: Path) -> list[tuple[str, str, str]]:
+    """(verb, tag, CNI_IFNAME) of every recorded call."""
+    out = []
+    for call in read_recording(log):
+        stdin, env = call["stdin"], call["env"]
+        assert isinstance(stdin, dict)
+        assert isinstance(env, dict)
+        out.append((str(call["verb"]), str(stdin.get("tag")), str(env["CNI_IFNAME"])))
+    return out
+
+
+def forget_calls(log: Path) -> None:
+    """Start the recording afresh."""
+    log.unlink()
+
+
+def entries(cache_dir: Path) -> list[str]:
+    results = cache_dir / "results"
+    return sorted(os.listdir(results)) if results.exists() else []
+
+
+def error_object(code: int, msg: str) -> dict[str, Any]:
+    return {"error": {"code": code, "msg": msg}}
+
+
+class TestSetup:
+    @pytest.mark.asyncio
+    async def test_serial_setup_names_interfaces_eth0_eth1(
+        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path
+    ) -> None:
+        """Interfaces are eth0, eth1, …; results come back in network order; all cached."""
+        attached = await done(cni.setup_networks("ctr1", NS, nets(3)))
+
+        assert [
+            ("net1", "eth0", result_for(1)["ips"]),
+            ("net2", "eth1", result_for(2)["ips"]),
+            ("net3", "eth2", result_for(3)["ips"]),
+        ] == [(a.network, a.ifname, json.loads(a.result.to_json())["ips"]) for a in attached]
+        assert [("ADD", f"net{i}-{p}", f"eth{i - 1}") for i in (1, 2, 3) for p in "ab"] == recorded(
+            recorder_log
+        )
+        assert ["net1-ctr1-eth0", "net2-ctr1-eth1", "net3-ctr1-eth2"] == entries(cache_dir)
+
+    @pytest.mark.asyncio
+    async def test_prefix_and_explicit_ifnames(
+        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path
+    ) -> None:
+        """ifname_prefix names net0, net1, …; explicit ifnames are used as given."""
+        by_prefix = await done(cni.setup_networks("ctr1", NS, nets(2), ifname_prefix="net"))
+        given = await done(cni.setup_networks("ctr2", NS, nets(2), ifnames=["ens5", "lan"]))
+
+        assert [("net1", "net0"), ("net2", "net1")] == [(a.network, a.ifname) for a in by_prefix]
+        assert [("net1", "ens5"), ("net2", "lan")] == [(a.network, a.ifname) for a in given]
+        assert [
+            "net1-ctr1-net0",
+            "net1-ctr2-ens5",
+            "net2-ctr1-net1",
+            "net2-ctr2-lan",
+        ] == entries(cache_dir)
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize(
+        "ifnames", [["eth0"], ["eth0", "eth1", "eth2"], ["eth0", "a/b"], ["eth0", ""]]
+    )
+    async def test_bad_ifnames_refused_before_any_plugin(
+        self, cni: Any, nets: Nets, recorder_log: Path, ifnames: list[str]
+    ) -> None:
+        """A wrong number of ifnames or an invalid one is refused; no plugin runs."""
+        with pytest.raises(cnilib.InvalidArgumentError):
+            await done(cni.setup_networks("ctr1", NS, nets(2), ifnames=ifnames))
+
+        assert [] == recorded(recorder_log)
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("concurrent", [False, True])
+    async def test_result_order_is_input_order(
+        self, driver: str, cache_dir: Path, concurrent: bool
+    ) -> None:
+        """Results follow the networks' order even when later networks finish first."""
+        finished: list[str] = []
+
+        def answer(invocation: Invocation) -> bytes:
+            name = json.loads(invocation.stdin)["name"]
+            finished.append(name)
+            index = int(name[-1])
+            return json.dumps(result_for(index)).encode()
+
+        def sync_handler(invocation: Invocation) -> bytes:
+            name = json.loads(invocation.stdin)["name"]
+            time.sleep(DELAY[name])
+            return answer(invocation)
+
+        async def async_handler(invocation: Invocation) -> bytes:
+            name = json.loads(invocation.stdin)["name"]
+            await asyncio.sleep(DELAY[name])
+            return answer(invocation)
+
+        handler = sync_handler if driver == "CNI" else async_handler
+        cni = runtime(driver, cache_dir=cache_dir, executor=MockExecutor(handler))
+        confs = [
+            cnilib.conflist_from_bytes(
+                json.dumps({"cniVersion": "1.1.0", "name": n, "plugins": [{"type": "x"}]}).encode()
+            )
+            for n in ("net1", "net2", "net3")
+        ]
+
+        attached = await done(cni.setup_networks("ctr1", NS, confs, concurrent=concurrent))
+
+        expected_finish = ["net3", "net2", "net1"] if concurrent else ["net1", "net2", "net3"]
+        assert expected_finish == finished
+        assert [("net1", "eth0"), ("net2", "eth1"), ("net3", "eth2")] == [
+            (a.network, a.ifname) for a in attached
+        ]
+        assert [result_for(i)["ips"] for i in (1, 2, 3)] == [
+            json.loads(a.result.to_json())["ips"] for a in attached
+        ]
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("concurrent", [False, True])
+    async def test_failing_second_network_removes_the_first(
+        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path, concurrent: bool
+    ) -> None:
+        """net2 fails: its chain rolls itself back, net1 is DELed again; notes say so."""
+        confs = nets(2, net2={"ADD": error_object(7, "no room")})
+
+        with pytest.raises(cnilib.PluginError) as info:
+            await done(cni.setup_networks("ctr1", NS, confs, concurrent=concurrent))
+
+        err = info.value
+        assert 'plugin type="recorder" failed (add): no room' == str(err)
+        assert 7 == err.code
+        assert ["rolled back: DEL recorder", "removed again: net1"] == err.__notes__
+        calls = recorded(recorder_log)
+        assert sorted(
+            [
+                ("ADD", "net1-a", "eth0"),
+                ("ADD", "net1-b", "eth0"),
+                ("ADD", "net2-a", "eth1"),
+                ("ADD", "net2-b", "eth1"),
+                ("DEL", "net2-a", "eth1"),
+                ("DEL", "net1-b", "eth0"),
+                ("DEL", "net1-a", "eth0"),
+            ]
+        ) == sorted(calls)
+        net1_dels = [c for c in calls if c[0] == "DEL" and c[1].startswith("net1")]
+        assert [("DEL", "net1-b", "eth0"), ("DEL", "net1-a", "eth0")] == net1_dels
+        assert [] == entries(cache_dir)
+
+    @pytest.mark.asyncio
+    async def test_serial_failure_removes_every_attached_network(
+        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path
+    ) -> None:
+        """With three networks and the middle one failing, nothing stays attached."""
+        confs = nets(3, net2={"ADD": error_object(11, "later")})
+
+        with pytest.raises(cnilib.TryAgainLaterError) as info:
+            await done(cni.setup_networks("ctr1", NS, confs))
+
+        assert "removed again: " in info.value.__notes__[-1]
+        assert "net1" in info.value.__notes__[-1]
+        adds = {c[1] for c in recorded(recorder_log) if c[0] == "ADD"}
+        dels = {c[1] for c in recorded(recorder_log) if c[0] == "DEL"}
+        assert adds - {"net2-b"} == dels  # whatever was attached was removed
+        assert [] == entries(cache_dir)
+
+    @pytest.mark.asyncio
+    async def test_serial_setup_stops_at_first_failure(
+        self, cni: Any, nets: Nets, recorder_log: Path
+    ) -> None:
+        """Serial setup attaches nothing after the first failing network."""
+        confs = nets(3, net2={"ADD": error_object(11, "later")})
+
+        with pytest.raises(cnilib.TryAgainLaterError):
+            await done(cni.setup_networks("ctr1", NS, confs))
+
+        assert [] == [c for c in recorded(recorder_log) if c[1].startswith("net3")]
+
+    @pytest.mark.asyncio
+    async def test_removal_failure_is_noted(
+        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path
+    ) -> None:
+        """If removing an attached network fails, the note says which and why; its entry stays."""
+        confs = nets(
+            2,
+            net1={"DEL": error_object(11, "stuck")},
+            net2={"ADD": error_object(7, "no room")},
+        )
+
+        with pytest.raises(cnilib.PluginError) as info:
+            await done(cni.setup_networks("ctr1", NS, confs))
+
+        assert [
+            "rolled back: DEL recorder",
+            'could not remove: net1: plugin type="recorder" failed (delete): stuck',
+        ] == info.value.__notes__
+        assert ["net1-ctr1-eth0"] == entries(cache_dir)
+
+    @pytest.mark.asyncio
+    async def test_interrupted_setup_removes_attached_networks(
+        self, driver: str, cache_dir: Path
+    ) -> None:
+        """Cancelling setup_networks (Ctrl-C for CNI) in net2's ADD also removes net1."""
+        started = asyncio.Event()
+
+        def sync_handler(invocation: Invocation) -> bytes:
+            if invocation.command.value == "ADD" and b'"net2"' in invocation.stdin:
+                raise KeyboardInterrupt
+            return json.dumps(result_for(1)).encode() if invocation.command.value == "ADD" else b""
+
+        async def async_handler(invocation: Invocation) -> bytes:
+            if invocation.command.value == "ADD" and b'"net2"' in invocation.stdin:
+                started.set()
+                await asyncio.sleep(60)
+            return sync_handler(invocation)
+
+        mock = MockExecutor(sync_handler if driver == "CNI" else async_handler)
+        cni = runtime(driver, cache_dir=cache_dir, executor=mock)
+        confs = [
+            cnilib.conflist_from_bytes(
+                json.dumps({"cniVersion": "1.1.0", "name": n, "plugins": [{"type": "x"}]}).encode()
+            )
+            for n in ("net1", "net2")
+        ]
+
+        if driver == "CNI":
+            with pytest.raises(KeyboardInterrupt):
+                cni.setup_networks("ctr1", NS, confs)
+        else:
+            task = asyncio.create_task(cni.setup_networks("ctr1", NS, confs))
+            await asyncio.wait_for(started.wait(), 5)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        assert [("ADD", "eth0"), ("ADD", "eth1"), ("DEL", "eth1"), ("DEL", "eth0")] == [
+            (i.command.value, i.ifname) for i in mock.invocations
+        ]
+        assert [] == entries(cache_dir)
+
+
+class TestTeardownAndCheck:
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("concurrent", [False, True])
+    async def test_teardown_removes_all_last_first(
+        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path, concurrent: bool
+    ) -> None:
+        """teardown_networks DELs every network (serially: last first) and empties the cache."""
+        await done(cni.setup_networks("ctr1", NS, nets(3)))
+        forget_calls(recorder_log)
+
+        await done(cni.teardown_networks("ctr1", NS, nets(3), concurrent=concurrent))
+
+        dels = [(c[1], c[2]) for c in recorded(recorder_log)]
+        expected = [(f"net{i}-{p}", f"eth{i - 1}") for i in (3, 2, 1) for p in "ba"]
+        assert expected == dels if not concurrent else sorted(expected) == sorted(dels)
+        assert [] == entries(cache_dir)
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("concurrent", [False, True])
+    async def test_teardown_attempts_all_and_raises_every_failure(
+        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path, concurrent: bool
+    ) -> None:
+        """Two failing DELs: the third network is still removed; one TeardownError has both."""
+        confs = nets(
+            3, net1={"DEL": error_object(11, "one")}, net3={"DEL": error_object(5, "three")}
+        )
+        await done(cni.setup_networks("ctr1", NS, confs))
+        forget_calls(recorder_log)
+
+        with pytest.raises(cnilib.TeardownError) as info:
+            await done(cni.teardown_networks("ctr1", NS, confs, concurrent=concurrent))
+
+        err = info.value
+        assert [
+            (cnilib.PluginError, 5, 'plugin type="recorder" failed (delete): three'),
+            (cnilib.TryAgainLaterError, 11, 'plugin type="recorder" failed (delete): one'),
+        ] == [(type(e), e.code, str(e)) for e in err.exceptions if isinstance(e, cnilib.CNIError)]
+        assert 2 == len(err.exceptions)
+        assert "teardown of container ctr1 failed" == err.msg
+        assert {"net3-b", "net2-b", "net2-a", "net1-b"} == {c[1] for c in recorded(recorder_log)}
+        assert ["net1-ctr1-eth0", "net3-ctr1-eth2"] == entries(cache_dir)
+
+    @pytest.mark.asyncio
+    async def test_check_networks_checks_every_network(
+        self, cni: Any, nets: Nets, recorder_log: Path
+    ) -> None:
+        """check_networks CHECKs each network's chain on its interface, in order."""
+        await done(cni.setup_networks("ctr1", NS, nets(2)))
+        forget_calls(recorder_log)
+
+        await done(cni.check_networks("ctr1", NS, nets(2)))
+
+        assert [
+            ("CHECK", "net1-a", "eth0"),
+            ("CHECK", "net1-b", "eth0"),
+            ("CHECK", "net2-a", "eth1"),
+            ("CHECK", "net2-b", "eth1"),
+        ] == recorded(recorder_log)
+
+    @pytest.mark.asyncio
+    async def test_check_networks_reports_failures_after_checking_all(
+        self, cni: Any, nets: Nets, recorder_log: Path
+    ) -> None:
+        """A failing CHECK does not stop the others; the failures are raised together."""
+        confs = nets(3, net1={"CHECK": error_object(11, "not yet")})
+        await done(cni.setup_networks("ctr1", NS, confs))
+        forget_calls(recorder_log)
+
+        with pytest.raises(cnilib.TeardownError) as info:
+            await done(cni.check_networks("ctr1", NS, confs))
+
+        assert "check of container ctr1 failed" == info.value.msg
+        assert ['plugin type="recorder" failed (check): not yet'] == [
+            str(e) for e in info.value.exceptions
+        ]
+        assert ["net2-a", "net2-b", "net3-a", "net3-b"] == [
+            c[1] for c in recorded(recorder_log) if c[1] >= "net2"
+        ]
