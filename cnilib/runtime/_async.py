@@ -30,6 +30,8 @@ from cnilib.runtime._base import (
     PlannedAttachment,
     RuntimeBase,
     as_list,
+    attached,
+    first_failure,
     gc_attachments,
     note_undo,
     plan,
@@ -241,14 +243,11 @@ class AsyncCNI(RuntimeBase):
         except BaseException as interrupt:  # cancelled: undo what was attached, then go on
             await self._undo(planned, outcomes, interrupt)
             raise
-        failures = [o for o in outcomes if isinstance(o, CNIError)]
-        if failures:
-            await self._undo(planned, outcomes, failures[0])
-            raise failures[0]
-        return tuple(
-            Attached(p.conflist.name, p.rt.ifname, o)  # type: ignore[arg-type]
-            for p, o in zip(planned, outcomes, strict=True)
-        )
+        failure = first_failure(outcomes)
+        if failure is not None:
+            await self._undo(planned, outcomes, failure)
+            raise failure
+        return attached(planned, outcomes)
 
     async def _undo(
         self, planned: list[PlannedAttachment], outcomes: list[object], cause: BaseException
@@ -274,15 +273,7 @@ class AsyncCNI(RuntimeBase):
         concurrent: bool = False,
     ) -> None:
         """DEL every network; see :meth:`CNI.teardown_networks`."""
-        planned = plan(
-            container_id,
-            netns,
-            networks,
-            ifnames=ifnames,
-            ifname_prefix=ifname_prefix,
-            args=(),
-            capability_args=None,
-        )
+        planned = plan(container_id, netns, networks, ifnames=ifnames, ifname_prefix=ifname_prefix)
         order = list(reversed(planned))
         outcomes: list[object] = [NOT_RUN] * len(order)
         await _each(
@@ -303,15 +294,7 @@ class AsyncCNI(RuntimeBase):
         ifname_prefix: str = "eth",
     ) -> None:
         """CHECK every network; see :meth:`CNI.check_networks`."""
-        planned = plan(
-            container_id,
-            netns,
-            networks,
-            ifnames=ifnames,
-            ifname_prefix=ifname_prefix,
-            args=(),
-            capability_args=None,
-        )
+        planned = plan(container_id, netns, networks, ifnames=ifnames, ifname_prefix=ifname_prefix)
         outcomes: list[object] = [NOT_RUN] * len(planned)
         await _each(
             planned, lambda p: self.check_network_list(p.conflist, p.rt), outcomes, concurrent=False

@@ -28,6 +28,8 @@ __all__ = [
     "as_list",
     "gc_attachments",
     "NOT_RUN",
+    "attached",
+    "first_failure",
     "note_undo",
     "succeeded",
     "plan",
@@ -99,8 +101,8 @@ def plan(
     *,
     ifnames: Sequence[str] | None,
     ifname_prefix: str,
-    args: Sequence[tuple[str, str]],
-    capability_args: Mapping[str, JSONValue] | None,
+    args: Sequence[tuple[str, str]] = (),
+    capability_args: Mapping[str, JSONValue] | None = None,
 ) -> list[PlannedAttachment]:
     """Pair each network with its interface: ``ifnames`` if given, else
     ``<prefix>0``, ``<prefix>1``, … in order (go-cni's ``WithInterfacePrefix``)."""
@@ -161,6 +163,21 @@ def note_undo(
         failure.add_note("removed again: " + ", ".join(removed))
     if failed:
         failure.add_note("could not remove: " + "; ".join(failed))
+
+
+def first_failure(outcomes: Sequence[object]) -> CNIError | None:
+    """The first failure among a multi-network call's outcomes, if any."""
+    return next((o for o in outcomes if isinstance(o, CNIError)), None)
+
+
+def attached(
+    planned: Sequence[PlannedAttachment], outcomes: Sequence[object]
+) -> tuple[Attached, ...]:
+    """The combined result of a successful setup, in plan order."""
+    return tuple(
+        Attached(p.conflist.name, p.rt.ifname, o)  # type: ignore[arg-type]
+        for p, o in zip(planned, outcomes, strict=True)
+    )
 
 
 def raise_failures(verb: str, container_id: str, outcomes: Sequence[object]) -> None:

@@ -20,6 +20,8 @@ from cnilib.runtime._base import (
     PlannedAttachment,
     RuntimeBase,
     as_list,
+    attached,
+    first_failure,
     gc_attachments,
     note_undo,
     plan,
@@ -214,14 +216,11 @@ class CNI(RuntimeBase):
         except BaseException as interrupt:  # Ctrl-C: undo what was attached, then go on
             self._undo(planned, outcomes, interrupt)
             raise
-        failures = [o for o in outcomes if isinstance(o, CNIError)]
-        if failures:
-            self._undo(planned, outcomes, failures[0])
-            raise failures[0]
-        return tuple(
-            Attached(p.conflist.name, p.rt.ifname, o)  # type: ignore[arg-type]
-            for p, o in zip(planned, outcomes, strict=True)
-        )
+        failure = first_failure(outcomes)
+        if failure is not None:
+            self._undo(planned, outcomes, failure)
+            raise failure
+        return attached(planned, outcomes)
 
     def _undo(
         self, planned: list[PlannedAttachment], outcomes: list[object], cause: BaseException
@@ -247,15 +246,7 @@ class CNI(RuntimeBase):
         concurrent: bool = False,
     ) -> None:
         """DEL every network (last first); all are attempted, failures raised together."""
-        planned = plan(
-            container_id,
-            netns,
-            networks,
-            ifnames=ifnames,
-            ifname_prefix=ifname_prefix,
-            args=(),
-            capability_args=None,
-        )
+        planned = plan(container_id, netns, networks, ifnames=ifnames, ifname_prefix=ifname_prefix)
         order = list(reversed(planned))
         outcomes: list[object] = [NOT_RUN] * len(order)
         self._each(
@@ -276,15 +267,7 @@ class CNI(RuntimeBase):
         ifname_prefix: str = "eth",
     ) -> None:
         """CHECK every network; all are checked, failures raised together."""
-        planned = plan(
-            container_id,
-            netns,
-            networks,
-            ifnames=ifnames,
-            ifname_prefix=ifname_prefix,
-            args=(),
-            capability_args=None,
-        )
+        planned = plan(container_id, netns, networks, ifnames=ifnames, ifname_prefix=ifname_prefix)
         outcomes: list[object] = [NOT_RUN] * len(planned)
         self._each(
             planned, lambda p: self.check_network_list(p.conflist, p.rt), outcomes, concurrent=False
