@@ -1,0 +1,40 @@
+"""In-process reference plugins, the framework they use, and their executor.
+
+Plugins are looked up by their CNI ``type`` in :data:`BUILTIN_PLUGINS` and
+imported on first use, so asking for one never loads the others (nor
+pyroute2, for the IPAM plugins).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from cnilib.errors import PluginNotFoundError
+from cnilib.plugins._base import ALL_VERSIONS, BasePlugin, PluginRequest
+
+__all__ = ["ALL_VERSIONS", "BUILTIN_PLUGINS", "BasePlugin", "PluginRequest", "load_plugin"]
+
+BUILTIN_PLUGINS: dict[str, str] = {
+    "loopback": "cnilib.plugins.loopback:Loopback",
+    "host-local": "cnilib.plugins.ipam.host_local:HostLocal",
+    "static": "cnilib.plugins.ipam.static:Static",
+    "bridge": "cnilib.plugins.bridge:Bridge",
+    "ptp": "cnilib.plugins.ptp:Ptp",
+}
+"""CNI type → ``module:Class`` of cnilib's own plugins."""
+
+
+def load_plugin(plugin_type: str) -> BasePlugin:
+    """An instance of the built-in plugin for ``plugin_type``."""
+    target = BUILTIN_PLUGINS.get(plugin_type)
+    if target is None:
+        raise PluginNotFoundError(f'no in-process plugin "{plugin_type}"', plugin_type=plugin_type)
+    module_name, _, class_name = target.partition(":")
+    try:
+        plugin_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise PluginNotFoundError(
+            f'in-process plugin "{plugin_type}" is not available: {exc}', plugin_type=plugin_type
+        ) from exc
+    plugin: BasePlugin = plugin_class()
+    return plugin

@@ -1,0 +1,133 @@
+"""What a Python CNI plugin is: an object with one method per verb.
+
+The plugin side of the spec, as Go's ``skel`` package gives it to Go
+plugins: the framework (:mod:`cnilib.plugins._skel`) parses the request,
+checks the environment and versions, calls one method, and turns its
+result or error into the protocol's answer. A plugin only does its job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+import attrs
+
+from cnilib import spec
+from cnilib._json import JSONValue
+from cnilib.invoke import Command, Executor, Invocation
+from cnilib.results import Result
+
+__all__ = ["ALL_VERSIONS", "BasePlugin", "PluginRequest"]
+
+ALL_VERSIONS: tuple[str, ...] = tuple(str(v) for v in spec.ALL_VERSIONS)
+
+
+@attrs.frozen
+class PluginRequest:
+    """One call of a plugin: the ``CNI_*`` parameters and the parsed stdin."""
+
+    command: Command
+    container_id: str
+    netns: str
+    ifname: str
+    args: tuple[tuple[str, str], ...]
+    path: tuple[str, ...]
+    config: Mapping[str, JSONValue] = attrs.field(repr=False)
+    stdin: bytes = attrs.field(repr=False)
+    delegate_executor: Executor | None = attrs.field(default=None, repr=False, eq=False)
+    """Runs delegated plugins; default: cnilib's in-process plugins, else binaries."""
+
+    @property
+    def cni_version(self) -> str:
+        """The config's ``cniVersion`` (``""`` becomes ``"0.1.0"``, as Go decodes it)."""
+        version = self.config.get("cniVersion")
+        return version if isinstance(version, str) and version else "0.1.0"
+
+    @property
+    def name(self) -> str:
+        """The network name."""
+        name = self.config.get("name")
+        return name if isinstance(name, str) else ""
+
+    @property
+    def prev_result(self) -> Result | None:
+        """The ``prevResult`` decoded in its own version (None when absent)."""
+        prev = self.config.get("prevResult")
+        if not isinstance(prev, dict):
+            return None
+        from cnilib.results import decode_result
+
+        return decode_result(prev, default_version=self.cni_version)
+
+    @property
+    def runtime_config(self) -> Mapping[str, JSONValue]:
+        """``runtimeConfig`` (the capability arguments this plugin was given)."""
+        runtime = self.config.get("runtimeConfig")
+        return runtime if isinstance(runtime, dict) else {}
+
+    def delegate(self, plugin_type: str, command: Command | None = None) -> bytes:
+        """Run another plugin (an IPAM) with this request's parameters and stdin,
+        as Go's ``invoke.Delegate*`` do; return its stdout or raise its error."""
+        executor = self.delegate_executor
+        if executor is None:
+            from cnilib.invoke import ChainExecutor, SubprocessExecutor
+            from cnilib.plugins._executor import InProcessExecutor
+
+            executor = ChainExecutor(InProcessExecutor(), SubprocessExecutor())
+        return executor.exec(
+            Invocation(
+                command=command or self.command,
+                plugin_type=plugin_type,
+                stdin=self.stdin,
+                container_id=self.container_id,
+                netns=self.netns,
+                ifname=self.ifname,
+                args=self.args,
+                path=self.path,
+            )
+        )
+
+    def delegate_add(self, plugin_type: str) -> Result:
+        """ADD through a delegated plugin; its result, decoded."""
+        from cnilib.results import decode_result
+
+        return decode_result(
+            self.delegate(plugin_type, Command.ADD), default_version=self.cni_version
+        )
+
+    def cni_arg(self, key: str) -> str | None:
+        """The value of ``key`` in ``CNI_ARGS`` (the last one wins), or None."""
+        value = None
+        for name, item in self.args:
+            if name == key:
+                value = item
+        return value
+
+
+class BasePlugin:
+    """Base of the in-process plugins: every verb but ADD succeeds by default.
+
+    Subclasses set ``type`` (the configuration's ``"type"``) and implement
+    :meth:`add`; they raise :class:`cnilib.PluginError` with a spec code for
+    CNI errors. Any other exception becomes code 999, as in Go's skel.
+    """
+
+    type: ClassVar[str]
+    supported_versions: ClassVar[tuple[str, ...]] = ALL_VERSIONS
+
+    def add(self, req: PluginRequest) -> Result:
+        """ADD: create the attachment, return its result."""
+        raise NotImplementedError
+
+    def check(self, req: PluginRequest) -> None:
+        """CHECK: raise if the attachment is not as ADD left it."""
+
+    def delete(self, req: PluginRequest) -> None:
+        """DEL: remove the attachment; must succeed if it is already gone."""
+
+    def status(self, req: PluginRequest) -> None:
+        """STATUS: raise (code 50/51) if the plugin cannot serve ADD now."""
+
+    def gc(self, req: PluginRequest) -> None:
+        """GC: release what belongs to no attachment in ``cni.dev/valid-attachments``."""

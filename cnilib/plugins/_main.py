@@ -1,0 +1,82 @@
+"""cnilib's plugins as ordinary CNI executables, for any runtime's ``CNI_PATH``.
+
+``python -m cnilib.plugins install DIR`` writes one small script per plugin
+type into DIR (``DIR/bridge``, ``DIR/host-local``, …); each calls
+:func:`main` with its type. VERSION is answered before anything heavy is
+imported, so a runtime's version probe costs an interpreter start only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["install", "main"]
+
+_SCRIPT = """\
+#!{python} -I
+# CNI plugin "{type}": cnilib's in-process plugin, run as an executable.
+from cnilib.plugins._main import main
+main({type!r})
+"""
+
+
+def main(plugin_type: str) -> None:
+    """Run one CNI call of ``plugin_type`` from this process's env and stdin; exit."""
+    if os.environ.get("CNI_COMMAND") == "VERSION":
+        from cnilib.plugins._versions import version_only
+
+        sys.stdout.buffer.write(version_only(plugin_type))
+        raise SystemExit(0)
+    from cnilib.errors import CNIError, ErrorCode, PluginError
+    from cnilib.plugins import load_plugin
+    from cnilib.plugins._skel import error_output, handle
+
+    try:
+        plugin = load_plugin(plugin_type)
+        output = handle(plugin, os.environ, sys.stdin.buffer.read())
+    except CNIError as exc:
+        error = exc if isinstance(exc, PluginError) else PluginError(str(exc), code=exc.code)
+        sys.stdout.buffer.write(error_output(error))
+        raise SystemExit(1) from None
+    except OSError as exc:  # reading stdin
+        error = PluginError(f"error reading from stdin: {exc}", code=ErrorCode.IO_FAILURE)
+        sys.stdout.buffer.write(error_output(error))
+        raise SystemExit(1) from None
+    sys.stdout.buffer.write(output)
+    raise SystemExit(0)
+
+
+def install(directory: str | os.PathLike[str], types: Sequence[str] | None = None) -> list[Path]:
+    """Write an executable for each plugin type into ``directory``; return their paths."""
+    from cnilib.plugins import BUILTIN_PLUGINS
+
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for plugin_type in types or sorted(BUILTIN_PLUGINS):
+        if plugin_type not in BUILTIN_PLUGINS:
+            raise SystemExit(f"unknown plugin type {plugin_type!r}")
+        path = target / plugin_type
+        tmp = path.with_name(f".{plugin_type}.tmp")
+        tmp.write_text(_SCRIPT.format(python=sys.executable, type=plugin_type))
+        tmp.chmod(0o755)
+        tmp.replace(path)  # atomic: a runtime exec'ing it never sees half a script
+        written.append(path)
+    return written
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """``python -m cnilib.plugins install DIR [TYPE ...]``."""
+    parser = argparse.ArgumentParser(prog="python -m cnilib.plugins")
+    sub = parser.add_subparsers(dest="command", required=True)
+    inst = sub.add_parser("install", help="write CNI executables for cnilib's plugins into DIR")
+    inst.add_argument("directory")
+    inst.add_argument("types", nargs="*", help="plugin types (default: all)")
+    args = parser.parse_args(argv)
+    for path in install(args.directory, args.types or None):
+        print(path)
+    return 0
