@@ -116,6 +116,18 @@ async def wait_for_file(path: Path) -> None:
             await asyncio.sleep(0.01)
 
 
+async def cancel_once_written(task: asyncio.Task[Any], pid_file: Path) -> int:
+    """Wait until a hanging plugin wrote *pid_file*, cancel *task* (it must raise
+    CancelledError), and return the pid the file names."""
+    await wait_for_file(pid_file)
+    pid = int(await asyncio.to_thread(pid_file.read_text))
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return pid
+
+
 def chain(*types: str) -> cnilib.NetworkConfigList:
     """A 1.1.0 list "net1" of plugins of the given types (for MockExecutor)."""
     plugins = [{"type": t} for t in types]
@@ -454,12 +466,8 @@ class TestCancellation:
         """Cancelling ADD in plugin 3 kills it, DELs plugins 3, 2, 1 (own results); no entry."""
         conf = hang_conf("ADD")
         task = asyncio.create_task(acni.add_network_list(conf, RT))
-        await wait_for_file(tmp_path / "pid")
-        pid = int((tmp_path / "pid").read_text())
 
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        pid = await cancel_once_written(task, tmp_path / "pid")
 
         assert process_gone(pid)
         assert [
@@ -489,13 +497,10 @@ class TestCancellation:
         doc = {"cniVersion": "1.1.0", "name": "net1", "plugins": [{"type": "forker"}]}
         conf = cnilib.conflist_from_bytes(json.dumps(doc).encode())
         task = asyncio.create_task(acni.add_network_list(conf, RT))
-        await wait_for_file(pid_file)
 
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        grandchild = await cancel_once_written(task, pid_file)
 
-        assert process_gone(int(pid_file.read_text()))
+        assert process_gone(grandchild)
         assert [] == os.listdir(cache_dir / "results")
 
     @pytest.mark.asyncio
@@ -526,12 +531,8 @@ class TestCancellation:
         await acni.add_network_list(conf, RT)
         before = entry_path(cache_dir).read_bytes()
         task = asyncio.create_task(acni.delete_network_list(conf, RT))
-        await wait_for_file(tmp_path / "pid")
-        pid = int((tmp_path / "pid").read_text())
 
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        pid = await cancel_once_written(task, tmp_path / "pid")
 
         assert process_gone(pid)
         assert before == entry_path(cache_dir).read_bytes()
@@ -539,50 +540,66 @@ class TestCancellation:
         cached = await acni.cached_result(conf, RT)
         assert cached is not None
 
+    @staticmethod
+    def _gated(
+        cache_dir: Path, hangs: Callable[[Invocation], bool], seconds: float = 60
+    ) -> tuple[cnilib.AsyncCNI, MockExecutor, asyncio.Event]:
+        """A mock AsyncCNI (ADD answers an empty 1.1.0 result) whose calls for which *hangs*
+        holds set ``gate``, then sleep *seconds*."""
+        gate = asyncio.Event()
+
+        async def handler(invocation: Invocation) -> bytes:
+            if hangs(invocation):
+                gate.set()
+                await asyncio.sleep(seconds)
+            return b'{"cniVersion":"1.1.0"}' if invocation.command is Command.ADD else b""
+
+        mock = MockExecutor(handler)
+        return cnilib.AsyncCNI([], cache_dir=cache_dir, executor=mock), mock, gate
+
+    @staticmethod
+    def _is_del(invocation: Invocation) -> bool:
+        """Whether *invocation* is a DEL."""
+        return invocation.command is Command.DEL
+
+    @staticmethod
+    async def _cancel_at_gate(
+        task: asyncio.Task[Any], gate: asyncio.Event, *, times: int = 1, within: float = 10
+    ) -> None:
+        """Cancel *task* each time one of *times* hanging calls starts (``gate`` set, then
+        cleared); then it must raise CancelledError within *within* seconds."""
+        for _ in range(times):
+            await asyncio.wait_for(gate.wait(), 5)
+            gate.clear()
+            task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, within)
+
+    @classmethod
+    async def _cancel_gc_in_del(cls, acni: cnilib.AsyncCNI, started: asyncio.Event) -> None:
+        """GC chain a keeping nothing; cancel it once a stale DEL started."""
+        task = asyncio.create_task(acni.gc_network_list(chain("a"), []))
+        await cls._cancel_at_gate(task, started)
+
     @pytest.mark.asyncio
     async def test_cancel_gc_keeps_the_entry_being_deleted(self, cache_dir: Path) -> None:
         """GC cancelled in a stale DEL: that plugin is stopped and its entry kept for later."""
-        started = asyncio.Event()
-
-        async def handler(invocation: Invocation) -> bytes:
-            if invocation.command is Command.DEL:
-                started.set()
-                await asyncio.sleep(60)
-            return b'{"cniVersion":"1.1.0"}' if invocation.command is Command.ADD else b""
-
-        acni = cnilib.AsyncCNI([], cache_dir=cache_dir, executor=MockExecutor(handler))
+        acni, _, started = self._gated(cache_dir, self._is_del)
         await acni.add_network_list(chain("a"), RT)
-        task = asyncio.create_task(acni.gc_network_list(chain("a"), []))
-        await asyncio.wait_for(started.wait(), 5)
 
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
+        await self._cancel_gc_in_del(acni, started)
 
         assert ["ctr1"] == [e.container_id for e in await acni.cached_attachments()]
 
     @pytest.mark.asyncio
     async def test_cancel_gc_stops_it(self, cache_dir: Path) -> None:
         """GC cancelled in its first stale DEL runs no further DEL and no GC verb."""
-        started = asyncio.Event()
-
-        async def handler(invocation: Invocation) -> bytes:
-            if invocation.command is Command.DEL:
-                started.set()
-                await asyncio.sleep(0.2)
-            return b'{"cniVersion":"1.1.0"}' if invocation.command is Command.ADD else b""
-
-        mock = MockExecutor(handler)
-        acni = cnilib.AsyncCNI([], cache_dir=cache_dir, executor=mock)
+        acni, mock, started = self._gated(cache_dir, self._is_del, 0.2)
         for cid in ("c0", "c1", "c2"):
             await acni.add_network_list(chain("a"), cnilib.RuntimeConf(cid, "/x", "eth0"))
         mock.invocations.clear()
-        task = asyncio.create_task(acni.gc_network_list(chain("a"), []))
-        await asyncio.wait_for(started.wait(), 5)
 
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
+        await self._cancel_gc_in_del(acni, started)
 
         assert [("DEL", "c0")] == [(i.command.value, i.container_id) for i in mock.invocations]
         assert ["c0", "c1", "c2"] == [e.container_id for e in await acni.cached_attachments()]
@@ -606,31 +623,21 @@ class TestCancellation:
         await acni.add_network_list(conf, RT)  # the lock was released
         assert ["ADD"] == [c["verb"] for c in calls(recorder_log)]
 
-    @staticmethod
-    def _doubly_cancellable(cache_dir: Path) -> tuple[cnilib.AsyncCNI, MockExecutor, asyncio.Event]:
+    @classmethod
+    def _doubly_cancellable(
+        cls, cache_dir: Path
+    ) -> tuple[cnilib.AsyncCNI, MockExecutor, asyncio.Event]:
         """A chain a, b, c whose ADD of c and DEL of b hang; ``gate`` is set when one starts."""
-        gate = asyncio.Event()
+        return cls._gated(
+            cache_dir,
+            lambda i: (i.command.value, i.plugin_type) in (("ADD", "c"), ("DEL", "b")),
+        )
 
-        async def handler(invocation: Invocation) -> bytes:
-            if (invocation.command.value, invocation.plugin_type) in (("ADD", "c"), ("DEL", "b")):
-                gate.set()
-                await asyncio.sleep(60)
-            return b'{"cniVersion":"1.1.0"}' if invocation.command is Command.ADD else b""
-
-        mock = MockExecutor(handler)
-        return cnilib.AsyncCNI([], cache_dir=cache_dir, executor=mock), mock, gate
-
-    @staticmethod
-    async def _cancel_twice(acni: cnilib.AsyncCNI, gate: asyncio.Event) -> None:
+    @classmethod
+    async def _cancel_twice(cls, acni: cnilib.AsyncCNI, gate: asyncio.Event) -> None:
         """ADD, cancel it in c's ADD, then cancel it again in the rollback's DEL of b."""
         task = asyncio.create_task(acni.add_network_list(chain("a", "b", "c"), RT))
-        await asyncio.wait_for(gate.wait(), 5)
-        gate.clear()
-        task.cancel()
-        await asyncio.wait_for(gate.wait(), 5)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await asyncio.wait_for(task, 5)
+        await cls._cancel_at_gate(task, gate, times=2, within=5)
 
     @pytest.mark.asyncio
     async def test_second_cancel_keeps_pending_entry_for_del(self, cache_dir: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,11 @@ def ids(entries: tuple[CacheEntry, ...]) -> list[str]:
     return [e.container_id for e in entries]
 
 
+def outcome(report: cnilib.GCReport) -> tuple[list[str], list[str], int, bool]:
+    """(stale IDs, deleted IDs, skipped owners, plugin GC sent) of a GC report."""
+    return (ids(report.stale), ids(report.deleted), report.skipped_owners, report.plugins_gc)
+
+
 @pytest.fixture
 def shared(
     cni_bin_dir: Path, cache_dir: Path, conf: cnilib.NetworkConfigList, recorder_log: Path
@@ -83,6 +89,21 @@ def shared(
     runtimes[None].add_network_list(conf, rt("n1"))
     recorder_log.unlink()
     return runtimes
+
+
+GC = Callable[..., cnilib.GCReport]
+
+
+@pytest.fixture
+def gc_as(shared: dict[str | None, cnilib.CNI], conf: cnilib.NetworkConfigList) -> GC:
+    """``gc_as(owner, valid, **options)``: net1's GC by the shared runtime of *owner*."""
+
+    def run(
+        owner: str | None, valid: list[tuple[str, str]] | None, **options: bool
+    ) -> cnilib.GCReport:
+        return shared[owner].gc_network_list(conf, valid, **options)
+
+    return run
 
 
 class TestOwners:
@@ -100,20 +121,14 @@ class TestOwners:
 
     def test_gc_deletes_only_its_own_stale_entries(
         self,
-        shared: dict[str | None, cnilib.CNI],
-        conf: cnilib.NetworkConfigList,
+        gc_as: GC,
         recorder_log: Path,
         cache_dir: Path,
     ) -> None:
         """Owner "a" GC keeping a1: deletes a2 only; b1 and n1 are counted as skipped."""
-        report = shared["a"].gc_network_list(conf, [("a1", "eth0")])
+        report = gc_as("a", [("a1", "eth0")])
 
-        assert (["a2"], ["a2"], 2, True) == (
-            ids(report.stale),
-            ids(report.deleted),
-            report.skipped_owners,
-            report.plugins_gc,
-        )
+        assert (["a2"], ["a2"], 2, True) == outcome(report)
         assert [
             ("DEL", "b", "a2", True),
             ("DEL", "a", "a2", True),
@@ -124,39 +139,32 @@ class TestOwners:
 
     def test_all_owners_deletes_everyones_stale_entries(
         self,
-        shared: dict[str | None, cnilib.CNI],
-        conf: cnilib.NetworkConfigList,
+        gc_as: GC,
         recorder_log: Path,
         cache_dir: Path,
     ) -> None:
         """all_owners=True: owner "a" deletes b's and the untagged stale entries too."""
-        report = shared["a"].gc_network_list(conf, [("a1", "eth0")], all_owners=True)
+        report = gc_as("a", [("a1", "eth0")], all_owners=True)
 
         assert (["a2", "b1", "n1"], 0) == (ids(report.deleted), report.skipped_owners)
         assert ["a2", "b1", "n1"] == [c[2] for c in calls(recorder_log) if c[:2] == ("DEL", "a")]
         assert [("a1", "a")] == cached(cache_dir)
 
-    def test_untagged_runtime_deletes_all_as_libcni(
-        self,
-        shared: dict[str | None, cnilib.CNI],
-        conf: cnilib.NetworkConfigList,
-        cache_dir: Path,
-    ) -> None:
+    def test_untagged_runtime_deletes_all_as_libcni(self, gc_as: GC, cache_dir: Path) -> None:
         """owner=None: every stale entry counts as its own, whoever wrote it."""
-        report = shared[None].gc_network_list(conf, [("b1", "eth0")])
+        report = gc_as(None, [("b1", "eth0")])
 
         assert (["a1", "a2", "n1"], 0) == (ids(report.deleted), report.skipped_owners)
         assert [("b1", "b")] == cached(cache_dir)
 
     def test_valid_none_keeps_nothing_of_its_own(
         self,
-        shared: dict[str | None, cnilib.CNI],
-        conf: cnilib.NetworkConfigList,
+        gc_as: GC,
         recorder_log: Path,
         cache_dir: Path,
     ) -> None:
         """valid_attachments=None: all of b's entries go; GC gets no attachment list."""
-        report = shared["b"].gc_network_list(conf, None)
+        report = gc_as("b", None)
 
         assert (["b1"], 3) == (ids(report.deleted), report.skipped_owners)
         gc_stdin = [c["stdin"] for c in read_recording(recorder_log) if c["verb"] == "GC"]
@@ -168,40 +176,29 @@ class TestOwners:
 class TestDryRun:
     def test_reports_and_changes_nothing(
         self,
-        shared: dict[str | None, cnilib.CNI],
-        conf: cnilib.NetworkConfigList,
+        gc_as: GC,
         recorder_log: Path,
         cache_dir: Path,
     ) -> None:
         """dry_run: the stale entries are reported; no DEL, no GC verb, every file stays."""
         before = {p.name: p.read_bytes() for p in (cache_dir / "results").iterdir()}
 
-        report = shared["a"].gc_network_list(conf, [], dry_run=True)
-        everyone = shared["a"].gc_network_list(conf, [], dry_run=True, all_owners=True)
+        report = gc_as("a", [], dry_run=True)
+        everyone = gc_as("a", [], dry_run=True, all_owners=True)
 
-        assert (["a1", "a2"], [], 2, False) == (
-            ids(report.stale),
-            ids(report.deleted),
-            report.skipped_owners,
-            report.plugins_gc,
-        )
+        assert (["a1", "a2"], [], 2, False) == outcome(report)
         assert (["a1", "a2", "b1", "n1"], 0) == (ids(everyone.stale), everyone.skipped_owners)
         assert [] == calls(recorder_log)
         assert before == {p.name: p.read_bytes() for p in (cache_dir / "results").iterdir()}
 
-    def test_dry_run_keeps_lock_files(
-        self,
-        shared: dict[str | None, cnilib.CNI],
-        conf: cnilib.NetworkConfigList,
-        cache_dir: Path,
-    ) -> None:
+    def test_dry_run_keeps_lock_files(self, gc_as: GC, cache_dir: Path) -> None:
         """A dry run does not tidy either: attachment lock files stay; a real GC removes them."""
         locks = cache_dir / "locks" / "net1"
         before = sorted(os.listdir(locks))
 
-        shared["a"].gc_network_list(conf, [], dry_run=True)
+        gc_as("a", [], dry_run=True)
         after_dry = sorted(os.listdir(locks))
-        shared[None].gc_network_list(conf, [])
+        gc_as(None, [])
 
         assert [".network", "a1-eth0", "a2-eth0", "b1-eth0", "n1-eth0"] == before
         assert before == after_dry

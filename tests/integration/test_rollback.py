@@ -392,19 +392,26 @@ class TestFaultsAroundPlugins:
 
 
 class TestCtrlCOutsideAdd:
-    def test_ctrl_c_during_delete_keeps_the_entry(self, tmp_path: Path) -> None:
-        """KeyboardInterrupt in a DEL propagates at once; the entry stays for a retry."""
-        interrupt = {"on": False}
+    @staticmethod
+    def _ctrl_c_in_del_once_armed(
+        tmp_path: Path,
+    ) -> tuple[cnilib.CNI, MockExecutor, dict[str, bool]]:
+        """A mock CNI that answers every call until ``armed["on"]``; then DEL raises Ctrl-C."""
+        armed = {"on": False}
 
         def handler(invocation: Invocation) -> bytes:
-            if interrupt["on"] and invocation.command is Command.DEL:
+            if armed["on"] and invocation.command is Command.DEL:
                 raise KeyboardInterrupt
             return answer(invocation)
 
         mock = MockExecutor(handler)
-        cni = cnilib.CNI([], cache_dir=tmp_path, executor=mock)
+        return cnilib.CNI([], cache_dir=tmp_path, executor=mock), mock, armed
+
+    def test_ctrl_c_during_delete_keeps_the_entry(self, tmp_path: Path) -> None:
+        """KeyboardInterrupt in a DEL propagates at once; the entry stays for a retry."""
+        cni, mock, armed = self._ctrl_c_in_del_once_armed(tmp_path)
         cni.add_network_list(mock_chain(2), RT)
-        interrupt["on"] = True
+        armed["on"] = True
 
         with pytest.raises(KeyboardInterrupt):
             cni.delete_network_list(mock_chain(2), RT)
@@ -416,19 +423,11 @@ class TestCtrlCOutsideAdd:
 
     def test_ctrl_c_during_gc_stops_it(self, tmp_path: Path) -> None:
         """KeyboardInterrupt in GC's first stale DEL: no other DEL and no GC verb run."""
-        interrupt = {"on": False}
-
-        def handler(invocation: Invocation) -> bytes:
-            if interrupt["on"] and invocation.command is Command.DEL:
-                raise KeyboardInterrupt
-            return answer(invocation)
-
-        mock = MockExecutor(handler)
-        cni = cnilib.CNI([], cache_dir=tmp_path, executor=mock)
+        cni, mock, armed = self._ctrl_c_in_del_once_armed(tmp_path)
         for cid in ("c0", "c1", "c2"):
             cni.add_network_list(mock_chain(1), cnilib.RuntimeConf(cid, "/x", "eth0"))
         mock.invocations.clear()
-        interrupt["on"] = True
+        armed["on"] = True
 
         with pytest.raises(KeyboardInterrupt):
             cni.gc_network_list(mock_chain(1), [])

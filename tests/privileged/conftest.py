@@ -7,6 +7,7 @@ namespaces or veth pairs cannot be created, or when CNILIB_TESTS_UNPRIVILEGED=1.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Generator
 from pathlib import Path
 
@@ -14,6 +15,12 @@ import pluggy
 import pytest
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+# The test modules import their shared helpers as ``tests.privileged._kernel`` (the name mypy
+# knows them by); ``python -m pytest`` from the checkout finds it, a bare ``pytest`` needs this.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

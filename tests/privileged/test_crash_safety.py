@@ -12,43 +12,42 @@ sleeping recorder) before it looks at the cache, the store and the kernel.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
 
 import cnilib
 from cnilib.cache import CacheEntry, parse_entry
 from cnilib.testing import NetNS, read_recording
+from tests.privileged._kernel import (
+    GO_PLUGINS,
+    IPAM_LEFTOVERS,
+    JSON,
+    ChainWorld,
+    go_plugin_marks,
+    kill_plugins,
+    link_names,
+    plugin_pids,
+    plugin_processes,
+    wait_no_plugin_left,
+    wait_until,
+)
 
-GO_PLUGINS = Path("/usr/lib/cni")
+pytestmark = go_plugin_marks()
 
-pytestmark = [
-    pytest.mark.go_plugins,
-    pytest.mark.skipif(
-        not (GO_PLUGINS / "bridge").is_file(),
-        reason="Debian's containernetworking-plugins are not installed in /usr/lib/cni",
-    ),
-]
-
-JSON = dict[str, Any]
 Cleanup = Literal["del", "gc"]
 
 NETWORK = "crashnet"
 BRIDGE = "cnicrash0"
 SUBNET = "10.250.60.0/24"
 FIRST_IP = "10.250.60.2"
-IPAM_LEFTOVERS = {"lock", "last_reserved_ip.0"}
 LONG_SLEEP = 3600
 """How long the recorder sleeps to hold a window open; it is killed long before."""
 
@@ -68,133 +67,25 @@ print("done", flush=True)
 """The runtime under test: prints ``ready`` just before it calls the verb."""
 
 
-# --------------------------------------------------------------------------- helpers
+class CrashWorld(ChainWorld):
+    """One test's namespaces and directories, the chain, and the runtime child process.
 
+    Its ``cni()`` is the in-process runtime on the same cache: the one that survives and
+    cleans up after the killed one.
+    """
 
-def ip_json(ns: NetNS, *args: str) -> list[JSON]:
-    """``ip -j <args>`` inside *ns*, parsed (empty list for no output)."""
-    out = ns.exec("ip", "-j", *args).stdout.strip()
-    return list(json.loads(out)) if out else []
-
-
-def link_names(ns: NetNS) -> set[str]:
-    """The names of every link in *ns*."""
-    return {link["ifname"] for link in ip_json(ns, "link")}
-
-
-def bridge_ports(ns: NetNS) -> set[str]:
-    """The names of every bridge port in *ns*."""
-    out = ns.exec("bridge", "-j", "link").stdout.strip()
-    return {p["ifname"] for p in (json.loads(out) if out else [])}
-
-
-@dataclass(frozen=True)
-class PluginProcess:
-    """A live process started for one attachment (a plugin, its wrapper or its child)."""
-
-    pid: int
-    command: str
-    """Its ``CNI_COMMAND``."""
-    cmdline: str
-
-
-def plugin_processes(container_id: str) -> list[PluginProcess]:
-    """Every live process whose environment says ``CNI_CONTAINERID=<container_id>``:
-    ``ip netns exec`` and the plugin it becomes, and whatever that plugin started."""
-    needle = f"CNI_CONTAINERID={container_id}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue  # gone meanwhile
-        if needle in environ:
-            command = next((v[12:] for v in environ if v.startswith(b"CNI_COMMAND=")), b"")
-            found.append(
-                PluginProcess(int(entry), command.decode(), cmdline.replace(b"\0", b" ").decode())
-            )
-    return found
-
-
-def plugin_pids(container_id: str) -> list[int]:
-    """The pids of :func:`plugin_processes`."""
-    return [p.pid for p in plugin_processes(container_id)]
-
-
-def wait_until(condition: Callable[[], bool], within: float = 15.0) -> None:
-    """Poll *condition* until it holds; fail after *within* seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"still waiting after {within:g}s"
-        time.sleep(0.005)
-
-
-@dataclass
-class CrashWorld:
-    """One test's namespaces and directories, the chain, and the runtime child process."""
-
-    node: NetNS
-    ctr: NetNS
-    tmp: Path
-    bin_dir: Path
-    container_id: str
-
-    @property
-    def cache_dir(self) -> Path:
-        """cnilib's result cache, shared by the killed runtime and the one cleaning up."""
-        return self.tmp / "cache"
-
-    @property
-    def data_dir(self) -> Path:
-        """host-local's ``dataDir``."""
-        return self.tmp / "ipam"
-
-    @property
-    def log(self) -> Path:
-        """The recording plugin's log."""
-        return self.tmp / "recorder.jsonl"
-
-    @property
-    def path(self) -> list[str]:
-        """The plugin path: the Go plugins, then the tmp dir holding the recorder."""
-        return [str(GO_PLUGINS), str(self.bin_dir)]
+    network = NETWORK
+    bridge = BRIDGE
+    subnet = SUBNET
+    id_prefix = "crash"
 
     def conflist_bytes(self, **recorder: JSON) -> bytes:
         """bridge + host-local (no ipMasq) -> recorder with per-verb instructions."""
-        raw = {
-            "cniVersion": "1.0.0",
-            "name": NETWORK,
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": BRIDGE,
-                    "isGateway": True,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": SUBNET}]],
-                        "dataDir": str(self.data_dir),
-                    },
-                },
-                {"type": "recorder", "recorder": {"log": str(self.log), **recorder}},
-            ],
-        }
-        return json.dumps(raw).encode()
+        return self.chain_bytes({"type": "recorder", "recorder": recorder})
 
     def conflist(self, **recorder: JSON) -> cnilib.NetworkConfigList:
         """The chain as a NetworkConfigList."""
         return cnilib.conflist_from_bytes(self.conflist_bytes(**recorder))
-
-    def rt(self) -> cnilib.RuntimeConf:
-        """The attachment under test: eth0 in the container namespace."""
-        return cnilib.RuntimeConf(self.container_id, self.ctr.path, "eth0")
-
-    def cni(self) -> cnilib.CNI:
-        """An in-process runtime on the same cache: the one that survives and cleans up."""
-        executor = cnilib.SubprocessExecutor(wrapper=self.node.exec_prefix, timeout=20.0)
-        return cnilib.CNI(self.path, cache_dir=self.cache_dir, executor=executor)
 
     def start_runtime(self, method: str, conflist: bytes) -> subprocess.Popen[bytes]:
         """Start the runtime child; return once it is about to call *method*."""
@@ -226,10 +117,8 @@ class CrashWorld:
         deadline = time.monotonic() + kill_after
         while plugin_pids(self.container_id) and time.monotonic() < deadline:
             time.sleep(0.01)
-        for pid in plugin_pids(self.container_id):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not plugin_pids(self.container_id), within=5.0)
+        kill_plugins(self.container_id)
+        wait_no_plugin_left(self.container_id, within=5.0)
 
     def go_plugin_running(self, command: str) -> bool:
         """Whether bridge (or the host-local it runs) is running *command* for the attachment."""
@@ -255,11 +144,6 @@ class CrashWorld:
             assert entry.netns == self.ctr.path  # what GC needs to reach the container
         return entries
 
-    def ipam_files(self) -> set[str]:
-        """The names in host-local's store for the network."""
-        store = self.data_dir / NETWORK
-        return {p.name for p in store.iterdir()} if store.is_dir() else set()
-
     def attached(self) -> bool:
         """Whether the container currently has eth0 (bridge's ADD got that far)."""
         return "eth0" in link_names(self.ctr)
@@ -274,9 +158,7 @@ class CrashWorld:
 
     def assert_nothing_left(self) -> None:
         """No veth on either side, no IP file, no cache entry, no plugin process."""
-        assert link_names(self.ctr) == {"lo"}
-        assert bridge_ports(self.node) == set()
-        assert link_names(self.node) <= {"lo", BRIDGE}  # the bridge itself stays, by design
+        self.assert_no_veth_left()
         assert self.ipam_files() <= IPAM_LEFTOVERS
         assert self.cache_entries() == []
         assert plugin_pids(self.container_id) == []
@@ -287,15 +169,11 @@ def world(
     node_netns: NetNS, container_netns: Callable[[], NetNS], tmp_path: Path, cni_bin_dir: Path
 ) -> Iterator[CrashWorld]:
     """A node namespace, a container namespace, the recorder; orphans are killed at the end."""
-    w = CrashWorld(
-        node_netns, container_netns(), tmp_path, cni_bin_dir, f"crash-{secrets.token_hex(4)}"
-    )
+    w = CrashWorld.create(node_netns, container_netns(), tmp_path, cni_bin_dir)
     try:
         yield w
     finally:
-        for pid in plugin_pids(w.container_id):  # only if the test failed half-way
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_plugins(w.container_id)  # only if the test failed half-way
 
 
 def kill(proc: subprocess.Popen[bytes], *, may_have_finished: bool = False) -> None:

@@ -13,8 +13,6 @@ and at the process table.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import re
 import resource
 import secrets
@@ -23,32 +21,33 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
 
 import cnilib
 from cnilib.cache import parse_entry
 from cnilib.testing import NetNS, read_recording
+from tests.privileged._kernel import (
+    IPAM_LEFTOVERS,
+    JSON,
+    ChainWorld,
+    bridge_ports,
+    go_plugin_marks,
+    iptables_save,
+    link_names,
+    wait_no_plugin_left,
+    wait_until,
+)
 
-GO_PLUGINS = Path("/usr/lib/cni")
+pytestmark = go_plugin_marks()
 
-pytestmark = [
-    pytest.mark.go_plugins,
-    pytest.mark.skipif(
-        not (GO_PLUGINS / "bridge").is_file(),
-        reason="Debian's containernetworking-plugins are not installed in /usr/lib/cni",
-    ),
-]
-
-JSON = dict[str, Any]
 Kind = Literal["sync", "async"]
 
 NETWORK = "faultnet"
 BRIDGE = "cnifault0"
 SUBNET = "10.250.50.0/24"
 FIRST_IP = "10.250.50.2"
-IPAM_LEFTOVERS = {"lock", "last_reserved_ip.0"}
 HANG_DEADLINE = 1.0
 """The plugin deadline in the hang tests (seconds)."""
 
@@ -63,124 +62,21 @@ exit 0
 """
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def ip_json(ns: NetNS, *args: str) -> list[JSON]:
-    """``ip -j <args>`` inside *ns*, parsed (empty list for no output)."""
-    out = ns.exec("ip", "-j", *args).stdout.strip()
-    return list(json.loads(out)) if out else []
-
-
-def link_names(ns: NetNS) -> set[str]:
-    """The names of every link in *ns*."""
-    return {link["ifname"] for link in ip_json(ns, "link")}
-
-
-def bridge_ports(ns: NetNS) -> set[str]:
-    """The names of every bridge port in *ns*."""
-    out = ns.exec("bridge", "-j", "link").stdout.strip()
-    return {p["ifname"] for p in (json.loads(out) if out else [])}
-
-
-def plugin_pids(container_id: str) -> list[int]:
-    """Every live process whose environment says ``CNI_CONTAINERID=<container_id>``:
-    the plugins (and their children) of that attachment that are still running."""
-    needle = f"CNI_CONTAINERID={container_id}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue  # gone meanwhile
-        if needle in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
-
-
-def wait_until(condition: Callable[[], bool], within: float = 15.0) -> None:
-    """Poll *condition* until it holds; fail after *within* seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"still waiting after {within:g}s"
-        time.sleep(0.01)
-
-
-def wait_no_plugin_left(container_id: str, within: float = 3.0) -> None:
-    """Assert that no process of the attachment is left (a SIGKILLed group dies at once,
-    but its members vanish from /proc a moment later)."""
-    deadline = time.monotonic() + within
-    while (left := plugin_pids(container_id)) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert left == [], f"plugin processes survived: {left}"
-
-
-@dataclass
-class FaultWorld:
+class FaultWorld(ChainWorld):
     """One test's node and container namespaces, directories, and runtimes bound to them."""
 
-    node: NetNS
-    ctr: NetNS
-    tmp: Path
-    bin_dir: Path
-    container_id: str
-
-    @property
-    def cache_dir(self) -> Path:
-        """cnilib's result cache."""
-        return self.tmp / "cache"
-
-    @property
-    def data_dir(self) -> Path:
-        """host-local's ``dataDir``."""
-        return self.tmp / "ipam"
-
-    @property
-    def log(self) -> Path:
-        """The recording plugin's log."""
-        return self.tmp / "recorder.jsonl"
+    network = NETWORK
+    bridge = BRIDGE
+    subnet = SUBNET
+    id_prefix = "fault"
 
     def conflist(self, *after: JSON) -> cnilib.NetworkConfigList:
         """bridge + host-local (no ipMasq) followed by *after*; recorders log into tmp."""
-        plugins: list[JSON] = [
-            {
-                "type": "bridge",
-                "bridge": BRIDGE,
-                "isGateway": True,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": SUBNET}]],
-                    "dataDir": str(self.data_dir),
-                },
-            }
-        ]
-        for plugin in after:
-            if plugin["type"] == "recorder":
-                plugin = {**plugin, "recorder": {"log": str(self.log), **plugin["recorder"]}}
-            if plugin["type"] == "tuning":
-                plugin = {"dataDir": str(self.tmp / "tuning"), **plugin}
-            plugins.append(plugin)
-        raw = {"cniVersion": "1.0.0", "name": NETWORK, "plugins": plugins}
-        return cnilib.conflist_from_bytes(json.dumps(raw).encode())
+        return cnilib.conflist_from_bytes(self.chain_bytes(*after))
 
-    def rt(self, **kw: Any) -> cnilib.RuntimeConf:
-        """The attachment under test: eth0 in the container namespace."""
-        return cnilib.RuntimeConf(self.container_id, self.ctr.path, "eth0", **kw)
-
-    def runtime_args(self, timeout: float) -> tuple[list[str], dict[str, Any]]:
-        """Plugin path (the tmp bin dir after /usr/lib/cni) and keywords for CNI/AsyncCNI."""
-        executor = cnilib.SubprocessExecutor(wrapper=self.node.exec_prefix, timeout=timeout)
-        return [str(GO_PLUGINS), str(self.bin_dir)], {
-            "cache_dir": self.cache_dir,
-            "executor": executor,
-        }
-
-    def cni(self, timeout: float = 20.0) -> cnilib.CNI:
-        """A CNI that execs every plugin inside the node namespace."""
-        path, kw = self.runtime_args(timeout)
-        return cnilib.CNI(path, **kw)
+    def async_cni(self, timeout: float = 20.0) -> cnilib.AsyncCNI:
+        """An AsyncCNI that execs every plugin inside the node namespace."""
+        return cnilib.AsyncCNI(self.path, cache_dir=self.cache_dir, executor=self.executor(timeout))
 
     def add(
         self,
@@ -193,18 +89,7 @@ class FaultWorld:
         rt = rt or self.rt()
         if kind == "sync":
             return self.cni(timeout).add_network_list(conf, rt)
-        path, kw = self.runtime_args(timeout)
-        return asyncio.run(cnilib.AsyncCNI(path, **kw).add_network_list(conf, rt))
-
-    def ipam_files(self) -> set[str]:
-        """The names in host-local's store for the network."""
-        store = self.data_dir / NETWORK
-        return {p.name for p in store.iterdir()} if store.is_dir() else set()
-
-    def cache_files(self) -> set[str]:
-        """The names in cnilib's ``results/`` directory."""
-        results = self.cache_dir / "results"
-        return {p.name for p in results.iterdir()} if results.is_dir() else set()
+        return asyncio.run(self.async_cni(timeout).add_network_list(conf, rt))
 
     def verbs(self) -> list[str]:
         """The verbs the recording plugin saw, in order."""
@@ -218,9 +103,7 @@ class FaultWorld:
 
     def assert_nothing_left(self) -> None:
         """No veth on either side, no IP file, no cache entry, no plugin process."""
-        assert link_names(self.ctr) == {"lo"}
-        assert bridge_ports(self.node) == set()
-        assert link_names(self.node) <= {"lo", BRIDGE}  # the bridge itself stays, by design
+        self.assert_no_veth_left()
         assert self.ipam_files() == IPAM_LEFTOVERS
         assert self.cache_files() == set()
         wait_no_plugin_left(self.container_id)
@@ -231,9 +114,7 @@ def world(
     node_netns: NetNS, container_netns: Callable[[], NetNS], tmp_path: Path, cni_bin_dir: Path
 ) -> FaultWorld:
     """A node namespace, a container namespace and a plugin dir holding the recorder."""
-    return FaultWorld(
-        node_netns, container_netns(), tmp_path, cni_bin_dir, f"fault-{secrets.token_hex(4)}"
-    )
+    return FaultWorld.create(node_netns, container_netns(), tmp_path, cni_bin_dir)
 
 
 @pytest.fixture
@@ -372,8 +253,7 @@ class TestRecorderFaults:
     def test_cancelled_async_add_is_rolled_back(self, world: FaultWorld) -> None:
         """Cancelling an AsyncCNI ADD mid-plugin kills the plugin and rolls the chain back."""
         conf = world.conflist(recorder(ADD={"sleep": 3600}))
-        path, kw = world.runtime_args(20.0)
-        cni = cnilib.AsyncCNI(path, **kw)
+        cni = world.async_cni()
 
         async def cancel_while_recorder_sleeps() -> None:
             task = asyncio.create_task(cni.add_network_list(conf, world.rt()))
@@ -399,11 +279,6 @@ class TestRecorderFaults:
 
 
 # ------------------------------------------------------------------ Go plugins failing
-
-
-def iptables_save(ns: NetNS) -> str:
-    """``iptables-save`` of every table inside *ns* (never anywhere else)."""
-    return ns.exec("iptables-save").stdout
 
 
 class TestGoPluginFailsHalfway:

@@ -23,20 +23,24 @@ import pytest
 import cnilib
 from cnilib.results import ResultV040, ResultV100
 from cnilib.testing import NetNS, read_recording
+from tests.privileged._kernel import (
+    GO_PLUGINS,
+    JSON,
+    TmpLayout,
+    addresses,
+    bridge_ports,
+    go_plugin_marks,
+    ip_json,
+    ipam_files,
+    iptables_save,
+    links,
+)
 
-GO_PLUGINS = Path("/usr/lib/cni")
 DATA = Path(__file__).resolve().parent.parent / "data"
 GO_CACHE_FILE = DATA / "cache" / "go-written" / "pa-cnitool-f5a5ada46aa61a4e2abe-eth0"
 
-pytestmark = [
-    pytest.mark.go_plugins,
-    pytest.mark.skipif(
-        not (GO_PLUGINS / "bridge").is_file(),
-        reason="Debian's containernetworking-plugins are not installed in /usr/lib/cni",
-    ),
-]
+pytestmark = go_plugin_marks()
 
-JSON = dict[str, Any]
 AnyResult = ResultV040 | ResultV100
 
 
@@ -47,41 +51,9 @@ class GoPluginBug(Exception):  # noqa: N818 -- reads as "the Go plugin has a bug
 # --------------------------------------------------------------------------- helpers
 
 
-def ip_json(ns: NetNS, *args: str) -> list[JSON]:
-    """``ip -j <args>`` inside *ns*, parsed (empty list for no output)."""
-    out = ns.exec("ip", "-j", *args).stdout.strip()
-    return list(json.loads(out)) if out else []
-
-
-def links(ns: NetNS) -> dict[str, JSON]:
-    """Every link in *ns* by name."""
-    return {link["ifname"]: link for link in ip_json(ns, "link")}
-
-
-def addresses(ns: NetNS, dev: str) -> set[str]:
-    """The global-scope ``addr/prefix`` strings configured on *dev* in *ns*."""
-    out: set[str] = set()
-    for link in ip_json(ns, "addr", "show", "dev", dev):
-        for a in link.get("addr_info", []):
-            if a.get("scope") != "link":
-                out.add(f"{a['local']}/{a['prefixlen']}")
-    return out
-
-
 def routes(ns: NetNS, family: str = "-4") -> list[JSON]:
     """The main-table routes of *ns* for one family (``-4`` or ``-6``)."""
     return ip_json(ns, family, "route")
-
-
-def bridge_ports(ns: NetNS) -> dict[str, str]:
-    """Bridge port name -> bridge name in *ns* (``bridge -j link``)."""
-    out = ns.exec("bridge", "-j", "link").stdout.strip()
-    return {p["ifname"]: p.get("master", "") for p in (json.loads(out) if out else [])}
-
-
-def iptables_save(ns: NetNS, table: str) -> str:
-    """``iptables-save -t <table>`` inside *ns* (never anywhere else)."""
-    return ns.exec("iptables-save", "-t", table).stdout
 
 
 def sysctl(ns: NetNS, key: str) -> str:
@@ -96,7 +68,7 @@ def addrs(res: cnilib.Result) -> list[str]:
 
 
 @dataclass
-class World:
+class World(TmpLayout):
     """One test's node + container namespaces, directories and a cnilib.CNI bound to them."""
 
     node: NetNS
@@ -112,16 +84,6 @@ class World:
             cache_dir=str(self.cache_dir),
             executor=cnilib.SubprocessExecutor(wrapper=self.node.exec_prefix, timeout=30.0),
         )
-
-    @property
-    def data_dir(self) -> Path:
-        """host-local's ``dataDir`` for this test."""
-        return self.tmp / "ipam"
-
-    @property
-    def log(self) -> Path:
-        """The recording plugin's log for this test."""
-        return self.tmp / "recorder.jsonl"
 
     def conflist(
         self, plugins: Sequence[JSON], *, name: str = "gotest", version: str = "1.0.0"
@@ -154,8 +116,7 @@ class World:
 
     def ipam_files(self, network: str) -> set[str]:
         """The names in host-local's store for *network*."""
-        d = self.data_dir / network
-        return {p.name for p in d.iterdir()} if d.is_dir() else set()
+        return ipam_files(self.data_dir, network)
 
     def cache_file(self, network: str, container_id: str = "ctr1", ifname: str = "eth0") -> Path:
         """Where libcni (and so cnilib) keeps the result of one attachment."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import os
 import subprocess
 import sys
 import time
@@ -29,16 +28,21 @@ import pytest
 import cnilib
 from cnilib.results import ResultV100
 from cnilib.testing import NetNS, create_netns
+from tests.privileged._kernel import (
+    GO_PLUGINS,
+    IPAM_LEFTOVERS,
+    CachedTmpLayout,
+    bridge_host_local,
+    bridge_ports,
+    go_plugin_marks,
+    ip_json,
+    ipam_files,
+    link_names,
+    plugin_pids,
+    ps_lines,
+)
 
-GO_PLUGINS = Path("/usr/lib/cni")
-
-pytestmark = [
-    pytest.mark.go_plugins,
-    pytest.mark.skipif(
-        not (GO_PLUGINS / "bridge").is_file(),
-        reason="Debian's containernetworking-plugins are not installed in /usr/lib/cni",
-    ),
-]
+pytestmark = go_plugin_marks()
 
 CONTAINERS = 200
 PROCESSES = 4
@@ -51,33 +55,10 @@ SUBNET = ipaddress.ip_network("10.250.40.0/24")
 PHASE_DEADLINE = 60.0
 """A burst that is not done by then is stuck: fail with a report instead of hanging CI."""
 PLUGIN_TIMEOUT = 20.0
-IPAM_LEFTOVERS = {"lock", "last_reserved_ip.0"}
-"""What host-local keeps in its store after every address was released (by design)."""
-
-JSON = dict[str, Any]
 T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def ip_json(ns: NetNS, *args: str) -> list[JSON]:
-    """``ip -j <args>`` inside *ns*, parsed (empty list for no output)."""
-    out = subprocess.run(
-        ["ip", "-n", ns.name, "-j", *args], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    return list(json.loads(out)) if out else []
-
-
-def link_names(ns: NetNS) -> set[str]:
-    """The names of every link in *ns*."""
-    return {link["ifname"] for link in ip_json(ns, "link")}
-
-
-def bridge_ports(ns: NetNS) -> dict[str, str]:
-    """Bridge port name -> its bridge, in *ns* (``bridge -j link``)."""
-    out = ns.exec("bridge", "-j", "link").stdout.strip()
-    return {p["ifname"]: p.get("master", "") for p in (json.loads(out) if out else [])}
 
 
 def eth0_address(ns: NetNS) -> str | None:
@@ -94,28 +75,9 @@ def container_id(index: int) -> str:
     return f"load-{index:03d}"
 
 
-def plugin_processes(id_prefix: str) -> list[str]:
-    """``ps`` lines (with state and wait channel) of every process whose environment has a
-    ``CNI_CONTAINERID`` starting with *id_prefix*: the plugins of this test still running."""
-    needle = f"CNI_CONTAINERID={id_prefix}".encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                environ = Path(f"/proc/{entry}/environ").read_bytes()
-            except OSError:
-                continue
-            if any(var.startswith(needle) for var in environ.split(b"\0")):
-                pids.append(entry)
-    if not pids:
-        return []
-    ps = subprocess.run(
-        ["ps", "-o", "pid,ppid,stat,wchan:24,etimes,args", "-p", ",".join(pids)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return ps.stdout.splitlines()
+def stuck_plugins() -> str:
+    """``ps`` lines of every plugin of this test still running, for a failure report."""
+    return "\n".join(ps_lines(plugin_pids("load-", prefix=True))) or "(no plugin process left)"
 
 
 async def within(deadline: float, work: Awaitable[T]) -> T:
@@ -124,12 +86,13 @@ async def within(deadline: float, work: Awaitable[T]) -> T:
         async with asyncio.timeout(deadline):
             return await work
     except TimeoutError:
-        stuck = "\n".join(plugin_processes("load-")) or "(no plugin process left)"
-        raise AssertionError(f"burst not done after {deadline:g}s; plugins:\n{stuck}") from None
+        raise AssertionError(
+            f"burst not done after {deadline:g}s; plugins:\n{stuck_plugins()}"
+        ) from None
 
 
 @dataclass
-class LoadWorld:
+class LoadWorld(CachedTmpLayout):
     """A node namespace, 200 container namespaces, and the directories of one load test."""
 
     node: NetNS
@@ -137,34 +100,12 @@ class LoadWorld:
     tmp: Path
 
     @property
-    def cache_dir(self) -> Path:
-        """cnilib's result cache (shared by every runtime of the test)."""
-        return self.tmp / "cache"
-
-    @property
-    def data_dir(self) -> Path:
-        """host-local's ``dataDir``."""
-        return self.tmp / "ipam"
-
-    @property
     def conflist_bytes(self) -> bytes:
         """bridge + host-local, no ipMasq, one /24 with room for every container."""
         raw = {
             "cniVersion": "1.0.0",
             "name": NETWORK,
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": BRIDGE,
-                    "isGateway": True,
-                    "ipMasq": False,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": str(SUBNET)}]],
-                        "dataDir": str(self.data_dir),
-                    },
-                }
-            ],
+            "plugins": [bridge_host_local(BRIDGE, str(SUBNET), self.data_dir, ipMasq=False)],
         }
         return json.dumps(raw).encode()
 
@@ -189,13 +130,7 @@ class LoadWorld:
 
     def ipam_files(self) -> set[str]:
         """Every name in host-local's store for the network."""
-        store = self.data_dir / NETWORK
-        return {p.name for p in store.iterdir()} if store.is_dir() else set()
-
-    def cache_files(self) -> set[str]:
-        """Every name in cnilib's ``results/`` directory."""
-        results = self.cache_dir / "results"
-        return {p.name for p in results.iterdir()} if results.is_dir() else set()
+        return ipam_files(self.data_dir, NETWORK)
 
     # -- the two halves of every load test: what must hold after ADD, after DEL --------
     def assert_all_attached(self, addresses: dict[str, str], host_veths: set[str]) -> None:
@@ -358,8 +293,9 @@ def run_workers(world: LoadWorld, verb: str) -> tuple[dict[str, Any], float]:
             try:
                 out, err = proc.communicate(timeout=left)
             except subprocess.TimeoutExpired:
-                stuck = "\n".join(plugin_processes("load-")) or "(no plugin process left)"
-                failures.append(f"worker {proc.pid} not done after {PHASE_DEADLINE:g}s:\n{stuck}")
+                failures.append(
+                    f"worker {proc.pid} not done after {PHASE_DEADLINE:g}s:\n{stuck_plugins()}"
+                )
                 break
             if proc.returncode != 0:
                 failures.append(err.decode(errors="replace")[-2000:])
