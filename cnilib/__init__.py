@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from cnilib._version import __version__ as __version__
 from cnilib.errors import (
+    CacheCollisionError as CacheCollisionError,
     CacheError as CacheError,
     CheckNotSupportedError as CheckNotSupportedError,
     CNIError as CNIError,
@@ -141,6 +142,7 @@ __all__ = [
     # errors
     "CNIError",
     "CNIErrorGroup",
+    "CacheCollisionError",
     "CacheError",
     "CheckNotSupportedError",
     "ConfigError",

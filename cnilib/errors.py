@@ -24,6 +24,7 @@
     │   ├── PluginNotAvailableError           code 50 (STATUS)
     │   └── LimitedConnectivityError          code 51 (STATUS)
     ├── CacheError                            unreadable or corrupt cache entry; .path
+    │   └── CacheCollisionError               the entry's file holds another attachment
     └── CNIErrorGroup (+ ExceptionGroup)      several independent failures
         ├── GCError                           stale DELs and plugin GCs that failed
         ├── TeardownError                     networks of a multi-network teardown that failed
@@ -43,6 +44,7 @@ from typing import Self
 
 __all__ = [
     "CNIError",
+    "CacheCollisionError",
     "CacheError",
     "CheckNotSupportedError",
     "ConfigError",
@@ -444,6 +446,15 @@ class CNIErrorGroup(ExceptionGroup[CNIError], CNIError):  # noqa: N818
 
     def derive(self, excs: Sequence[CNIError]) -> Self:  # type: ignore[override]
         return type(self)(self.msg, excs)
+
+
+class CacheCollisionError(CacheError):
+    """The cache file of an attachment holds another attachment's entry.
+
+    Go libcni names entries ``<network>-<containerID>-<ifname>``, which is
+    ambiguous (network ``n-a`` with container ``b`` and network ``n`` with
+    container ``a-b`` share a name); cnilib checks and refuses to mix them.
+    """
 
 
 class GCError(CNIErrorGroup):

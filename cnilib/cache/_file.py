@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import attrs
 
 from cnilib._json import JSONObject, JSONSyntaxError, JSONValue, go_dumps, loads
-from cnilib.errors import CacheError, ErrorCode
+from cnilib.errors import CacheCollisionError, CacheError, ErrorCode
 from cnilib.names import validate_container_id, validate_interface_name, validate_network_name
 
 __all__ = ["CACHE_KIND", "DEFAULT_CACHE_DIR", "CacheEntry", "FileCache"]
@@ -231,11 +231,31 @@ class FileCache:
             return None
         except OSError as exc:
             raise CacheError(f"cannot read cache entry: {exc.strerror}", path=path) from exc
-        return parse_entry(data, path)
+        entry = parse_entry(data, path)
+        if not entry.legacy and (entry.network_name, entry.container_id, entry.ifname) != (
+            network,
+            container_id,
+            ifname,
+        ):
+            # Go's "<net>-<cid>-<if>" names are ambiguous ("n-a","b" vs "n","a-b").
+            raise CacheCollisionError(
+                f"cache entry belongs to another attachment (network {entry.network_name!r}, "
+                f"container {entry.container_id!r}, interface {entry.ifname!r})",
+                path=path,
+                code=ErrorCode.INVALID_ENVIRONMENT_VARIABLES,
+            )
+        return entry
 
     def delete(self, network: str, container_id: str, ifname: str) -> bool:
-        """Remove the entry; ``False`` if there was none."""
+        """Remove the entry; ``False`` if there was none, or if the file holds
+        another attachment's entry (see :class:`CacheCollisionError`)."""
         path = self.path(network, container_id, ifname)
+        try:
+            self.load(network, container_id, ifname)
+        except CacheCollisionError:
+            return False
+        except CacheError:
+            pass  # unreadable or corrupt: remove it all the same
         try:
             os.unlink(path)
         except FileNotFoundError:

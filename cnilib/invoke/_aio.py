@@ -161,7 +161,7 @@ async def run_plugin(executor: SubprocessExecutor, invocation: Invocation) -> by
     """
     argv, env, timeout = executor.prepare(invocation)
     started = time.monotonic()
-    proc = await _spawn(executor, argv, env)
+    proc = await _spawn(executor, argv, env, invocation.hold_fds)
     output = Output()
     try:
         try:
@@ -182,12 +182,15 @@ async def run_plugin(executor: SubprocessExecutor, invocation: Invocation) -> by
 
 
 async def _spawn(
-    executor: SubprocessExecutor, argv: list[str], env: dict[str, str]
+    executor: SubprocessExecutor,
+    argv: list[str],
+    env: dict[str, str],
+    pass_fds: tuple[int, ...],
 ) -> subprocess.Popen[bytes]:
     """Start the plugin, waiting out ETXTBSY without blocking the loop."""
     for delay in (*TEXT_BUSY_DELAYS, None):
         try:
-            return executor.popen(argv, env)
+            return executor.popen(argv, env, pass_fds)
         except ValueError as exc:  # NUL or unencodable text in argv/env
             raise spawn_error(argv, exc) from exc
         except OSError as exc:

@@ -66,6 +66,9 @@ class Invocation:
     path: tuple[str, ...] = ()
     plugin_name: str | None = None
     timeout: float | None = None
+    hold_fds: tuple[int, ...] = attrs.field(default=(), repr=False)
+    """Lock fds the plugin process inherits, so that the attachment stays
+    locked until the plugin exits, even if the runtime dies first."""
 
     @classmethod
     def version(

@@ -117,7 +117,7 @@ class SubprocessExecutor:
         """Run one plugin call; return its stdout or raise a :class:`CNIError`."""
         argv, env, timeout = self.prepare(invocation)
         started = time.monotonic()
-        proc = self._spawn(argv, env)
+        proc = self._spawn(argv, env, invocation.hold_fds)
         # The context closes the pipes and reaps the process on every path.
         with proc:
             try:
@@ -147,8 +147,11 @@ class SubprocessExecutor:
         return await _aio.run_plugin(self, invocation)
 
     @staticmethod
-    def popen(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        """Start the plugin in its own session (so its whole group can be killed)."""
+    def popen(
+        argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = ()
+    ) -> subprocess.Popen[bytes]:
+        """Start the plugin in its own session (so its whole group can be killed),
+        inheriting ``pass_fds`` (the attachment's lock) and no other fd."""
         return subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -156,14 +159,17 @@ class SubprocessExecutor:
             stderr=subprocess.PIPE,
             env=env,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
 
     @classmethod
-    def _spawn(cls, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        cls, argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         """Start the plugin; retry while its binary is being replaced (ETXTBSY)."""
         for delay in (*TEXT_BUSY_DELAYS, None):
             try:
-                return cls.popen(argv, env)
+                return cls.popen(argv, env, pass_fds)
             except ValueError as exc:  # NUL or unencodable text in argv/env
                 raise spawn_error(argv, exc) from exc
             except OSError as exc:

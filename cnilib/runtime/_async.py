@@ -33,6 +33,7 @@ from cnilib.runtime._base import (
     attached,
     first_failure,
     gc_attachments,
+    holding,
     note_undo,
     plan,
     raise_failures,
@@ -135,34 +136,37 @@ class AsyncCNI(RuntimeBase):
         return await run_flow_async(flow, self.executor)
 
     @contextlib.asynccontextmanager
-    async def _locked(self, network: str, rt: RuntimeConf | None) -> AsyncIterator[None]:
+    async def _locked(self, network: str, rt: RuntimeConf | None) -> AsyncIterator[int | None]:
         async with contextlib.AsyncExitStack() as stack:
+            # Locks first: waiting for one network must not hold a slot that
+            # another network's calls could use.
+            fd = None
+            if self.locks is not None:
+                attachment = (rt.container_id, rt.ifname) if rt else None
+                fd = await stack.enter_async_context(self.locks.ahold(network, attachment))
             slots = self._slots()
             if slots is not None:
                 await stack.enter_async_context(slots)
-            if self.locks is not None:
-                attachment = (rt.container_id, rt.ifname) if rt else None
-                await stack.enter_async_context(self.locks.ahold(network, attachment))
-            yield
+            yield fd
 
     # -- network lists -------------------------------------------------------------
     async def add_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> Result | None:
         """ADD the attachment; see :meth:`CNI.add_network_list`."""
         rt.validate(conflist.name)
-        async with self._locked(conflist.name, rt):
-            return await self._run(_flows.add_flow(self._ctx, conflist, rt))
+        async with self._locked(conflist.name, rt) as fd:
+            return await self._run(_flows.add_flow(holding(self._ctx, fd), conflist, rt))
 
     async def check_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
         """CHECK the attachment; see :meth:`CNI.check_network_list`."""
         rt.validate(conflist.name)
-        async with self._locked(conflist.name, rt):
-            await self._run(_flows.check_flow(self._ctx, conflist, rt))
+        async with self._locked(conflist.name, rt) as fd:
+            await self._run(_flows.check_flow(holding(self._ctx, fd), conflist, rt))
 
     async def delete_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
         """DEL the attachment; see :meth:`CNI.delete_network_list`."""
         rt.validate(conflist.name)
-        async with self._locked(conflist.name, rt):
-            await self._run(_flows.delete_flow(self._ctx, conflist, rt))
+        async with self._locked(conflist.name, rt) as fd:
+            await self._run(_flows.delete_flow(holding(self._ctx, fd), conflist, rt))
 
     async def gc_network_list(
         self,
@@ -306,22 +310,22 @@ class AsyncCNI(RuntimeBase):
         """ADD with one plugin; see :meth:`CNI.add_network`."""
         conflist = as_list(plugin)
         rt.validate(conflist.name)
-        async with self._locked(conflist.name, rt):
-            return await self._run(_flows.add_flow(self._single_ctx, conflist, rt))
+        async with self._locked(conflist.name, rt) as fd:
+            return await self._run(_flows.add_flow(holding(self._single_ctx, fd), conflist, rt))
 
     async def check_network(self, plugin: PluginConf, rt: RuntimeConf) -> None:
         """CHECK with one plugin."""
         conflist = as_list(plugin)
         rt.validate(conflist.name)
-        async with self._locked(conflist.name, rt):
-            await self._run(_flows.check_flow(self._single_ctx, conflist, rt))
+        async with self._locked(conflist.name, rt) as fd:
+            await self._run(_flows.check_flow(holding(self._single_ctx, fd), conflist, rt))
 
     async def delete_network(self, plugin: PluginConf, rt: RuntimeConf) -> None:
         """DEL with one plugin."""
         conflist = as_list(plugin)
         rt.validate(conflist.name)
-        async with self._locked(conflist.name, rt):
-            await self._run(_flows.delete_flow(self._single_ctx, conflist, rt))
+        async with self._locked(conflist.name, rt) as fd:
+            await self._run(_flows.delete_flow(holding(self._single_ctx, fd), conflist, rt))
 
     async def cached_network_result(self, plugin: PluginConf, rt: RuntimeConf) -> Result | None:
         """The cached result of a single-plugin attachment."""
@@ -364,3 +368,8 @@ async def _each(
         for index, task in enumerate(tasks):
             if not task.cancelled() and task.exception() is None:
                 outcomes[index] = task.result()
+    # Anything but a CNIError (returned as an outcome) is a bug or a system
+    # failure: raise it, as the serial path and the sync driver do.
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]

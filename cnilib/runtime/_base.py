@@ -30,6 +30,7 @@ __all__ = [
     "NOT_RUN",
     "attached",
     "first_failure",
+    "holding",
     "note_undo",
     "succeeded",
     "plan",
@@ -145,6 +146,11 @@ def succeeded(
     ]
 
 
+def holding(ctx: FlowContext, fd: int | None) -> FlowContext:
+    """The context of one call: its plugins inherit the attachment lock ``fd``."""
+    return ctx if fd is None else attrs.evolve(ctx, hold_fds=(fd,))
+
+
 def note_undo(
     failure: BaseException, done: Sequence[PlannedAttachment], undo: Sequence[object]
 ) -> None:
@@ -241,6 +247,7 @@ class RuntimeBase:
             timeout=per_call,
             rollback=rollback,
             owner=owner,
+            locks=self.locks,
         )
         self._single_ctx = attrs.evolve(self._ctx, wrap_errors=False)
 

@@ -21,9 +21,10 @@ from typing import TypeVar
 import attrs
 
 from cnilib import spec
-from cnilib.cache import CacheEntry, FileCache
+from cnilib.cache import CacheEntry, FileCache, LockDir
 from cnilib.config import NetworkConfigList, PluginConf, request_config
 from cnilib.errors import (
+    CacheCollisionError,
     CacheError,
     CheckNotSupportedError,
     CNIError,
@@ -75,6 +76,10 @@ class FlowContext:
     """Transactional ADD: undo the plugins that ran when a later one fails."""
     owner: str | None = None
     """Written into cache entries; GC deletes only entries of its own owner."""
+    locks: LockDir | None = None
+    """For GC, which locks each stale attachment before its DEL."""
+    hold_fds: tuple[int, ...] = ()
+    """The held attachment lock, inherited by this call's plugin processes."""
 
 
 def _prefix(plugin: PluginConf, command: Command) -> str:
@@ -100,6 +105,7 @@ def _invocation(
         path=ctx.path,
         plugin_name=plugin.name,
         timeout=ctx.timeout,
+        hold_fds=ctx.hold_fds,
     )
 
 
@@ -222,6 +228,8 @@ def add_flow(
     # back if this ADD fails: it is what lets DEL and GC find the old state.
     try:
         earlier = ctx.cache.load(conflist.name, rt.container_id, rt.ifname)
+    except CacheCollisionError:
+        raise  # never overwrite another attachment's entry
     except CNIError:
         earlier = None
     _save(ctx, _entry(ctx, conflist, rt, None))
@@ -247,6 +255,8 @@ def add_flow(
         _save(ctx, _entry(ctx, conflist, rt, final))
     except CNIError as failure:
         if not ctx.rollback:
+            if isinstance(failure, OperationCancelledError):
+                raise  # cancelled mid-plugin: state may exist; the pending entry stays
             _restore(ctx.cache, conflist, rt, earlier)
             raise
         outcome = yield from _rollback(ctx, conflist, rt, results)
@@ -320,6 +330,9 @@ def _prev_for_delete(
         if entry is None or entry.pending:
             return None
         return cached_result(cache, conflist, rt)
+    except CacheCollisionError as exc:
+        log.warning("DEL %s/%s: %s", conflist.name, rt.container_id, exc)
+        return None  # not ours: neither used nor removed
     except CNIError as exc:
         log.warning(
             "DEL %s/%s: discarding unusable cache entry: %s", conflist.name, rt.container_id, exc
@@ -331,14 +344,21 @@ def _prev_for_delete(
 def _restore(
     cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf, earlier: CacheEntry | None
 ) -> None:
-    """After a failed ADD: back to the entry that was there before, or none."""
+    """After a failed, cleanly rolled-back ADD: leave the cache as it should be.
+
+    No earlier entry: remove ours. An earlier *pending* entry (an interrupted
+    ADD this one retried): put it back, it still describes that attempt. An
+    earlier *complete* entry (ADD twice without DEL, which the spec forbids):
+    our rollback DELs may have undone part of it, so its result can no longer
+    be trusted; our pending entry stays, for a DEL or GC to clean up.
+    """
     if earlier is None:
         _forget(cache, conflist, rt)
-        return
-    try:
-        cache.save(earlier)
-    except CacheError as exc:
-        log.warning("could not restore the earlier cache entry: %s", exc)
+    elif earlier.pending:
+        try:
+            cache.save(earlier)
+        except CacheError as exc:
+            log.warning("could not restore the earlier cache entry: %s", exc)
 
 
 def _forget(cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf) -> None:

@@ -14,8 +14,15 @@ import attrs
 from cnilib import spec
 from cnilib._json import JSONValue
 from cnilib.cache import CacheEntry
+from cnilib.cache._locks import release
 from cnilib.config import NetworkConfigList, request_config
-from cnilib.errors import CacheError, CNIError, GCError, OperationCancelledError
+from cnilib.errors import (
+    CacheError,
+    CNIError,
+    GCError,
+    OperationCancelledError,
+    TryAgainLaterError,
+)
 from cnilib.invoke import Command, Invocation
 from cnilib.runtime._conf import GCAttachment, RuntimeConf
 from cnilib.runtime._flows import FlowContext, _call, _invocation, delete_flow
@@ -57,7 +64,7 @@ def _stale_entries(
     for entry in entries:
         if entry.network_name != conflist.name or (entry.container_id, entry.ifname) in keep:
             continue
-        if not all_owners and ctx.owner is not None and entry.owner != ctx.owner:
+        if not all_owners and entry.owner != ctx.owner:
             others += 1
             continue
         stale.append(entry)
@@ -78,9 +85,10 @@ def gc_flow(
     ``valid=None`` means "no list given" (cnitool's ``gc``): every cached
     attachment of the network is deleted and plugins get no attachment key.
 
-    Divergences: with an ``owner`` set, only entries that owner wrote are
-    deleted, unless ``all_owners`` (libcni deletes other runtimes' entries in
-    a shared cache dir); ``dry_run`` reports and changes nothing; an
+    Divergences: only entries with this runtime's ``owner`` tag are deleted
+    (with ``owner=None``, untagged ones: those of Go tools and of untagged
+    cnilib runtimes), unless ``all_owners`` (libcni deletes other runtimes'
+    entries in a shared cache dir); ``dry_run`` reports and changes nothing; an
     unreadable cache directory is one of the reported failures, and plugin
     GC is still sent (libcni silently skips everything); an unparseable
     ``cniVersion`` is raised before anything runs.
@@ -94,6 +102,7 @@ def gc_flow(
         return GCReport(stale=tuple(stale), skipped_owners=others)
     deleted: list[CacheEntry] = []
     for entry in stale:
+        held: int | None = None
         try:
             rt = RuntimeConf(
                 container_id=entry.container_id,
@@ -102,7 +111,17 @@ def gc_flow(
                 args=entry.cni_args,
                 capability_args=entry.capability_args,
             )
-            yield from delete_flow(ctx, conflist, rt)
+            rt.validate(conflist.name)
+            del_ctx = ctx
+            if ctx.locks is not None:
+                held = ctx.locks.try_attachment(conflist.name, rt.container_id, rt.ifname)
+                if held is None:
+                    raise TryAgainLaterError(
+                        "busy: a plugin of an earlier, interrupted call still runs; "
+                        "the next GC will retry"
+                    )
+                del_ctx = attrs.evolve(ctx, hold_fds=(held,))
+            yield from delete_flow(del_ctx, conflist, rt)
         except OperationCancelledError:
             raise  # a cancelled GC stops; what it did not reach stays for the next one
         except CNIError as exc:
@@ -113,6 +132,9 @@ def gc_flow(
             )
         else:
             deleted.append(entry)
+        finally:
+            if held is not None:
+                release([held])
     send_gc = spec.has_gc(version)
     if send_gc:
         extra: dict[str, JSONValue] | None = None

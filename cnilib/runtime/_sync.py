@@ -23,6 +23,7 @@ from cnilib.runtime._base import (
     attached,
     first_failure,
     gc_attachments,
+    holding,
     note_undo,
     plan,
     raise_failures,
@@ -96,12 +97,12 @@ class CNI(RuntimeBase):
         return run_flow(flow, self.executor)
 
     @contextlib.contextmanager
-    def _locked(self, network: str, rt: RuntimeConf | None) -> Iterator[None]:
+    def _locked(self, network: str, rt: RuntimeConf | None) -> Iterator[int | None]:
         if self.locks is None:
-            yield
+            yield None
             return
-        with self.locks.hold(network, (rt.container_id, rt.ifname) if rt else None):
-            yield
+        with self.locks.hold(network, (rt.container_id, rt.ifname) if rt else None) as fd:
+            yield fd
 
     # -- network lists -------------------------------------------------------------
     def add_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> Result | None:
@@ -110,20 +111,20 @@ class CNI(RuntimeBase):
         On failure the plugins that ran are rolled back (``rollback=True``).
         """
         rt.validate(conflist.name)
-        with self._locked(conflist.name, rt):
-            return self._run(_flows.add_flow(self._ctx, conflist, rt))
+        with self._locked(conflist.name, rt) as fd:
+            return self._run(_flows.add_flow(holding(self._ctx, fd), conflist, rt))
 
     def check_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
         """CHECK the attachment against the cached result."""
         rt.validate(conflist.name)
-        with self._locked(conflist.name, rt):
-            self._run(_flows.check_flow(self._ctx, conflist, rt))
+        with self._locked(conflist.name, rt) as fd:
+            self._run(_flows.check_flow(holding(self._ctx, fd), conflist, rt))
 
     def delete_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
         """DEL the attachment (plugins in reverse) and drop its cache entry."""
         rt.validate(conflist.name)
-        with self._locked(conflist.name, rt):
-            self._run(_flows.delete_flow(self._ctx, conflist, rt))
+        with self._locked(conflist.name, rt) as fd:
+            self._run(_flows.delete_flow(holding(self._ctx, fd), conflist, rt))
 
     def gc_network_list(
         self,
@@ -318,22 +319,22 @@ class CNI(RuntimeBase):
         """ADD with one plugin; its own ``name``/``cniVersion``; errors unwrapped."""
         conflist = as_list(plugin)
         rt.validate(conflist.name)
-        with self._locked(conflist.name, rt):
-            return self._run(_flows.add_flow(self._single_ctx, conflist, rt))
+        with self._locked(conflist.name, rt) as fd:
+            return self._run(_flows.add_flow(holding(self._single_ctx, fd), conflist, rt))
 
     def check_network(self, plugin: PluginConf, rt: RuntimeConf) -> None:
         """CHECK with one plugin."""
         conflist = as_list(plugin)
         rt.validate(conflist.name)
-        with self._locked(conflist.name, rt):
-            self._run(_flows.check_flow(self._single_ctx, conflist, rt))
+        with self._locked(conflist.name, rt) as fd:
+            self._run(_flows.check_flow(holding(self._single_ctx, fd), conflist, rt))
 
     def delete_network(self, plugin: PluginConf, rt: RuntimeConf) -> None:
         """DEL with one plugin."""
         conflist = as_list(plugin)
         rt.validate(conflist.name)
-        with self._locked(conflist.name, rt):
-            self._run(_flows.delete_flow(self._single_ctx, conflist, rt))
+        with self._locked(conflist.name, rt) as fd:
+            self._run(_flows.delete_flow(holding(self._single_ctx, fd), conflist, rt))
 
     def cached_network_result(self, plugin: PluginConf, rt: RuntimeConf) -> Result | None:
         """The cached result of a single-plugin attachment."""

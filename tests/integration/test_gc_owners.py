@@ -150,9 +150,16 @@ class TestOwners:
         assert ["a2", "b1", "n1"] == [c[2] for c in calls(recorder_log) if c[:2] == ("DEL", "a")]
         assert [("a1", "a")] == cached(cache_dir)
 
-    def test_untagged_runtime_deletes_all_as_libcni(self, gc_as: GC, cache_dir: Path) -> None:
-        """owner=None: every stale entry counts as its own, whoever wrote it."""
-        report = gc_as(None, [("b1", "eth0")])
+    def test_untagged_runtime_deletes_only_untagged(self, gc_as: GC, cache_dir: Path) -> None:
+        """owner=None: only untagged entries (Go tools', untagged runtimes') are its own."""
+        report = gc_as(None, [])
+
+        assert (["n1"], 3) == (ids(report.deleted), report.skipped_owners)
+        assert [("a1", "a"), ("a2", "a"), ("b1", "b")] == cached(cache_dir)
+
+    def test_all_owners_deletes_every_tag_as_libcni(self, gc_as: GC, cache_dir: Path) -> None:
+        """all_owners=True is libcni's GC: every stale entry goes, whoever wrote it."""
+        report = gc_as(None, [("b1", "eth0")], all_owners=True)
 
         assert (["a1", "a2", "n1"], 0) == (ids(report.deleted), report.skipped_owners)
         assert [("b1", "b")] == cached(cache_dir)
@@ -200,7 +207,7 @@ class TestDryRun:
         after_dry = sorted(os.listdir(locks))
         gc_as(None, [])
 
-        assert [".network", "a1-eth0", "a2-eth0", "b1-eth0", "n1-eth0"] == before
+        assert [".network", "a1:eth0", "a2:eth0", "b1:eth0", "n1:eth0"] == before
         assert before == after_dry
         assert [".network"] == sorted(os.listdir(locks))
 
@@ -256,7 +263,7 @@ class TestBrokenCache:
         cni = runtime(cni_bin_dir, cache_dir, None)
 
         with pytest.raises(cnilib.GCError) as info:
-            cni.gc_network_list(failing, [])
+            cni.gc_network_list(failing, [], all_owners=True)
 
         report = info.value.report
         assert isinstance(report, cnilib.GCReport)

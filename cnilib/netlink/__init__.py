@@ -1,0 +1,124 @@
+"""Network namespaces and netlink: the only part of cnilib that uses pyroute2.
+
+Work inside a namespace runs on a worker thread that entered it, never on the
+caller's thread, and forks no process::
+
+    from cnilib import netlink
+
+    def set_lo_up() -> netlink.Link:
+        lo = netlink.get_link("lo")
+        netlink.set_link_up(lo)
+        return lo
+
+    lo = netlink.run_in_netns("/run/netns/ctr", set_lo_up)
+
+The helpers (links, addresses, routes, sysctls) act on the namespace of the
+worker that runs them and must be called inside :func:`run_in_netns`,
+:func:`arun_in_netns` or :func:`run_here`. Failures are
+:class:`cnilib.PluginError` subclasses whose message names the operation,
+the object and the namespace. pyroute2 is imported only when a worker makes
+its first netlink socket, so importing this package is cheap.
+"""
+
+from cnilib.netlink._addr import Address, add_address, delete_address, list_addresses
+from cnilib.netlink._errors import (
+    NetlinkError,
+    NetNSError,
+    NetNSNotFoundError,
+    NotOnWorkerError,
+    SysctlError,
+)
+from cnilib.netlink._link import (
+    IFF_UP,
+    Link,
+    LinkRef,
+    add_bridge,
+    add_veth,
+    delete_link,
+    find_link,
+    get_link,
+    get_link_by_index,
+    list_links,
+    move_link,
+    set_link_down,
+    set_link_mac,
+    set_link_master,
+    set_link_mtu,
+    set_link_up,
+)
+from cnilib.netlink._ns import NetNSHandle, current_netns_path, open_netns
+from cnilib.netlink._pool import (
+    NetnsPool,
+    NetnsTarget,
+    arun_in_netns,
+    close_netns,
+    default_pool,
+    ipr,
+    netns_label,
+    run_here,
+    run_in_netns,
+)
+from cnilib.netlink._route import (
+    RT_SCOPE_HOST,
+    RT_SCOPE_LINK,
+    RT_SCOPE_UNIVERSE,
+    RT_TABLE_MAIN,
+    RouteEntry,
+    add_route,
+    delete_route,
+    list_routes,
+    replace_route,
+)
+from cnilib.netlink._sysctl import read_sysctl, sysctl_path, write_sysctl
+
+__all__ = [
+    "IFF_UP",
+    "RT_SCOPE_HOST",
+    "RT_SCOPE_LINK",
+    "RT_SCOPE_UNIVERSE",
+    "RT_TABLE_MAIN",
+    "Address",
+    "Link",
+    "LinkRef",
+    "NetNSError",
+    "NetNSHandle",
+    "NetNSNotFoundError",
+    "NetlinkError",
+    "NetnsPool",
+    "NetnsTarget",
+    "NotOnWorkerError",
+    "RouteEntry",
+    "SysctlError",
+    "add_address",
+    "add_bridge",
+    "add_route",
+    "add_veth",
+    "arun_in_netns",
+    "close_netns",
+    "current_netns_path",
+    "default_pool",
+    "delete_address",
+    "delete_link",
+    "delete_route",
+    "find_link",
+    "get_link",
+    "get_link_by_index",
+    "ipr",
+    "list_addresses",
+    "list_links",
+    "list_routes",
+    "move_link",
+    "netns_label",
+    "open_netns",
+    "read_sysctl",
+    "replace_route",
+    "run_here",
+    "run_in_netns",
+    "set_link_down",
+    "set_link_mac",
+    "set_link_master",
+    "set_link_mtu",
+    "set_link_up",
+    "sysctl_path",
+    "write_sysctl",
+]

@@ -1,0 +1,370 @@
+"""Worker threads that each live in one network namespace (see :mod:`cnilib.netlink._ns`).
+
+:class:`NetnsPool` owns the workers; the module functions use one default
+pool, made on first use. A job is ``fn(*args)`` run on the worker of the
+target namespace; the caller blocks on its result (or awaits it with
+:func:`arun_in_netns`). Jobs for one namespace run one after another, in
+order. A job that itself asks for its own namespace runs inline, so a
+helper may call another helper freely.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
+
+from cnilib.netlink._errors import NetNSError, NotOnWorkerError
+from cnilib.netlink._ns import NetNSHandle, open_netns, setns
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_WORKERS",
+    "NetnsPool",
+    "NetnsTarget",
+    "arun_in_netns",
+    "close_netns",
+    "default_pool",
+    "ipr",
+    "netns_label",
+    "run_here",
+    "run_in_netns",
+]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+NetnsTarget: TypeAlias = "str | os.PathLike[str] | int | NetNSHandle | None"
+"""Where to run: a namespace path, an open fd, a handle, or None (the caller's own)."""
+
+DEFAULT_MAX_WORKERS = 32
+DEFAULT_IDLE_TIMEOUT = 5.0
+
+
+class _Job:
+    __slots__ = ("args", "fn", "future", "kwargs", "label")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        label: str,
+        future: Future[Any],
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.label = label
+        self.future = future
+
+
+class _Local(threading.local):
+    worker: _Worker | None = None
+    label: str = ""
+
+
+_local = _Local()
+
+
+class _Worker:
+    """One thread inside one namespace; ends when stopped or idle, never re-targeted."""
+
+    def __init__(self, pool: NetnsPool, key: tuple[int, int], fd: int, label: str) -> None:
+        self.pool = pool
+        self.key = key
+        self.label = label
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.last_used = time.monotonic()
+        self.retired = False
+        self._ipr: IPRoute | None = None
+        self._started: Future[None] = Future()
+        self.thread = threading.Thread(
+            target=self._main, args=(fd,), name=f"cnilib-netns:{label}", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+        self._started.result()  # raises the setns failure, if any
+
+    def ipr(self) -> IPRoute:
+        if self._ipr is None:
+            from pyroute2 import IPRoute
+
+            self._ipr = IPRoute()
+        return self._ipr
+
+    def _enter(self, fd: int) -> None:
+        try:
+            setns(fd)
+            st = os.stat("/proc/thread-self/ns/net")
+            if (st.st_dev, st.st_ino) != self.key:  # pragma: no cover - kernel guarantee
+                raise NetNSError(self.label, "setns did not enter the namespace")
+        finally:
+            os.close(fd)
+
+    def _main(self, fd: int) -> None:
+        try:
+            self._enter(fd)
+        except OSError as exc:
+            self._started.set_exception(
+                NetNSError(self.label, f"setns: {exc.strerror}", errno=exc.errno or 0)
+            )
+            return
+        except BaseException as exc:  # pragma: no cover - defensive
+            self._started.set_exception(exc)
+            return
+        _local.worker = self
+        self._started.set_result(None)
+        try:
+            self._serve()
+        finally:
+            _local.worker = None
+            if self._ipr is not None:
+                self._ipr.close()
+                self._ipr = None
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                job = self.jobs.get(timeout=self.pool.idle_timeout)
+            except queue.Empty:
+                if self.pool._retire_if_idle(self):
+                    return
+                continue
+            if job is None:
+                return
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            _local.label = job.label
+            try:
+                result = job.fn(*job.args, **job.kwargs)
+            except BaseException as exc:
+                job.future.set_exception(exc)
+            else:
+                job.future.set_result(result)
+            finally:
+                _local.label = ""
+                del job
+
+
+class NetnsPool:
+    """Worker threads by namespace: at most ``max_workers``, each retired after
+    ``idle_timeout`` seconds without work, least recently used first when full."""
+
+    def __init__(
+        self, *, max_workers: int = DEFAULT_MAX_WORKERS, idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    ) -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self.max_workers = max_workers
+        self.idle_timeout = idle_timeout
+        self._lock = threading.Lock()
+        self._workers: collections.OrderedDict[tuple[int, int], _Worker] = collections.OrderedDict()
+
+    # -- submitting ----------------------------------------------------------
+
+    def submit(
+        self, target: NetnsTarget, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[T]:
+        """Queue ``fn(*args, **kwargs)`` on the worker of ``target``'s namespace."""
+        future: Future[T] = Future()
+        with open_netns(target) as handle:
+            current = _local.worker
+            if current is not None and current.pool is self and current.key == handle.key:
+                _run_inline(future, handle.label, fn, args, kwargs)
+                return future
+            self._queue(handle, _Job(fn, args, kwargs, handle.label, future))
+        return future
+
+    def run(
+        self, target: NetnsTarget, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` inside ``target``'s namespace and return its result."""
+        return self.submit(target, fn, *args, **kwargs).result()
+
+    async def arun(
+        self, target: NetnsTarget, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """:meth:`run` for asyncio: the event loop is never blocked by the job."""
+        import asyncio
+
+        return await asyncio.wrap_future(self.submit(target, fn, *args, **kwargs))
+
+    def _queue(self, handle: NetNSHandle, job: _Job) -> None:
+        """Queue ``job`` on the namespace's worker, starting one if needed.
+
+        Queued under the lock, so an idle worker cannot retire in between.
+        """
+        with self._lock:
+            worker = self._workers.get(handle.key)
+            if worker is None:
+                while len(self._workers) >= self.max_workers:
+                    _, oldest = self._workers.popitem(last=False)
+                    self._stop(oldest)
+                worker = _Worker(self, handle.key, os.dup(handle.fd), handle.label)
+                _install_fork_guard(self)
+                worker.start()
+                self._workers[handle.key] = worker
+            else:
+                self._workers.move_to_end(handle.key)
+            worker.last_used = time.monotonic()
+            worker.jobs.put(job)
+
+    # -- retiring ------------------------------------------------------------
+
+    def _retire_if_idle(self, worker: _Worker) -> bool:
+        with self._lock:
+            if worker.retired:
+                return True
+            idle = time.monotonic() - worker.last_used >= self.idle_timeout
+            if not (idle and worker.jobs.empty()):
+                return False
+            if self._workers.get(worker.key) is worker:
+                del self._workers[worker.key]
+            worker.retired = True
+            return True
+
+    @staticmethod
+    def _stop(worker: _Worker) -> None:
+        worker.retired = True
+        worker.jobs.put(None)  # after any queued job
+
+    def close_netns(self, target: NetnsTarget) -> bool:
+        """Retire the worker of ``target``'s namespace; False if there was none.
+
+        A namespace that no longer exists at its path has no worker to find by
+        path; the idle timeout retires that one.
+        """
+        try:
+            with open_netns(target) as handle:
+                key = handle.key
+        except NetNSError:
+            return False
+        with self._lock:
+            worker = self._workers.pop(key, None)
+        if worker is None:
+            return False
+        self._stop(worker)
+        return True
+
+    def close(self, *, wait: bool = True) -> None:
+        """Retire every worker (and wait for the threads to end)."""
+        with self._lock:
+            workers = list(self._workers.values())
+            self._workers.clear()
+        for worker in workers:
+            self._stop(worker)
+        if wait:
+            for worker in workers:
+                if worker.thread is not threading.current_thread():
+                    worker.thread.join()
+
+    def stats(self) -> dict[str, int]:
+        """How many workers are alive."""
+        with self._lock:
+            return {"workers": len(self._workers)}
+
+    def _reset_after_fork(self) -> None:
+        # The threads did not survive the fork; forget them (their fds were dup'd & closed).
+        self._lock = threading.Lock()
+        self._workers.clear()
+
+
+def _run_inline(
+    future: Future[T],
+    label: str,
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    saved = _local.label
+    _local.label = label
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except BaseException as exc:
+        future.set_exception(exc)
+    finally:
+        _local.label = saved
+
+
+_default: NetnsPool | None = None
+_default_lock = threading.Lock()
+_pools: weakref.WeakSet[NetnsPool] = weakref.WeakSet()
+_fork_guard = False
+
+
+def _install_fork_guard(pool: NetnsPool) -> None:
+    """After a fork, the child has none of the worker threads: forget them."""
+    global _fork_guard
+    _pools.add(pool)
+    if not _fork_guard:
+        _fork_guard = True
+        os.register_at_fork(after_in_child=_after_fork)
+
+
+def _after_fork() -> None:  # pragma: no cover - runs in a forked child
+    for pool in list(_pools):
+        pool._reset_after_fork()
+
+
+def default_pool() -> NetnsPool:
+    """The pool behind :func:`run_in_netns` (made on first use)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = NetnsPool()
+        return _default
+
+
+def run_in_netns(
+    target: NetnsTarget, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """Run ``fn(*args, **kwargs)`` on a worker thread inside ``target``'s network namespace.
+
+    ``target`` is a path (opened read-only, never created), an fd, a
+    :class:`NetNSHandle`, or None for the caller's own namespace. The
+    caller's thread never changes namespace. Inside ``fn``, the helpers of
+    :mod:`cnilib.netlink` act on that namespace.
+    """
+    return default_pool().run(target, fn, *args, **kwargs)
+
+
+async def arun_in_netns(
+    target: NetnsTarget, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """:func:`run_in_netns` for asyncio."""
+    return await default_pool().arun(target, fn, *args, **kwargs)
+
+
+def run_here(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run ``fn(*args, **kwargs)`` on a worker in the caller's own namespace."""
+    return default_pool().run(None, fn, *args, **kwargs)
+
+
+def close_netns(target: NetnsTarget) -> bool:
+    """Retire the default pool's worker for ``target`` (e.g. before deleting it)."""
+    return default_pool().close_netns(target)
+
+
+def ipr() -> IPRoute:
+    """The worker's own pyroute2 ``IPRoute`` (bound to its namespace), made on first use."""
+    worker = _local.worker
+    if worker is None:
+        raise NotOnWorkerError("cnilib.netlink helpers must run inside run_in_netns()")
+    return worker.ipr()
+
+
+def netns_label() -> str:
+    """How the current job named its namespace (for messages); needs a worker."""
+    if _local.worker is None:
+        raise NotOnWorkerError("cnilib.netlink helpers must run inside run_in_netns()")
+    return _local.label or _local.worker.label

@@ -1,0 +1,219 @@
+"""Routes: add, replace, list, delete (inside :func:`cnilib.netlink.run_in_netns`).
+
+Routes are added with protocol ``boot`` (3), as Go's netlink and ``ip route``
+do, not pyroute2's default ``static``, so that kernel states compare equal
+with the Go plugins'.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any, TypeAlias
+
+import attrs
+
+from cnilib.netlink._errors import netlink_errors
+from cnilib.netlink._link import LinkRef, _index, _name
+from cnilib.netlink._pool import ipr, netns_label
+
+__all__ = [
+    "RT_SCOPE_HOST",
+    "RT_SCOPE_LINK",
+    "RT_SCOPE_UNIVERSE",
+    "RT_TABLE_MAIN",
+    "RTPROT_BOOT",
+    "RouteEntry",
+    "add_route",
+    "delete_route",
+    "list_routes",
+    "replace_route",
+]
+
+IPNetwork: TypeAlias = "ipaddress.IPv4Network | ipaddress.IPv6Network"
+IPAddr: TypeAlias = "ipaddress.IPv4Address | ipaddress.IPv6Address"
+
+RT_TABLE_MAIN = 254
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_LINK = 253
+RT_SCOPE_HOST = 254
+RT_SCOPE_NOWHERE = 255  # in a delete request: any scope
+RTPROT_BOOT = 3
+RTNH_F_ONLINK = 4
+
+
+@attrs.frozen(kw_only=True)
+class RouteEntry:
+    """A route as the kernel reports it (``RTM_NEWROUTE``)."""
+
+    dst: IPNetwork
+    """Destination; the default route is ``0.0.0.0/0`` or ``::/0``."""
+    gateway: IPAddr | None = None
+    oif: int | None = None
+    table: int = RT_TABLE_MAIN
+    scope: int = RT_SCOPE_UNIVERSE
+    proto: int = 0
+    type: int = 1
+    priority: int | None = None
+    prefsrc: IPAddr | None = None
+    mtu: int | None = None
+    adv_mss: int | None = None
+
+    @property
+    def family(self) -> int:
+        """``socket.AF_INET`` or ``socket.AF_INET6``."""
+        return socket.AF_INET if self.dst.version == 4 else socket.AF_INET6
+
+
+def _metric(msg: Any, name: str) -> int | None:
+    metrics = msg.get("metrics")
+    if metrics is None:
+        return None
+    value = metrics.get(name)
+    return int(value) if value is not None else None
+
+
+def _route_from_msg(msg: Any) -> RouteEntry:
+    family = msg["family"]
+    dst = msg.get("dst") or ("0.0.0.0" if family == socket.AF_INET else "::")
+    gateway, prefsrc, table = msg.get("gateway"), msg.get("prefsrc"), msg.get("table")
+    return RouteEntry(
+        dst=ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False),
+        gateway=ipaddress.ip_address(gateway) if gateway else None,
+        oif=msg.get("oif"),
+        table=int(table if table is not None else msg["table"]),
+        scope=int(msg["scope"]),
+        proto=int(msg["proto"]),
+        type=int(msg["type"]),
+        priority=msg.get("priority"),
+        prefsrc=ipaddress.ip_address(prefsrc) if prefsrc else None,
+        mtu=_metric(msg, "RTAX_MTU"),
+        adv_mss=_metric(msg, "RTAX_ADVMSS"),
+    )
+
+
+def _request(
+    dst: str | IPNetwork,
+    *,
+    gateway: str | IPAddr | None,
+    link: LinkRef | None,
+    scope: int | None,
+    table: int | None,
+    priority: int | None,
+    src: str | IPAddr | None,
+    mtu: int | None,
+    adv_mss: int | None,
+    onlink: bool,
+    proto: int | None,
+) -> tuple[dict[str, Any], str]:
+    net = ipaddress.ip_network(dst, strict=False) if isinstance(dst, str) else dst
+    request: dict[str, Any] = {
+        "dst": str(net.network_address),
+        "dst_len": net.prefixlen,
+        "family": socket.AF_INET if net.version == 4 else socket.AF_INET6,
+    }
+    text = str(net)
+    if gateway is not None:
+        request["gateway"] = str(gateway)
+        text += f" via {gateway}"
+    if link is not None:
+        request["oif"] = _index(link)
+        text += f" dev {_name(link)}"
+    if scope is not None:
+        request["scope"] = scope
+    if table is not None:
+        request["table"] = table
+        text += f" table {table}"
+    if priority is not None:
+        request["priority"] = priority
+    if src is not None:
+        request["prefsrc"] = str(src)
+    metrics = {}
+    if mtu:
+        metrics["mtu"] = mtu
+    if adv_mss:
+        metrics["advmss"] = adv_mss
+    if metrics:
+        request["metrics"] = metrics
+    if onlink:
+        request["flags"] = RTNH_F_ONLINK
+    if proto is not None:
+        request["proto"] = proto
+    return request, text
+
+
+def add_route(
+    dst: str | IPNetwork,
+    *,
+    gateway: str | IPAddr | None = None,
+    link: LinkRef | None = None,
+    scope: int | None = None,
+    table: int | None = None,
+    priority: int | None = None,
+    src: str | IPAddr | None = None,
+    mtu: int | None = None,
+    adv_mss: int | None = None,
+    onlink: bool = False,
+) -> None:
+    """Add a route; :class:`~cnilib.netlink.NetlinkError` ``EEXIST`` if it exists."""
+    request, text = _request(
+        dst, gateway=gateway, link=link, scope=scope, table=table, priority=priority,
+        src=src, mtu=mtu, adv_mss=adv_mss, onlink=onlink, proto=RTPROT_BOOT,
+    )  # fmt: skip
+    with netlink_errors(f"add route {text}", netns_label()):
+        ipr().route("add", **request)
+
+
+def replace_route(
+    dst: str | IPNetwork,
+    *,
+    gateway: str | IPAddr | None = None,
+    link: LinkRef | None = None,
+    scope: int | None = None,
+    table: int | None = None,
+    priority: int | None = None,
+    src: str | IPAddr | None = None,
+    mtu: int | None = None,
+    adv_mss: int | None = None,
+    onlink: bool = False,
+) -> None:
+    """Add a route, or replace the one with the same destination (``ip route replace``)."""
+    request, text = _request(
+        dst, gateway=gateway, link=link, scope=scope, table=table, priority=priority,
+        src=src, mtu=mtu, adv_mss=adv_mss, onlink=onlink, proto=RTPROT_BOOT,
+    )  # fmt: skip
+    with netlink_errors(f"replace route {text}", netns_label()):
+        ipr().route("replace", **request)
+
+
+def delete_route(
+    dst: str | IPNetwork,
+    *,
+    gateway: str | IPAddr | None = None,
+    link: LinkRef | None = None,
+    table: int | None = None,
+    priority: int | None = None,
+) -> None:
+    """Delete the route matching ``dst`` (and the given keys); ``ESRCH`` if none."""
+    request, text = _request(
+        dst, gateway=gateway, link=link, scope=RT_SCOPE_NOWHERE, table=table, priority=priority,
+        src=None, mtu=None, adv_mss=None, onlink=False, proto=None,
+    )  # fmt: skip
+    with netlink_errors(f"delete route {text}", netns_label()):
+        ipr().route("del", **request)
+
+
+def list_routes(
+    *, family: int | None = None, table: int | None = RT_TABLE_MAIN, link: LinkRef | None = None
+) -> list[RouteEntry]:
+    """Routes of ``table`` (None: every table), optionally of one family or output link."""
+    query: dict[str, Any] = {}
+    if family is not None:
+        query["family"] = family
+    if table is not None:
+        query["table"] = table
+    if link is not None:
+        query["oif"] = _index(link)
+    with netlink_errors("list routes", netns_label()):
+        msgs = list(ipr().route("dump", **query))
+    return [_route_from_msg(m) for m in msgs]
