@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 from cnilib.invoke._invocation import Invocation
+from cnilib.invoke._pipes import Output, OutputTooLarge
 from cnilib.invoke._subprocess import (
     KILL_GRACE,
     TEXT_BUSY_DELAYS,
@@ -29,6 +30,7 @@ from cnilib.invoke._subprocess import (
     kill_group,
     spawn_error,
     timeout_error,
+    too_large_error,
 )
 
 if TYPE_CHECKING:
@@ -37,14 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["Output", "close_pipes", "communicate", "run_plugin", "wait_exit"]
 
 _CHUNK = 1 << 16
-
-
-class Output:
-    """What a plugin wrote so far; kept across a cancelled :func:`communicate`."""
-
-    def __init__(self) -> None:
-        self.stdout = bytearray()
-        self.stderr = bytearray()
 
 
 async def communicate(proc: subprocess.Popen[bytes], data: bytes, output: Output) -> None:
@@ -58,9 +52,9 @@ async def communicate(proc: subprocess.Popen[bytes], data: bytes, output: Output
     assert proc.stdin is not None
     assert proc.stdout is not None
     assert proc.stderr is not None
-    buffers = {proc.stdout.fileno(): output.stdout, proc.stderr.fileno(): output.stderr}
+    names = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
     finished = loop.create_future()
-    open_readers = set(buffers)
+    open_readers = set(names)
     writing = not proc.stdin.closed
     stdin_fd = proc.stdin.fileno() if writing else -1
     pending = memoryview(data)
@@ -95,13 +89,17 @@ async def communicate(proc: subprocess.Popen[bytes], data: bytes, output: Output
         except BlockingIOError:
             return
         if chunk:
-            buffers[fd] += chunk
+            try:
+                output.add(names[fd], chunk)
+            except OutputTooLarge as exc:
+                if not finished.done():
+                    finished.set_exception(exc)
             return
         loop.remove_reader(fd)
         open_readers.discard(fd)
         maybe_done()
 
-    for fd in buffers:
+    for fd in names:
         os.set_blocking(fd, False)
         loop.add_reader(fd, on_readable, fd)
     if writing and pending:
@@ -172,6 +170,10 @@ async def run_plugin(executor: SubprocessExecutor, invocation: Invocation) -> by
             kill_group(proc.pid)
             await _finish_killed(proc, output)
             raise timeout_error(invocation, started, timeout, bytes(output.stderr)) from None
+        except OutputTooLarge:
+            kill_group(proc.pid)
+            await _finish_killed(proc, output)
+            raise too_large_error(invocation, output) from None
         except BaseException:  # cancelled: never leave the plugin running
             kill_group(proc.pid)
             await _finish_killed(proc, output)
@@ -203,7 +205,7 @@ async def _spawn(
 async def _finish_killed(proc: subprocess.Popen[bytes], output: Output) -> None:
     """After SIGKILL: collect what is left to read and reap the process, for at
     most a grace period (a setsid'd grandchild may hold the pipes forever)."""
-    with contextlib.suppress(TimeoutError):
+    with contextlib.suppress(TimeoutError, OutputTooLarge):
         async with asyncio.timeout(KILL_GRACE):
             await communicate(proc, b"", output)
     with contextlib.suppress(TimeoutError):

@@ -19,7 +19,14 @@ import subprocess
 import time
 from collections.abc import Sequence
 
-from cnilib.errors import CNIError, PluginNotFoundError, PluginStartError, PluginTimeoutError
+from cnilib.errors import (
+    CNIError,
+    PluginNotFoundError,
+    PluginOutputError,
+    PluginStartError,
+    PluginTimeoutError,
+)
+from cnilib.invoke import _pipes
 from cnilib.invoke._decode import decode_failure, decode_version_info, is_pre_version_plugin, tail
 from cnilib.invoke._invocation import Invocation, PluginInfo
 
@@ -118,23 +125,27 @@ class SubprocessExecutor:
         argv, env, timeout = self.prepare(invocation)
         started = time.monotonic()
         proc = self._spawn(argv, env, invocation.hold_fds)
+        output = _pipes.Output()
         # The context closes the pipes and reaps the process on every path.
         with proc:
             try:
-                stdout, stderr = proc.communicate(invocation.stdin, timeout=timeout)
+                _pipes.communicate(proc, invocation.stdin, output, timeout)
+                # Pipes closed is not exited: the rest of the deadline still holds.
+                left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+                proc.wait(left)
             except subprocess.TimeoutExpired:
                 kill_group(proc.pid)
-                try:
-                    _, stderr = proc.communicate(timeout=KILL_GRACE)
-                except subprocess.TimeoutExpired:
-                    # Something outside the group (setsid) still holds the pipes.
-                    stderr = b""
-                raise timeout_error(invocation, started, timeout, stderr) from None
+                _finish_killed(proc, output)
+                raise timeout_error(invocation, started, timeout, bytes(output.stderr)) from None
+            except _pipes.OutputTooLarge:
+                kill_group(proc.pid)
+                _finish_killed(proc, output)
+                raise too_large_error(invocation, output) from None
             except BaseException:
                 # Interrupted (KeyboardInterrupt, ...): never leave the plugin running.
                 kill_group(proc.pid)
                 raise
-        return finish(invocation, proc.returncode, stdout, stderr)
+        return finish(invocation, proc.returncode, bytes(output.stdout), bytes(output.stderr))
 
     async def aexec(self, invocation: Invocation) -> bytes:
         """:meth:`exec` for asyncio: cancelling it kills the plugin's process group.
@@ -193,6 +204,23 @@ def kill_group(pid: int) -> None:
     """SIGKILL the plugin's whole session: it runs as its group leader."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _finish_killed(proc: subprocess.Popen[bytes], output: _pipes.Output) -> None:
+    """After SIGKILL: read what is left, for at most a grace period (a setsid'd
+    grandchild may hold the pipes forever)."""
+    with contextlib.suppress(subprocess.TimeoutExpired, _pipes.OutputTooLarge):
+        _pipes.communicate(proc, b"", output, KILL_GRACE)
+
+
+def too_large_error(invocation: Invocation, output: _pipes.Output) -> PluginOutputError:
+    """A plugin printed more than cnilib keeps."""
+    _log_stderr(invocation, bytes(output.stderr))
+    return PluginOutputError(
+        f"{invocation.describe()} printed more than {_pipes.STDOUT_LIMIT} bytes on stdout; "
+        "its process group was killed",
+        stderr=tail(bytes(output.stderr)),
+    )
 
 
 def spawn_error(argv: list[str], exc: OSError | ValueError) -> PluginStartError:

@@ -3,8 +3,8 @@ ETXTBSY retries, interruption, and VERSION decoding."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -97,18 +97,17 @@ class TestInterruption:
         """An interrupt while waiting kills the plugin's process group before propagating."""
         pid_file = tmp_path / "pid"
         script(tmp_path, "p", f"echo $$ > {pid_file}; sleep 30")
-        real = subprocess.Popen.communicate
 
-        def interrupted(self: subprocess.Popen[bytes], *args: object, **kwargs: object) -> object:
+        def interrupted(*args: object, **kwargs: object) -> None:
             deadline = time.monotonic() + 5
             while not pid_file.exists() and time.monotonic() < deadline:
                 time.sleep(0.01)
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(subprocess.Popen, "communicate", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            SubprocessExecutor().exec(invocation(tmp_path, "p"))
-        monkeypatch.setattr(subprocess.Popen, "communicate", real)
+        with monkeypatch.context() as patch:
+            patch.setattr("cnilib.invoke._pipes.communicate", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                SubprocessExecutor().exec(invocation(tmp_path, "p"))
 
         pid = int(pid_file.read_text())
         with pytest.raises(ProcessLookupError):
@@ -199,3 +198,45 @@ class TestVersion:
         info = decode_version_info(b'{"cniVersion":"0.2.0"}')
 
         assert ("0.1.0", "0.2.0") == info.supported_versions
+
+
+def run(driver: str, executor: SubprocessExecutor, call: Invocation) -> bytes:
+    """One call through the blocking or the asyncio path."""
+    return executor.exec(call) if driver == "sync" else asyncio.run(executor.aexec(call))
+
+
+class TestOutputBounds:
+    @pytest.mark.parametrize("driver", ["sync", "async"])
+    def test_runaway_stdout_is_cut_off(self, tmp_path: Path, driver: str) -> None:
+        """A plugin printing without end is killed at the stdout cap, long before its deadline."""
+        script(tmp_path, "p", "exec yes")
+        executor = SubprocessExecutor(timeout=60)
+        started = time.monotonic()
+
+        with pytest.raises(cnilib.PluginOutputError, match="printed more than"):
+            run(driver, executor, invocation(tmp_path, "p"))
+
+        assert time.monotonic() - started < 30
+
+    @pytest.mark.parametrize("driver", ["sync", "async"])
+    def test_stderr_keeps_the_tail(self, tmp_path: Path, driver: str) -> None:
+        """Megabytes of stderr are trimmed to the end, which explains the failure."""
+        script(
+            tmp_path, "p", "head -c 5000000 /dev/zero | tr '\\\\0' x >&2; echo THE-END >&2; exit 1"
+        )
+        executor = SubprocessExecutor(timeout=60)
+
+        with pytest.raises(cnilib.PluginOutputError) as info:
+            run(driver, executor, invocation(tmp_path, "p"))
+
+        assert b"THE-END" in info.value.stderr
+
+    def test_closed_pipes_do_not_end_the_deadline(self, tmp_path: Path) -> None:
+        """A plugin that closes its output but keeps running still meets its deadline."""
+        script(tmp_path, "p", "exec >&- 2>&-; sleep 30")
+
+        started = time.monotonic()
+        with pytest.raises(cnilib.PluginTimeoutError):
+            SubprocessExecutor(timeout=0.5).exec(invocation(tmp_path, "p"))
+
+        assert time.monotonic() - started < 5

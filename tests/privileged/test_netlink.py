@@ -1,0 +1,396 @@
+"""cnilib.netlink against the real kernel: namespace handles, worker threads, helpers, errors.
+
+Every test works in throwaway namespaces (the ``container_netns`` factory,
+deleted at teardown); the machine's own namespace is only ever *read*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import secrets
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from cnilib import netlink as nl
+from cnilib.errors import ErrorCode
+from cnilib.netlink._errors import netlink_errors
+from cnilib.testing import NetNS
+
+JSON = dict[str, Any]
+MakeNS = Callable[[], NetNS]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def ip_json(ns: NetNS, *args: str) -> list[JSON]:
+    """``ip -j <args>`` inside *ns*, parsed."""
+    out = ns.exec("ip", "-j", *args).stdout.strip()
+    return list(json.loads(out)) if out else []
+
+
+def link_names(ns: NetNS) -> set[str]:
+    return {link["ifname"] for link in ip_json(ns, "link")}
+
+
+def ns_id(path: str) -> str:
+    """How ``readlink /proc/.../ns/net`` names the namespace at *path*."""
+    return f"net:[{os.stat(path).st_ino}]"
+
+
+def thread_netns() -> str:
+    return os.readlink("/proc/thread-self/ns/net")
+
+
+def machine_link_names() -> set[str]:
+    """Links of the machine's namespace, read (never changed) from the test's own thread."""
+    return {name for _, name in socket.if_nameindex()}
+
+
+class ForkCounter:
+    """Counts ``os.fork`` calls in this process (multiprocessing, pyroute2's netns child)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        os.register_at_fork(before=self._bump)
+
+    def _bump(self) -> None:
+        self.count += 1
+
+
+_FORKS: ForkCounter | None = None
+
+
+def fork_counter() -> ForkCounter:
+    global _FORKS
+    if _FORKS is None:
+        _FORKS = ForkCounter()
+    return _FORKS
+
+
+@pytest.fixture
+def pool() -> Iterator[nl.NetnsPool]:
+    """A private pool, all of its workers retired at teardown."""
+    p = nl.NetnsPool()
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+@pytest.fixture(autouse=True)
+def _retire_default_workers() -> Iterator[None]:
+    """The default pool's workers must not keep deleted test namespaces alive."""
+    yield
+    nl.default_pool().close()
+
+
+@pytest.fixture
+def ns(container_netns: MakeNS) -> NetNS:
+    return container_netns()
+
+
+# --------------------------------------------------------------------------- handles
+
+
+class TestNetNSHandle:
+    """Opening namespaces by path or fd."""
+
+    def test_missing_namespace_is_a_clear_error_and_nothing_is_created(self) -> None:
+        """A missing path raises NetNSNotFoundError (a FileNotFoundError, code 999) and
+        the job never runs; nothing appears under /run/netns."""
+        missing = f"/run/netns/cnilib-missing-{secrets.token_hex(4)}"
+        before = set(os.listdir("/run/netns"))
+        ran: list[bool] = []
+
+        with pytest.raises(nl.NetNSNotFoundError) as info:
+            nl.run_in_netns(missing, lambda: ran.append(True))
+
+        assert f"netns: open {missing}: No such file or directory" == str(info.value)
+        assert isinstance(info.value, FileNotFoundError)
+        assert ErrorCode.INTERNAL == info.value.code
+        assert errno.ENOENT == info.value.errno
+        assert [] == ran
+        assert not os.path.exists(missing)
+        assert before == set(os.listdir("/run/netns"))
+
+    @pytest.mark.parametrize(
+        ("path", "reason"),
+        [
+            ("/proc/self/ns/mnt", "a mnt namespace, not a network namespace"),
+            ("/proc/self/ns/uts", "a uts namespace, not a network namespace"),
+            ("/run/netns", "is a directory, not a network namespace"),
+            ("/proc/self/status", "not a network namespace"),
+        ],
+    )
+    def test_not_a_network_namespace(self, path: str, reason: str) -> None:
+        """Something that exists but is no network namespace is refused, and not as 'missing'."""
+        with pytest.raises(nl.NetNSError) as info:
+            nl.open_netns(path)
+
+        assert f"netns: open {path}: {reason}" == str(info.value)
+        assert not isinstance(info.value, nl.NetNSNotFoundError)
+
+    def test_key_is_the_namespace_identity(self, container_netns: MakeNS) -> None:
+        """/run/netns/x and /proc/<pid>/ns/net of a process inside x have one key."""
+        a, b = container_netns(), container_netns()
+        holder = subprocess.Popen([*a.exec_prefix, "sleep", "30"])
+        try:
+            deadline = time.monotonic() + 5
+            while ns_id(f"/proc/{holder.pid}/ns/net") != ns_id(a.path):
+                assert time.monotonic() < deadline, "sleep never entered the namespace"
+                time.sleep(0.01)
+            with (
+                nl.open_netns(a.path) as by_path,
+                nl.open_netns(f"/proc/{holder.pid}/ns/net") as by_pid,
+                nl.open_netns(b.path) as other,
+            ):
+                assert by_path.key == by_pid.key
+                assert by_path.key != other.key
+        finally:
+            holder.kill()
+            holder.wait()
+
+    def test_fd_and_handle_targets(self, ns: NetNS, pool: nl.NetnsPool) -> None:
+        """An open fd or handle works as a target and stays open (the caller owns it)."""
+        with nl.NetNSHandle.open(ns.path) as handle:
+            assert ns_id(ns.path) == pool.run(handle.fd, thread_netns)
+            assert ns_id(ns.path) == pool.run(handle, thread_netns)
+            os.fstat(handle.fd)  # still open
+        assert -1 == handle.fd
+        with pytest.raises(nl.NetNSError, match="handle is closed"):
+            nl.open_netns(handle)
+
+    def test_current_is_the_callers_namespace(self) -> None:
+        """NetNSHandle.current() and the None target name the caller's thread namespace."""
+        with nl.NetNSHandle.current() as here, nl.open_netns(None) as none:
+            assert here.key == none.key
+            assert thread_netns() == f"net:[{here.key[1]}]"
+
+
+# --------------------------------------------------------------------------- workers
+
+
+class TestRunInNetns:
+    """Work runs on a namespace's own worker thread; the caller's thread never moves."""
+
+    def test_caller_thread_namespace_unchanged(self, ns: NetNS) -> None:
+        """The job sees the target namespace; the calling thread stays where it was."""
+        before = thread_netns()
+
+        seen = nl.run_in_netns(ns.path, thread_netns)
+
+        assert ns_id(ns.path) == seen
+        assert before == thread_netns()
+        assert before != seen
+
+    def test_operations_land_in_the_target_namespace(self, container_netns: MakeNS) -> None:
+        """A veth made from a worker appears in the target and peer namespaces per ``ip``,
+        and nowhere in the machine's namespace."""
+        a, b = container_netns(), container_netns()
+        machine_before = machine_link_names()
+
+        nl.run_in_netns(a.path, nl.add_veth, "cni-va", "cni-vb", peer_netns=b.path)
+
+        assert {"lo", "cni-va"} == link_names(a)
+        assert {"lo", "cni-vb"} == link_names(b)
+        assert machine_before == machine_link_names()
+
+    def test_no_fork_and_one_thread_per_namespace(self, container_netns: MakeNS) -> None:
+        """200 operations in two namespaces fork no process and start two threads; the same
+        probe sees pyroute2's ``IPRoute(netns=...)`` fork (so it would see ours)."""
+        a, b = container_netns(), container_netns()
+        forks = fork_counter()
+        threads_before = threading.active_count()
+        start = forks.count
+
+        for _ in range(100):
+            assert ns_id(a.path) == nl.run_in_netns(a.path, thread_netns)
+            assert nl.run_in_netns(b.path, nl.get_link, "lo").up
+
+        assert 0 == forks.count - start
+        assert threads_before + 2 == threading.active_count()
+
+        from pyroute2 import IPRoute
+
+        with IPRoute(netns=a.name, flags=0) as ipr:
+            ipr.link("get", ifname="lo")
+        assert forks.count > start
+
+    def test_a_worker_serves_one_namespace_only(self, container_netns: MakeNS) -> None:
+        """Each worker thread only ever runs jobs for the namespace it entered."""
+        spaces = [container_netns() for _ in range(3)]
+        small = nl.NetnsPool(max_workers=2)
+        seen: dict[threading.Thread, set[str]] = {}
+
+        def record() -> None:
+            seen.setdefault(threading.current_thread(), set()).add(thread_netns())
+
+        try:
+            for _ in range(5):
+                for space in spaces:
+                    small.run(space.path, record)
+        finally:
+            small.close()
+        assert all(len(namespaces) == 1 for namespaces in seen.values())
+        assert len(seen) > 3  # LRU eviction retired workers; new threads replaced them
+        assert not any(t.is_alive() for t in seen)
+
+    def test_same_namespace_nested_call_runs_inline(self, ns: NetNS) -> None:
+        """A job that asks for its own namespace again runs inline (no deadlock)."""
+
+        def outer() -> tuple[str, str]:
+            return threading.current_thread().name, nl.run_in_netns(
+                ns.path, lambda: threading.current_thread().name
+            )
+
+        outer_thread, inner_thread = nl.run_in_netns(ns.path, outer)
+        assert outer_thread == inner_thread
+
+    def test_job_errors_reach_the_caller(self, ns: NetNS) -> None:
+        """An exception raised by the job is raised to the caller unchanged."""
+
+        def boom() -> None:
+            raise ValueError("boom")
+
+        with pytest.raises(ValueError, match="boom"):
+            nl.run_in_netns(ns.path, boom)
+        assert ns_id(ns.path) == nl.run_in_netns(ns.path, thread_netns)  # worker still fine
+
+    def test_concurrent_callers(self, container_netns: MakeNS) -> None:
+        """Many threads calling into two namespaces each get their own namespace's answer."""
+        a, b = container_netns(), container_netns()
+        errors: list[BaseException] = []
+
+        def hammer(space: NetNS) -> None:
+            try:
+                for _ in range(50):
+                    assert ns_id(space.path) == nl.run_in_netns(space.path, thread_netns)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=hammer, args=(s,)) for s in (a, b, a, b, a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [] == errors
+
+    def test_idle_workers_retire(self, ns: NetNS) -> None:
+        """A worker with no work for ``idle_timeout`` ends (and lets its namespace go)."""
+        quick = nl.NetnsPool(idle_timeout=0.05)
+        thread = quick.run(ns.path, threading.current_thread)
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+        assert {"workers": 0} == quick.stats()
+        assert ns_id(ns.path) == quick.run(ns.path, thread_netns)  # a new one on demand
+        quick.close()
+
+    def test_close_netns(self, ns: NetNS, pool: nl.NetnsPool) -> None:
+        """close_netns retires the namespace's worker; False when there is none."""
+        thread = pool.run(ns.path, threading.current_thread)
+        assert pool.close_netns(ns.path)
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+        assert not pool.close_netns(ns.path)
+        assert not pool.close_netns("/run/netns/cnilib-missing")
+
+    def test_deleted_namespace_is_missing_even_with_a_live_worker(
+        self, ns: NetNS, pool: nl.NetnsPool
+    ) -> None:
+        """Deleting the namespace makes the next call fail as missing; a namespace
+        re-created at the same path gets a fresh worker inside the new namespace."""
+        old = pool.run(ns.path, thread_netns)
+        ns.exec("ip", "link", "set", "lo", "up")
+        subprocess.run(["ip", "netns", "delete", ns.name], check=True)
+
+        with pytest.raises(nl.NetNSNotFoundError):
+            pool.run(ns.path, thread_netns)
+
+        subprocess.run(["ip", "netns", "add", ns.name], check=True)  # the fixture deletes it
+        new = pool.run(ns.path, thread_netns)
+        assert new != old
+        assert ns_id(ns.path) == new
+
+    def test_run_here_uses_the_callers_namespace(self) -> None:
+        """run_here runs on a worker in the caller's own namespace (read-only check)."""
+        assert thread_netns() == nl.run_here(thread_netns)
+        assert threading.current_thread() is not nl.run_here(threading.current_thread)
+
+    def test_arun(self, ns: NetNS) -> None:
+        """arun_in_netns awaits the worker without blocking the event loop."""
+
+        async def main() -> str:
+            return await nl.arun_in_netns(ns.path, thread_netns)
+
+        assert ns_id(ns.path) == asyncio.run(main())
+
+    def test_helpers_refuse_to_run_on_the_callers_thread(self) -> None:
+        """Helpers called outside a worker raise instead of acting on the caller's namespace."""
+        with pytest.raises(nl.NotOnWorkerError):
+            nl.get_link("lo")
+        with pytest.raises(nl.NotOnWorkerError):
+            nl.write_sysctl("net.ipv4.ip_forward", 0)
+
+    def test_pool_rejects_zero_workers(self) -> None:
+        """A pool needs room for one worker."""
+        with pytest.raises(ValueError, match="at least 1"):
+            nl.NetnsPool(max_workers=0)
+
+    def test_round_trip_is_far_cheaper_than_a_pyroute2_netns_handle(self, ns: NetNS) -> None:
+        """A run_in_netns round trip costs a small fraction of one ``IPRoute(netns=...)``."""
+        from pyroute2 import IPRoute
+
+        nl.run_in_netns(ns.path, thread_netns)  # start the worker
+        ours = []
+        for _ in range(50):
+            t = time.perf_counter()
+            nl.run_in_netns(ns.path, thread_netns)
+            ours.append(time.perf_counter() - t)
+        theirs = []
+        for _ in range(5):
+            t = time.perf_counter()
+            IPRoute(netns=ns.name, flags=0).close()
+            theirs.append(time.perf_counter() - t)
+        assert sorted(ours)[25] * 10 < sorted(theirs)[2]
+
+
+class TestErrorTranslation:
+    """pyroute2 and OS errors become cnilib PluginErrors with spec codes."""
+
+    @pytest.mark.parametrize(
+        ("err", "code"),
+        [
+            (errno.EEXIST, ErrorCode.INTERNAL),
+            (errno.ENODEV, ErrorCode.INTERNAL),
+            (errno.EPERM, ErrorCode.INTERNAL),
+            (errno.EBUSY, ErrorCode.TRY_AGAIN_LATER),
+            (errno.EAGAIN, ErrorCode.TRY_AGAIN_LATER),
+        ],
+    )
+    def test_pyroute2_error_codes(self, err: int, code: int) -> None:
+        """Each netlink errno maps to 999, or to 11 when it is transient."""
+        from pyroute2.netlink.exceptions import NetlinkError as PyrouteError
+
+        with pytest.raises(nl.NetlinkError) as info, netlink_errors("do x", "/run/netns/y"):
+            raise PyrouteError(err)
+
+        assert code == info.value.code
+        assert f"netlink: do x in /run/netns/y: {os.strerror(err)}" == str(info.value)
+        assert isinstance(info.value.__cause__, PyrouteError)
+
+    def test_os_errors_and_others(self) -> None:
+        """OSError is translated too; unrelated exceptions pass through untouched."""
+        with pytest.raises(nl.NetlinkError, match="Bad file descriptor"), netlink_errors("a", "b"):
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        with pytest.raises(KeyError), netlink_errors("a", "b"):
+            raise KeyError("x")
