@@ -37,6 +37,10 @@ class PluginRequest:
     stdin: bytes = attrs.field(repr=False)
     delegate_executor: Executor | None = attrs.field(default=None, repr=False, eq=False)
     """Runs delegated plugins; default: cnilib's in-process plugins, else binaries."""
+    host_netns: str | None = None
+    """The namespace that plays the host for this call (bridges, host veth
+    ends, iptables, sysctls go there): a path, or ``None`` for the calling
+    process's own namespace, which is what a plugin binary gets."""
 
     @property
     def cni_version(self) -> str:

@@ -27,6 +27,10 @@ class InProcessExecutor:
     :param plugins: extra or replacement plugins by CNI type (instances);
         cnilib's built-in plugins are used for every other type unless
         ``builtins`` is false.
+    :param host_netns: the namespace that plays the host for the plugins
+        (where bridges, host veth ends and iptables rules go); ``None``: this
+        process's own, as for a plugin binary. Tests and the demo pass a
+        throwaway node namespace here.
 
     Plugins see exactly the environment a binary would (``CNI_*`` only, no
     inherited variables) and are answered through the same skel code as the
@@ -35,8 +39,13 @@ class InProcessExecutor:
     """
 
     def __init__(
-        self, plugins: Mapping[str, BasePlugin] | None = None, *, builtins: bool = True
+        self,
+        plugins: Mapping[str, BasePlugin] | None = None,
+        *,
+        builtins: bool = True,
+        host_netns: str | None = None,
     ) -> None:
+        self.host_netns = host_netns
         self._extra = dict(plugins or {})
         self._builtins = builtins
         self._loaded: dict[str, BasePlugin] = {}
@@ -80,6 +89,7 @@ class InProcessExecutor:
             invocation.environ(base={}),
             invocation.stdin,
             delegate_executor=self._delegates,
+            host_netns=self.host_netns,
         )
 
     async def aexec(self, invocation: Invocation) -> bytes:

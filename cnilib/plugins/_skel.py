@@ -130,6 +130,7 @@ def handle(
     stdin: bytes,
     *,
     delegate_executor: Executor | None = None,
+    host_netns: str | None = None,
 ) -> bytes:
     """Run one call of ``plugin``; return its stdout, or raise :class:`PluginError`.
 
@@ -155,6 +156,7 @@ def handle(
         config=config,
         stdin=stdin,
         delegate_executor=delegate_executor,
+        host_netns=host_netns,
     )
     try:
         if command is Command.ADD:

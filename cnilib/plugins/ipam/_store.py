@@ -73,6 +73,18 @@ def _mkdir_all(path: str) -> None:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path) from None
 
 
+def _read(path: str) -> bytes:
+    """The whole file (os-level calls: this runs once per store file on every ADD)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 class Store:
     """One network's directory, opened as Go's ``disk.New`` opens it (creating it).
 
@@ -180,8 +192,7 @@ class Store:
         """(path, trimmed content) of every readable file below the store."""
         for path in self._walk():
             try:
-                with open(path, "rb") as fh:
-                    data = fh.read()
+                data = _read(path)
             except OSError:
                 continue
             yield path, go_trim_space(data.decode("utf-8", "surrogateescape"))
