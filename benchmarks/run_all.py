@@ -18,8 +18,9 @@ SCRIPTS = [
     "bench_memory.py",
     "bench_bridge.py",
     "bench_burst.py",
+    "bench_inprocess.py",
 ]
-PRIVILEGED = {"bench_bridge.py", "bench_burst.py"}
+PRIVILEGED = {"bench_bridge.py", "bench_burst.py", "bench_inprocess.py"}
 
 
 def main() -> int:

@@ -1,0 +1,188 @@
+"""bridge + host-local (no ipMasq): cnilib's Python plugins in-process, Debian's
+Go binaries exec'd by cnilib, and cnilib's plugins exec'd as binaries, side by
+side in one run; plus a floor that does only the kernel work (the netlink
+calls a bridge ADD/DEL needs, no CNI at all), and 100 containers attached one
+after another to one bridge (does time per container grow?).
+
+Everything runs in a throwaway node namespace (host side) with container
+namespaces beside it; all are deleted at the end, also on failure.
+Needs root and /usr/lib/cni. Run: ``python3 benchmarks/bench_inprocess.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _harness import measure_interleaved, print_table
+
+import cnilib
+from cnilib.invoke import SubprocessExecutor
+from cnilib.plugins._executor import InProcessExecutor
+
+GO_DIR = "/usr/lib/cni"
+RUNS = int(os.environ.get("BENCH_RUNS", "30"))
+SEQUENTIAL = int(os.environ.get("BENCH_SEQUENTIAL", "100"))
+
+
+def conflist(data_dir: str, bridge: str, subnet: str) -> cnilib.NetworkConfigList:
+    doc = {
+        "cniVersion": "1.0.0",
+        "name": f"bench-{bridge}",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": True,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": data_dir,
+                    "ranges": [[{"subnet": subnet}]],
+                },
+            }
+        ],
+    }
+    return cnilib.conflist_from_bytes(json.dumps(doc).encode())
+
+
+def netns(name: str) -> str:
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    return f"/run/netns/{name}"
+
+
+def floor_add_del(node: str, container: str) -> None:
+    """Only the kernel work of a bridge ADD then DEL, through cnilib.netlink."""
+    from cnilib import netlink
+
+    def host_add() -> None:
+        netlink.add_veth("bfloor0", "bfloorc", peer_netns=container)
+        netlink.set_link_master("bfloor0", "brfloor")
+        netlink.set_link_up("bfloor0")
+
+    def container_add() -> None:
+        netlink.set_link_up("bfloorc")
+        netlink.add_address("bfloorc", "10.252.9.2/24")
+        netlink.add_route("0.0.0.0/0", gateway="10.252.9.1", link="bfloorc")
+
+    def container_del() -> None:
+        netlink.delete_link("bfloorc")
+
+    netlink.run_in_netns(node, host_add)
+    netlink.run_in_netns(container, container_add)
+    netlink.run_in_netns(container, container_del)
+
+
+def main() -> None:
+    if os.geteuid() != 0 or not os.access(f"{GO_DIR}/bridge", os.X_OK):
+        sys.exit("needs root and Debian's containernetworking-plugins in /usr/lib/cni")
+    from cnilib import netlink
+
+    suffix = os.urandom(3).hex()
+    names = [f"cnilib-bench-{suffix}-{n}" for n in ("node", "c1", "c2", "c3", "cf")]
+    made: list[str] = []
+    try:
+        for name in names:
+            netns(name)
+            made.append(name)
+        node, c_py, c_go, c_exe, c_floor = (f"/run/netns/{n}" for n in names)
+        netlink.run_in_netns(node, lambda: netlink.add_bridge("brfloor"))
+        netlink.run_in_netns(node, lambda: netlink.set_link_up("brfloor"))
+        with tempfile.TemporaryDirectory() as tmp:
+            exe_dir = os.path.join(tmp, "exe")
+            subprocess.run(
+                [sys.executable, "-m", "cnilib.plugins", "install", exe_dir],
+                check=True,
+                capture_output=True,
+            )
+            wrap = ("ip", "netns", "exec", names[0])
+            runtimes = {
+                "in-process Python": (
+                    cnilib.CNI(
+                        [exe_dir],
+                        cache_dir=f"{tmp}/c1",
+                        executor=InProcessExecutor(host_netns=node),
+                    ),
+                    conflist(f"{tmp}/s1", "brpy", "10.252.1.0/24"),
+                    c_py,
+                ),
+                "Go binaries via cnilib": (
+                    cnilib.CNI(
+                        [GO_DIR], cache_dir=f"{tmp}/c2", executor=SubprocessExecutor(wrapper=wrap)
+                    ),
+                    conflist(f"{tmp}/s2", "brgo", "10.252.2.0/24"),
+                    c_go,
+                ),
+                "cnilib plugins as binaries": (
+                    cnilib.CNI(
+                        [exe_dir], cache_dir=f"{tmp}/c3", executor=SubprocessExecutor(wrapper=wrap)
+                    ),
+                    conflist(f"{tmp}/s3", "brexe", "10.252.3.0/24"),
+                    c_exe,
+                ),
+            }
+            cases: list[tuple[str, Callable[[], object]]] = []
+            for label, (cni, conf, ctr) in runtimes.items():
+                rt = cnilib.RuntimeConf("bench", ctr, "eth0")
+                cases.append((f"{label}: ADD", functools.partial(cni.add_network_list, conf, rt)))
+                cases.append(
+                    (f"{label}: DEL", functools.partial(cni.delete_network_list, conf, rt))
+                )
+            floor_case = functools.partial(floor_add_del, node, c_floor)
+            cases.append(("kernel work only (netlink floor): ADD+DEL", floor_case))
+            rows = measure_interleaved(cases, runs=RUNS)
+            print_table("bridge + host-local, no ipMasq", rows, baseline=rows[2].label)
+            by = {r.label: r.median for r in rows}
+            print()
+            for label in runtimes:
+                add, dele = by[f"{label}: ADD"], by[f"{label}: DEL"]
+                print(f"{label}: ADD+DEL {add + dele:.2f} ms")
+            floor = by["kernel work only (netlink floor): ADD+DEL"]
+            print(f"kernel work only: ADD+DEL {floor:.2f} ms")
+            sequential(tmp, node, names[0])
+    finally:
+        for name in reversed(made):
+            subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def sequential(tmp: str, node: str, node_name: str) -> None:
+    """100 containers attached one after another to one bridge, in-process."""
+    cni = cnilib.CNI([GO_DIR], cache_dir=f"{tmp}/seq", executor=InProcessExecutor(host_netns=node))
+    conf = conflist(f"{tmp}/seqstore", "brseq", "10.253.0.0/16")
+    made: list[str] = []
+    times: list[float] = []
+    try:
+        for index in range(SEQUENTIAL):
+            name = f"{node_name}-s{index}"
+            ctr = netns(name)
+            made.append(name)
+            started = time.perf_counter()
+            cni.add_network_list(conf, cnilib.RuntimeConf(f"seq{index}", ctr, "eth0"))
+            times.append((time.perf_counter() - started) * 1000)
+        for index, name in enumerate(made):
+            cni.delete_network_list(
+                conf, cnilib.RuntimeConf(f"seq{index}", f"/run/netns/{name}", "eth0")
+            )
+    finally:
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], check=False)
+    tenth = max(1, len(times) // 10)
+    print(f"\n### {SEQUENTIAL} containers attached one after another (in-process ADD)\n")
+    print("| containers already attached | median ADD ms |")
+    print("|---:|---:|")
+    for start in range(0, len(times), tenth):
+        median = statistics.median(times[start : start + tenth])
+        print(f"| {start}-{start + tenth - 1} | {median:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
