@@ -167,6 +167,7 @@ class FileCache:
         # GetCachedAttachments reads every file in results/, so a file left
         # by a crash mid-write must never be there.
         self.tmp_dir = os.path.join(self.cache_dir, ".cnilib-tmp")
+        self._dirs_ready = False
 
     def __repr__(self) -> str:
         return f"FileCache({self.cache_dir!r})"
@@ -178,31 +179,50 @@ class FileCache:
         validate_interface_name(ifname)
         return os.path.join(self.results_dir, f"{network}-{container_id}-{ifname}")
 
-    def save(self, entry: CacheEntry) -> str:
-        """Write ``entry`` atomically; return its path."""
+    def save(self, entry: CacheEntry, *, durable: bool = True) -> str:
+        """Write ``entry`` atomically; return its path.
+
+        ``durable`` also fsyncs the file and the directory, so the entry
+        survives power loss. ADD's pending entry is written without: it only
+        has to survive the runtime process dying (the page cache does), and
+        after a power loss the kernel state it would describe is gone too.
+        """
         path = self.path(entry.network_name, entry.container_id, entry.ifname)
         data = entry.to_json().encode()
         try:
-            # makedirs applies the mode to the last level only; Go's MkdirAll(0700)
-            # makes every new level private, so create the cache dir itself first.
-            os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
-            os.makedirs(self.results_dir, mode=0o700, exist_ok=True)
-            os.makedirs(self.tmp_dir, mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix="entry-", dir=self.tmp_dir)
+            try:
+                self._make_dirs()
+                fd, tmp = tempfile.mkstemp(prefix="entry-", dir=self.tmp_dir)
+            except FileNotFoundError:  # the cache dir was removed since: make it again
+                self._dirs_ready = False
+                self._make_dirs()
+                fd, tmp = tempfile.mkstemp(prefix="entry-", dir=self.tmp_dir)
         except OSError as exc:
             raise CacheError(f"cannot write cache entry: {exc.strerror}", path=path) from exc
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
             os.replace(tmp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise CacheError(f"cannot write cache entry: {exc.strerror}", path=path) from exc
-        _fsync_dir(self.results_dir)
+        if durable:
+            _fsync_dir(self.results_dir)
         return path
+
+    def _make_dirs(self) -> None:
+        if self._dirs_ready:
+            return
+        # makedirs applies the mode to the last level only; Go's MkdirAll(0700)
+        # makes every new level private, so create the cache dir itself first.
+        os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
+        os.makedirs(self.results_dir, mode=0o700, exist_ok=True)
+        os.makedirs(self.tmp_dir, mode=0o700, exist_ok=True)
+        self._dirs_ready = True
 
     def remove_stale_temp_files(self, older_than: float = 3600.0) -> int:
         """Delete temporary files left by a crash mid-write; return how many.

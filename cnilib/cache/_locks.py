@@ -56,7 +56,11 @@ os.register_at_fork(after_in_child=_close_inherited)
 
 def _open(path: str) -> int:
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:  # its directory was removed since: make it again
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise CacheError(f"cannot open lock file: {exc.strerror}", path=path) from exc
 
@@ -74,14 +78,18 @@ class LockDir:
 
     def __init__(self, cache_dir: str) -> None:
         self.root = os.path.join(cache_dir, "locks")
+        self._made: set[str] = set()  # network lock dirs known to exist
 
     def _network_dir(self, network: str) -> str:
         validate_network_name(network)
         path = os.path.join(self.root, network)
+        if path in self._made:
+            return path
         try:
             os.makedirs(path, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise CacheError(f"cannot create lock directory: {exc.strerror}", path=path) from exc
+        self._made.add(path)
         return path
 
     def _paths(self, network: str, attachment: tuple[str, str] | None) -> list[tuple[str, int]]:

@@ -176,7 +176,7 @@ def _entry(
 
 def _save(ctx: FlowContext, entry: CacheEntry) -> None:
     try:
-        ctx.cache.save(entry)
+        ctx.cache.save(entry, durable=entry.result is not None)
     except CacheError as exc:
         raise exc.with_context(
             f'failed to set network "{entry.network_name}" cached result: '

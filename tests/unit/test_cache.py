@@ -512,3 +512,20 @@ class TestFsyncDir:
 
         monkeypatch.setattr(os, "fsync", refuse)
         _fsync_dir(str(tmp_path))  # does not raise
+
+
+class TestCacheDirRemovedUnderneath:
+    def test_save_recreates_removed_dirs(self, tmp_path: Path) -> None:
+        """After the cache dir is deleted, the next save makes it again."""
+        import shutil
+
+        from cnilib.cache import CacheEntry, FileCache
+
+        cache = FileCache(tmp_path / "c")
+        entry = CacheEntry("net", "c1", "eth0", b"{}", result={"cniVersion": "1.0.0"})
+        cache.save(entry)
+        shutil.rmtree(tmp_path / "c")
+
+        cache.save(entry)
+
+        assert cache.load("net", "c1", "eth0") == entry
