@@ -1,0 +1,353 @@
+"""The bridge plugin's namespace work: each function runs on a namespace worker.
+
+Host side (``req.host_netns``): :func:`ensure_bridge`, :func:`attach_port`,
+:func:`finish_host`, and CHECK's :func:`validate_bridge` and
+:func:`find_host_veth`; container side: :func:`configure_container`,
+:func:`set_container_up` and CHECK's :func:`validate_container`.
+Texts are Go's (``plugins/main/bridge/bridge.go`` 1.1.1).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from cnilib.errors import PluginError
+from cnilib.netlink import (
+    Link,
+    NetlinkError,
+    add_address,
+    add_veth,
+    delete_address,
+    find_link,
+    get_link,
+    get_link_by_index,
+    ipr,
+    list_addresses,
+    netns_label,
+    set_link_mac,
+    set_link_master,
+    set_link_up,
+)
+from cnilib.netlink._errors import netlink_errors
+from cnilib.plugins._hostside import (
+    configure_iface,
+    disable_accept_ra,
+    enable_ip_forward,
+    fail,
+    go_strerror,
+    random_veth_name,
+    try_sysctl,
+    wait_oper_up,
+)
+from cnilib.plugins._ipmasq import setup_ipmasq
+from cnilib.results import IPInterface, Route
+from cnilib.results.v100 import Interface, IPConfig
+
+__all__ = [
+    "HostState",
+    "attach_port",
+    "configure_container",
+    "ensure_bridge",
+    "find_host_veth",
+    "finish_host",
+    "set_container_up",
+    "validate_bridge",
+    "validate_container",
+]
+
+IFF_PROMISC = 0x100
+BRIDGE_VLAN_INFO_PVID = 0x2
+BRIDGE_VLAN_INFO_UNTAGGED = 0x4
+
+
+def _bridge_by_name(name: str) -> Link:
+    try:
+        link = get_link(name)
+    except NetlinkError as exc:
+        raise fail(f'could not lookup "{name}": {go_strerror(exc)}') from exc
+    if link.kind != "bridge":
+        raise fail(f'"{name}" already exists but is not a bridge')
+    return link
+
+
+def ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool) -> Link:
+    """Go ``ensureBridge``: create ``name`` unless it exists, promisc, ``accept_ra`` off, up."""
+    try:
+        _ensure_bridge(name, mtu, promisc, vlan_filtering)
+        return _bridge_by_name(name)
+    except PluginError as exc:
+        raise fail(f'failed to create bridge "{name}": {exc}') from exc
+
+
+def _ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool) -> None:
+    request: dict[str, Any] = {"ifname": name, "kind": "bridge"}
+    if mtu:
+        request["mtu"] = mtu
+    if vlan_filtering:
+        request["br_vlan_filtering"] = 1
+    if find_link(name) is None:  # (Go adds first and ignores EEXIST: one request more)
+        try:
+            with netlink_errors(f"add bridge {name}", netns_label()):
+                ipr().link("add", **request)
+        except NetlinkError as exc:
+            if exc.errno != errno.EEXIST:
+                raise fail(f'could not add "{name}": {go_strerror(exc)}') from exc
+    if promisc:
+        try:
+            with netlink_errors(f"set promisc on {name}", netns_label()):
+                ipr().link("set", ifname=name, flags=IFF_PROMISC, change=IFF_PROMISC)
+        except NetlinkError as exc:
+            raise fail(f'could not set promiscuous mode on "{name}": {go_strerror(exc)}') from exc
+    bridge = _bridge_by_name(name)
+    disable_accept_ra(name)
+    try:
+        set_link_up(bridge)
+    except NetlinkError as exc:
+        raise fail(go_strerror(exc)) from exc
+
+
+def attach_port(link: Link, *, bridge: int, hairpin: bool, vlan: int) -> Link:
+    """Go ``setupVeth``'s host part: enslave the host veth, hairpin, access VLAN."""
+    name = link.name
+    try:
+        set_link_master(link, bridge)
+    except NetlinkError as exc:
+        raise fail(
+            f'failed to connect "{name}" to bridge {get_link_name(bridge)}: {go_strerror(exc)}'
+        ) from exc
+    if hairpin:
+        try:
+            with netlink_errors(f"set hairpin on {name}", netns_label()):
+                ipr().brport("set", index=link.index, mode=1)
+        except NetlinkError as exc:
+            raise fail(f"failed to setup hairpin mode for {name}: {go_strerror(exc)}") from exc
+    if vlan:
+        try:
+            with netlink_errors(f"add vlan {vlan} to {name}", netns_label()):
+                ipr().vlan_filter(
+                    "add",
+                    index=link.index,
+                    vlan_info={
+                        "vid": vlan,
+                        "flags": BRIDGE_VLAN_INFO_PVID | BRIDGE_VLAN_INFO_UNTAGGED,
+                    },
+                )
+        except NetlinkError as exc:
+            raise fail(f'failed to setup vlan tag on interface "{name}": {exc}') from exc
+    return get_link(name)
+
+
+def get_link_name(index: int) -> str:
+    """The name of link ``index`` (for messages); the index itself if it is gone."""
+    try:
+        return get_link_by_index(index).name
+    except NetlinkError:
+        return str(index)
+
+
+def _ensure_vlan_interface(bridge: Link, vlan: int) -> Link:
+    """Go ``ensureVlanInterface``: a veth ``<bridge>.<vlan>`` whose peer is an access port."""
+    name = f"{bridge.name}.{vlan}"
+    found = find_link(name)
+    if found is not None:
+        return found
+    for _ in range(10):
+        peer = random_veth_name()
+        try:
+            add_veth(name, peer, mtu=bridge.mtu or None)
+            break
+        except NetlinkError as exc:
+            if exc.errno != errno.EEXIST or find_link(name) is not None:
+                raise fail(f'faild to create vlan gateway "{name}": {go_strerror(exc)}') from exc
+    else:
+        raise fail(f'faild to create vlan gateway "{name}": failed to find a unique veth name')
+    peer_link = get_link(peer)
+    set_link_up(peer_link)
+    disable_accept_ra(peer)
+    attach_port(peer_link, bridge=bridge.index, hairpin=False, vlan=vlan)
+    try:
+        set_link_up(name)
+    except NetlinkError as exc:
+        raise fail(f'failed to up "{name}": {go_strerror(exc)}') from exc
+    return get_link(name)
+
+
+def _ensure_addr(link: Link, ipn: IPInterface, force: bool) -> None:
+    """Go ``ensureAddr``: put the gateway CIDR on the bridge (or its VLAN interface)."""
+    family = socket.AF_INET if ipn.version == 4 else socket.AF_INET6
+    try:
+        addrs = list_addresses(link, family=family)
+    except NetlinkError as exc:
+        raise fail(f"could not get list of IP addresses: {go_strerror(exc)}") from exc
+    for addr in addrs:
+        have = addr.interface
+        if have == ipn:
+            return
+        if ipn.version == 4 or ipn.ip in have.network or have.ip in ipn.network:
+            if not force:
+                raise fail(f'"{link.name}" already has an IP address different from {ipn}')
+            try:
+                delete_address(link, have)
+            except NetlinkError as exc:
+                raise fail(
+                    f'could not remove IP address from "{link.name}": {go_strerror(exc)}'
+                ) from exc
+    try:
+        add_address(link, ipn)
+    except NetlinkError as exc:
+        if exc.errno != errno.EEXIST:
+            raise fail(f'could not add IP address to "{link.name}": {go_strerror(exc)}') from exc
+    try:  # pin the bridge's MAC: otherwise it follows the lowest port MAC as ports churn
+        set_link_mac(link, link.mac)
+    except NetlinkError as exc:
+        raise fail(f"could not set bridge's mac: {go_strerror(exc)}") from exc
+
+
+@attrs.frozen
+class HostState:
+    """What ADD reports about the host side once it is done."""
+
+    bridge: Link
+    host_veth: Link
+    vlan_iface: Link | None
+
+
+def finish_host(
+    bridge_name: str,
+    host_veth: str,
+    gateways: dict[int, list[IPInterface]],
+    vlan: int,
+    force_address: bool,
+    masq_ips: Sequence[IPInterface],
+    chain: str,
+    comment: str,
+) -> HostState:
+    """The rest of Go's ADD on the host: gateway addresses, forwarding, ipMasq, port state."""
+    bridge = _bridge_by_name(bridge_name)
+    vlan_iface: Link | None = None
+    for family in (4, 6):
+        for gw in gateways.get(family, []):
+            if vlan:
+                try:
+                    if vlan_iface is None:
+                        vlan_iface = _ensure_vlan_interface(bridge, vlan)
+                    _ensure_addr(vlan_iface, gw, force_address)
+                except PluginError as exc:
+                    raise fail(f"failed to set vlan interface for bridge with addr: {exc}") from exc
+            else:
+                try:
+                    _ensure_addr(bridge, gw, force_address)
+                except PluginError as exc:
+                    raise fail(f"failed to set bridge addr: {exc}") from exc
+        if gateways.get(family):
+            try:
+                enable_ip_forward(family)
+            except PluginError as exc:
+                raise fail(f"failed to enable forwarding: {exc}") from exc
+    if masq_ips:
+        setup_ipmasq(masq_ips, chain, comment)
+    port = wait_oper_up(host_veth)
+    if vlan_iface is not None:
+        vlan_iface = get_link(vlan_iface.name)
+    return HostState(bridge=_bridge_by_name(bridge_name), host_veth=port, vlan_iface=vlan_iface)
+
+
+# ------------------------------------------------------------------ container side
+
+
+def set_container_up(ifname: str) -> None:
+    """Layer 2 only: set the container end up (Go's cmdAdd without IPAM)."""
+    try:
+        link = get_link(ifname)
+    except NetlinkError as exc:
+        raise fail(f"failed to retrieve link: {go_strerror(exc)}") from exc
+    try:
+        set_link_up(link)
+    except NetlinkError as exc:
+        raise fail(f'failed to set "{ifname}" up: {go_strerror(exc)}') from exc
+
+
+def configure_container(
+    ifname: str, enable_dad: bool, ips: Sequence[IPConfig], routes: Sequence[Route]
+) -> None:
+    """DAD and ARP-notify sysctls, then Go's ``ipam.ConfigureIface``."""
+    if enable_dad:
+        try_sysctl(f"net/ipv6/conf/{ifname}/enhanced_dad", "1")
+        try_sysctl(f"net/ipv6/conf/{ifname}/accept_dad", "1")
+    else:
+        try_sysctl(f"net/ipv6/conf/{ifname}/accept_dad", "0")
+    try_sysctl(f"net/ipv4/conf/{ifname}/arp_notify", "1")
+    configure_iface(ifname, ips, routes)
+
+
+# ---------------------------------------------------------------------------- CHECK
+
+
+def _lookup(intf: Interface, in_sandbox: bool) -> Link:
+    """Go ``validateInterface``."""
+    if not intf.name:
+        raise fail("Interface name missing ")
+    link = find_link(intf.name)
+    if link is None:
+        raise fail(f"Interface name {intf.name} not found")
+    if in_sandbox and not intf.sandbox:
+        raise fail(f"Interface {intf.name} is expected to be in a sandbox")
+    if not in_sandbox and intf.sandbox:
+        raise fail(f"Interface {intf.name} should not be in sandbox")
+    return link
+
+
+def validate_bridge(intf: Interface, promisc: bool) -> Link:
+    """Go ``validateCniBrInterface`` (host side)."""
+    link = _lookup(intf, False)
+    if link.kind != "bridge":
+        raise fail(f"Interface {intf.name} does not have link type of bridge")
+    if intf.mac and intf.mac != link.mac:
+        raise fail(f"Bridge interface {intf.name} Mac doesn't match: {intf.mac}")
+    current = bool(link.flags & IFF_PROMISC)
+    if current != promisc:
+        raise fail(
+            f"Bridge interface {intf.name} configured Promisc Mode {str(promisc).lower()} "
+            f"doesn't match current state: {str(current).lower()} "
+        )
+    return link
+
+
+def _peer_index(link: Link) -> int:
+    if link.peer_index is None or link.peer_index <= 0:
+        raise fail(f"Unable to obtain veth peer index for veth {link.name}")
+    return link.peer_index
+
+
+def validate_container(intf: Interface) -> Link:
+    """Go ``validateCniContainerInterface`` (container side)."""
+    link = _lookup(intf, True)
+    if link.kind != "veth":
+        raise fail(f"Error: Container interface {link.name} not of type veth")
+    _peer_index(link)
+    if intf.mac and intf.mac != link.mac:
+        raise fail(f"Interface {intf.name} Mac {intf.mac} doesn't match container Mac: {link.mac}")
+    return link
+
+
+def find_host_veth(candidates: Sequence[Interface], bridge_index: int, container: Link) -> bool:
+    """Go ``validateCniVethInterface`` over the other interfaces: the container's peer,
+    enslaved to the bridge, with the recorded MAC."""
+    for intf in candidates:
+        link = _lookup(intf, False)
+        if link.kind != "veth":
+            continue
+        peer = _peer_index(link)
+        if link.index != container.peer_index or container.index != peer:
+            continue
+        if link.master != bridge_index:
+            continue
+        if intf.mac and intf.mac != link.mac:
+            raise fail(f"Interface {intf.name} Mac doesn't match: {intf.mac} not found")
+        return True
+    return False

@@ -1,0 +1,104 @@
+"""Kernel state of a test's namespaces, in comparable form (differential tests vs Go).
+
+Everything reads: ``ip -j``, ``cat /proc/sys/...`` and ``iptables-save`` run
+inside a test's own namespace. What depends on randomness (MACs, the
+link-local addresses made from them) or on timing (carrier flags, which
+follow the kernel's linkwatch up to 1 s late) is left out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+
+import pytest
+
+import cnilib
+from cnilib.testing import NetNS
+from tests.privileged._kernel import JSON, ip_json
+
+__all__ = [
+    "addrs",
+    "assert_same",
+    "links",
+    "nat_rules",
+    "normalized_result",
+    "routes",
+    "settled",
+    "sysctls",
+]
+
+
+def normalized_result(res: cnilib.Result, ctr: NetNS) -> JSON:
+    """The result as JSON, its MACs, host veth name and sandbox path replaced."""
+    obj: JSON = json.loads(res.to_json())
+    for iface in obj.get("interfaces", []):
+        iface["mac"] = "<mac>"
+        if iface.get("sandbox") == ctr.path:
+            iface["sandbox"] = "<ctr>"
+        elif iface["name"].startswith("veth"):
+            iface["name"] = "<veth>"
+    return obj
+
+
+def links(ns: NetNS) -> list[JSON]:
+    """Each link's index, name, flags (no carrier flags), mtu, type and kind."""
+    keys = ("ifindex", "ifname", "flags", "mtu", "link_type")
+    out = []
+    for link in ip_json(ns, "-d", "link"):
+        kind = link.get("linkinfo", {}).get("info_kind")
+        entry = {**{k: link.get(k) for k in keys}, "kind": kind}
+        entry["flags"] = [f for f in link["flags"] if f not in ("NO-CARRIER", "LOWER_UP")]
+        out.append(entry)
+    return out
+
+
+def addrs(ns: NetNS) -> list[JSON]:
+    """Each address but IPv6 link-local ones (made from the random MAC)."""
+    keys = ("family", "local", "prefixlen", "scope", "broadcast")
+    return [
+        {"dev": link["ifname"], **{k: a.get(k) for k in keys}}
+        for link in ip_json(ns, "addr")
+        for a in link.get("addr_info", [])
+        if not (a["family"] == "inet6" and a["scope"] == "link")  # fe80::, from the random mac
+    ]
+
+
+def routes(ns: NetNS) -> list[JSON]:
+    """Every route of every table, both families, but those of ``fe80::/64``."""
+    keys = ("type", "dst", "gateway", "dev", "protocol", "scope", "prefsrc", "metric", "table")
+    return [
+        {k: r.get(k) for k in keys}
+        for family in ("-4", "-6")
+        for r in ip_json(ns, family, "-d", "route", "show", "table", "all")
+        if not str(r.get("dst", "")).startswith("fe80")
+    ]
+
+
+def sysctls(ns: NetNS, names: list[str]) -> dict[str, str]:
+    """``/proc/sys/<name>`` for each name (``net/ipv4/ip_forward``) as seen in *ns*."""
+    paths = ["/proc/sys/" + n for n in names]
+    values = ns.exec("cat", *paths).stdout.split()
+    return dict(zip(names, values, strict=True))
+
+
+def nat_rules(ns: NetNS) -> str:
+    """``iptables-save`` + ``ip6tables-save`` of *ns*, without the timestamped comments."""
+    return "".join(
+        line + "\n"
+        for tool in ("iptables-save", "ip6tables-save")
+        for line in ns.exec(tool).stdout.splitlines()
+        if not line.startswith("#")
+    )
+
+
+def settled(ns: NetNS) -> bool:
+    """No IPv6 address of *ns* is tentative (duplicate address detection is over)."""
+    return not ip_json(ns, "-6", "addr", "show", "tentative")
+
+
+def assert_same(ours: str, go: str, when: str) -> None:
+    """Equal kernel states, else fail with a unified diff (Go's as the expected side)."""
+    if ours != go:
+        diff = difflib.unified_diff(go.splitlines(), ours.splitlines(), "go", "ours", lineterm="")
+        pytest.fail(f"kernel state differs {when}:\n" + "\n".join(diff))
