@@ -65,6 +65,9 @@ BRIDGE_VLAN_INFO_PVID = 0x2
 BRIDGE_VLAN_INFO_UNTAGGED = 0x4
 
 
+_IFF_UP = 0x1
+
+
 def _bridge_by_name(name: str) -> Link:
     try:
         link = get_link(name)
@@ -78,25 +81,29 @@ def _bridge_by_name(name: str) -> Link:
 def ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool) -> Link:
     """Go ``ensureBridge``: create ``name`` unless it exists, promisc, ``accept_ra`` off, up."""
     try:
-        _ensure_bridge(name, mtu, promisc, vlan_filtering)
-        return _bridge_by_name(name)
+        return _ensure_bridge(name, mtu, promisc, vlan_filtering)
     except PluginError as exc:
         raise fail(f'failed to create bridge "{name}": {exc}') from exc
 
 
-def _ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool) -> None:
+def _ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool) -> Link:
     request: dict[str, Any] = {"ifname": name, "kind": "bridge"}
     if mtu:
         request["mtu"] = mtu
     if vlan_filtering:
         request["br_vlan_filtering"] = 1
-    if find_link(name) is None:  # (Go adds first and ignores EEXIST: one request more)
+    existing = find_link(name)  # (Go adds first and ignores EEXIST: one request more)
+    if existing is None:
         try:
             with netlink_errors(f"add bridge {name}", netns_label()):
                 ipr().link("add", **request)
         except NetlinkError as exc:
             if exc.errno != errno.EEXIST:
                 raise fail(f'could not add "{name}": {go_strerror(exc)}') from exc
+    elif existing.kind == "bridge" and not promisc and existing.flags & _IFF_UP:
+        # The common case on every ADD after the first: the bridge is ready.
+        # (accept_ra was turned off when it was made.)
+        return existing
     if promisc:
         try:
             with netlink_errors(f"set promisc on {name}", netns_label()):
@@ -109,6 +116,7 @@ def _ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool) -> 
         set_link_up(bridge)
     except NetlinkError as exc:
         raise fail(go_strerror(exc)) from exc
+    return bridge
 
 
 def attach_port(link: Link, *, bridge: int, hairpin: bool, vlan: int) -> Link:
@@ -254,7 +262,8 @@ def finish_host(
     port = wait_oper_up(host_veth)
     if vlan_iface is not None:
         vlan_iface = get_link(vlan_iface.name)
-    return HostState(bridge=_bridge_by_name(bridge_name), host_veth=port, vlan_iface=vlan_iface)
+    # The bridge's name and MAC, which the result needs, did not change above.
+    return HostState(bridge=bridge, host_veth=port, vlan_iface=vlan_iface)
 
 
 # ------------------------------------------------------------------ container side
