@@ -8,7 +8,9 @@ PIP := $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-
 
 .PHONY: demo test deps system-deps python-deps lint typecheck unit bench
 
-demo: deps
+# The demo runs cnilib's in-process plugins: no apt package is needed
+# (`python3 examples/demo.py --go` uses Debian's Go plugins instead).
+demo: python-deps
 	$(PYTHON) examples/demo.py
 
 test: deps lint typecheck

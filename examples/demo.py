@@ -1,12 +1,17 @@
-"""cnilib demo: attach a throwaway "container" to a bridge network with the Go reference plugins.
+"""cnilib demo: attach a throwaway "container" to a bridge network.
 
-Run as root: ``python3 examples/demo.py``. It needs ``ip`` (iproute2), iptables and
-the reference plugins in /usr/lib/cni (Debian: ``containernetworking-plugins``).
+Run as root: ``python3 examples/demo.py``. By default the plugins are cnilib's
+own, run in-process (bridge + host-local from ``examples/inprocess.conflist``,
+loopback from ``examples/loopback.conflist``): no plugin process is started and
+only ``ip`` (iproute2) is needed. ``--go`` runs Debian's Go reference plugins
+from /usr/lib/cni instead (``containernetworking-plugins`` and ``iptables``),
+on ``examples/bridge.conflist`` (bridge with ipMasq + portmap).
 
 Nothing touches the machine's own network namespace: the demo creates a *node*
-namespace that plays the host (the plugins are exec'd inside it) and a
-*container* namespace beside it, keeps the IPAM store and the result cache in a
-temporary directory, and deletes all of it at the end, also on failure.
+namespace that plays the host (in-process plugins do their host-side work
+there; binaries are exec'd inside it) and a *container* namespace beside it,
+keeps the IPAM store and the result cache in a temporary directory, and
+deletes all of it at the end, also on failure.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ import cnilib  # noqa: E402 -- after the sys.path fix-up above
 from cnilib.testing import NetNS, create_netns  # noqa: E402
 
 PLUGIN_DIR = "/usr/lib/cni"
+USE_GO = "--go" in sys.argv[1:]
 
 
-def load_bridge_conflist(data_dir: Path) -> cnilib.NetworkConfigList:
-    """examples/bridge.conflist with host-local's ``dataDir`` moved into *data_dir*."""
-    raw = json.loads((HERE / "bridge.conflist").read_bytes())
+def load_bridge_conflist(data_dir: Path, name: str) -> cnilib.NetworkConfigList:
+    """examples/<name> with host-local's ``dataDir`` moved into *data_dir*."""
+    raw = json.loads((HERE / name).read_bytes())
     for plugin in raw["plugins"]:
         if "ipam" in plugin:
             plugin["ipam"]["dataDir"] = str(data_dir)
@@ -58,13 +64,20 @@ def demo(tmp: Path) -> None:
 
 def run(node: NetNS, ctr: NetNS, tmp: Path) -> None:
     """The CNI part: a loopback network and a bridge network for one container."""
-    cni = cnilib.CNI(
-        [PLUGIN_DIR],
-        cache_dir=str(tmp / "cache"),
-        executor=cnilib.SubprocessExecutor(wrapper=node.exec_prefix, timeout=30.0),
-    )
+    if USE_GO:
+        executor: cnilib.Executor = cnilib.SubprocessExecutor(
+            wrapper=node.exec_prefix, timeout=30.0
+        )
+        bridge = load_bridge_conflist(tmp / "ipam", "bridge.conflist")
+        print("plugins: Debian's Go binaries, exec'd inside the node namespace")
+    else:
+        from cnilib.plugins._executor import InProcessExecutor
+
+        executor = InProcessExecutor(host_netns=node.path)
+        bridge = load_bridge_conflist(tmp / "ipam", "inprocess.conflist")
+        print("plugins: cnilib's own, in-process (no plugin process is started)")
+    cni = cnilib.CNI([PLUGIN_DIR], cache_dir=str(tmp / "cache"), executor=executor)
     loopback = cnilib.conflist_from_file(HERE / "loopback.conflist")
-    bridge = load_bridge_conflist(tmp / "ipam")
     lo_rt = cnilib.RuntimeConf(container_id="demo", netns=ctr.path, ifname="lo")
     eth_rt = cnilib.RuntimeConf(container_id="demo", netns=ctr.path, ifname="eth0")
 
