@@ -142,6 +142,27 @@ def _request(
     return request, text
 
 
+def _route_change(
+    command: str,
+    dst: str | IPNetwork,
+    gateway: str | IPAddr | None,
+    link: LinkRef | None,
+    scope: int | None,
+    table: int | None,
+    priority: int | None,
+    src: str | IPAddr | None,
+    mtu: int | None,
+    adv_mss: int | None,
+    onlink: bool,
+) -> None:
+    request, text = _request(
+        dst, gateway=gateway, link=link, scope=scope, table=table, priority=priority,
+        src=src, mtu=mtu, adv_mss=adv_mss, onlink=onlink, proto=RTPROT_BOOT,
+    )  # fmt: skip
+    with netlink_errors(f"{command} route {text}", netns_label()):
+        ipr().route(command, **request)
+
+
 def add_route(
     dst: str | IPNetwork,
     *,
@@ -156,12 +177,7 @@ def add_route(
     onlink: bool = False,
 ) -> None:
     """Add a route; :class:`~cnilib.netlink.NetlinkError` ``EEXIST`` if it exists."""
-    request, text = _request(
-        dst, gateway=gateway, link=link, scope=scope, table=table, priority=priority,
-        src=src, mtu=mtu, adv_mss=adv_mss, onlink=onlink, proto=RTPROT_BOOT,
-    )  # fmt: skip
-    with netlink_errors(f"add route {text}", netns_label()):
-        ipr().route("add", **request)
+    _route_change("add", dst, gateway, link, scope, table, priority, src, mtu, adv_mss, onlink)
 
 
 def replace_route(
@@ -178,12 +194,7 @@ def replace_route(
     onlink: bool = False,
 ) -> None:
     """Add a route, or replace the one with the same destination (``ip route replace``)."""
-    request, text = _request(
-        dst, gateway=gateway, link=link, scope=scope, table=table, priority=priority,
-        src=src, mtu=mtu, adv_mss=adv_mss, onlink=onlink, proto=RTPROT_BOOT,
-    )  # fmt: skip
-    with netlink_errors(f"replace route {text}", netns_label()):
-        ipr().route("replace", **request)
+    _route_change("replace", dst, gateway, link, scope, table, priority, src, mtu, adv_mss, onlink)
 
 
 def delete_route(

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 
 import attrs
 
-from cnilib import spec
-from cnilib.errors import VersionError
 from cnilib.plugins.ipam._decode import (
     JSONMap,
+    check_one_per_family,
     config_error,
     get_list,
     get_object,
@@ -142,16 +141,7 @@ def load_host_local_config(config: JSONMap, env_args: Sequence[tuple[str, str]])
             raise config_error(f"invalid range set {i}: {exc}", field=exc.field) from None
 
     v4 = sum(1 for rs in ranges if rs[0].range_start.version == 4)
-    if v4 > 1 or len(ranges) - v4 > 1:
-        try:
-            allowed = spec.parse_version(version) >= spec.parse_version("0.3.0")
-        except VersionError:
-            allowed = False
-        if not allowed:
-            raise config_error(
-                f"CNI version {version} does not support more than 1 address per family",
-                field="$.cniVersion",
-            )
+    check_one_per_family(version, v4, len(ranges) - v4)
     for i, first in enumerate(ranges[:-1]):
         for j, second in enumerate(ranges[i + 1 :]):
             if any(a.overlaps(b) for a in first for b in second):

@@ -50,6 +50,24 @@ def config_error(msg: str, *, field: str | None = None) -> PluginError:
     )
 
 
+def check_one_per_family(version: str, v4: int, v6: int) -> None:
+    """Go: more than one address of a family needs a config version >= 0.3.0."""
+    from cnilib import spec
+    from cnilib.errors import VersionError
+
+    if v4 <= 1 and v6 <= 1:
+        return
+    try:
+        allowed = spec.parse_version(version) >= spec.parse_version("0.3.0")
+    except VersionError:
+        allowed = False
+    if not allowed:
+        raise config_error(
+            f"CNI version {version} does not support more than 1 address per family",
+            field="$.cniVersion",
+        )
+
+
 def args_error(msg: str) -> PluginError:
     """A code-4 error about ``CNI_ARGS``."""
     return PluginError(msg, code=ErrorCode.INVALID_ENVIRONMENT_VARIABLES)

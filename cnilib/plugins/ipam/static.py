@@ -21,11 +21,11 @@ from typing import ClassVar
 
 import attrs
 
-from cnilib import spec
-from cnilib.errors import ErrorCode, PluginError, VersionError
+from cnilib.errors import ErrorCode, PluginError
 from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins.ipam._decode import (
     JSONMap,
+    check_one_per_family,
     config_error,
     get_dns,
     get_list,
@@ -146,16 +146,7 @@ def load_static_config(config: JSONMap, env_args: tuple[tuple[str, str], ...]) -
         addresses += from_env
 
     v4 = sum(1 for ip in addresses if ip.address is not None and ip.address.version == 4)
-    if v4 > 1 or len(addresses) - v4 > 1:
-        try:
-            allowed = spec.parse_version(version) >= spec.parse_version("0.3.0")
-        except VersionError:
-            allowed = False
-        if not allowed:
-            raise config_error(
-                f"CNI version {version} does not support more than 1 address per family",
-                field="$.cniVersion",
-            )
+    check_one_per_family(version, v4, len(addresses) - v4)
     return StaticConfig(addresses=tuple(addresses), routes=routes, dns=dns)
 
 
