@@ -152,9 +152,21 @@ class CrashWorld(ChainWorld):
         """What a runtime does after a crash: DEL the attachment, or GC keeping nothing."""
         conf = self.conflist()  # the same network, the recorder now behaving
         if how == "del":
-            self.cni().delete_network_list(conf, self.rt())
-        else:
-            self.cni().gc_network_list(conf, [])
+            self.cni().delete_network_list(conf, self.rt())  # waits for any orphan plugin
+            return
+        # GC never waits for an orphaned plugin still holding the attachment's lock
+        # (one the kill caught mid-exec, before its environment could be seen): it
+        # reports it busy, and a runtime runs GC again, as done here.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.cni().gc_network_list(conf, [])
+                return
+            except cnilib.GCError as exc:
+                busy = all(isinstance(e, cnilib.TryAgainLaterError) for e in exc.exceptions)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def assert_nothing_left(self) -> None:
         """No veth on either side, no IP file, no cache entry, no plugin process."""
