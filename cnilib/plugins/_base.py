@@ -56,13 +56,23 @@ class PluginRequest:
 
     @property
     def prev_result(self) -> Result | None:
-        """The ``prevResult`` decoded in its own version (None when absent)."""
+        """The ``prevResult``, converted to the config's version as Go's
+        ``version.ParsePrevResult`` does (None when absent)."""
         prev = self.config.get("prevResult")
         if not isinstance(prev, dict):
             return None
+        from cnilib.errors import CNIError, ErrorCode, PluginError
         from cnilib.results import decode_result
 
-        return decode_result(prev, default_version=self.cni_version)
+        try:
+            return decode_result(prev, default_version=self.cni_version).convert_to(
+                self.cni_version
+            )
+        except CNIError as exc:
+            raise PluginError(
+                f"could not convert result to current version: {exc}",
+                code=ErrorCode.DECODING_FAILURE,
+            ) from exc
 
     @property
     def runtime_config(self) -> Mapping[str, JSONValue]:

@@ -326,3 +326,43 @@ class TestDelegation:
         assert ["ADD", "DEL"] == [c["verb"] for c in calls]
         stdin: Any = calls[0]["stdin"]
         assert "main" == stdin["type"]  # the main plugin's own config, as Go delegates it
+
+
+class TestPrevResultVersion:
+    def _request(self, version: str, prev: dict[str, Any]) -> PluginRequest:
+        config: dict[str, Any] = {
+            "cniVersion": version,
+            "name": "n",
+            "type": "x",
+            "prevResult": prev,
+        }
+        return PluginRequest(
+            command=cnilib.invoke.Command.CHECK,
+            container_id="c1",
+            netns="/x",
+            ifname="eth0",
+            args=(),
+            path=("/bin",),
+            config=config,
+            stdin=json.dumps(config).encode(),
+        )
+
+    def test_converted_to_the_config_version(self) -> None:
+        """prevResult is converted to the config's version, as Go's ParsePrevResult does."""
+        req = self._request("1.0.0", {"cniVersion": "0.2.0", "ip4": {"ip": "10.1.0.2/24"}})
+
+        prev = req.prev_result
+
+        assert prev is not None
+        assert "1.0.0" == prev.cni_version
+        assert "10.1.0.2/24" == json.loads(prev.to_json())["ips"][0]["address"]
+
+    def test_unconvertible_is_a_decoding_error(self) -> None:
+        """A prevResult that cannot take the config's version is code 6, with Go's words."""
+        req = self._request("0.2.0", {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0"}]})
+
+        with pytest.raises(cnilib.PluginError) as info:
+            _ = req.prev_result
+
+        assert 6 == info.value.code
+        assert info.value.msg.startswith("could not convert result to current version: ")
