@@ -35,6 +35,7 @@ from cnilib.netlink import (
 )
 from cnilib.netlink._errors import netlink_errors
 from cnilib.plugins._hostside import (
+    bring_up,
     configure_iface,
     disable_accept_ra,
     enable_ip_forward,
@@ -282,14 +283,7 @@ def finish_host(
 
 def set_container_up(ifname: str) -> None:
     """Layer 2 only: set the container end up (Go's cmdAdd without IPAM)."""
-    try:
-        link = get_link(ifname)
-    except NetlinkError as exc:
-        raise fail(f"failed to retrieve link: {go_strerror(exc)}") from exc
-    try:
-        set_link_up(link)
-    except NetlinkError as exc:
-        raise fail(f'failed to set "{ifname}" up: {go_strerror(exc)}') from exc
+    bring_up(ifname, "failed to retrieve link", f'failed to set "{ifname}" up')
 
 
 def configure_container(

@@ -57,6 +57,7 @@ __all__ = [
     "go_strerror",
     "open_host_netns",
     "random_veth_name",
+    "bring_up",
     "settle_addresses",
     "setup_veth",
     "try_sysctl",
@@ -148,15 +149,22 @@ def _make_veth(
     raise fail("failed to find a unique veth name")
 
 
-def _host_end(name: str, label: str, then: Callable[[Link], Link] | None) -> Link:
+def bring_up(name: str, lookup_error: str, up_error: str) -> Link:
+    """Look ``name`` up and set it up; each failure is ``<error>: <Go's errno text>``
+    (the callers word their errors as the Go plugin they mirror does)."""
     try:
         link = get_link(name)
     except NetlinkError as exc:
-        raise fail(f'failed to lookup "{name}" in "{label}": {go_strerror(exc)}') from exc
+        raise fail(f"{lookup_error}: {go_strerror(exc)}") from exc
     try:
         set_link_up(link)
     except NetlinkError as exc:
-        raise fail(f'failed to set "{name}" up: {go_strerror(exc)}') from exc
+        raise fail(f"{up_error}: {go_strerror(exc)}") from exc
+    return link
+
+
+def _host_end(name: str, label: str, then: Callable[[Link], Link] | None) -> Link:
+    link = bring_up(name, f'failed to lookup "{name}" in "{label}"', f'failed to set "{name}" up')
     disable_accept_ra(name)
     return then(link) if then is not None else link
 
@@ -269,14 +277,7 @@ def configure_iface(ifname: str, ips: Sequence[IPConfig], routes: Sequence[Route
     Only ``ips`` with an ``interface`` index are applied. A route without a
     gateway goes via the first gateway of its family, if any.
     """
-    try:
-        link = get_link(ifname)
-    except NetlinkError as exc:
-        raise fail(f'failed to lookup "{ifname}": {go_strerror(exc)}') from exc
-    try:
-        set_link_up(link)
-    except NetlinkError as exc:
-        raise fail(f'failed to set "{ifname}" UP: {go_strerror(exc)}') from exc
+    link = bring_up(ifname, f'failed to lookup "{ifname}"', f'failed to set "{ifname}" UP')
     gateways: dict[int, object] = {}
     ipv6_enabled = False
     for ipc in ips:
