@@ -141,7 +141,11 @@ def cached_result(cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf
     entry = cache.load(conflist.name, rt.container_id, rt.ifname)
     if entry is None:
         return None
-    path = cache.path(conflist.name, rt.container_id, rt.ifname)
+    return _result_of(entry, cache.path(conflist.name, rt.container_id, rt.ifname), conflist)
+
+
+def _result_of(entry: CacheEntry, path: str, conflist: NetworkConfigList) -> Result:
+    """A loaded entry's result, converted to the list's version."""
     if entry.result is None:
         raise CacheError(
             "cache entry has no result: the ADD that wrote it did not finish", path=path
@@ -329,7 +333,7 @@ def _prev_for_delete(
         entry = cache.load(conflist.name, rt.container_id, rt.ifname)
         if entry is None or entry.pending:
             return None
-        return cached_result(cache, conflist, rt)
+        return _result_of(entry, cache.path(conflist.name, rt.container_id, rt.ifname), conflist)
     except CacheCollisionError as exc:
         log.warning("DEL %s/%s: %s", conflist.name, rt.container_id, exc)
         return None  # not ours: neither used nor removed
