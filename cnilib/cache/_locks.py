@@ -120,7 +120,7 @@ class LockDir:
                 fcntl.flock(fd, operation)
             yield fds[1] if attachment is not None else None
         finally:
-            _release(fds)
+            release(fds)
 
     @contextlib.asynccontextmanager
     async def ahold(
@@ -141,7 +141,7 @@ class LockDir:
                     delay = min(delay * 2, _POLL_MAX)
             yield fds[1] if attachment is not None else None
         finally:
-            _release(fds)
+            release(fds)
 
     def try_attachment(self, network: str, container_id: str, ifname: str) -> int | None:
         """GC's per-attachment lock, taken without waiting (GC holds the network).
@@ -176,6 +176,3 @@ def release(fds: list[int]) -> None:
     for fd in reversed(fds):
         _held.discard(fd)
         os.close(fd)
-
-
-_release = release

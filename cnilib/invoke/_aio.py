@@ -36,7 +36,7 @@ from cnilib.invoke._subprocess import (
 if TYPE_CHECKING:
     from cnilib.invoke._subprocess import SubprocessExecutor
 
-__all__ = ["Output", "close_pipes", "communicate", "run_plugin", "wait_exit"]
+__all__ = ["close_pipes", "communicate", "run_plugin", "wait_exit"]
 
 _CHUNK = 1 << 16
 
