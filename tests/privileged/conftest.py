@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pluggy
 import pytest
+
+from cnilib.testing import NetNS
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,3 +60,18 @@ def pytest_runtest_makereport(
     if required and in_here and report.skipped and environment_missing:
         report.outcome = "failed"
         report.longrepr = f"privileged test skipped where it is required: {report.longrepr}"
+
+
+@pytest.fixture(autouse=True)
+def _retire_default_workers() -> Iterator[None]:
+    """The default netlink pool's workers must not keep deleted test namespaces alive."""
+    yield
+    from cnilib import netlink
+
+    netlink.default_pool().close()
+
+
+@pytest.fixture
+def ns(container_netns: Callable[[], NetNS]) -> NetNS:
+    """A fresh container namespace (deleted after the test)."""
+    return container_netns()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import os
 import secrets
 import socket
@@ -24,22 +23,13 @@ from cnilib import netlink as nl
 from cnilib.errors import ErrorCode
 from cnilib.netlink._errors import netlink_errors
 from cnilib.testing import NetNS
+from tests.privileged._kernel import link_names
 
 JSON = dict[str, Any]
 MakeNS = Callable[[], NetNS]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def ip_json(ns: NetNS, *args: str) -> list[JSON]:
-    """``ip -j <args>`` inside *ns*, parsed."""
-    out = ns.exec("ip", "-j", *args).stdout.strip()
-    return list(json.loads(out)) if out else []
-
-
-def link_names(ns: NetNS) -> set[str]:
-    return {link["ifname"] for link in ip_json(ns, "link")}
 
 
 def ns_id(path: str) -> str:
@@ -85,18 +75,6 @@ def pool() -> Iterator[nl.NetnsPool]:
         yield p
     finally:
         p.close()
-
-
-@pytest.fixture(autouse=True)
-def _retire_default_workers() -> Iterator[None]:
-    """The default pool's workers must not keep deleted test namespaces alive."""
-    yield
-    nl.default_pool().close()
-
-
-@pytest.fixture
-def ns(container_netns: MakeNS) -> NetNS:
-    return container_netns()
 
 
 # --------------------------------------------------------------------------- handles

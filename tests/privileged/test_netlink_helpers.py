@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,31 +19,10 @@ from cnilib import netlink as nl
 from cnilib.errors import ErrorCode, PluginError
 from cnilib.netlink._errors import netlink_errors
 from cnilib.testing import NetNS
+from tests.privileged._kernel import ip_json, link_names
 
 JSON = dict[str, Any]
 MakeNS = Callable[[], NetNS]
-
-
-def ip_json(ns: NetNS, *args: str) -> list[JSON]:
-    """``ip -j <args>`` inside *ns*, parsed."""
-    out = ns.exec("ip", "-j", *args).stdout.strip()
-    return list(json.loads(out)) if out else []
-
-
-def link_names(ns: NetNS) -> set[str]:
-    return {link["ifname"] for link in ip_json(ns, "link")}
-
-
-@pytest.fixture(autouse=True)
-def _retire_default_workers() -> Iterator[None]:
-    """The default pool's workers must not keep deleted test namespaces alive."""
-    yield
-    nl.default_pool().close()
-
-
-@pytest.fixture
-def ns(container_netns: MakeNS) -> NetNS:
-    return container_netns()
 
 
 class TestLinks:
