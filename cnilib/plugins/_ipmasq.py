@@ -23,15 +23,11 @@ attachment's comment, so nothing leaks (Go's bridge leaks the chain there).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shlex
-import shutil
-import subprocess
 from collections.abc import Iterable, Sequence
 
-from cnilib.errors import ErrorCode, PluginError
-from cnilib.netlink import netns_label
+from cnilib.plugins._hosttools import find_tool, run_tool, tool_failure
 from cnilib.results import IPInterface
 
 __all__ = [
@@ -45,7 +41,6 @@ _CHAIN_PREFIX = "CNI-"
 _MAX_CHAIN_LENGTH = 28
 _MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 _TOOLS = {4: ("iptables", "iptables-restore"), 6: ("ip6tables", "ip6tables-restore")}
-_FALLBACK_DIRS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 _PLAIN = re.compile(r"[A-Za-z0-9_./:!=,+%@\[\]-]+")
 
 Rule = tuple[str, ...]
@@ -75,34 +70,20 @@ def format_comment(network: str, container_id: str) -> str:
     return f"name: {_go_quote(network)} id: {_go_quote(container_id)}"
 
 
-def _find_tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        for directory in _FALLBACK_DIRS:
-            candidate = os.path.join(directory, name)
-            if os.access(candidate, os.X_OK):
-                return candidate
-        raise PluginError(
-            f'failed to locate iptables: exec: "{name}": executable file not found in $PATH',
-            code=ErrorCode.INTERNAL,
-        )
-    return found
-
-
 def _run(argv: list[str], stdin: str | None = None) -> str:
-    netns_label()  # raises NotOnWorkerError: never run iptables in the caller's namespace
-    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    proc = run_tool(argv, stdin)
     if proc.returncode != 0:
-        raise PluginError(
-            f"running [{' '.join(argv)}]: exit status {proc.returncode}: {proc.stderr.strip()}",
-            code=ErrorCode.INTERNAL,
-        )
+        raise tool_failure(argv, proc)
     return proc.stdout
+
+
+def _tool(version: int, which: int) -> str:
+    return find_tool(_TOOLS[version][which], "failed to locate iptables")
 
 
 def _list_nat(version: int) -> list[Rule]:
     """``iptables -t nat -S``, each line split into words (quotes removed)."""
-    out = _run([_find_tool(_TOOLS[version][0]), "-w", "-t", "nat", "-S"])
+    out = _run([_tool(version, 0), "-w", "-t", "nat", "-S"])
     return [tuple(shlex.split(line)) for line in out.splitlines() if line.strip()]
 
 
@@ -110,7 +91,7 @@ def _restore(version: int, lines: Sequence[Rule]) -> None:
     if not lines:
         return
     text = "\n".join(["*nat", *(_restore_line(rule) for rule in lines), "COMMIT", ""])
-    _run([_find_tool(_TOOLS[version][1]), "-w", "--noflush"], stdin=text)
+    _run([_tool(version, 1), "-w", "--noflush"], stdin=text)
 
 
 def _restore_line(rule: Rule) -> str:
