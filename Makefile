@@ -20,10 +20,11 @@ deps: system-deps python-deps
 
 # Debian's Go reference plugins are the peer the integration tests compare against.
 system-deps:
-	@if [ ! -x /usr/lib/cni/bridge ] || ! command -v iptables >/dev/null || ! command -v ip >/dev/null; then \
-		echo "installing containernetworking-plugins, iptables, iproute2"; \
+	@if [ ! -x /usr/lib/cni/bridge ] || ! command -v iptables >/dev/null || ! command -v ip >/dev/null \
+			|| ! command -v nft >/dev/null; then \
+		echo "installing containernetworking-plugins, iptables, nftables, iproute2"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			containernetworking-plugins iptables iproute2 >/dev/null; \
+			containernetworking-plugins iptables nftables iproute2 >/dev/null; \
 	fi
 
 python-deps:

@@ -80,6 +80,23 @@ class PluginRequest:
         runtime = self.config.get("runtimeConfig")
         return runtime if isinstance(runtime, dict) else {}
 
+    def valid_attachments(self) -> set[tuple[str, str]]:
+        """GC's ``cni.dev/valid-attachments``: (containerID, ifname) pairs; code 7 if malformed."""
+        from cnilib.plugins.ipam._decode import config_error, get_list, get_str
+        from cnilib.plugins.ipam._store import go_trim_space
+
+        key = "cni.dev/valid-attachments"
+        if key not in self.config:
+            raise config_error(f"GC needs {key} in the configuration", field=f'$["{key}"]')
+        pairs = set()
+        for i, item in enumerate(get_list(self.config, key, "$") or ()):
+            where = f'$["{key}"][{i}]'
+            if not isinstance(item, dict):
+                raise config_error(f"{where}: expected an object", field=where)
+            cid = go_trim_space(get_str(item, "containerID", where))
+            pairs.add((cid, get_str(item, "ifname", where)))
+        return pairs
+
     def delegate(self, plugin_type: str, command: Command | None = None) -> bytes:
         """Run another plugin (an IPAM) with this request's parameters and stdin,
         as Go's ``invoke.Delegate*`` do; return its stdout or raise its error."""

@@ -45,7 +45,7 @@ from cnilib.plugins._hostside import (
     try_sysctl,
     wait_oper_up,
 )
-from cnilib.plugins._ipmasq import setup_ipmasq
+from cnilib.plugins._masq import Masquerade
 from cnilib.results import IPInterface, Route
 from cnilib.results.v100 import Interface, IPConfig
 
@@ -244,8 +244,7 @@ def finish_host(
     vlan: int,
     force_address: bool,
     masq_ips: Sequence[IPInterface],
-    chain: str,
-    comment: str,
+    masq: Masquerade | None,
 ) -> HostState:
     """The rest of Go's ADD on the host: gateway addresses, forwarding, ipMasq, port state."""
     bridge = _bridge_by_name(bridge_name)
@@ -269,8 +268,8 @@ def finish_host(
                 enable_ip_forward(family)
             except PluginError as exc:
                 raise fail(f"failed to enable forwarding: {exc}") from exc
-    if masq_ips:
-        setup_ipmasq(masq_ips, chain, comment)
+    if masq is not None and masq_ips:
+        masq.setup(masq_ips)
     port = wait_oper_up(host_veth)
     if vlan_iface is not None:
         vlan_iface = get_link(vlan_iface.name)
@@ -349,9 +348,11 @@ def validate_container(intf: Interface) -> Link:
     return link
 
 
-def find_host_veth(candidates: Sequence[Interface], bridge_index: int, container: Link) -> bool:
-    """Go ``validateCniVethInterface`` over the other interfaces: the container's peer,
-    enslaved to the bridge, with the recorded MAC."""
+def find_host_veth(
+    candidates: Sequence[Interface], bridge_index: int, container: Link
+) -> str | None:
+    """Go ``validateCniVethInterface`` over the other interfaces: the name of the
+    container's peer, enslaved to the bridge, with the recorded MAC (None: not found)."""
     for intf in candidates:
         link = _lookup(intf, False)
         if link.kind != "veth":
@@ -363,5 +364,5 @@ def find_host_veth(candidates: Sequence[Interface], bridge_index: int, container
             continue
         if intf.mac and intf.mac != link.mac:
             raise fail(f"Interface {intf.name} Mac doesn't match: {intf.mac} not found")
-        return True
-    return False
+        return link.name
+    return None

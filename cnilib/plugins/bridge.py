@@ -1,7 +1,8 @@
 """The ``bridge`` plugin: the container on a veth to a host bridge (Go ``plugins/main/bridge``).
 
 Keys: ``bridge`` (default ``cni0``), ``isGateway``, ``isDefaultGateway``
-(implies isGateway), ``forceAddress``, ``ipMasq``, ``mtu``, ``hairpinMode``,
+(implies isGateway), ``forceAddress``, ``ipMasq``, ``ipMasqBackend``, ``mtu``,
+``hairpinMode``, ``macspoofchk``,
 ``promiscMode`` (not together with hairpin), ``vlan`` (0-4094, bridge VLAN
 filtering), ``enabledad``, ``dns``, ``ipam`` (absent or without ``type``:
 layer 2 only); the container MAC from ``CNI_ARGS MAC=``, ``args.cni.mac``
@@ -33,7 +34,16 @@ ADD, DEL, CHECK and their error texts follow Go's 1.1.1 plugin; STATUS
   looks for the clash in the wrong namespace); the bridge is looked up
   before it is created; the port is polled every 5 ms for operstate UP
   (Go: after 0/50/500/1000/1000 ms);
-- ``macspoofchk`` is refused (code 7) rather than silently ignored.
+- ``macspoofchk`` (:mod:`cnilib.plugins._spoofcheck`): Go's nftables rule
+  set, made in one nft transaction instead of two; CHECK also verifies it
+  (Go's does not look);
+- ``ipMasqBackend`` (``iptables``/``nftables``, Go 1.5's key, which Debian's
+  1.1.1 ignores): the nftables backend is Go's ``cni_plugins_masquerade``
+  table (:mod:`cnilib.plugins._masq`); DEL clears both backends;
+- GC (spec 1.1; Debian's 1.1.1 has none): IPAM GC, then the nftables
+  masquerading rules of attachments not in ``cni.dev/valid-attachments``
+  (as Go 1.5+); iptables chains are named by a hash, so they are only
+  removed by DEL.
 
 VLAN (``vlan``) needs bridge VLAN filtering in the kernel; without it ADD
 fails as Go's does (``operation not supported``).
@@ -47,7 +57,7 @@ import ipaddress
 
 import attrs
 
-from cnilib.errors import CNIError, ErrorCode, PluginError
+from cnilib.errors import CNIError
 from cnilib.invoke import Command
 from cnilib.netlink import (
     NetNSError,
@@ -66,7 +76,7 @@ from cnilib.plugins._hostside import (
     validate_expected_interface_ips,
     validate_expected_routes,
 )
-from cnilib.plugins._ipmasq import format_chain_name, format_comment, teardown_ipmasq
+from cnilib.plugins._masq import IPTABLES, Masquerade, gc_masquerade, masq_backend
 from cnilib.plugins._netconf import (
     conf_bool,
     conf_int,
@@ -75,6 +85,12 @@ from cnilib.plugins._netconf import (
     ipam_type,
     mac_from_request,
     parse_mac,
+)
+from cnilib.plugins._spoofcheck import (
+    check_spoofcheck,
+    setup_spoofcheck,
+    spoofcheck_ref,
+    teardown_spoofcheck,
 )
 from cnilib.results import IPInterface, Result, Route
 from cnilib.results.v100 import Interface, IPConfig, ResultV100
@@ -94,6 +110,7 @@ class BridgeConf:
     is_default_gw: bool = False
     force_address: bool = False
     ip_masq: bool = False
+    ip_masq_backend: str = IPTABLES
     mtu: int = 0
     hairpin: bool = False
     promisc: bool = False
@@ -111,13 +128,15 @@ class BridgeConf:
         if vlan < 0 or vlan > 4094:
             raise fail(f"invalid VLAN ID {vlan} (must be between 0 and 4094)")
         is_default_gw = conf_bool(conf, "isDefaultGateway")
+        ip_masq = conf_bool(conf, "ipMasq")
         return cls(
             name=req.name,
             bridge=conf_str(conf, "bridge") or DEFAULT_BRIDGE,
             is_gw=conf_bool(conf, "isGateway") or is_default_gw,
             is_default_gw=is_default_gw,
             force_address=conf_bool(conf, "forceAddress"),
-            ip_masq=conf_bool(conf, "ipMasq"),
+            ip_masq=ip_masq,
+            ip_masq_backend=masq_backend(conf) if ip_masq else IPTABLES,
             mtu=conf_int(conf, "mtu"),
             hairpin=conf_bool(conf, "hairpinMode"),
             promisc=conf_bool(conf, "promiscMode"),
@@ -129,8 +148,8 @@ class BridgeConf:
         )
 
 
-def _masq_names(req: PluginRequest) -> tuple[str, str]:
-    return format_chain_name(req.name, req.container_id), format_comment(req.name, req.container_id)
+def _masquerade(req: PluginRequest, conf: BridgeConf) -> Masquerade:
+    return Masquerade(req.name, req.container_id, req.ifname, conf.ip_masq_backend)
 
 
 def _calc_gateways(
@@ -172,11 +191,6 @@ class Bridge(BasePlugin):
         conf = BridgeConf.load(req)
         if conf.hairpin and conf.promisc:
             raise fail("cannot set hairpin mode and promiscuous mode at the same time")
-        if conf.mac_spoof_check:
-            raise PluginError(
-                "macspoofchk is not supported by cnilib's bridge plugin",
-                code=ErrorCode.INVALID_NETWORK_CONFIG,
-            )
         mac = ""
         if conf.mac:
             try:
@@ -201,12 +215,16 @@ class Bridge(BasePlugin):
                 close_netns(req.netns)
         if conf.ipam:
             req.delegate(conf.ipam, Command.DEL)
-        if conf.ipam and conf.ip_masq:
-            if addrs is None:
-                addrs = _prev_addresses(req)
-            chain, comment = _masq_names(req)
+        masq = conf.ipam and conf.ip_masq
+        if masq and addrs is None:
+            addrs = _prev_addresses(req)
+        if masq or conf.mac_spoof_check:
             with contextlib.closing(open_host_netns(req.host_netns)) as host:
-                run_in_netns(host, teardown_ipmasq, addrs, chain, comment)
+                if conf.mac_spoof_check:
+                    ref = spoofcheck_ref(req.container_id, req.ifname)
+                    run_in_netns(host, teardown_spoofcheck, ref)
+                if masq:
+                    run_in_netns(host, _masquerade(req, conf).teardown, addrs)
 
     # ------------------------------------------------------------------- CHECK
 
@@ -242,7 +260,10 @@ class Bridge(BasePlugin):
             container = run_in_netns(req.netns, host_ops.validate_container, cont_if)
             others = [i for i in result.interfaces if i.name not in (br_if.name, cont_if.name)]
             found = run_in_netns(host, host_ops.find_host_veth, others, bridge.index, container)
-        if not found:
+            if found is not None and conf.mac_spoof_check:
+                ref = spoofcheck_ref(req.container_id, req.ifname)
+                run_in_netns(host, check_spoofcheck, found, container.mac, ref)
+        if found is None:
             raise fail(f"CNI veth created for bridge {conf.bridge} was not found")
         run_in_netns(req.netns, _validate_addressing, req.ifname, result)
 
@@ -253,6 +274,18 @@ class Bridge(BasePlugin):
         kind = ipam_type(req.config)
         if kind:
             req.delegate(kind, Command.STATUS)
+
+    # ---------------------------------------------------------------------- GC
+
+    def gc(self, req: PluginRequest) -> None:
+        """IPAM's GC, then the nftables masquerading rules of attachments no longer valid."""
+        conf = BridgeConf.load(req)
+        if conf.ipam:
+            req.delegate(conf.ipam, Command.GC)
+        if conf.ip_masq:
+            valid = req.valid_attachments()
+            with contextlib.closing(open_host_netns(req.host_netns)) as host:
+                run_in_netns(host, gc_masquerade, req.name, valid)
 
 
 def _validate_addressing(ifname: str, result: ResultV100) -> None:
@@ -292,6 +325,7 @@ class _Add:
         self.veth_made = False
         self.ipam_done = False
         self.masq_ips: list[IPInterface] = []
+        self.spoofcheck_made = False
 
     def run(self) -> Result:
         try:
@@ -317,6 +351,10 @@ class _Add:
                 raise
             raise fail(f'failed to open netns "{req.netns}": {exc}') from exc
         self.veth_made = True
+        if conf.mac_spoof_check:
+            self.spoofcheck_made = True  # the batch is atomic; teardown of nothing is fine
+            ref = spoofcheck_ref(req.container_id, req.ifname)
+            run_in_netns(self.host, setup_spoofcheck, veth.host.name, veth.container.mac, ref)
         ips: list[IPConfig] = []
         routes: list[Route] = []
         dns = None
@@ -337,7 +375,6 @@ class _Add:
                 self.masq_ips = [ipc.address for ipc in ips if ipc.address is not None]
         else:
             run_in_netns(req.netns, host_ops.set_container_up, req.ifname)
-        chain, comment = _masq_names(req)
         finished = run_in_netns(
             self.host,
             host_ops.finish_host,
@@ -347,8 +384,7 @@ class _Add:
             conf.vlan,
             conf.force_address,
             self.masq_ips,
-            chain,
-            comment,
+            _masquerade(req, conf) if self.masq_ips else None,
         )
         interfaces = [
             Interface(name=finished.bridge.name, mac=finished.bridge.mac),
@@ -375,6 +411,9 @@ class _Add:
             with contextlib.suppress(Exception):
                 req.delegate(self.conf.ipam, Command.DEL)
         if self.masq_ips:
-            chain, comment = _masq_names(req)
             with contextlib.suppress(Exception):
-                run_in_netns(self.host, teardown_ipmasq, self.masq_ips, chain, comment)
+                run_in_netns(self.host, _masquerade(req, self.conf).teardown, self.masq_ips)
+        if self.spoofcheck_made:
+            with contextlib.suppress(Exception):
+                ref = spoofcheck_ref(req.container_id, req.ifname)
+                run_in_netns(self.host, teardown_spoofcheck, ref)

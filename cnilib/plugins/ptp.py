@@ -1,6 +1,6 @@
 """The ``ptp`` plugin: a veth pair routed point-to-point (Go ``plugins/main/ptp``, 1.1.1).
 
-Keys: ``ipam`` (required), ``ipMasq``, ``mtu``, ``dns``.
+Keys: ``ipam`` (required), ``ipMasq``, ``ipMasqBackend``, ``mtu``, ``dns``.
 
 - ADD runs IPAM ADD first, enables forwarding in the host namespace and
   makes a veth pair whose container end is ``CNI_IFNAME``. In the container
@@ -9,7 +9,9 @@ Keys: ``ipam`` (required), ``ipMasq``, ``mtu``, ``dns``.
   ``<gw>/32 dev <if> scope link src <ip>`` and ``<subnet> via <gw> src <ip>``
   (``/128`` for IPv6), so that all traffic goes through the gateway. The
   host end gets ``<gw>/32`` and a route ``<ip>/32 dev <host veth> scope
-  host``; ``ipMasq`` adds Go's ``CNI-<hash>`` nat chain. Result:
+  host``; ``ipMasq`` adds Go's ``CNI-<hash>`` nat chain (or, with
+  ``ipMasqBackend: "nftables"``, a rule in Go's ``cni_plugins_masquerade``
+  table, :mod:`cnilib.plugins._masq`). Result:
   ``interfaces = [host veth, container]``, every ``ips[].interface = 1``;
   ``dns`` from the config when it sets any DNS field, else IPAM's.
 - DEL: IPAM DEL first, then the container link is deleted (an empty or
@@ -35,7 +37,9 @@ Deliberate differences from Go's ptp 1.1.1:
   route in the container, and the host veth's gateway address and host
   route; the texts name what is missing.
 - STATUS and GC are delegated to IPAM (1.1.0 configs; Go 1.1.1 has
-  neither). An ``ipMasqBackend`` other than ``iptables`` is refused (code 7).
+  neither); GC also drops the nftables masquerading rules of attachments
+  that are not valid, as Go 1.5+ does. ``ipMasqBackend`` is Go 1.5's key
+  (Debian's 1.1.1 ignores it); DEL clears both backends, as Go 1.5 does.
 - A missing namespace reads ``failed to open netns "<path>": netns: open
   <path>: No such file or directory`` (Go: ``... failed to Statfs ...``);
   a 1.x result omits an empty ``dns`` (see :mod:`cnilib.plugins.loopback`);
@@ -52,7 +56,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from cnilib.errors import CNIError, ErrorCode, PluginError
+from cnilib.errors import CNIError, PluginError
 from cnilib.invoke import Command
 from cnilib.netlink import (
     RT_SCOPE_HOST,
@@ -85,13 +89,8 @@ from cnilib.plugins._hostside import (
     validate_expected_interface_ips,
     validate_expected_routes,
 )
-from cnilib.plugins._ipmasq import (
-    format_chain_name,
-    format_comment,
-    setup_ipmasq,
-    teardown_ipmasq,
-)
-from cnilib.plugins._netconf import conf_bool, conf_int, conf_str, dns_override, ipam_type
+from cnilib.plugins._masq import IPTABLES, Masquerade, gc_masquerade, masq_backend
+from cnilib.plugins._netconf import conf_bool, conf_int, dns_override, ipam_type
 from cnilib.results import DNS, IPAddress, IPInterface, Result, Route
 from cnilib.results.v100 import Interface, IPConfig, ResultV100
 
@@ -104,6 +103,7 @@ class PtpConf:
 
     ipam: str
     ip_masq: bool
+    ip_masq_backend: str
     mtu: int
     dns: DNS | None
     """The config's ``dns`` when it sets anything (Go ``dnsConfSet``), else None."""
@@ -115,15 +115,11 @@ class PtpConf:
         kind = ipam_type(config)
         if not kind:
             raise fail("no plugin name provided")  # Go: from invoke.FindInPath("")
-        backend = conf_str(config, "ipMasqBackend")
-        if backend not in ("", "iptables"):
-            raise PluginError(
-                f'ipMasqBackend "{backend}" is not supported (only "iptables")',
-                code=ErrorCode.INVALID_NETWORK_CONFIG,
-            )
+        ip_masq = conf_bool(config, "ipMasq")
         return cls(
             ipam=kind,
-            ip_masq=conf_bool(config, "ipMasq"),
+            ip_masq=ip_masq,
+            ip_masq_backend=masq_backend(config) if ip_masq else IPTABLES,
             mtu=conf_int(config, "mtu"),
             dns=dns_override(config),
         )
@@ -140,8 +136,8 @@ def _as_v100(result: Result) -> ResultV100:
     return converted
 
 
-def _masq_names(req: PluginRequest) -> tuple[str, str]:
-    return format_chain_name(req.name, req.container_id), format_comment(req.name, req.container_id)
+def _masquerade(req: PluginRequest, conf: PtpConf) -> Masquerade:
+    return Masquerade(req.name, req.container_id, req.ifname, conf.ip_masq_backend)
 
 
 def _routed_ips(result: ResultV100, *, strict: bool) -> list[IPConfig]:
@@ -209,7 +205,7 @@ def _check_container(iface: Interface, ips: Sequence[IPConfig], routes: Sequence
 
 
 def _setup_host(
-    link: Link, ips: Sequence[IPConfig], masq: tuple[str, str] | None, made: list[str]
+    link: Link, ips: Sequence[IPConfig], masq: Masquerade | None, made: list[str]
 ) -> Link:
     """On the host worker, right after the veth is made: Go's ``setupHostVeth`` + ipMasq."""
     made.append(link.name)  # from here on, a failed ADD deletes the pair
@@ -226,14 +222,14 @@ def _setup_host(
             if exc.errno != errno.EEXIST:
                 raise fail(f"failed to add route on host: {go_strerror(exc)}") from exc
     if masq is not None:
-        setup_ipmasq([address for address, _ in _pairs(ips)], *masq)
+        masq.setup([address for address, _ in _pairs(ips)])
     return link
 
 
-def _undo_host(name: str, ips: Sequence[IPConfig], masq: tuple[str, str] | None) -> None:
+def _undo_host(name: str, ips: Sequence[IPConfig], masq: Masquerade | None) -> None:
     if masq is not None:
         with contextlib.suppress(PluginError):
-            teardown_ipmasq([address for address, _ in _pairs(ips)], *masq)
+            masq.teardown([address for address, _ in _pairs(ips)])
     link = find_link(name)
     if link is not None:
         delete_link(link)
@@ -287,7 +283,7 @@ class Ptp(BasePlugin):
             ctr = open_netns(req.netns)
         except NetNSError as exc:
             raise fail(f'failed to open netns "{req.netns}": {exc}') from exc
-        masq = _masq_names(req) if conf.ip_masq else None
+        masq = _masquerade(req, conf) if conf.ip_masq else None
         made: list[str] = []
         with ctr:
             try:
@@ -329,7 +325,7 @@ class Ptp(BasePlugin):
         if addrs is None:
             addrs = _prev_addresses(req)
         with contextlib.closing(open_host_netns(req.host_netns)) as host:
-            run_in_netns(host, teardown_ipmasq, addrs, *_masq_names(req))
+            run_in_netns(host, _masquerade(req, conf).teardown, addrs)
 
     def check(self, req: PluginRequest) -> None:
         """IPAM CHECK, then the container (and host) state against ``prevResult``."""
@@ -362,8 +358,13 @@ class Ptp(BasePlugin):
         req.delegate(PtpConf.load(req).ipam, Command.STATUS)
 
     def gc(self, req: PluginRequest) -> None:
-        """GC: IPAM's (it releases the addresses of attachments that are not valid)."""
-        req.delegate(PtpConf.load(req).ipam, Command.GC)
+        """GC: IPAM's, then the nftables masquerading rules of attachments no longer valid."""
+        conf = PtpConf.load(req)
+        req.delegate(conf.ipam, Command.GC)
+        if conf.ip_masq:
+            valid = req.valid_attachments()
+            with contextlib.closing(open_host_netns(req.host_netns)) as host:
+                run_in_netns(host, gc_masquerade, req.name, valid)
 
 
 def _prev_addresses(req: PluginRequest) -> list[IPInterface] | None:

@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 _REQUIRED_ENVIRONMENT = (
     "needs network namespaces and veth pairs",
     "containernetworking-plugins are not installed",
+    "nftables (the nft tool) is not installed",
 )
 ROOT = HERE.parent.parent
 

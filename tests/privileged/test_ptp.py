@@ -382,7 +382,7 @@ def test_status_and_gc_delegate_to_ipam(ours: Side) -> None:
     [
         ({"ipam": {}}, 999, "no plugin name provided"),
         ({"mtu": "9000"}, 999, "cannot unmarshal string into Go struct field NetConf.mtu"),
-        ({"ipMasqBackend": "nftables"}, 7, 'ipMasqBackend "nftables" is not supported'),
+        ({"ipMasq": True, "ipMasqBackend": "pf"}, 7, 'unknown ipmasq backend "pf"'),
     ],
 )
 def test_config_errors(ours: Side, extra: JSON, code: int, message: str) -> None:

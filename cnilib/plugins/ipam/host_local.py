@@ -38,15 +38,12 @@ from cnilib.plugins.ipam._config import (
     load_host_local_config,
     parse_resolv_conf,
 )
-from cnilib.plugins.ipam._decode import config_error, get_list, get_str
 from cnilib.plugins.ipam._ranges import RangeSet
-from cnilib.plugins.ipam._store import Store, go_trim_space, os_error
+from cnilib.plugins.ipam._store import Store, os_error
 from cnilib.results import DNS, IPAddress, IPConfig, ResultV100
 from cnilib.results._ip import format_ip
 
 __all__ = ["HostLocal"]
-
-VALID_ATTACHMENTS = "cni.dev/valid-attachments"
 
 
 class _AllocationError(Exception):
@@ -163,7 +160,7 @@ class HostLocal(BasePlugin):
     def gc(self, req: PluginRequest) -> None:
         """Release every allocation of no attachment in ``cni.dev/valid-attachments``."""
         conf = self._load(req)
-        valid = _valid_attachments(req)
+        valid = req.valid_attachments()
         valid_ids = {cid for cid, _ in valid}
         failures: list[str] = []
         with Store(conf.name, conf.data_dir) as store, store.locked():
@@ -179,20 +176,3 @@ class HostLocal(BasePlugin):
                     failures.append(str(os_error("remove", exc)))
         if failures:
             raise PluginError("; ".join(failures), code=ErrorCode.IO_FAILURE)
-
-
-def _valid_attachments(req: PluginRequest) -> set[tuple[str, str]]:
-    """``cni.dev/valid-attachments`` as (containerID, ifname) pairs."""
-    if VALID_ATTACHMENTS not in req.config:
-        raise config_error(
-            f"GC needs {VALID_ATTACHMENTS} in the configuration", field=f'$["{VALID_ATTACHMENTS}"]'
-        )
-    items = get_list(req.config, VALID_ATTACHMENTS, "$")
-    pairs = set()
-    for i, item in enumerate(items or ()):
-        where = f'$["{VALID_ATTACHMENTS}"][{i}]'
-        if not isinstance(item, dict):
-            raise config_error(f"{where}: expected an object", field=where)
-        cid = go_trim_space(get_str(item, "containerID", where))
-        pairs.add((cid, get_str(item, "ifname", where)))
-    return pairs

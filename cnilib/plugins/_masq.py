@@ -1,0 +1,96 @@
+"""``ipMasq`` for bridge and ptp: one attachment's masquerading, on iptables or nftables.
+
+``ipMasqBackend`` picks the backend as Go's plugins (1.5 and later) do:
+``"iptables"``, ``"nftables"``, or unset, meaning iptables unless the host
+has no ``iptables`` tool and has ``nft``. The iptables rules are Go 1.1.1's
+(:mod:`cnilib.plugins._ipmasq`), the nftables ones Go's newer table
+(:mod:`cnilib.plugins._ipmasq_nft`).
+
+Teardown clears both backends, as Go's ``TeardownIPMasqForNetworks`` does:
+the attachment may have been made under another configuration or by another
+plugin version. A backend whose tool is not installed cannot hold rules
+and is skipped.
+
+Call these on the host namespace's worker (``run_in_netns``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+
+import attrs
+
+from cnilib._json import JSONValue
+from cnilib.errors import ErrorCode, PluginError
+from cnilib.plugins._hosttools import tool_exists
+from cnilib.plugins._ipmasq import format_chain_name, format_comment, setup_ipmasq, teardown_ipmasq
+from cnilib.plugins._ipmasq_nft import gc_ipmasq_nft, setup_ipmasq_nft, teardown_ipmasq_nft
+from cnilib.plugins._netconf import conf_str
+from cnilib.plugins._nft import nft_available
+from cnilib.results import IPInterface
+
+__all__ = ["IPTABLES", "NFTABLES", "Masquerade", "gc_masquerade", "masq_backend"]
+
+IPTABLES = "iptables"
+NFTABLES = "nftables"
+
+
+def masq_backend(conf: Mapping[str, JSONValue]) -> str:
+    """The ``ipMasqBackend`` of ``conf``, else the host's default; code 7 if unknown."""
+    backend = conf_str(conf, "ipMasqBackend")
+    if backend in (IPTABLES, NFTABLES):
+        return backend
+    if backend:
+        raise PluginError(
+            f'unknown ipmasq backend "{backend}"', code=ErrorCode.INVALID_NETWORK_CONFIG
+        )
+    if not tool_exists(IPTABLES) and nft_available():
+        return NFTABLES
+    return IPTABLES
+
+
+@attrs.frozen
+class Masquerade:
+    """The masquerading rules of one attachment (network, container, interface)."""
+
+    network: str
+    container_id: str
+    ifname: str
+    backend: str = IPTABLES
+
+    @property
+    def _iptables_names(self) -> tuple[str, str]:
+        # Go 1.1.1 names the chain after network and container only.
+        return (
+            format_chain_name(self.network, self.container_id),
+            format_comment(self.network, self.container_id),
+        )
+
+    def setup(self, ips: Sequence[IPInterface]) -> None:
+        """Masquerade traffic from ``ips`` that leaves their subnets."""
+        if self.backend == NFTABLES:
+            setup_ipmasq_nft(ips, self.network, self.ifname, self.container_id)
+        else:
+            setup_ipmasq(ips, *self._iptables_names)
+
+    def teardown(self, ips: Sequence[IPInterface] | None) -> None:
+        """Remove this attachment's rules from both backends; ``ips`` None: addresses unknown."""
+        failures: list[str] = []
+        if tool_exists(IPTABLES):
+            try:
+                teardown_ipmasq(ips, *self._iptables_names)
+            except PluginError as exc:
+                failures.append(exc.msg)
+        if nft_available():
+            try:
+                teardown_ipmasq_nft(self.network, self.ifname, self.container_id)
+            except PluginError as exc:
+                failures.append(exc.msg)
+        if failures:
+            raise PluginError("\n".join(failures), code=ErrorCode.INTERNAL)
+
+
+def gc_masquerade(network: str, valid: Collection[tuple[str, str]]) -> None:
+    """Drop the nftables rules of ``network``'s attachments that are not in ``valid``."""
+    if nft_available():
+        gc_ipmasq_nft(network, valid)

@@ -1,0 +1,91 @@
+"""Choosing the ipMasq backend, naming nftables rules, and refusing to run off a worker."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from cnilib.errors import ErrorCode, PluginError
+from cnilib.netlink import NotOnWorkerError
+from cnilib.plugins import _hosttools, _masq
+from cnilib.plugins._ipmasq_nft import instance_comment
+from cnilib.plugins._nft import nft_list, rule_handles
+
+
+def _tools(monkeypatch: pytest.MonkeyPatch, *present: str) -> None:
+    monkeypatch.setattr(
+        _hosttools, "_locate", lambda name: f"/x/{name}" if name in present else None
+    )
+
+
+@pytest.mark.parametrize(
+    ("present", "asked", "chosen"),
+    [
+        (("iptables", "nft"), "", "iptables"),  # Go: prefer iptables while it works
+        (("nft",), "", "nftables"),  # no iptables on the host: nftables
+        ((), "", "iptables"),  # neither: iptables, whose absence ADD then reports
+        (("iptables",), "nftables", "nftables"),  # asked for explicitly
+        (("nft",), "iptables", "iptables"),
+    ],
+)
+def test_backend_choice(
+    monkeypatch: pytest.MonkeyPatch, present: tuple[str, ...], asked: str, chosen: str
+) -> None:
+    _tools(monkeypatch, *present)
+    conf = {"ipMasqBackend": asked} if asked else {}
+    assert _masq.masq_backend(conf) == chosen
+
+
+def test_unknown_backend_is_a_config_error() -> None:
+    with pytest.raises(PluginError, match='unknown ipmasq backend "pf"') as info:
+        _masq.masq_backend({"ipMasqBackend": "pf"})
+    assert info.value.code == ErrorCode.INVALID_NETWORK_CONFIG
+
+
+def test_backend_of_the_wrong_type_names_the_field() -> None:
+    with pytest.raises(PluginError, match=r"NetConf\.ipMasqBackend of type string"):
+        _masq.masq_backend({"ipMasqBackend": 1})
+
+
+def h(text: str) -> str:
+    return hashlib.sha512(text.encode()).hexdigest()[:16]
+
+
+def test_instance_comment_is_gos() -> None:
+    """``<16 hex of sha512(net)>-<16 hex of sha512(ifname:cid)>, net: .., if: .., id: ..``."""
+    assert (
+        instance_comment("net1", "eth0", "c1")
+        == f"{h('net1')}-{h('eth0:c1')}, net: net1, if: eth0, id: c1"
+    )
+
+
+def test_instance_comment_is_cut_to_nft_limit() -> None:
+    comment = instance_comment("n", "eth0", "c" * 200)
+    assert len(comment) == 128
+    assert comment.startswith(f"{h('n')}-{h('eth0:' + 'c' * 200)}, net: n, if: eth0, id: ccc")
+
+
+def test_missing_nft_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    _tools(monkeypatch)
+    with pytest.raises(PluginError, match='could not find nftables binary: exec: "nft"') as info:
+        nft_list("tables")
+    assert info.value.code == ErrorCode.INTERNAL
+
+
+def test_tools_refuse_the_callers_own_namespace() -> None:
+    """Off a namespace worker nothing runs: rules can never land in the caller's namespace."""
+    with pytest.raises(NotOnWorkerError):
+        _hosttools.run_tool(["true"])
+
+
+def test_rule_handles_filters_by_chain_and_comment_prefix() -> None:
+    objects = [
+        {"table": {"name": "t"}},
+        {"rule": {"chain": "a", "handle": 1, "comment": "abc-1, x"}},
+        {"rule": {"chain": "a", "handle": 2, "comment": "abd-1"}},
+        {"rule": {"chain": "b", "handle": 3, "comment": "abc-1"}},
+        {"rule": {"chain": "a", "handle": 4}},
+    ]
+    assert [r["handle"] for r in rule_handles(objects, "a", "abc")] == [1]
+    assert rule_handles(None, "a", "") == []
