@@ -33,6 +33,7 @@ from cnilib.results import IPInterface
 __all__ = [
     "format_chain_name",
     "format_comment",
+    "gc_ipmasq",
     "setup_ipmasq",
     "teardown_ipmasq",
 ]
@@ -42,6 +43,9 @@ _MAX_CHAIN_LENGTH = 28
 _MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 _TOOLS = {4: ("iptables", "iptables-restore"), 6: ("ip6tables", "ip6tables-restore")}
 _PLAIN = re.compile(r"[A-Za-z0-9_./:!=,+%@\[\]-]+")
+# A comment of format_comment for names that need no escaping (network names
+# and container IDs are restricted to such characters by the spec).
+_COMMENT = re.compile(r'name: "([^"\\]*)" id: "([^"\\]*)"')
 
 Rule = tuple[str, ...]
 
@@ -178,3 +182,29 @@ def teardown_ipmasq(ips: Sequence[IPInterface] | None, chain: str, comment: str)
         if ("-N", chain) in existing and not others:
             lines += [("-F", chain), ("-X", chain)]
         _restore(version, lines)
+
+
+def gc_ipmasq(network: str, valid_container_ids: set[str]) -> None:
+    """Tear down ``network``'s chains of containers not in ``valid_container_ids``.
+
+    A chain is recognised by its ``POSTROUTING`` jumps: commented for this
+    network and a container ID whose hashed chain name is the jump's
+    target, so chains of other networks or tools are never touched. Go
+    1.1.1 names chains after network and container only, so a container
+    with any valid interface keeps its chain.
+    """
+    stale: set[str] = set()
+    for version in (4, 6):
+        for rule in _list_nat(version):
+            if rule[:2] != ("-A", "POSTROUTING") or len(rule) != 10 or rule[4:7] != (
+                "-m", "comment", "--comment"
+            ):  # fmt: skip
+                continue
+            found = _COMMENT.fullmatch(rule[7])
+            if found is None or found[1] != network or found[2] in valid_container_ids:
+                continue
+            if rule[9] == format_chain_name(network, found[2]):
+                stale.add(found[2])
+    for container_id in sorted(stale):
+        chain = format_chain_name(network, container_id)
+        teardown_ipmasq(None, chain, format_comment(network, container_id))

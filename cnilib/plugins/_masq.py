@@ -23,7 +23,13 @@ import attrs
 from cnilib._json import JSONValue
 from cnilib.errors import ErrorCode, PluginError
 from cnilib.plugins._hosttools import tool_exists
-from cnilib.plugins._ipmasq import format_chain_name, format_comment, setup_ipmasq, teardown_ipmasq
+from cnilib.plugins._ipmasq import (
+    format_chain_name,
+    format_comment,
+    gc_ipmasq,
+    setup_ipmasq,
+    teardown_ipmasq,
+)
 from cnilib.plugins._ipmasq_nft import gc_ipmasq_nft, setup_ipmasq_nft, teardown_ipmasq_nft
 from cnilib.plugins._netconf import conf_str
 from cnilib.plugins._nft import nft_available
@@ -91,6 +97,18 @@ class Masquerade:
 
 
 def gc_masquerade(network: str, valid: Collection[tuple[str, str]]) -> None:
-    """Drop the nftables rules of ``network``'s attachments that are not in ``valid``."""
+    """Drop ``network``'s masquerading rules of attachments not in ``valid`` (containerID,
+    ifname), in both backends: nftables per attachment, iptables per container."""
+    failures: list[str] = []
+    if tool_exists(IPTABLES):
+        try:
+            gc_ipmasq(network, {cid for cid, _ in valid})
+        except PluginError as exc:
+            failures.append(exc.msg)
     if nft_available():
-        gc_ipmasq_nft(network, valid)
+        try:
+            gc_ipmasq_nft(network, valid)
+        except PluginError as exc:
+            failures.append(exc.msg)
+    if failures:
+        raise PluginError("\n".join(failures), code=ErrorCode.INTERNAL)

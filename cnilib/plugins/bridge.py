@@ -40,10 +40,10 @@ ADD, DEL, CHECK and their error texts follow Go's 1.1.1 plugin; STATUS
 - ``ipMasqBackend`` (``iptables``/``nftables``, Go 1.5's key, which Debian's
   1.1.1 ignores): the nftables backend is Go's ``cni_plugins_masquerade``
   table (:mod:`cnilib.plugins._masq`); DEL clears both backends;
-- GC (spec 1.1; Debian's 1.1.1 has none): IPAM GC, then the nftables
-  masquerading rules of attachments not in ``cni.dev/valid-attachments``
-  (as Go 1.5+); iptables chains are named by a hash, so they are only
-  removed by DEL.
+- GC (spec 1.1; Debian's 1.1.1 has none): IPAM GC, then the masquerading
+  rules of attachments not in ``cni.dev/valid-attachments``: nftables per
+  attachment (as Go 1.5+), iptables per container (Go 1.1.1's chain is
+  named after network and container, found here by its jump's comment).
 
 VLAN (``vlan``) needs bridge VLAN filtering in the kernel; without it ADD
 fails as Go's does (``operation not supported``).

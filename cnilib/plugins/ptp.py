@@ -37,8 +37,8 @@ Deliberate differences from Go's ptp 1.1.1:
   route in the container, and the host veth's gateway address and host
   route; the texts name what is missing.
 - STATUS and GC are delegated to IPAM (1.1.0 configs; Go 1.1.1 has
-  neither); GC also drops the nftables masquerading rules of attachments
-  that are not valid, as Go 1.5+ does. ``ipMasqBackend`` is Go 1.5's key
+  neither); GC also drops the masquerading rules of attachments that are
+  not valid (nftables, as Go 1.5+ does; and iptables chains, per container). ``ipMasqBackend`` is Go 1.5's key
   (Debian's 1.1.1 ignores it); DEL clears both backends, as Go 1.5 does.
 - A missing namespace reads ``failed to open netns "<path>": netns: open
   <path>: No such file or directory`` (Go: ``... failed to Statfs ...``);

@@ -208,20 +208,40 @@ def test_del_under_the_other_backend_still_removes_nft_rules(py: Side) -> None:
     assert _masq_rules(py.node) == []
 
 
-def test_gc_drops_nft_masq_rules_of_unknown_attachments(py: Side, tmp_path: Path) -> None:
-    """GC from a runtime that lost its cache: the rules (and addresses) of attachments
-    not in valid-attachments go; the valid one's stay."""
-    plugin = bridge_conf(V4, isGateway=True, ipMasq=True, ipMasqBackend="nftables")
+def _iptables_chains(ns: NetNS) -> set[str]:
+    return {line.split()[0][1:] for line in tables(ns)["iptables-save"] if line.startswith(":CNI-")}
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_gc_drops_masq_rules_of_unknown_attachments(py: Side, tmp_path: Path, backend: str) -> None:
+    """GC from a runtime that lost its cache: the masquerading rules (and addresses) of
+    attachments not in valid-attachments go; the valid one's and another network's stay."""
+    plugin = bridge_conf(V4, isGateway=True, ipMasq=True, ipMasqBackend=backend)
     conf = py.conflist(plugin, version="1.1.0")  # GC is a 1.1 verb
     py.cni.add_network_list(conf, py.rt(0, container_id="keep"))
     py.cni.add_network_list(conf, py.rt(1, container_id="stale"))
-    assert len(_masq_rules(py.node)) == 2
+    other = {**json.loads(conf.bytes), "name": "othernet"}
+    other_conf = cnilib.conflist_from_bytes(json.dumps(other).encode())
+    py.cni.add_network_list(other_conf, py.rt(2, container_id="stale"))
+    before = _masq_rules(py.node) if backend == "nftables" else _iptables_chains(py.node)
+    assert len(before) == 3
     amnesiac = cnilib.CNI([str(GO_PLUGINS)], cache_dir=tmp_path / "lost", executor=py.executor)
     amnesiac.gc_network_list(conf, [("keep", "eth0")])
-    rules = _masq_rules(py.node)
-    assert [rule["comment"].split(", ")[-1] for rule in rules] == ["id: keep"]
+    if backend == "nftables":
+        ids = [rule["comment"].split(", net: ")[-1] for rule in _masq_rules(py.node)]
+        assert sorted(ids) == [f"{NETWORK}, if: eth0, id: keep", "othernet, if: eth0, id: stale"]
+    else:
+        chains = _iptables_chains(py.node)
+        assert chains == {
+            _chain_of(NETWORK, "keep"),
+            _chain_of("othernet", "stale"),
+        }
     assert "10.78.1.3" not in py.store()
     assert "10.78.1.2" in py.store()
+
+
+def _chain_of(network: str, container_id: str) -> str:
+    return "CNI-" + hashlib.sha512((network + container_id).encode()).hexdigest()[:24]
 
 
 # ---------------------------------------------------------- masquerading, for real

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 
@@ -80,7 +81,7 @@ def test_tools_refuse_the_callers_own_namespace() -> None:
 
 
 def test_rule_handles_filters_by_chain_and_comment_prefix() -> None:
-    objects = [
+    objects: list[dict[str, Any]] = [
         {"table": {"name": "t"}},
         {"rule": {"chain": "a", "handle": 1, "comment": "abc-1, x"}},
         {"rule": {"chain": "a", "handle": 2, "comment": "abd-1"}},
