@@ -120,6 +120,7 @@ class Side:
                                      "ipv6/conf/eth0/disable_ipv6", "ipv6/conf/lo/disable_ipv6")
             )),
             "iptables": tables(self.node),
+            "nftables": nft_ruleset(self.node),
             "store": self.store(),
         }  # fmt: skip
 
@@ -173,6 +174,15 @@ def tables(ns: NetNS) -> dict[str, list[str]]:
         text = ns.exec(tool).stdout
         out[tool] = [line for line in text.splitlines() if not line.startswith("#")]
     return out
+
+
+_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
+
+
+def nft_ruleset(ns: NetNS) -> list[str]:
+    """``nft list ruleset`` of *ns* (every table, iptables-nft's included), counters zeroed."""
+    text = norm_name(ns.exec("nft", "list", "ruleset").stdout)
+    return [_COUNTER.sub("counter", line) for line in text.splitlines()]
 
 
 def norm_result(res: cnilib.Result, keep_mac: str = "") -> JSON:
