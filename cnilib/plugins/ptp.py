@@ -38,8 +38,9 @@ Deliberate differences from Go's ptp 1.1.1:
   route; the texts name what is missing.
 - STATUS and GC are delegated to IPAM (1.1.0 configs; Go 1.1.1 has
   neither); GC also drops the masquerading rules of attachments that are
-  not valid (nftables, as Go 1.5+ does; and iptables chains, per container). ``ipMasqBackend`` is Go 1.5's key
-  (Debian's 1.1.1 ignores it); DEL clears both backends, as Go 1.5 does.
+  not valid (nftables, as Go 1.5+ does; and iptables chains, per
+  container). ``ipMasqBackend`` is Go 1.5's key (Debian's 1.1.1 ignores
+  it); DEL clears both backends, as Go 1.5 does.
 - A missing namespace reads ``failed to open netns "<path>": netns: open
   <path>: No such file or directory`` (Go: ``... failed to Statfs ...``);
   a 1.x result omits an empty ``dns`` (see :mod:`cnilib.plugins.loopback`);
