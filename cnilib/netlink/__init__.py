@@ -55,6 +55,7 @@ from cnilib.netlink._pool import (
     default_pool,
     ipr,
     netns_label,
+    raw,
     run_here,
     run_in_netns,
 )
@@ -110,6 +111,7 @@ __all__ = [
     "move_link",
     "netns_label",
     "open_netns",
+    "raw",
     "read_sysctl",
     "replace_route",
     "run_here",

@@ -9,13 +9,23 @@ index or a :class:`Link`.
 from __future__ import annotations
 
 import errno
+import struct
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 
 from cnilib.netlink._errors import NetlinkError, netlink_errors
 from cnilib.netlink._ns import open_netns
-from cnilib.netlink._pool import ipr, netns_label
+from cnilib.netlink._pool import ipr, netns_label, raw
+from cnilib.netlink._raw import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    attr,
+    ifinfomsg,
+    parse_attrs,
+)
 
 if TYPE_CHECKING:
     from cnilib.netlink._pool import NetnsTarget
@@ -84,6 +94,81 @@ def _link_from_msg(msg: Any) -> Link:
     )
 
 
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+RTM_GETLINK = 18
+IFLA_ADDRESS = 1
+IFLA_IFNAME = 3
+IFLA_MTU = 4
+IFLA_LINK = 5
+IFLA_MASTER = 10
+IFLA_OPERSTATE = 16
+IFLA_LINKINFO = 18
+IFLA_NET_NS_FD = 28
+IFLA_LINK_NETNSID = 37
+IFLA_INFO_KIND = 1
+IFLA_INFO_DATA = 2
+VETH_INFO_PEER = 1
+_OPER_STATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
+_IFINFO = struct.Struct("=BxHiII")
+_U32 = struct.Struct("=I")
+_S32 = struct.Struct("=i")
+
+
+def _text(value: memoryview) -> str:
+    return bytes(value).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _link_from_raw(payload: memoryview) -> Link:
+    """A :class:`Link` from an ``RTM_NEWLINK`` payload: what pyroute2's decode gives."""
+    _, _, index, flags, _ = _IFINFO.unpack_from(payload, 0)
+    found = parse_attrs(payload, _IFINFO.size)
+    kind = ""
+    if IFLA_LINKINFO in found:
+        info = parse_attrs(found[IFLA_LINKINFO])
+        if IFLA_INFO_KIND in info:
+            kind = _text(info[IFLA_INFO_KIND])
+    mac = found.get(IFLA_ADDRESS)
+    oper = found.get(IFLA_OPERSTATE)
+    master, peer = found.get(IFLA_MASTER), found.get(IFLA_LINK)
+    netnsid = found.get(IFLA_LINK_NETNSID)
+    state = ""
+    if oper is not None and len(oper) >= 1:
+        state = _OPER_STATES[oper[0]] if oper[0] < len(_OPER_STATES) else str(oper[0])
+    return Link(
+        index=index,
+        name=_text(found[IFLA_IFNAME]) if IFLA_IFNAME in found else "",
+        kind=kind,
+        mac=":".join(f"{b:02x}" for b in mac) if mac is not None else "",
+        mtu=_U32.unpack(found[IFLA_MTU])[0] if IFLA_MTU in found else 0,
+        flags=flags,
+        oper_state=state,
+        master=_U32.unpack(master)[0] if master is not None else None,
+        peer_index=_U32.unpack(peer)[0] if peer is not None else None,
+        peer_netnsid=_S32.unpack(netnsid)[0] if netnsid is not None else None,
+    )
+
+
+def _ifname(name: str) -> bytes:
+    return attr(IFLA_IFNAME, name.encode() + b"\0")
+
+
+def _mac(mac: str) -> bytes:
+    """``IFLA_ADDRESS`` from ``aa:bb:cc:dd:ee:ff``; :class:`ValueError` if it is not one."""
+    return attr(IFLA_ADDRESS, bytes(int(part, 16) for part in mac.split(":")))
+
+
+def _get(body: bytes) -> Link:
+    replies = raw().request(RTM_GETLINK, NLM_F_REQUEST, body)
+    if not replies:  # pragma: no cover - the kernel answers a GET or fails it
+        raise OSError(errno.ENODEV, "no answer")
+    return _link_from_raw(replies[0][1])
+
+
+def _change(body: bytes, flags: int = 0) -> None:
+    raw().request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | flags, body)
+
+
 def _name(link: LinkRef) -> str:
     if isinstance(link, Link):
         return link.name
@@ -101,8 +186,7 @@ def _index(link: LinkRef) -> int:
 def get_link(name: str) -> Link:
     """The link called ``name``; :class:`NetlinkError` (``ENODEV``) when there is none."""
     with netlink_errors(f"get link {name}", netns_label()):
-        [msg] = ipr().link("get", ifname=name)
-    return _link_from_msg(msg)
+        return _get(ifinfomsg() + _ifname(name))
 
 
 def find_link(name: str) -> Link | None:
@@ -118,8 +202,7 @@ def find_link(name: str) -> Link | None:
 def get_link_by_index(index: int) -> Link:
     """The link with ``index``."""
     with netlink_errors(f"get link #{index}", netns_label()):
-        [msg] = ipr().link("get", index=index)
-    return _link_from_msg(msg)
+        return _get(ifinfomsg(index))
 
 
 def list_links() -> list[Link]:
@@ -144,25 +227,25 @@ def add_veth(
     directly in its namespace, so a name clash there fails the whole call and
     leaves nothing behind. Returns this end.
     """
-    peer: dict[str, Any] = {"ifname": peer_name}
-    if mtu is not None:
-        peer["mtu"] = mtu
+    # The attributes and their order are pyroute2's for ``link("add", kind="veth", peer=...)``.
+    mtu_attr = attr(IFLA_MTU, _U32.pack(mtu)) if mtu is not None else b""
+    peer = ifinfomsg() + _ifname(peer_name) + mtu_attr
     if peer_mac is not None:
-        peer["address"] = peer_mac
-    attrs_: dict[str, Any] = {}
-    if mtu is not None:
-        attrs_["mtu"] = mtu
-    if mac is not None:
-        attrs_["address"] = mac
+        peer += _mac(peer_mac)
     where = ""
     handle = None
     if peer_netns is not None:
         handle = open_netns(peer_netns)
-        peer["net_ns_fd"] = handle.fd
+        peer += attr(IFLA_NET_NS_FD, _U32.pack(handle.fd))
         where = f" in {handle.label}"
     try:
         with netlink_errors(f"add veth {name} (peer {peer_name}{where})", netns_label()):
-            ipr().link("add", ifname=name, kind="veth", peer=peer, **attrs_)
+            body = ifinfomsg() + _ifname(name) + mtu_attr
+            if mac is not None:
+                body += _mac(mac)
+            info = attr(IFLA_INFO_KIND, b"veth\0")
+            info += attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer))
+            _change(body + attr(IFLA_LINKINFO, info), NLM_F_CREATE | NLM_F_EXCL)
     finally:
         if handle is not None:
             handle.close()
@@ -181,53 +264,63 @@ def add_bridge(name: str, *, mtu: int | None = None, mac: str | None = None) -> 
     return get_link(name)
 
 
-def _set(link: LinkRef, what: str, **changes: Any) -> None:
+def _set(
+    link: LinkRef,
+    what: str,
+    attrs_: bytes = b"",
+    *,
+    flags: int = 0,
+    change: int = 0,
+    renames: bool = False,
+) -> None:
+    """One ``RTM_NEWLINK`` changing ``link``: ``attrs_`` and the ``flags`` bits in ``change``."""
     with netlink_errors(f"{what} {_name(link)}", netns_label()):
-        if isinstance(link, str) and "ifname" not in changes:
+        if isinstance(link, str) and not renames:
             # index 0 + IFLA_IFNAME: the kernel finds the link by name (one request, not two)
-            ipr().link("set", ifname=link, **changes)
+            _change(ifinfomsg(0, flags, change) + _ifname(link) + attrs_)
         else:
-            ipr().link("set", index=_index(link), **changes)
+            _change(ifinfomsg(_index(link), flags, change) + attrs_)
 
 
 def set_link_up(link: LinkRef) -> None:
     """Set ``link`` administratively up."""
-    _set(link, "set up", state="up")
+    _set(link, "set up", flags=IFF_UP, change=IFF_UP)
 
 
 def set_link_down(link: LinkRef) -> None:
     """Set ``link`` administratively down."""
-    _set(link, "set down", state="down")
+    _set(link, "set down", flags=0, change=IFF_UP)
 
 
 def set_link_mtu(link: LinkRef, mtu: int) -> None:
     """Set the MTU of ``link``."""
-    _set(link, f"set mtu {mtu} on", mtu=mtu)
+    _set(link, f"set mtu {mtu} on", attr(IFLA_MTU, _U32.pack(mtu)))
 
 
 def set_link_mac(link: LinkRef, mac: str) -> None:
     """Set the hardware address of ``link``."""
-    _set(link, f"set mac {mac} on", address=mac)
+    _set(link, f"set mac {mac} on", _mac(mac))
 
 
 def set_link_master(link: LinkRef, master: LinkRef | None) -> None:
     """Enslave ``link`` to ``master`` (a bridge), or release it with None."""
     if master is None:
-        _set(link, "release from master", master=0)
+        _set(link, "release from master", attr(IFLA_MASTER, _U32.pack(0)))
     else:
-        _set(link, f"set master {_name(master)} of", master=_index(master))
+        index = _index(master)
+        _set(link, f"set master {_name(master)} of", attr(IFLA_MASTER, _U32.pack(index)))
 
 
 def move_link(link: LinkRef, netns: NetnsTarget, *, new_name: str | None = None) -> None:
     """Move ``link`` into another namespace (optionally renaming it on the way)."""
     with open_netns(netns) as handle:
-        changes: dict[str, Any] = {"net_ns_fd": handle.fd}
+        changes = attr(IFLA_NET_NS_FD, _U32.pack(handle.fd))
         if new_name is not None:
-            changes["ifname"] = new_name
-        _set(link, f"move to {handle.label}:", **changes)
+            changes = _ifname(new_name) + changes
+        _set(link, f"move to {handle.label}:", changes, renames=new_name is not None)
 
 
 def delete_link(link: LinkRef) -> None:
     """Delete ``link`` (a veth takes its peer with it)."""
     with netlink_errors(f"delete link {_name(link)}", netns_label()):
-        ipr().link("del", index=_index(link))
+        raw().request(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, ifinfomsg(_index(link)))

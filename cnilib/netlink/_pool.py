@@ -26,6 +26,8 @@ from cnilib.netlink._ns import NetNSHandle, open_netns, setns
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
 
+    from cnilib.netlink._raw import RawNetlink
+
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_WORKERS",
@@ -36,6 +38,7 @@ __all__ = [
     "default_pool",
     "ipr",
     "netns_label",
+    "raw",
     "run_here",
     "run_in_netns",
 ]
@@ -86,6 +89,7 @@ class _Worker:
         self.last_used = time.monotonic()
         self.retired = False
         self._ipr: IPRoute | None = None
+        self._raw: RawNetlink | None = None
         self._started: Future[None] = Future()
         self.thread = threading.Thread(
             target=self._main, args=(fd,), name=f"cnilib-netns:{label}", daemon=True
@@ -101,6 +105,13 @@ class _Worker:
 
             self._ipr = IPRoute()
         return self._ipr
+
+    def raw(self) -> RawNetlink:
+        if self._raw is None:
+            from cnilib.netlink._raw import RawNetlink
+
+            self._raw = RawNetlink()
+        return self._raw
 
     def _enter(self, fd: int) -> None:
         try:
@@ -131,6 +142,9 @@ class _Worker:
             if self._ipr is not None:
                 self._ipr.close()
                 self._ipr = None
+            if self._raw is not None:
+                self._raw.close()
+                self._raw = None
 
     def _serve(self) -> None:
         while True:
@@ -361,6 +375,14 @@ def ipr() -> IPRoute:
     if worker is None:
         raise NotOnWorkerError("cnilib.netlink helpers must run inside run_in_netns()")
     return worker.ipr()
+
+
+def raw() -> RawNetlink:
+    """The worker's own lean netlink socket (:mod:`cnilib.netlink._raw`), made on first use."""
+    worker = _local.worker
+    if worker is None:
+        raise NotOnWorkerError("cnilib.netlink helpers must run inside run_in_netns()")
+    return worker.raw()
 
 
 def netns_label() -> str:

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
 from typing import Any, TypeAlias
 
 import attrs
 
 from cnilib.netlink._errors import netlink_errors
 from cnilib.netlink._link import LinkRef, _index, _name
-from cnilib.netlink._pool import ipr, netns_label
+from cnilib.netlink._pool import ipr, netns_label, raw
+from cnilib.netlink._raw import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    attr,
+)
 
 __all__ = [
     "RT_SCOPE_HOST",
@@ -40,6 +49,19 @@ RT_SCOPE_HOST = 254
 RT_SCOPE_NOWHERE = 255  # in a delete request: any scope
 RTPROT_BOOT = 3
 RTNH_F_ONLINK = 4
+RTM_NEWROUTE = 24
+RTN_UNICAST = 1
+RTA_DST = 1
+RTA_OIF = 4
+RTA_GATEWAY = 5
+RTA_PRIORITY = 6
+RTA_PREFSRC = 7
+RTA_METRICS = 8
+RTA_TABLE = 15
+RTAX_MTU = 2
+RTAX_ADVMSS = 8
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_U32 = struct.Struct("=I")
 
 
 @attrs.frozen(kw_only=True)
@@ -160,7 +182,48 @@ def _route_change(
         src=src, mtu=mtu, adv_mss=adv_mss, onlink=onlink, proto=RTPROT_BOOT,
     )  # fmt: skip
     with netlink_errors(f"{command} route {text}", netns_label()):
-        ipr().route(command, **request)
+        flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE
+        flags |= NLM_F_EXCL if command == "add" else NLM_F_REPLACE
+        raw().request(RTM_NEWROUTE, flags, _encode(request))
+
+
+def _encode(request: dict[str, Any]) -> bytes:
+    """``RTM_NEWROUTE`` for a :func:`_request`: pyroute2's message, attributes in its order."""
+    family = request["family"]
+    table = request.get("table")
+    header = _RTMSG.pack(
+        family,
+        request["dst_len"],
+        0,
+        0,
+        table if table is not None and 0 < table < 255 else RT_TABLE_MAIN,
+        request["proto"],
+        request.get("scope", RT_SCOPE_UNIVERSE),
+        RTN_UNICAST,
+        request.get("flags", 0),
+    )
+    body = [header]
+    if request["dst_len"]:
+        body.append(attr(RTA_DST, socket.inet_pton(family, request["dst"])))
+    if "gateway" in request:
+        body.append(attr(RTA_GATEWAY, socket.inet_pton(family, request["gateway"])))
+    if "oif" in request:
+        body.append(attr(RTA_OIF, _U32.pack(request["oif"])))
+    if table is not None:
+        body.append(attr(RTA_TABLE, _U32.pack(table)))
+    if "priority" in request:
+        body.append(attr(RTA_PRIORITY, _U32.pack(request["priority"])))
+    if "prefsrc" in request:
+        body.append(attr(RTA_PREFSRC, socket.inet_pton(family, request["prefsrc"])))
+    metrics = request.get("metrics")
+    if metrics:
+        nested = b""
+        if "mtu" in metrics:
+            nested += attr(RTAX_MTU, _U32.pack(metrics["mtu"]))
+        if "advmss" in metrics:
+            nested += attr(RTAX_ADVMSS, _U32.pack(metrics["advmss"]))
+        body.append(attr(RTA_METRICS, nested))
+    return b"".join(body)
 
 
 def add_route(

@@ -372,3 +372,209 @@ class TestErrorTranslation:
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         with pytest.raises(KeyError), netlink_errors("a", "b"):
             raise KeyError("x")
+
+
+# --------------------------------------------------------------------------- raw path
+
+
+class TestRawNetlink:
+    """The lean struct-built requests (``cnilib.netlink._raw``) against pyroute2's."""
+
+    def test_links_decode_as_pyroute2_decodes_them(self, container_netns: MakeNS) -> None:
+        """Every kind of link, up or down, enslaved or not, with a peer in another
+        namespace: the raw ``RTM_GETLINK`` gives the same Link as pyroute2's decode."""
+        from cnilib.netlink._link import _link_from_msg
+
+        a, b = container_netns(), container_netns()
+
+        def build_and_compare() -> list[tuple[nl.Link, nl.Link]]:
+            nl.add_bridge("cni-br")
+            nl.add_veth("cni-va", "cni-vb", peer_netns=b.path, mtu=1400, mac="02:00:00:00:00:0a")
+            nl.add_veth("cni-l0", "cni-l1")
+            nl.set_link_master("cni-va", "cni-br")
+            nl.set_link_up("cni-br")
+            nl.set_link_up("cni-va")
+            nl.set_link_up("cni-l0")
+            for _ in range(100):  # operstate and carrier settle asynchronously
+                pairs = []
+                for msg in nl.ipr().link("dump"):
+                    expected = _link_from_msg(msg)
+                    pairs.append((expected, nl.get_link(expected.name)))
+                    pairs.append((expected, nl.get_link_by_index(expected.index)))
+                if all(expected == got for expected, got in pairs):
+                    break
+                time.sleep(0.02)
+            return pairs
+
+        pairs = nl.run_in_netns(a.path, build_and_compare)
+
+        assert len(pairs) == 10  # lo, the bridge, three veth ends
+        for expected, got in pairs:
+            assert expected == got
+        by_name = {got.name: got for _, got in pairs}
+        assert by_name["cni-va"].master == by_name["cni-br"].index
+        assert by_name["cni-va"].peer_netnsid is not None
+        assert by_name["cni-va"].mac == "02:00:00:00:00:0a"
+        assert by_name["cni-va"].mtu == 1400
+        assert by_name["cni-l0"].peer_index == by_name["cni-l1"].index
+
+    def test_addresses_list_as_pyroute2_lists_them(self, ns: NetNS) -> None:
+        """Addresses of every link or of one, of either family or both: the raw dump gives
+        what pyroute2's did (IPv4 broadcast and label, IPv6 flags, link-local ones)."""
+        from cnilib.netlink._addr import _address_from_msg
+
+        def compare() -> list[tuple[list[nl.Address], list[nl.Address]]]:
+            nl.add_veth("cni-va", "cni-vb")
+            for name in ("lo", "cni-va", "cni-vb"):
+                nl.set_link_up(name)
+            nl.add_address("cni-va", "10.9.0.2/24")
+            nl.add_address("cni-va", "10.9.1.2/31")
+            nl.add_address("cni-va", "fd00::2/64", nodad=True)
+            nl.add_address("cni-vb", "10.9.0.3/24")
+            queries: list[dict[str, Any]] = [
+                {}, {"family": socket.AF_INET}, {"family": socket.AF_INET6},
+                {"link": "cni-va"}, {"link": "cni-va", "family": socket.AF_INET6},
+                {"link": "lo"},
+            ]  # fmt: skip
+            out = []
+            for query in queries:
+                pyroute: dict[str, Any] = {}
+                if "link" in query:
+                    pyroute["index"] = nl.get_link(query["link"]).index
+                if "family" in query:
+                    pyroute["family"] = query["family"]
+                expected = [_address_from_msg(m) for m in nl.ipr().addr("dump", **pyroute)]
+                out.append(
+                    (expected, nl.list_addresses(query.get("link"), family=query.get("family")))
+                )
+            return out
+
+        results = nl.run_in_netns(ns.path, compare)
+
+        for expected, got in results:
+            assert expected == got
+        everything = {str(a.interface) for a in results[0][1]}
+        assert {
+            "10.9.0.2/24",
+            "10.9.1.2/31",
+            "fd00::2/64",
+            "10.9.0.3/24",
+            "127.0.0.1/8",
+        } <= everything
+        assert any(a.broadcast is not None for a in results[0][1])
+
+    def test_changes_land_as_ip_shows_them(self, container_netns: MakeNS) -> None:
+        """Set up/down, MTU, MAC, master, addresses (broadcast, /31, IPv6 nodad) and routes
+        (gateway, scope link, onlink default, table, metric, source, metrics), as ``ip``
+        reports them."""
+        a = container_netns()
+
+        def configure() -> None:
+            nl.add_bridge("cni-br")
+            nl.add_veth("cni-va", "cni-vb")
+            nl.set_link_master("cni-va", "cni-br")
+            nl.set_link_mtu("cni-va", 1450)
+            nl.set_link_mac("cni-br", "02:11:22:33:44:55")
+            for name in ("cni-br", "cni-va", "cni-vb"):
+                nl.set_link_up(name)
+            nl.set_link_down("cni-vb")
+            nl.add_address("cni-br", "10.9.0.1/24")
+            nl.add_address("cni-va", "10.8.0.1/31")
+            nl.add_address("cni-br", "fd00::1/64", nodad=True)
+            nl.add_route("10.50.0.0/16", gateway="10.9.0.2", link="cni-br")
+            nl.add_route("10.51.0.0/16", link="cni-br", scope=nl.RT_SCOPE_LINK)
+            nl.add_route("0.0.0.0/0", gateway="10.77.0.1", link="cni-br", onlink=True)
+            nl.add_route(
+                "10.52.0.0/16", gateway="10.9.0.3", link="cni-br", table=100, priority=5,
+                src="10.9.0.1", mtu=1300, adv_mss=1200,
+            )  # fmt: skip
+            nl.replace_route("10.50.0.0/16", gateway="10.9.0.4", link="cni-br")
+
+        nl.run_in_netns(a.path, configure)
+
+        from tests.privileged._kernel import ip_json
+
+        link = {x["ifname"]: x for x in ip_json(a, "-d", "link")}
+        assert link["cni-va"]["master"] == "cni-br"
+        assert link["cni-va"]["mtu"] == 1450
+        assert link["cni-br"]["address"] == "02:11:22:33:44:55"
+        assert "UP" in link["cni-br"]["flags"]
+        assert "UP" not in link["cni-vb"]["flags"]
+        addrs = {
+            (x["ifname"], i["local"], i["prefixlen"]): i
+            for x in ip_json(a, "addr")
+            for i in x["addr_info"]
+        }
+        assert addrs[("cni-br", "10.9.0.1", 24)]["broadcast"] == "10.9.0.255"
+        assert "broadcast" not in addrs[("cni-va", "10.8.0.1", 31)]
+        assert addrs[("cni-br", "fd00::1", 64)].get("nodad") is True
+        routes = {r["dst"]: r for r in ip_json(a, "route")}
+        assert routes["10.50.0.0/16"]["gateway"] == "10.9.0.4"
+        assert "protocol" not in routes["10.50.0.0/16"]  # boot, which ip does not print
+        assert routes["10.51.0.0/16"]["scope"] == "link"
+        assert "onlink" in routes["default"]["flags"]
+        [other] = ip_json(a, "route", "show", "table", "100")
+        assert other["dst"] == "10.52.0.0/16"
+        assert (other["metric"], other["prefsrc"]) == (5, "10.9.0.1")
+        assert other["metrics"] == [{"mtu": 1300, "advmss": 1200}]
+
+    def test_kernel_errors_as_pyroute2_gave_them(self, ns: NetNS) -> None:
+        """EEXIST, ENODEV, ENETUNREACH: the same NetlinkError, errno and text as before."""
+
+        def errors() -> list[nl.NetlinkError]:
+            found = []
+            nl.add_veth("cni-va", "cni-vb")
+            for action in (
+                lambda: nl.add_veth("cni-va", "cni-vc"),
+                lambda: nl.get_link("cni-nope"),
+                lambda: nl.get_link_by_index(99999),
+                lambda: nl.set_link_up("cni-nope"),
+                lambda: nl.add_route("10.60.0.0/16", gateway="10.61.0.1", link="cni-va"),
+                lambda: nl.delete_link(99999),
+            ):
+                with pytest.raises(nl.NetlinkError) as info:
+                    action()
+                found.append(info.value)
+            nl.add_address("cni-va", "10.9.0.2/24")
+            with pytest.raises(nl.NetlinkError) as info:
+                nl.add_address("cni-va", "10.9.0.2/24")
+            found.append(info.value)
+            return found
+
+        got = nl.run_in_netns(ns.path, errors)
+
+        assert [e.errno for e in got] == [
+            errno.EEXIST, errno.ENODEV, errno.ENODEV, errno.ENODEV,
+            errno.ENETUNREACH, errno.ENODEV, errno.EEXIST,
+        ]  # fmt: skip
+        assert str(got[1]) == f"netlink: get link cni-nope in {ns.path}: No such device"
+        assert str(got[6]) == (
+            f"netlink: add address 10.9.0.2/24 to cni-va in {ns.path}: File exists"
+        )
+        assert all(e.code == ErrorCode.INTERNAL for e in got)
+
+    def test_a_late_answer_is_skipped(self, ns: NetNS) -> None:
+        """An answer to an abandoned request (another sequence number) is not taken for
+        the next request's."""
+        from cnilib.netlink._link import RTM_GETLINK
+        from cnilib.netlink._raw import NLM_F_REQUEST, ifinfomsg
+
+        def abandon_then_ask() -> str:
+            sock = nl.raw()
+            sock.request(RTM_GETLINK, NLM_F_REQUEST, ifinfomsg(1))  # sequence n
+            # Send request n+1 by hand and never read its answer.
+            import struct
+
+            body = ifinfomsg(1)
+            sock._seq += 1
+            sock.sock.send(
+                struct.pack("=IHHII", 16 + len(body), RTM_GETLINK, 1, sock._seq, 0) + body
+            )
+            return nl.get_link("lo").name
+
+        assert "lo" == nl.run_in_netns(ns.path, abandon_then_ask)
+
+    def test_raw_socket_needs_a_worker(self) -> None:
+        """Like ``ipr()``, the raw socket is only handed out on a namespace worker."""
+        with pytest.raises(nl.NotOnWorkerError):
+            nl.raw()
