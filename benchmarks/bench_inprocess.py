@@ -32,6 +32,9 @@ from cnilib.plugins._executor import InProcessExecutor
 GO_DIR = "/usr/lib/cni"
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
 SEQUENTIAL = int(os.environ.get("BENCH_SEQUENTIAL", "100"))
+FLOOR_ADD = "kernel work only (netlink floor): ADD"
+FLOOR_DEL = "kernel work only (netlink floor): DEL"
+FLOOR_BOTH = "kernel work only (netlink floor): ADD+DEL"
 
 
 def conflist(data_dir: str, bridge: str, subnet: str) -> cnilib.NetworkConfigList:
@@ -60,26 +63,55 @@ def netns(name: str) -> str:
     return f"/run/netns/{name}"
 
 
-def floor_add_del(node: str, container: str) -> None:
-    """Only the kernel work of a bridge ADD then DEL, through cnilib.netlink."""
+def _floor_host_add(container: str) -> None:
     from cnilib import netlink
 
-    def host_add() -> None:
-        netlink.add_veth("bfloor0", "bfloorc", peer_netns=container)
-        netlink.set_link_master("bfloor0", "brfloor")
-        netlink.set_link_up("bfloor0")
+    netlink.add_veth("bfloor0", "bfloorc", peer_netns=container)
+    netlink.set_link_master("bfloor0", "brfloor")
+    netlink.set_link_up("bfloor0")
 
-    def container_add() -> None:
-        netlink.set_link_up("bfloorc")
-        netlink.add_address("bfloorc", "10.252.9.2/24")
-        netlink.add_route("0.0.0.0/0", gateway="10.252.9.1", link="bfloorc")
 
-    def container_del() -> None:
-        netlink.delete_link("bfloorc")
+def _floor_container_add() -> None:
+    from cnilib import netlink
 
-    netlink.run_in_netns(node, host_add)
-    netlink.run_in_netns(container, container_add)
-    netlink.run_in_netns(container, container_del)
+    netlink.set_link_up("bfloorc")
+    netlink.add_address("bfloorc", "10.252.9.2/24")
+    netlink.add_route("0.0.0.0/0", gateway="10.252.9.1", link="bfloorc")
+
+
+def _floor_container_del() -> None:
+    from cnilib import netlink
+
+    netlink.delete_link("bfloorc")
+
+
+def floor_add(node: str, container: str) -> None:
+    """Only the kernel work of a bridge ADD, through cnilib.netlink: the veth pair
+    into the container, enslave and up on the host, up, address and route inside."""
+    from cnilib import netlink
+
+    netlink.run_in_netns(node, _floor_host_add, container)
+    netlink.run_in_netns(container, _floor_container_add)
+
+
+def floor_del(container: str) -> None:
+    """Only the kernel work of a bridge DEL: delete the container veth (takes its peer)."""
+    from cnilib import netlink
+
+    netlink.run_in_netns(container, _floor_container_del)
+
+
+def floor_add_del(node: str, container: str) -> None:
+    """Only the kernel work of a bridge ADD then DEL, through cnilib.netlink."""
+    floor_add(node, container)
+    floor_del(container)
+
+
+def _exe_works() -> bool:
+    """Whether the installed executables can import cnilib (``python -I`` ignores
+    PYTHONPATH, so this needs cnilib installed for the interpreter)."""
+    probe = subprocess.run([sys.executable, "-I", "-c", "import cnilib"], capture_output=True)
+    return probe.returncode == 0
 
 
 def main() -> None:
@@ -130,6 +162,9 @@ def main() -> None:
                     c_exe,
                 ),
             }
+            if not _exe_works():
+                print("(cnilib is not importable by `python -I`: not measuring the executables)")
+                del runtimes["cnilib plugins as binaries"]
             cases: list[tuple[str, Callable[[], object]]] = []
             for label, (cni, conf, ctr) in runtimes.items():
                 rt = cnilib.RuntimeConf("bench", ctr, "eth0")
@@ -137,18 +172,27 @@ def main() -> None:
                 cases.append(
                     (f"{label}: DEL", functools.partial(cni.delete_network_list, conf, rt))
                 )
-            floor_case = functools.partial(floor_add_del, node, c_floor)
-            cases.append(("kernel work only (netlink floor): ADD+DEL", floor_case))
+            cases.append((FLOOR_ADD, functools.partial(floor_add, node, c_floor)))
+            cases.append((FLOOR_DEL, functools.partial(floor_del, c_floor)))
+            cases.append((FLOOR_BOTH, functools.partial(floor_add_del, node, c_floor)))
             rows = measure_interleaved(cases, runs=RUNS)
-            print_table("bridge + host-local, no ipMasq", rows, baseline=rows[2].label)
+            go_add_label = "Go binaries via cnilib: ADD"
+            print_table("bridge + host-local, no ipMasq", rows, baseline=go_add_label)
             by = {r.label: r.median for r in rows}
             print()
             for label in runtimes:
                 add, dele = by[f"{label}: ADD"], by[f"{label}: DEL"]
                 print(f"{label}: ADD+DEL {add + dele:.2f} ms")
-            floor = by["kernel work only (netlink floor): ADD+DEL"]
-            print(f"kernel work only: ADD+DEL {floor:.2f} ms")
-            sequential(tmp, node, names[0])
+            print(f"kernel work only: ADD+DEL {by[FLOOR_BOTH]:.2f} ms")
+            go_add = by[go_add_label]
+            print(
+                f"target 0.5x Go ADD: {go_add / 2:.2f} ms; kernel work only, ADD: "
+                f"{by[FLOOR_ADD]:.2f} ms ({by[FLOOR_ADD] / go_add:.2f}x Go ADD); "
+                f"in-process ADD {by['in-process Python: ADD']:.2f} ms "
+                f"({by['in-process Python: ADD'] / go_add:.2f}x)"
+            )
+            if SEQUENTIAL > 0:
+                sequential(tmp, node, names[0])
     finally:
         for name in reversed(made):
             subprocess.run(["ip", "netns", "del", name], check=False)
