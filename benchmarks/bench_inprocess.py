@@ -192,40 +192,95 @@ def main() -> None:
                 f"({by['in-process Python: ADD'] / go_add:.2f}x)"
             )
             if SEQUENTIAL > 0:
-                sequential(tmp, node, names[0])
+                sequential(tmp, names[0])
     finally:
         for name in reversed(made):
             subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def sequential(tmp: str, node: str, node_name: str) -> None:
-    """100 containers attached one after another to one bridge, in-process."""
-    cni = cnilib.CNI([GO_DIR], cache_dir=f"{tmp}/seq", executor=InProcessExecutor(host_netns=node))
-    conf = conflist(f"{tmp}/seqstore", "brseq", "10.253.0.0/16")
+def _floor_seq_host(container: str, index: int) -> None:
+    from cnilib import netlink
+
+    netlink.add_veth(f"bseq{index}", "eth0", peer_netns=container)
+    netlink.set_link_master(f"bseq{index}", "brseqf")
+    netlink.set_link_up(f"bseq{index}")
+
+
+def _floor_seq_container(index: int) -> None:
+    from cnilib import netlink
+
+    netlink.set_link_up("eth0")
+    netlink.add_address("eth0", f"10.254.{index // 250}.{index % 250 + 2}/16")
+    netlink.add_route("0.0.0.0/0", gateway="10.254.0.1", link="eth0")
+
+
+def _floor_seq_add(node: str, container: str, index: int) -> None:
+    """The kernel work of the index-th bridge ADD into a fresh container, no CNI."""
+    from cnilib import netlink
+
+    netlink.run_in_netns(node, _floor_seq_host, container, index)
+    netlink.run_in_netns(container, _floor_seq_container, index)
+
+
+def sequential(tmp: str, node_name: str) -> None:
+    """SEQUENTIAL containers attached one after another to one bridge: in-process, Go's
+    binaries and the kernel work alone, each side with its own node namespace,
+    interleaved container by container (so machine noise hits all three alike)."""
+    from cnilib import netlink
+
     made: list[str] = []
-    times: list[float] = []
     try:
-        for index in range(SEQUENTIAL):
-            name = f"{node_name}-s{index}"
-            ctr = netns(name)
+        nodes = {}
+        for side in ("py", "go", "floor"):
+            name = f"{node_name}-n{side}"
+            nodes[side] = netns(name)
             made.append(name)
-            started = time.perf_counter()
-            cni.add_network_list(conf, cnilib.RuntimeConf(f"seq{index}", ctr, "eth0"))
-            times.append((time.perf_counter() - started) * 1000)
-        for index, name in enumerate(made):
-            cni.delete_network_list(
-                conf, cnilib.RuntimeConf(f"seq{index}", f"/run/netns/{name}", "eth0")
-            )
+        netlink.run_in_netns(nodes["floor"], lambda: netlink.add_bridge("brseqf"))
+        netlink.run_in_netns(nodes["floor"], lambda: netlink.set_link_up("brseqf"))
+        py = cnilib.CNI(
+            [GO_DIR], cache_dir=f"{tmp}/seqpy", executor=InProcessExecutor(host_netns=nodes["py"])
+        )
+        go = cnilib.CNI(
+            [GO_DIR],
+            cache_dir=f"{tmp}/seqgo",
+            executor=SubprocessExecutor(wrapper=("ip", "netns", "exec", f"{node_name}-ngo")),
+        )
+        py_conf = conflist(f"{tmp}/seqpystore", "brseq", "10.253.0.0/16")
+        go_conf = conflist(f"{tmp}/seqgostore", "brseq", "10.253.0.0/16")
+        times: dict[str, list[float]] = {"py": [], "go": [], "floor": []}
+        for index in range(SEQUENTIAL):
+            ctrs = {}
+            for side in times:
+                name = f"{node_name}-{side}{index}"
+                ctrs[side] = netns(name)
+                made.append(name)
+            rts = {side: cnilib.RuntimeConf(f"s{index}", ctrs[side], "eth0") for side in ctrs}
+            jobs: dict[str, Callable[[], object]] = {
+                "py": functools.partial(py.add_network_list, py_conf, rts["py"]),
+                "go": functools.partial(go.add_network_list, go_conf, rts["go"]),
+                "floor": functools.partial(_floor_seq_add, nodes["floor"], ctrs["floor"], index),
+            }
+            for side, job in jobs.items():
+                started = time.perf_counter()
+                job()
+                times[side].append((time.perf_counter() - started) * 1000)
     finally:
-        for name in made:
+        netlink.default_pool().close()
+        for name in reversed(made):
             subprocess.run(["ip", "netns", "del", name], check=False)
-    tenth = max(1, len(times) // 10)
-    print(f"\n### {SEQUENTIAL} containers attached one after another (in-process ADD)\n")
-    print("| containers already attached | median ADD ms |")
-    print("|---:|---:|")
-    for start in range(0, len(times), tenth):
-        median = statistics.median(times[start : start + tenth])
-        print(f"| {start}-{start + tenth - 1} | {median:.2f} |")
+    tenth = max(1, SEQUENTIAL // 10)
+    print(f"\n### {SEQUENTIAL} containers attached one after another to one bridge (ADD)\n")
+    print("| containers already attached | in-process ms | Go binaries ms | kernel work only ms |")
+    print("|---:|---:|---:|---:|")
+    for start in range(0, SEQUENTIAL, tenth):
+        row = [statistics.median(times[side][start : start + tenth]) for side in times]
+        print(f"| {start}-{start + tenth - 1} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    first = {side: statistics.median(v[:tenth]) for side, v in times.items()}
+    last = {side: statistics.median(v[-tenth:]) for side, v in times.items()}
+    print(
+        "\ngrowth, last tenth minus first (ms): "
+        + ", ".join(f"{side} {last[side] - first[side]:+.2f}" for side in times)
+    )
 
 
 if __name__ == "__main__":

@@ -73,11 +73,19 @@ def _mkdir_all(path: str) -> None:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path) from None
 
 
+_READ_SIZE = 4096
+
+
 def _read(path: str) -> bytes:
-    """The whole file (os-level calls: this runs once per store file on every ADD)."""
+    """The whole file, in as few system calls as possible: this runs once per store
+    file on every ADD, so a short read (every address file) ends it without a
+    second ``read`` to see the end."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
+        chunk = os.read(fd, _READ_SIZE)
+        if len(chunk) < _READ_SIZE:
+            return chunk
+        chunks = [chunk]
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
         return b"".join(chunks)
@@ -174,19 +182,20 @@ class Store:
         """Every non-directory below the store, in Go ``filepath.Walk`` order."""
         top = self.directory if top is None else top
         try:
-            names = sorted(os.listdir(top))
+            with os.scandir(top) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
         except OSError:
             return
-        for name in names:
-            path = os.path.join(top, name)
+        for entry in entries:
+            # The directory entry's type, as Go's Lstat: a symlink to a directory is a file.
             try:
-                is_dir = os.path.isdir(path) and not os.path.islink(path)
-            except OSError:  # pragma: no cover - isdir/islink swallow OSError
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:  # pragma: no cover - only where the type needs an lstat that fails
                 continue
             if is_dir:
-                yield from self._walk(path)
+                yield from self._walk(entry.path)
             else:
-                yield path
+                yield entry.path
 
     def _entries(self) -> Iterator[tuple[str, str]]:
         """(path, trimmed content) of every readable file below the store."""
