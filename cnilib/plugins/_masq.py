@@ -16,7 +16,7 @@ Call these on the host namespace's worker (``run_in_netns``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import attrs
 
@@ -81,33 +81,29 @@ class Masquerade:
 
     def teardown(self, ips: Sequence[IPInterface] | None) -> None:
         """Remove this attachment's rules from both backends; ``ips`` None: addresses unknown."""
-        failures: list[str] = []
-        if tool_exists(IPTABLES):
-            try:
-                teardown_ipmasq(ips, *self._iptables_names)
-            except PluginError as exc:
-                failures.append(exc.msg)
-        if nft_available():
-            try:
-                teardown_ipmasq_nft(self.network, self.ifname, self.container_id)
-            except PluginError as exc:
-                failures.append(exc.msg)
-        if failures:
-            raise PluginError("\n".join(failures), code=ErrorCode.INTERNAL)
+        _in_each_backend(
+            lambda: teardown_ipmasq(ips, *self._iptables_names),
+            lambda: teardown_ipmasq_nft(self.network, self.ifname, self.container_id),
+        )
 
 
 def gc_masquerade(network: str, valid: Collection[tuple[str, str]]) -> None:
     """Drop ``network``'s masquerading rules of attachments not in ``valid`` (containerID,
     ifname), in both backends: nftables per attachment, iptables per container."""
+    _in_each_backend(
+        lambda: gc_ipmasq(network, {cid for cid, _ in valid}),
+        lambda: gc_ipmasq_nft(network, valid),
+    )
+
+
+def _in_each_backend(iptables: Callable[[], None], nftables: Callable[[], None]) -> None:
+    """Run each backend's part where its tool is installed; all failures in one error."""
     failures: list[str] = []
-    if tool_exists(IPTABLES):
+    for installed, part in ((tool_exists(IPTABLES), iptables), (nft_available(), nftables)):
+        if not installed:
+            continue
         try:
-            gc_ipmasq(network, {cid for cid, _ in valid})
-        except PluginError as exc:
-            failures.append(exc.msg)
-    if nft_available():
-        try:
-            gc_ipmasq_nft(network, valid)
+            part()
         except PluginError as exc:
             failures.append(exc.msg)
     if failures:
