@@ -148,7 +148,8 @@ def attach_port(link: Link, *, bridge: int, hairpin: bool, vlan: int) -> Link:
                 )
         except NetlinkError as exc:
             raise fail(f'failed to setup vlan tag on interface "{name}": {exc}') from exc
-    return get_link(name)
+    # Nothing the result reports (name, MAC) changed: no need to ask the kernel again.
+    return attrs.evolve(link, master=bridge)
 
 
 def get_link_name(index: int) -> str:
@@ -246,7 +247,10 @@ def finish_host(
     masq_ips: Sequence[IPInterface],
     masq: Masquerade | None,
 ) -> HostState:
-    """The rest of Go's ADD on the host: gateway addresses, forwarding, ipMasq, port state."""
+    """The rest of Go's ADD on the host: gateway addresses, forwarding, ipMasq, port state.
+
+    The bridge is looked up again, as Go refetches it: its MAC (which the
+    result reports) changes when its first port is added."""
     bridge = _bridge_by_name(bridge_name)
     vlan_iface: Link | None = None
     for family in (4, 6):

@@ -192,6 +192,22 @@ def test_existing_bridge_address_needs_force_address(sides: tuple[Side, Side]) -
         ]
 
 
+@pytest.mark.parametrize("ipam", [True, False])
+def test_result_macs_are_the_links_macs(sides: tuple[Side, Side], ipam: bool) -> None:
+    """The reported MACs are those the links have after ADD, for both plugins. The bridge's
+    changes when its first port joins (it takes the port's), so a MAC read when the
+    bridge was made would be stale."""
+    for side in sides:
+        conf = side.conflist(bridge_conf(V4, ipam=ipam, isGateway=ipam))
+        res = side.cni.add_network_list(conf, side.rt())
+        assert res is not None
+        bridge, host_veth, ctr = json.loads(res.to_json())["interfaces"]
+        node_links = {link["ifname"]: link["address"] for link in ip_json(side.node, "link")}
+        assert bridge["mac"] == node_links["cnidiff0"]
+        assert host_veth["mac"] == node_links[host_veth["name"]]
+        assert ctr["mac"] == ip_json(side.ctr(0), "link", "show", "eth0")[0]["address"]
+
+
 def test_veth_txqueuelen_is_a_documented_difference(sides: tuple[Side, Side]) -> None:
     """Go 1.1.1 creates both veth ends with txqueuelen 0; ours keep the kernel default."""
     _both_add(sides, bridge_conf(V4))
