@@ -14,7 +14,6 @@ cattrs, jsonschema or pyroute2.
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import TYPE_CHECKING
 
 from cnilib._version import __version__ as __version__
@@ -171,11 +170,6 @@ __all__ = [
     "VersionError",
     "__version__",
 ]
-
-
-# A library logs, the application decides where it goes: without this,
-# Python's last-resort handler would print cnilib's warnings on stderr.
-logging.getLogger("cnilib").addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> object:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import logging
 import os
 import tempfile
 import time
@@ -22,12 +21,13 @@ from collections.abc import Mapping
 import attrs
 
 from cnilib._json import JSONObject, JSONSyntaxError, JSONValue, go_dumps, loads
+from cnilib._log import get_logger
 from cnilib.errors import CacheCollisionError, CacheError, ErrorCode
 from cnilib.names import validate_container_id, validate_interface_name, validate_network_name
 
 __all__ = ["CACHE_KIND", "DEFAULT_CACHE_DIR", "CacheEntry", "FileCache"]
 
-log = logging.getLogger("cnilib.cache")
+log = get_logger("cnilib.cache")
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 CACHE_KIND = "cniCacheV1"

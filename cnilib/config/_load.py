@@ -8,13 +8,13 @@ is logged, skipped, and named in the error if the network is not found.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
 
+from cnilib._log import get_logger
 from cnilib.config._model import NetworkConfigList, PluginConf
 from cnilib.config._parse import conf_from_bytes, conflist_from_bytes, conflist_from_conf
 from cnilib.errors import ConfigError, ConfigNotFoundError, NoConfigsFoundError
@@ -30,7 +30,7 @@ __all__ = [
     "scan_conf_dir",
 ]
 
-log = logging.getLogger("cnilib.config")
+log = get_logger("cnilib.config")
 
 LIST_EXTENSIONS = (".conflist",)
 SINGLE_EXTENSIONS = (".conf", ".json")

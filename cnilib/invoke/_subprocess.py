@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 
+from cnilib._log import get_logger
 from cnilib.errors import (
     CNIError,
     PluginNotFoundError,
@@ -46,7 +47,7 @@ KILL_GRACE = 1.0
 # Six attempts in all, as libcni, but with a short backoff instead of 1 s sleeps.
 TEXT_BUSY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
 
-plugin_log = logging.getLogger("cnilib.plugin")
+plugin_log = get_logger("cnilib.plugin")
 
 
 def find_in_path(plugin_type: str, path: Sequence[str]) -> str:

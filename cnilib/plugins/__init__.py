@@ -8,11 +8,27 @@ pyroute2, for the IPAM plugins).
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from cnilib.errors import PluginNotFoundError
-from cnilib.plugins._base import ALL_VERSIONS, BasePlugin, PluginRequest
+
+if TYPE_CHECKING:
+    from cnilib.plugins._base import ALL_VERSIONS, BasePlugin, PluginRequest
 
 __all__ = ["ALL_VERSIONS", "BUILTIN_PLUGINS", "BasePlugin", "PluginRequest", "load_plugin"]
+
+# The framework (attrs, cattrs, the result models) loads on first use: the
+# executables import this package to answer VERSION and must not pay for it.
+_FRAMEWORK = ("ALL_VERSIONS", "BasePlugin", "PluginRequest")
+
+
+def __getattr__(name: str) -> object:
+    if name not in _FRAMEWORK:
+        raise AttributeError(f"module 'cnilib.plugins' has no attribute {name!r}")
+    value = getattr(importlib.import_module("cnilib.plugins._base"), name)
+    globals()[name] = value
+    return value
+
 
 BUILTIN_PLUGINS: dict[str, str] = {
     "loopback": "cnilib.plugins.loopback:Loopback",

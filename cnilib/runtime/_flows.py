@@ -14,13 +14,13 @@ marked ``Divergence:``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Generator
 from typing import TypeVar
 
 import attrs
 
 from cnilib import spec
+from cnilib._log import get_logger
 from cnilib.cache import CacheEntry, FileCache, LockDir
 from cnilib.config import NetworkConfigList, PluginConf, request_config
 from cnilib.errors import (
@@ -55,7 +55,7 @@ __all__ = [
     "version_flow",
 ]
 
-log = logging.getLogger("cnilib.runtime")
+log = get_logger("cnilib.runtime")
 
 T = TypeVar("T")
 Flow = Generator[Invocation, bytes, T]

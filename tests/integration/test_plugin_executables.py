@@ -70,6 +70,44 @@ def static_conf() -> cnilib.NetworkConfigList:
 
 
 class TestInstall:
+    def test_scripts_skip_site_and_carry_its_path(self, plugin_dir: Path) -> None:
+        """The scripts start with -IS (isolated, no site module) and set the import path
+        site would have built, which finds cnilib and every dependency a plugin imports
+        where this interpreter finds them."""
+        from cnilib.plugins._main import import_path
+
+        script = (plugin_dir / "bridge").read_text()
+        assert script.splitlines()[0] == f"#!{sys.executable} -IS"
+        assert repr(import_path()) in script
+        probe = (
+            f"import sys; sys.path[1:1] = {import_path()!r}\n"
+            "import attrs, cattrs, pyroute2, cnilib\n"
+            "print(cnilib.__file__, attrs.__file__, pyroute2.__file__, 'site' in sys.modules)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-IS", "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.split()
+        import attrs
+        import pyroute2
+
+        assert out == [cnilib.__file__, attrs.__file__, pyroute2.__file__, "False"]
+
+    def test_version_imports_nothing_heavy(self, plugin_dir: Path) -> None:
+        """VERSION, a runtime's probe, loads neither the plugin framework (attrs, cattrs)
+        nor logging nor pyroute2: only cnilib's package and errors modules."""
+        proc = subprocess.run(
+            [sys.executable, "-IS", "-X", "importtime", str(plugin_dir / "bridge")],
+            env={"CNI_COMMAND": "VERSION"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(proc.stdout)["cniVersion"] == "1.1.0"
+        imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()}
+        assert "cnilib.plugins._versions" in imported
+        heavy = {"attr", "attrs", "cattrs", "logging", "pyroute2", "cnilib.plugins._base"}
+        assert not heavy & imported
+
     def test_every_type_is_an_executable(self, plugin_dir: Path) -> None:
         """install writes one executable per built-in type, named by the type."""
         assert sorted(BUILTIN_PLUGINS) == sorted(p.name for p in plugin_dir.iterdir())
