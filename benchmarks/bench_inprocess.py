@@ -192,7 +192,8 @@ def main() -> None:
                 f"({by['in-process Python: ADD'] / go_add:.2f}x)"
             )
             if SEQUENTIAL > 0:
-                sequential(tmp, names[0])
+                sequential(tmp, names[0], ("py",), "in-process alone")
+                sequential(tmp, names[0], ("py", "go", "floor"), "three sides interleaved")
     finally:
         for name in reversed(made):
             subprocess.run(["ip", "netns", "del", name], check=False)
@@ -222,45 +223,54 @@ def _floor_seq_add(node: str, container: str, index: int) -> None:
     netlink.run_in_netns(container, _floor_seq_container, index)
 
 
-def sequential(tmp: str, node_name: str) -> None:
-    """SEQUENTIAL containers attached one after another to one bridge: in-process, Go's
-    binaries and the kernel work alone, each side with its own node namespace,
-    interleaved container by container (so machine noise hits all three alike)."""
+_SEQ_LABELS = {"py": "in-process ms", "go": "Go binaries ms", "floor": "kernel work only ms"}
+
+
+def sequential(tmp: str, node_name: str, sides: tuple[str, ...], title: str) -> None:
+    """SEQUENTIAL containers attached one after another to one bridge per side (in-process,
+    Go's binaries, the kernel work alone), each side with its own node namespace; with
+    several sides, interleaved container by container (machine noise hits all alike)."""
     from cnilib import netlink
 
     made: list[str] = []
+    times: dict[str, list[float]] = {side: [] for side in sides}
     try:
         nodes = {}
-        for side in ("py", "go", "floor"):
-            name = f"{node_name}-n{side}"
+        for side in sides:
+            name = f"{node_name}-{title[:2]}{side}"
             nodes[side] = netns(name)
             made.append(name)
-        netlink.run_in_netns(nodes["floor"], lambda: netlink.add_bridge("brseqf"))
-        netlink.run_in_netns(nodes["floor"], lambda: netlink.set_link_up("brseqf"))
-        py = cnilib.CNI(
-            [GO_DIR], cache_dir=f"{tmp}/seqpy", executor=InProcessExecutor(host_netns=nodes["py"])
-        )
-        go = cnilib.CNI(
-            [GO_DIR],
-            cache_dir=f"{tmp}/seqgo",
-            executor=SubprocessExecutor(wrapper=("ip", "netns", "exec", f"{node_name}-ngo")),
-        )
-        py_conf = conflist(f"{tmp}/seqpystore", "brseq", "10.253.0.0/16")
-        go_conf = conflist(f"{tmp}/seqgostore", "brseq", "10.253.0.0/16")
-        times: dict[str, list[float]] = {"py": [], "go": [], "floor": []}
+        if "floor" in nodes:
+            netlink.run_in_netns(nodes["floor"], lambda: netlink.add_bridge("brseqf"))
+            netlink.run_in_netns(nodes["floor"], lambda: netlink.set_link_up("brseqf"))
+        runtimes = {
+            "py": InProcessExecutor(host_netns=nodes["py"]) if "py" in nodes else None,
+            "go": (
+                SubprocessExecutor(wrapper=("ip", "netns", "exec", os.path.basename(nodes["go"])))
+                if "go" in nodes
+                else None
+            ),
+        }
+        cnis = {
+            side: cnilib.CNI([GO_DIR], cache_dir=f"{tmp}/{title[:2]}{side}", executor=executor)
+            for side, executor in runtimes.items()
+            if executor is not None
+        }
+        confs = {
+            side: conflist(f"{tmp}/{title[:2]}{side}store", "brseq", "10.253.0.0/16")
+            for side in cnis
+        }
         for index in range(SEQUENTIAL):
-            ctrs = {}
-            for side in times:
-                name = f"{node_name}-{side}{index}"
-                ctrs[side] = netns(name)
+            for side in sides:
+                name = f"{node_name}-{title[:2]}{side}{index}"
+                ctr = netns(name)
                 made.append(name)
-            rts = {side: cnilib.RuntimeConf(f"s{index}", ctrs[side], "eth0") for side in ctrs}
-            jobs: dict[str, Callable[[], object]] = {
-                "py": functools.partial(py.add_network_list, py_conf, rts["py"]),
-                "go": functools.partial(go.add_network_list, go_conf, rts["go"]),
-                "floor": functools.partial(_floor_seq_add, nodes["floor"], ctrs["floor"], index),
-            }
-            for side, job in jobs.items():
+                job: Callable[[], object]
+                if side == "floor":
+                    job = functools.partial(_floor_seq_add, nodes["floor"], ctr, index)
+                else:
+                    rt = cnilib.RuntimeConf(f"s{index}", ctr, "eth0")
+                    job = functools.partial(cnis[side].add_network_list, confs[side], rt)
                 started = time.perf_counter()
                 job()
                 times[side].append((time.perf_counter() - started) * 1000)
@@ -269,17 +279,17 @@ def sequential(tmp: str, node_name: str) -> None:
         for name in reversed(made):
             subprocess.run(["ip", "netns", "del", name], check=False)
     tenth = max(1, SEQUENTIAL // 10)
-    print(f"\n### {SEQUENTIAL} containers attached one after another to one bridge (ADD)\n")
-    print("| containers already attached | in-process ms | Go binaries ms | kernel work only ms |")
-    print("|---:|---:|---:|---:|")
+    print(f"\n### {SEQUENTIAL} containers attached one after another, {title} (ADD)\n")
+    print("| containers already attached | " + " | ".join(_SEQ_LABELS[s] for s in sides) + " |")
+    print("|---:|" + "---:|" * len(sides))
     for start in range(0, SEQUENTIAL, tenth):
-        row = [statistics.median(times[side][start : start + tenth]) for side in times]
+        row = [statistics.median(times[side][start : start + tenth]) for side in sides]
         print(f"| {start}-{start + tenth - 1} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
     first = {side: statistics.median(v[:tenth]) for side, v in times.items()}
     last = {side: statistics.median(v[-tenth:]) for side, v in times.items()}
     print(
         "\ngrowth, last tenth minus first (ms): "
-        + ", ".join(f"{side} {last[side] - first[side]:+.2f}" for side in times)
+        + ", ".join(f"{side} {last[side] - first[side]:+.2f}" for side in sides)
     )
 
 
