@@ -29,6 +29,7 @@ from cnilib.netlink._errors import (
     SysctlError,
 )
 from cnilib.netlink._link import (
+    IFF_PROMISC,
     IFF_UP,
     Link,
     LinkRef,
@@ -44,6 +45,7 @@ from cnilib.netlink._link import (
     set_link_mac,
     set_link_master,
     set_link_mtu,
+    set_link_promisc,
     set_link_up,
 )
 from cnilib.netlink._ns import NetNSHandle, current_netns_path, open_netns
@@ -73,6 +75,7 @@ from cnilib.netlink._route import (
 from cnilib.netlink._sysctl import read_sysctl, sysctl_path, write_sysctl
 
 __all__ = [
+    "IFF_PROMISC",
     "IFF_UP",
     "RT_SCOPE_HOST",
     "RT_SCOPE_LINK",
@@ -120,6 +123,7 @@ __all__ = [
     "set_link_mac",
     "set_link_master",
     "set_link_mtu",
+    "set_link_promisc",
     "set_link_up",
     "sysctl_path",
     "write_sysctl",

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from cnilib.netlink._pool import NetnsTarget
 
 __all__ = [
+    "IFF_PROMISC",
     "IFF_UP",
     "Link",
     "LinkRef",
@@ -46,10 +47,12 @@ __all__ = [
     "set_link_mac",
     "set_link_master",
     "set_link_mtu",
+    "set_link_promisc",
     "set_link_up",
 ]
 
 IFF_UP = 0x1
+IFF_PROMISC = 0x100
 
 
 @attrs.frozen(kw_only=True)
@@ -109,6 +112,7 @@ IFLA_LINK_NETNSID = 37
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
 VETH_INFO_PEER = 1
+IFLA_BR_VLAN_FILTERING = 7
 _OPER_STATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
 _IFINFO = struct.Struct("=BxHiII")
 _U32 = struct.Struct("=I")
@@ -252,16 +256,21 @@ def add_veth(
     return get_link(name)
 
 
-def add_bridge(name: str, *, mtu: int | None = None, mac: str | None = None) -> Link:
-    """Create a bridge ``name``; returns it."""
-    attrs_: dict[str, Any] = {}
+def add_bridge(
+    name: str, *, mtu: int | None = None, mac: str | None = None, vlan_filtering: bool = False
+) -> Link:
+    """Create a bridge ``name`` (with VLAN filtering on, if asked); returns it."""
+    body = ifinfomsg() + _ifname(name)
     if mtu is not None:
-        attrs_["mtu"] = mtu
+        body += attr(IFLA_MTU, _U32.pack(mtu))
     if mac is not None:
-        attrs_["address"] = mac
+        body += _mac(mac)
+    info = attr(IFLA_INFO_KIND, b"bridge\0")
+    if vlan_filtering:
+        info += attr(IFLA_INFO_DATA, attr(IFLA_BR_VLAN_FILTERING, b"\1"))
     with netlink_errors(f"add bridge {name}", netns_label()):
-        ipr().link("add", ifname=name, kind="bridge", **attrs_)
-    return get_link(name)
+        _change(body + attr(IFLA_LINKINFO, info), NLM_F_CREATE | NLM_F_EXCL)
+        return get_link(name)
 
 
 def _set(
@@ -290,6 +299,12 @@ def set_link_up(link: LinkRef) -> None:
 def set_link_down(link: LinkRef) -> None:
     """Set ``link`` administratively down."""
     _set(link, "set down", flags=0, change=IFF_UP)
+
+
+def set_link_promisc(link: LinkRef, on: bool = True) -> None:
+    """Turn promiscuous mode of ``link`` on (or off)."""
+    flags = IFF_PROMISC if on else 0
+    _set(link, f"set promisc {'on' if on else 'off'} on", flags=flags, change=IFF_PROMISC)
 
 
 def set_link_mtu(link: LinkRef, mtu: int) -> None:

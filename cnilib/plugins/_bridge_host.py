@@ -12,15 +12,17 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 
 from cnilib.errors import PluginError
 from cnilib.netlink import (
+    IFF_PROMISC,
+    IFF_UP,
     Link,
     NetlinkError,
     add_address,
+    add_bridge,
     add_veth,
     delete_address,
     find_link,
@@ -31,6 +33,7 @@ from cnilib.netlink import (
     netns_label,
     set_link_mac,
     set_link_master,
+    set_link_promisc,
     set_link_up,
 )
 from cnilib.netlink._errors import netlink_errors
@@ -61,12 +64,8 @@ __all__ = [
     "validate_container",
 ]
 
-IFF_PROMISC = 0x100
 BRIDGE_VLAN_INFO_PVID = 0x2
 BRIDGE_VLAN_INFO_UNTAGGED = 0x4
-
-
-_IFF_UP = 0x1
 
 
 def _bridge_by_name(name: str) -> Link:
@@ -88,27 +87,20 @@ def ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool) -> L
 
 
 def _ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool) -> Link:
-    request: dict[str, Any] = {"ifname": name, "kind": "bridge"}
-    if mtu:
-        request["mtu"] = mtu
-    if vlan_filtering:
-        request["br_vlan_filtering"] = 1
     existing = find_link(name)  # (Go adds first and ignores EEXIST: one request more)
     if existing is None:
         try:
-            with netlink_errors(f"add bridge {name}", netns_label()):
-                ipr().link("add", **request)
+            add_bridge(name, mtu=mtu or None, vlan_filtering=vlan_filtering)
         except NetlinkError as exc:
             if exc.errno != errno.EEXIST:
                 raise fail(f'could not add "{name}": {go_strerror(exc)}') from exc
-    elif existing.kind == "bridge" and not promisc and existing.flags & _IFF_UP:
+    elif existing.kind == "bridge" and not promisc and existing.flags & IFF_UP:
         # The common case on every ADD after the first: the bridge is ready.
         # (accept_ra was turned off when it was made.)
         return existing
     if promisc:
         try:
-            with netlink_errors(f"set promisc on {name}", netns_label()):
-                ipr().link("set", ifname=name, flags=IFF_PROMISC, change=IFF_PROMISC)
+            set_link_promisc(name)
         except NetlinkError as exc:
             raise fail(f'could not set promiscuous mode on "{name}": {go_strerror(exc)}') from exc
     bridge = _bridge_by_name(name)

@@ -471,6 +471,8 @@ class TestRawNetlink:
 
         def configure() -> None:
             nl.add_bridge("cni-br")
+            nl.add_bridge("cni-br2", mtu=1400, mac="02:11:22:33:44:66")
+            nl.set_link_promisc("cni-br2")
             nl.add_veth("cni-va", "cni-vb")
             nl.set_link_master("cni-va", "cni-br")
             nl.set_link_mtu("cni-va", 1450)
@@ -498,6 +500,11 @@ class TestRawNetlink:
         assert link["cni-va"]["master"] == "cni-br"
         assert link["cni-va"]["mtu"] == 1450
         assert link["cni-br"]["address"] == "02:11:22:33:44:55"
+        assert link["cni-br2"]["linkinfo"]["info_kind"] == "bridge"
+        assert (link["cni-br2"]["mtu"], link["cni-br2"]["address"]) == (1400, "02:11:22:33:44:66")
+        assert link["cni-br2"]["promiscuity"] == 1
+        assert "PROMISC" in link["cni-br2"]["flags"]
+        assert link["cni-br"]["promiscuity"] == 0
         assert "UP" in link["cni-br"]["flags"]
         assert "UP" not in link["cni-vb"]["flags"]
         addrs = {
@@ -517,6 +524,27 @@ class TestRawNetlink:
         assert other["dst"] == "10.52.0.0/16"
         assert (other["metric"], other["prefsrc"]) == (5, "10.9.0.1")
         assert other["metrics"] == [{"mtu": 1300, "advmss": 1200}]
+
+    def test_bridge_vlan_filtering_reaches_the_kernel(self, ns: NetNS) -> None:
+        """The attribute is one the bridge driver acts on: the bridge filters VLANs, or a
+        kernel built without VLAN filtering refuses it (this machine's kind does). A
+        malformed attribute would give EINVAL or a bridge that does not filter."""
+
+        def make() -> int | None:
+            try:
+                nl.add_bridge("cni-brv", vlan_filtering=True)
+            except nl.NetlinkError as exc:
+                return exc.errno
+            return None
+
+        refused = nl.run_in_netns(ns.path, make)
+        if refused is None:
+            from tests.privileged._kernel import ip_json
+
+            [bridge] = ip_json(ns, "-d", "link", "show", "cni-brv")
+            assert bridge["linkinfo"]["info_data"]["vlan_filtering"] == 1
+        else:
+            assert refused == errno.EOPNOTSUPP
 
     def test_kernel_errors_as_pyroute2_gave_them(self, ns: NetNS) -> None:
         """EEXIST, ENODEV, ENETUNREACH: the same NetlinkError, errno and text as before."""
