@@ -23,6 +23,7 @@ from cnilib.invoke import ChainExecutor, Executor, SubprocessExecutor
 from cnilib.plugins._executor import InProcessExecutor
 from cnilib.testing import NetNS
 from tests.privileged._kernel import GO_PLUGINS, JSON, ip_json
+from tests.privileged._netstate import nft_ruleset
 
 NETWORK = "brdiff"
 CONTAINER_ID = "ctr-bridge-diff"
@@ -120,7 +121,7 @@ class Side:
                                      "ipv6/conf/eth0/disable_ipv6", "ipv6/conf/lo/disable_ipv6")
             )),
             "iptables": tables(self.node),
-            "nftables": nft_ruleset(self.node),
+            "nftables": [norm_name(line) for line in nft_ruleset(self.node)],
             "store": self.store(),
         }  # fmt: skip
 
@@ -174,15 +175,6 @@ def tables(ns: NetNS) -> dict[str, list[str]]:
         text = ns.exec(tool).stdout
         out[tool] = [line for line in text.splitlines() if not line.startswith("#")]
     return out
-
-
-_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
-
-
-def nft_ruleset(ns: NetNS) -> list[str]:
-    """``nft list ruleset`` of *ns* (every table, iptables-nft's included), counters zeroed."""
-    text = norm_name(ns.exec("nft", "list", "ruleset").stdout)
-    return [_COUNTER.sub("counter", line) for line in text.splitlines()]
 
 
 def norm_result(res: cnilib.Result, keep_mac: str = "") -> JSON:

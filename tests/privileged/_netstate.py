@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 
 import pytest
 
@@ -22,6 +23,7 @@ __all__ = [
     "assert_same",
     "links",
     "nat_rules",
+    "nft_ruleset",
     "normalized_result",
     "routes",
     "settled",
@@ -83,13 +85,26 @@ def sysctls(ns: NetNS, names: list[str]) -> dict[str, str]:
 
 
 def nat_rules(ns: NetNS) -> str:
-    """``iptables-save`` + ``ip6tables-save`` of *ns*, without the timestamped comments."""
-    return "".join(
+    """``iptables-save`` + ``ip6tables-save`` of *ns*, without the timestamped comments,
+    then the whole nftables ruleset (tables iptables does not show included)."""
+    saved = "".join(
         line + "\n"
         for tool in ("iptables-save", "ip6tables-save")
         for line in ns.exec(tool).stdout.splitlines()
         if not line.startswith("#")
     )
+    return saved + "".join(line + "\n" for line in nft_ruleset(ns))
+
+
+_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
+
+
+def nft_ruleset(ns: NetNS) -> list[str]:
+    """``nft list ruleset`` of *ns*, counters zeroed (traffic is timing, not state)."""
+    return [
+        _COUNTER.sub("counter", line)
+        for line in ns.exec("nft", "list", "ruleset").stdout.splitlines()
+    ]
 
 
 def settled(ns: NetNS) -> bool:
