@@ -1,15 +1,14 @@
 """The ``bridge`` plugin: the container on a veth to a host bridge (Go ``plugins/main/bridge``).
 
 Keys: ``bridge`` (default ``cni0``), ``isGateway``, ``isDefaultGateway``
-(implies isGateway), ``forceAddress``, ``ipMasq``, ``ipMasqBackend``, ``mtu``,
-``hairpinMode``, ``macspoofchk``,
-``promiscMode`` (not together with hairpin), ``vlan`` (0-4094, bridge VLAN
-filtering), ``enabledad``, ``dns``, ``ipam`` (absent or without ``type``:
-layer 2 only); the container MAC from ``CNI_ARGS MAC=``, ``args.cni.mac``
-or ``runtimeConfig.mac``.
+(implies isGateway), ``forceAddress``, ``ipMasq``, ``ipMasqBackend``,
+``mtu``, ``hairpinMode``, ``promiscMode`` (not together with hairpin),
+``macspoofchk``, ``vlan`` (0-4094, bridge VLAN filtering), ``enabledad``,
+``dns``, ``ipam`` (absent or without ``type``: layer 2 only); the container
+MAC from ``CNI_ARGS MAC=``, ``args.cni.mac`` or ``runtimeConfig.mac``.
 
 Host-side work (bridge, host veth end, gateway addresses, forwarding,
-iptables) happens in ``req.host_netns`` (None: this process's own
+iptables and nftables rules) happens in ``req.host_netns`` (None: this process's own
 namespace, as for a binary); container-side work in ``CNI_NETNS``; both on
 namespace workers (:mod:`cnilib.netlink`), never on the caller's thread.
 
