@@ -6,8 +6,10 @@ a few microseconds for most of them. A bridge ADD makes about fourteen, so
 the requests on its path (link lookups and changes, the veth pair, an
 address, a route) go through this socket instead, which each namespace
 worker opens itself: one blocking ``send``/``recv`` per request, only the
-attributes :class:`~cnilib.netlink.Link` needs decoded. Everything else
-(dumps, bridge-port and VLAN requests, deletions) stays on pyroute2.
+attributes :class:`~cnilib.netlink.Link` needs decoded. It also serves the
+address dump and link deletion; everything else (dumps of every link or
+route, route and address deletion, bridge-port and VLAN requests) stays
+on pyroute2.
 
 The messages are the ones pyroute2 sends for the same calls (same type,
 flags, header fields and attributes in the same order), so the kernel ends
@@ -110,8 +112,10 @@ class RawNetlink:
         for _ in range(10):
             replies, interrupted = self._request(msg_type, flags, body)
             if not interrupted:
-                break
-        return replies
+                return replies
+        # The objects kept changing: say so (a transient error) rather than answer with
+        # a listing that may miss or repeat some.
+        raise OSError(errno.EAGAIN, "netlink dump interrupted ten times")
 
     def _request(
         self, msg_type: int, flags: int, body: bytes

@@ -81,9 +81,9 @@ class PluginRequest:
         return runtime if isinstance(runtime, dict) else {}
 
     def valid_attachments(self) -> set[tuple[str, str]]:
-        """GC's ``cni.dev/valid-attachments``: (containerID, ifname) pairs; code 7 if malformed."""
+        """GC's ``cni.dev/valid-attachments``: (containerID, ifname) pairs as given (no
+        trimming; host-local trims as its store does); code 7 if malformed."""
         from cnilib.plugins.ipam._decode import config_error, get_list, get_str
-        from cnilib.plugins.ipam._store import go_trim_space
 
         key = "cni.dev/valid-attachments"
         if key not in self.config:
@@ -93,8 +93,7 @@ class PluginRequest:
             where = f'$["{key}"][{i}]'
             if not isinstance(item, dict):
                 raise config_error(f"{where}: expected an object", field=where)
-            cid = go_trim_space(get_str(item, "containerID", where))
-            pairs.add((cid, get_str(item, "ifname", where)))
+            pairs.add((get_str(item, "containerID", where), get_str(item, "ifname", where)))
         return pairs
 
     def delegate(self, plugin_type: str, command: Command | None = None) -> bytes:

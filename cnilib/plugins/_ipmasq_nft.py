@@ -32,6 +32,7 @@ _POSTROUTING = "postrouting"
 _FAMILY = "inet"
 _COMMENT_MAX = 128  # knftables.CommentLengthMax
 _HASH_LENGTH = 16
+_INSTANCE = 2 * _HASH_LENGTH + 1  # "<network hash>-<attachment hash>"
 _MULTICAST = {"ip": ("224.0.0.0", 4), "ip6": ("ff00::", 8)}
 
 
@@ -121,7 +122,12 @@ def teardown_ipmasq_nft(network: str, ifname: str, container_id: str) -> None:
 
 
 def gc_ipmasq_nft(network: str, valid: Collection[tuple[str, str]]) -> None:
-    """Delete the network's rules of every attachment not in ``valid`` ((containerID, ifname))."""
-    keep = {instance_comment(network, ifname, cid) for cid, ifname in valid}
+    """Delete the network's rules of every attachment not in ``valid`` ((containerID, ifname)).
+
+    Rules are told apart by the hashes that begin their comments, not by the
+    whole comment: Go cuts a long comment at 128 bytes, this module at 128
+    characters, and the two differ for a non-ASCII name.
+    """
+    keep = {_instance_hash(network, ifname, cid) for cid, ifname in valid}
     rules = rule_handles(_listed_rules(), CHAIN, _network_hash(network))
-    nft_apply(_delete(r for r in rules if r.get("comment") not in keep))
+    nft_apply(_delete(r for r in rules if str(r.get("comment", ""))[:_INSTANCE] not in keep))

@@ -29,9 +29,10 @@ __all__ = ["install", "main"]
 _SCRIPT = """\
 #!{python} -IS
 # CNI plugin "{type}": cnilib's in-process plugin, run as an executable.
-# -S skips the site module; these are the directories it would have added.
+# -S skips the site module; these are the directories it would have added (after the
+# standard library, as site adds them).
 import sys
-sys.path[1:1] = {path!r}
+sys.path.extend({path!r})
 from cnilib.plugins._main import main
 main({type!r})
 """

@@ -22,7 +22,7 @@ import attrs
 
 from cnilib._json import JSONValue
 from cnilib.errors import ErrorCode, PluginError
-from cnilib.plugins._hosttools import tool_exists
+from cnilib.plugins._hosttools import find_tool, run_tool, tool_exists
 from cnilib.plugins._ipmasq import (
     format_chain_name,
     format_comment,
@@ -35,7 +35,14 @@ from cnilib.plugins._netconf import conf_str
 from cnilib.plugins._nft import nft_available
 from cnilib.results import IPInterface
 
-__all__ = ["IPTABLES", "NFTABLES", "Masquerade", "gc_masquerade", "masq_backend"]
+__all__ = [
+    "IPTABLES",
+    "NFTABLES",
+    "Masquerade",
+    "backend_works",
+    "gc_masquerade",
+    "masq_backend",
+]
 
 IPTABLES = "iptables"
 NFTABLES = "nftables"
@@ -97,14 +104,34 @@ def gc_masquerade(network: str, valid: Collection[tuple[str, str]]) -> None:
 
 
 def _in_each_backend(iptables: Callable[[], None], nftables: Callable[[], None]) -> None:
-    """Run each backend's part where its tool is installed; all failures in one error."""
+    """Run each backend's part where its tool is installed; all failures in one error.
+
+    As Go's teardown and GC do, a backend's failure counts only if that
+    backend works on this host: an installed tool whose kernel side is
+    missing or forbidden cannot hold rules, so it must not fail every DEL.
+    """
     failures: list[str] = []
-    for installed, part in ((tool_exists(IPTABLES), iptables), (nft_available(), nftables)):
+    for backend, part in ((IPTABLES, iptables), (NFTABLES, nftables)):
+        installed = tool_exists(IPTABLES) if backend == IPTABLES else nft_available()
         if not installed:
             continue
         try:
             part()
         except PluginError as exc:
-            failures.append(exc.msg)
+            if backend_works(backend):
+                failures.append(exc.msg)
     if failures:
         raise PluginError("\n".join(failures), code=ErrorCode.INTERNAL)
+
+
+def backend_works(backend: str) -> bool:
+    """Whether ``backend`` can read rules here (Go ``SupportsIPTables``, ``SupportsNFTables``)."""
+    if backend == IPTABLES:
+        argv = ["iptables", "-w", "-t", "filter", "-S", "INPUT"]
+    else:
+        argv = ["nft", "list", "tables"]
+    try:
+        argv[0] = find_tool(argv[0], "probe")
+    except PluginError:
+        return False
+    return run_tool(argv).returncode == 0

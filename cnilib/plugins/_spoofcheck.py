@@ -129,20 +129,19 @@ def check_spoofcheck(host_iface: str, mac: str, ref: str) -> None:
     """Raise (code 999) naming the first missing piece of ``ref``'s rule set."""
     objects = nft_list("table", _FAMILY, _TABLE) or []
     comment = _comment(ref)
-    jumps = [
-        rule
-        for rule in rule_handles(objects, _BASE_CHAIN, comment)
-        if _match(_IIFNAME, host_iface) in rule.get("expr", [])
-    ]
-    if not jumps:
-        raise fail(
-            f"macspoofchk: no rule in {_FAMILY} {_TABLE} {_BASE_CHAIN} sends {host_iface} "
-            f"to {_iface_chain(ref)}"
-        )
-    allowed = [
-        rule
-        for rule in rule_handles(objects, _mac_chain(ref), comment)
-        if _match(_ETHER_SADDR, mac.lower()) in rule.get("expr", [])
-    ]
-    if not allowed or _iface_chain(ref) not in _chain_names(objects):
-        raise fail(f"macspoofchk: chain {_mac_chain(ref)} does not admit {mac.lower()}")
+    iface_chain, mac_chain = _iface_chain(ref), _mac_chain(ref)
+
+    def has(chain: str, *expr: Mapping[str, Any]) -> bool:
+        return any(rule.get("expr") == list(expr) for rule in rule_handles(objects, chain, comment))
+
+    expected = [
+        (_BASE_CHAIN, (_match(_IIFNAME, host_iface), {"jump": {"target": iface_chain}}),
+         f"the jump from {host_iface} to {iface_chain}"),
+        (iface_chain, ({"jump": {"target": mac_chain}},), f"the jump to {mac_chain}"),
+        (mac_chain, (_match(_ETHER_SADDR, mac.lower()), {"return": None}),
+         f"the rule admitting {mac.lower()}"),
+        (mac_chain, ({"drop": None},), "the rule dropping every other source"),
+    ]  # fmt: skip
+    for chain, expr, what in expected:
+        if not has(chain, *expr):
+            raise fail(f"macspoofchk: {what} is missing from {_FAMILY} {_TABLE} {chain}")

@@ -56,7 +56,8 @@ import ipaddress
 
 import attrs
 
-from cnilib.errors import CNIError
+from cnilib._log import get_logger
+from cnilib.errors import CNIError, PluginError
 from cnilib.invoke import Command
 from cnilib.netlink import (
     NetNSError,
@@ -95,6 +96,8 @@ from cnilib.results import IPInterface, Result, Route
 from cnilib.results.v100 import Interface, IPConfig, ResultV100
 
 __all__ = ["Bridge", "BridgeConf"]
+
+log = get_logger("cnilib.plugins.bridge")
 
 DEFAULT_BRIDGE = "cni0"
 
@@ -219,11 +222,14 @@ class Bridge(BasePlugin):
             addrs = _prev_addresses(req)
         if masq or conf.mac_spoof_check:
             with contextlib.closing(open_host_netns(req.host_netns)) as host:
-                if conf.mac_spoof_check:
-                    ref = spoofcheck_ref(req.container_id, req.ifname)
-                    run_in_netns(host, teardown_spoofcheck, ref)
                 if masq:
                     run_in_netns(host, _masquerade(req, conf).teardown, addrs)
+                if conf.mac_spoof_check:
+                    ref = spoofcheck_ref(req.container_id, req.ifname)
+                    try:
+                        run_in_netns(host, teardown_spoofcheck, ref)
+                    except PluginError as exc:  # Go prints it and lets DEL succeed
+                        log.warning("bridge DEL %s: %s", ref, exc.msg)
 
     # ------------------------------------------------------------------- CHECK
 
@@ -277,7 +283,8 @@ class Bridge(BasePlugin):
     # ---------------------------------------------------------------------- GC
 
     def gc(self, req: PluginRequest) -> None:
-        """IPAM's GC, then the nftables masquerading rules of attachments no longer valid."""
+        """IPAM's GC, then the masquerading rules (both backends) of attachments no longer
+        valid."""
         conf = BridgeConf.load(req)
         if conf.ipam:
             req.delegate(conf.ipam, Command.GC)

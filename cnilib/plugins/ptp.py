@@ -359,7 +359,8 @@ class Ptp(BasePlugin):
         req.delegate(PtpConf.load(req).ipam, Command.STATUS)
 
     def gc(self, req: PluginRequest) -> None:
-        """GC: IPAM's, then the nftables masquerading rules of attachments no longer valid."""
+        """GC: IPAM's, then the masquerading rules (both backends) of attachments no longer
+        valid."""
         conf = PtpConf.load(req)
         req.delegate(conf.ipam, Command.GC)
         if conf.ip_masq:

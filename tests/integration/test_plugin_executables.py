@@ -80,17 +80,32 @@ class TestInstall:
         assert script.splitlines()[0] == f"#!{sys.executable} -IS"
         assert repr(import_path()) in script
         probe = (
-            f"import sys; sys.path[1:1] = {import_path()!r}\n"
-            "import attrs, cattrs, pyroute2, cnilib\n"
-            "print(cnilib.__file__, attrs.__file__, pyroute2.__file__, 'site' in sys.modules)"
+            "import sys, json\n"
+            "stdlib = list(sys.path)\n"
+            + script.split("import sys\n", 1)[1].split("from cnilib", 1)[0]
+            + "import attrs, cattrs, pyroute2, cnilib, json as j\n"
+            "print(json.dumps([cnilib.__file__, attrs.__file__, pyroute2.__file__,\n"
+            "                  'site' in sys.modules, sys.path[: len(stdlib)] == stdlib,\n"
+            "                  j.__file__]))"
         )
-        out = subprocess.run(
-            [sys.executable, "-IS", "-c", probe], capture_output=True, text=True, check=True
-        ).stdout.split()
+        out = json.loads(
+            subprocess.run(
+                [sys.executable, "-IS", "-c", probe], capture_output=True, text=True, check=True
+            ).stdout
+        )
         import attrs
         import pyroute2
 
-        assert out == [cnilib.__file__, attrs.__file__, pyroute2.__file__, "False"]
+        # cnilib and its dependencies where this interpreter finds them; no site module;
+        # the standard library first (json is the stdlib's, not anything on the added path).
+        assert out == [
+            cnilib.__file__,
+            attrs.__file__,
+            pyroute2.__file__,
+            False,
+            True,
+            json.__file__,
+        ]
 
     def test_version_imports_nothing_heavy(self, plugin_dir: Path) -> None:
         """VERSION, a runtime's probe, loads neither the plugin framework (attrs, cattrs)

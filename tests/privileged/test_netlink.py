@@ -585,22 +585,22 @@ class TestRawNetlink:
         """An answer to an abandoned request (another sequence number) is not taken for
         the next request's."""
         from cnilib.netlink._link import RTM_GETLINK
-        from cnilib.netlink._raw import NLM_F_REQUEST, ifinfomsg
+        from cnilib.netlink._raw import ifinfomsg
 
-        def abandon_then_ask() -> str:
+        def abandon_then_ask() -> tuple[str, str]:
+            other = nl.add_bridge("cni-late")  # the abandoned answer names another link
             sock = nl.raw()
-            sock.request(RTM_GETLINK, NLM_F_REQUEST, ifinfomsg(1))  # sequence n
-            # Send request n+1 by hand and never read its answer.
+            # Send a request by hand and never read its answer.
             import struct
 
-            body = ifinfomsg(1)
+            body = ifinfomsg(other.index)
             sock._seq += 1
             sock.sock.send(
                 struct.pack("=IHHII", 16 + len(body), RTM_GETLINK, 1, sock._seq, 0) + body
             )
-            return nl.get_link("lo").name
+            return nl.get_link("lo").name, nl.get_link_by_index(other.index).name
 
-        assert "lo" == nl.run_in_netns(ns.path, abandon_then_ask)
+        assert nl.run_in_netns(ns.path, abandon_then_ask) == ("lo", "cni-late")
 
     def test_raw_socket_needs_a_worker(self) -> None:
         """Like ``ipr()``, the raw socket is only handed out on a namespace worker."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -123,22 +124,68 @@ def test_macspoofchk_drops_frames_from_another_mac(py: Side) -> None:
     assert pings(ctr, "10.78.1.1")
 
 
-def test_macspoofchk_check_names_a_removed_rule(py: Side) -> None:
-    """CHECK (cnilib's addition) notices the port's jump rule is gone, and says which."""
+@pytest.mark.parametrize(
+    ("chain", "position", "named"),
+    [
+        ("PREROUTING", 0, "the jump from {veth} to cni-br-iface-{ref} is missing"),
+        ("cni-br-iface-{ref}", 0, "the jump to cni-br-iface-{ref}-mac is missing"),
+        ("cni-br-iface-{ref}-mac", 0, "the rule admitting {mac} is missing"),
+        ("cni-br-iface-{ref}-mac", 1, "the rule dropping every other source is missing"),
+    ],
+)
+def test_macspoofchk_check_names_a_removed_rule(
+    py: Side, chain: str, position: int, named: str
+) -> None:
+    """CHECK (cnilib's addition) notices each of the four rules going, and says which."""
     conf = py.conflist(bridge_conf(V4, macspoofchk=True))
     res = py.cni.add_network_list(conf, py.rt())
     assert res is not None
-    host_veth = json.loads(res.to_json())["interfaces"][1]["name"]
+    interfaces = json.loads(res.to_json())["interfaces"]
+    names = {
+        "veth": interfaces[1]["name"],
+        "mac": interfaces[2]["mac"],
+        "ref": f"{CONTAINER_ID}-eth0",
+    }
     py.cni.check_network_list(conf, py.rt())
-    (jump,) = [
+    chain = chain.format(**names)
+    rules = [
         obj["rule"]
-        for obj in nft_objects(py.node, "chain", "bridge", "nat", "PREROUTING")
+        for obj in nft_objects(py.node, "chain", "bridge", "nat", chain)
         if "rule" in obj
     ]
-    py.node.exec("nft", "delete", "rule", "bridge", "nat", "PREROUTING", "handle",
-                 str(jump["handle"]))  # fmt: skip
-    with pytest.raises(cnilib.CNIError, match=f"PREROUTING sends {host_veth} to cni-br-iface"):
+    handle = str(rules[position]["handle"])
+    py.node.exec("nft", "delete", "rule", "bridge", "nat", chain, "handle", handle)
+    with pytest.raises(cnilib.CNIError, match=re.escape(named.format(**names))):
         py.cni.check_network_list(conf, py.rt())
+
+
+def test_del_survives_a_failing_spoofcheck_teardown(
+    py: Side, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As Go's bridge, DEL only reports a macspoofchk teardown failure (here nft cannot
+    list the table): the address is released and the masquerading chain still removed."""
+    from cnilib.plugins import _spoofcheck
+
+    conf = py.conflist(bridge_conf(V4, isGateway=True, ipMasq=True, macspoofchk=True))
+    py.cni.add_network_list(conf, py.rt())
+
+    def broken(*_: object) -> None:
+        raise cnilib.PluginError("nft: Operation not permitted")
+
+    monkeypatch.setattr(_spoofcheck, "nft_list", broken)
+    py.cni.delete_network_list(conf, py.rt())
+    assert "Operation not permitted" in caplog.text
+    assert not any("CNI-" in line for line in tables(py.node)["iptables-save"])
+    assert "10.78.1.2" not in py.store()
+
+
+def test_both_backends_work_in_a_node_namespace(py: Side) -> None:
+    """The probe that decides whether a backend's failure counts says yes for both here."""
+    from cnilib.netlink import run_in_netns
+    from cnilib.plugins._masq import backend_works
+
+    assert run_in_netns(py.node.path, backend_works, "iptables") is True
+    assert run_in_netns(py.node.path, backend_works, "nftables") is True
 
 
 def test_failed_add_removes_macspoofchk_chains(py: Side) -> None:

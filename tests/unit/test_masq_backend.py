@@ -90,3 +90,63 @@ def test_rule_handles_filters_by_chain_and_comment_prefix() -> None:
     ]
     assert [r["handle"] for r in rule_handles(objects, "a", "abc")] == [1]
     assert rule_handles(None, "a", "") == []
+
+
+@pytest.mark.parametrize("works", [True, False])
+def test_teardown_failure_counts_only_where_the_backend_works(
+    monkeypatch: pytest.MonkeyPatch, works: bool
+) -> None:
+    """Go's rule: a backend whose tool is installed but cannot reach the kernel (no
+    nf_tables, a sandbox forbidding it) holds no rules, so its failure must not fail DEL;
+    where it works, the failure is reported."""
+    _tools(monkeypatch, "iptables", "nft")
+    calls: list[str] = []
+
+    def failing(*_: object) -> None:
+        calls.append("nft")
+        raise PluginError("nft: Operation not permitted")
+
+    monkeypatch.setattr(_masq, "teardown_ipmasq", lambda *_: calls.append("iptables"))
+    monkeypatch.setattr(_masq, "teardown_ipmasq_nft", failing)
+    monkeypatch.setattr(_masq, "backend_works", lambda backend: works)
+    masq = _masq.Masquerade("net", "cid", "eth0", _masq.IPTABLES)
+    if works:
+        with pytest.raises(PluginError, match="Operation not permitted"):
+            masq.teardown(None)
+    else:
+        masq.teardown(None)
+    assert calls == ["iptables", "nft"]
+
+
+def test_gc_keeps_valid_rules_whatever_their_comment_tail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GC tells attachments apart by the hashes at the head of the comment: a valid rule
+    whose readable tail Go cut at 128 bytes (not characters, as here) is kept; the rule of
+    an attachment that is not valid goes."""
+    from cnilib.plugins import _ipmasq_nft
+
+    ifname, cid = "ethé", "c" * 120
+    go_cut = instance_comment("net1", ifname, cid).encode()[:128].decode("utf-8", "replace")
+    assert go_cut != instance_comment("net1", ifname, cid)
+    rules = [
+        {"rule": {"chain": "masq_checks", "handle": 7, "comment": go_cut}},
+        {
+            "rule": {
+                "chain": "masq_checks",
+                "handle": 8,
+                "comment": instance_comment("net1", "eth0", "old"),
+            }
+        },
+        {
+            "rule": {
+                "chain": "masq_checks",
+                "handle": 9,
+                "comment": instance_comment("net2", "eth0", "old"),
+            }
+        },
+    ]
+    applied: list[list[Any]] = []
+    monkeypatch.setattr(_ipmasq_nft, "_listed_rules", lambda: rules)
+    monkeypatch.setattr(_ipmasq_nft, "nft_apply", lambda batch: applied.append(list(batch)))
+    _ipmasq_nft.gc_ipmasq_nft("net1", {(cid, ifname)})
+    [batch] = applied
+    assert [command["delete"]["rule"]["handle"] for command in batch] == [8]

@@ -39,7 +39,7 @@ from cnilib.plugins.ipam._config import (
     parse_resolv_conf,
 )
 from cnilib.plugins.ipam._ranges import RangeSet
-from cnilib.plugins.ipam._store import Store, os_error
+from cnilib.plugins.ipam._store import Store, go_trim_space, os_error
 from cnilib.results import DNS, IPAddress, IPConfig, ResultV100
 from cnilib.results._ip import format_ip
 
@@ -160,7 +160,7 @@ class HostLocal(BasePlugin):
     def gc(self, req: PluginRequest) -> None:
         """Release every allocation of no attachment in ``cni.dev/valid-attachments``."""
         conf = self._load(req)
-        valid = req.valid_attachments()
+        valid = {(go_trim_space(cid), ifname) for cid, ifname in req.valid_attachments()}
         valid_ids = {cid for cid, _ in valid}
         failures: list[str] = []
         with Store(conf.name, conf.data_dir) as store, store.locked():
