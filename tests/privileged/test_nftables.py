@@ -203,6 +203,56 @@ def test_failed_add_removes_macspoofchk_chains(py: Side) -> None:
     assert [link["ifname"] for link in ip_json(py.ctr(0), "link")] == ["lo"]
 
 
+def test_concurrent_go_and_cnilib_attachments_share_the_tables(
+    container_netns: MakeNS, tmp_path: Path
+) -> None:
+    """Eight containers by Go's bridge and eight by ours, all at once on one node, with
+    macspoofchk (both use the bridge nat table) and ipMasq: every attachment gets its own
+    rules, and after all the DELs only the shared base chains are left."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    node = container_netns()
+    go = Side("go", node, container_netns, tmp_path / "go")
+    py = Side("py", node, container_netns, tmp_path / "py")
+    confs = {
+        "go": go.conflist(bridge_conf("10.78.3.0/24", bridge="brgo", isGateway=True,
+                                      ipMasq=True, macspoofchk=True)),
+        "py": py.conflist(bridge_conf("10.78.4.0/24", bridge="brpy", isGateway=True,
+                                      ipMasq=True, ipMasqBackend="nftables", macspoofchk=True)),
+    }  # fmt: skip
+    jobs = [(side, i) for i in range(8) for side in (go, py)]
+
+    def attach(job: tuple[Side, int]) -> None:
+        side, i = job
+        side.cni.add_network_list(confs[side.kind], side.rt(i, container_id=f"{side.kind}{i}"))
+
+    def detach(job: tuple[Side, int]) -> None:
+        side, i = job
+        side.cni.delete_network_list(confs[side.kind], side.rt(i, container_id=f"{side.kind}{i}"))
+
+    for job in jobs:  # the namespaces, made before the race
+        job[0].ctr(job[1])
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(attach, jobs))
+    comments = [
+        obj["rule"]["comment"]
+        for obj in nft_objects(node, "chain", "bridge", "nat", "PREROUTING")
+        if "rule" in obj
+    ]
+    assert sorted(comments) == sorted(
+        f"macspoofchk-{s}{i}-eth0" for s in ("go", "py") for i in range(8)
+    )
+    assert len(_masq_rules(node)) == 8
+    assert len([line for line in tables(node)["iptables-save"] if line.startswith(":CNI-")]) == 8
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(detach, jobs))
+    left = nft_objects(node, "table", "bridge", "nat")
+    assert [obj["chain"]["name"] for obj in left if "chain" in obj] == ["PREROUTING"]
+    assert not [obj for obj in left if "rule" in obj]
+    assert _masq_rules(node) == []
+    assert not any(line.startswith(":CNI-") for line in tables(node)["iptables-save"])
+
+
 # ------------------------------------------------------------ nftables ipMasq
 
 
