@@ -32,7 +32,7 @@ from cnilib.plugins._ipmasq import (
 )
 from cnilib.plugins._ipmasq_nft import gc_ipmasq_nft, setup_ipmasq_nft, teardown_ipmasq_nft
 from cnilib.plugins._netconf import conf_str
-from cnilib.plugins._nft import nft_available
+from cnilib.plugins._nft import NFT, nft_available
 from cnilib.results import IPInterface
 
 __all__ = [
@@ -46,6 +46,11 @@ __all__ = [
 
 IPTABLES = "iptables"
 NFTABLES = "nftables"
+# Each backend's tool, and a read that works only where the backend does.
+_PROBES = {
+    IPTABLES: ("iptables", "-w", "-t", "filter", "-S", "INPUT"),
+    NFTABLES: (NFT, "list", "tables"),
+}
 
 
 def masq_backend(conf: Mapping[str, JSONValue]) -> str:
@@ -112,8 +117,7 @@ def _in_each_backend(iptables: Callable[[], None], nftables: Callable[[], None])
     """
     failures: list[str] = []
     for backend, part in ((IPTABLES, iptables), (NFTABLES, nftables)):
-        installed = tool_exists(IPTABLES) if backend == IPTABLES else nft_available()
-        if not installed:
+        if not tool_exists(_PROBES[backend][0]):
             continue
         try:
             part()
@@ -126,12 +130,9 @@ def _in_each_backend(iptables: Callable[[], None], nftables: Callable[[], None])
 
 def backend_works(backend: str) -> bool:
     """Whether ``backend`` can read rules here (Go ``SupportsIPTables``, ``SupportsNFTables``)."""
-    if backend == IPTABLES:
-        argv = ["iptables", "-w", "-t", "filter", "-S", "INPUT"]
-    else:
-        argv = ["nft", "list", "tables"]
+    tool, *args = _PROBES[backend]
     try:
-        argv[0] = find_tool(argv[0], "probe")
+        path = find_tool(tool, "probe")
     except PluginError:
         return False
-    return run_tool(argv).returncode == 0
+    return run_tool([path, *args]).returncode == 0
