@@ -164,24 +164,31 @@ def teardown_ipmasq(ips: Sequence[IPInterface] | None, chain: str, comment: str)
         if ips is not None:
             family_ips = [ipn for ipn in ips if ipn.version == version]
             sources = {_host(ipn) for ipn in family_ips} | {str(ipn.network) for ipn in family_ips}
-        existing = _list_nat(version)
-        lines: list[Rule] = []
-        others = 0
-        for rule in existing:
-            if rule[:2] != ("-A", "POSTROUTING") or rule[-2:] != ("-j", chain):
-                continue
-            ours = (
-                len(rule) == 10
-                and rule[2] == "-s"
-                and rule[4:8] == ("-m", "comment", "--comment", comment)
-            )
-            if ours and (sources is None or rule[3] in sources):
-                lines.append(("-D", *rule[1:]))
-            else:
-                others += 1
-        if ("-N", chain) in existing and not others:
-            lines += [("-F", chain), ("-X", chain)]
-        _restore(version, lines)
+        _restore(version, _teardown_lines(_list_nat(version), chain, comment, sources))
+
+
+def _teardown_lines(
+    existing: Sequence[Rule], chain: str, comment: str, sources: set[str] | None
+) -> list[Rule]:
+    """The restore lines removing ``chain``'s jumps (from ``sources``; None: all of this
+    ``comment``) and then the chain itself, unless another jump still uses it."""
+    lines: list[Rule] = []
+    others = 0
+    for rule in existing:
+        if rule[:2] != ("-A", "POSTROUTING") or rule[-2:] != ("-j", chain):
+            continue
+        ours = (
+            len(rule) == 10
+            and rule[2] == "-s"
+            and rule[4:8] == ("-m", "comment", "--comment", comment)
+        )
+        if ours and (sources is None or rule[3] in sources):
+            lines.append(("-D", *rule[1:]))
+        else:
+            others += 1
+    if ("-N", chain) in existing and not others:
+        lines += [("-F", chain), ("-X", chain)]
+    return lines
 
 
 def gc_ipmasq(network: str, valid_container_ids: set[str]) -> None:
@@ -191,11 +198,13 @@ def gc_ipmasq(network: str, valid_container_ids: set[str]) -> None:
     network and a container ID whose hashed chain name is the jump's
     target, so chains of other networks or tools are never touched. Go
     1.1.1 names chains after network and container only, so a container
-    with any valid interface keeps its chain.
+    with any valid interface keeps its chain. Each family's table is listed
+    once and changed in one transaction.
     """
+    listings = {version: _list_nat(version) for version in (4, 6)}
     stale: set[str] = set()
-    for version in (4, 6):
-        for rule in _list_nat(version):
+    for existing in listings.values():
+        for rule in existing:
             if rule[:2] != ("-A", "POSTROUTING") or len(rule) != 10 or rule[4:7] != (
                 "-m", "comment", "--comment"
             ):  # fmt: skip
@@ -205,6 +214,9 @@ def gc_ipmasq(network: str, valid_container_ids: set[str]) -> None:
                 continue
             if rule[9] == format_chain_name(network, found[2]):
                 stale.add(found[2])
-    for container_id in sorted(stale):
-        chain = format_chain_name(network, container_id)
-        teardown_ipmasq(None, chain, format_comment(network, container_id))
+    for version, existing in listings.items():
+        lines: list[Rule] = []
+        for container_id in sorted(stale):
+            chain = format_chain_name(network, container_id)
+            lines += _teardown_lines(existing, chain, format_comment(network, container_id), None)
+        _restore(version, lines)
