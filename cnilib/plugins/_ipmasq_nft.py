@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from cnilib.plugins._nft import Command, nft_apply, nft_list, rule_handles
+from cnilib.plugins._nft import Command, nft_apply, nft_list, rules_commented
 from cnilib.results import IPInterface
 
 __all__ = ["gc_ipmasq_nft", "instance_comment", "setup_ipmasq_nft", "teardown_ipmasq_nft"]
@@ -86,7 +86,7 @@ def setup_ipmasq_nft(
     ips: Sequence[IPInterface], network: str, ifname: str, container_id: str
 ) -> None:
     """Masquerade traffic from each of ``ips`` leaving its subnet (one transaction)."""
-    stale = rule_handles(_listed_rules(), CHAIN, _instance_hash(network, ifname, container_id))
+    stale = rules_commented(_listed_rules(), CHAIN, _instance_hash(network, ifname, container_id))
     comment = instance_comment(network, ifname, container_id)
     postrouting = _in_table(name=_POSTROUTING)
     batch: list[Command] = [
@@ -117,7 +117,7 @@ def setup_ipmasq_nft(
 
 def teardown_ipmasq_nft(network: str, ifname: str, container_id: str) -> None:
     """Delete the attachment's rules; none (or no table) is fine."""
-    rules = rule_handles(_listed_rules(), CHAIN, _instance_hash(network, ifname, container_id))
+    rules = rules_commented(_listed_rules(), CHAIN, _instance_hash(network, ifname, container_id))
     nft_apply(_delete(rules))
 
 
@@ -129,5 +129,5 @@ def gc_ipmasq_nft(network: str, valid: Collection[tuple[str, str]]) -> None:
     characters, and the two differ for a non-ASCII name.
     """
     keep = {_instance_hash(network, ifname, cid) for cid, ifname in valid}
-    rules = rule_handles(_listed_rules(), CHAIN, _network_hash(network))
+    rules = rules_commented(_listed_rules(), CHAIN, _network_hash(network))
     nft_apply(_delete(r for r in rules if str(r.get("comment", ""))[:_INSTANCE] not in keep))

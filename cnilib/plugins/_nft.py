@@ -23,7 +23,7 @@ __all__ = [
     "nft_apply",
     "nft_available",
     "nft_list",
-    "rule_handles",
+    "rules_commented",
 ]
 
 NFT = "nft"
@@ -64,7 +64,7 @@ def nft_list(*what: str) -> list[dict[str, Any]] | None:
     return [obj for obj in objects if "metainfo" not in obj]
 
 
-def rule_handles(
+def rules_commented(
     objects: Sequence[Mapping[str, Any]] | None, chain: str, comment_prefix: str
 ) -> list[Mapping[str, Any]]:
     """The rules of ``chain`` among ``objects`` whose comment starts with ``comment_prefix``."""

@@ -24,7 +24,7 @@ from typing import Any
 
 from cnilib.errors import PluginError
 from cnilib.plugins._hostside import fail
-from cnilib.plugins._nft import Command, nft_apply, nft_list, rule_handles
+from cnilib.plugins._nft import Command, nft_apply, nft_list, rules_commented
 
 __all__ = ["check_spoofcheck", "setup_spoofcheck", "spoofcheck_ref", "teardown_spoofcheck"]
 
@@ -110,7 +110,7 @@ def teardown_spoofcheck(ref: str) -> None:
         return
     batch: list[Command] = [
         {"delete": {"rule": {**_where(_BASE_CHAIN), "handle": rule["handle"]}}}
-        for rule in rule_handles(objects, _BASE_CHAIN, _comment(ref))
+        for rule in rules_commented(objects, _BASE_CHAIN, _comment(ref))
         if rule.get("comment") == _comment(ref)
     ]
     chains = _chain_names(objects)
@@ -132,7 +132,8 @@ def check_spoofcheck(host_iface: str, mac: str, ref: str) -> None:
     iface_chain, mac_chain = _iface_chain(ref), _mac_chain(ref)
 
     def has(chain: str, *expr: Mapping[str, Any]) -> bool:
-        return any(rule.get("expr") == list(expr) for rule in rule_handles(objects, chain, comment))
+        rules = rules_commented(objects, chain, comment)
+        return any(rule.get("expr") == list(expr) for rule in rules)
 
     expected = [
         (_BASE_CHAIN, (_match(_IIFNAME, host_iface), {"jump": {"target": iface_chain}}),

@@ -11,7 +11,7 @@ from cnilib.errors import ErrorCode, PluginError
 from cnilib.netlink import NotOnWorkerError
 from cnilib.plugins import _hosttools, _masq
 from cnilib.plugins._ipmasq_nft import instance_comment
-from cnilib.plugins._nft import nft_list, rule_handles
+from cnilib.plugins._nft import nft_list, rules_commented
 
 
 def _tools(monkeypatch: pytest.MonkeyPatch, *present: str) -> None:
@@ -80,7 +80,7 @@ def test_tools_refuse_the_callers_own_namespace() -> None:
         _hosttools.run_tool(["true"])
 
 
-def test_rule_handles_filters_by_chain_and_comment_prefix() -> None:
+def test_rules_commented_filters_by_chain_and_comment_prefix() -> None:
     objects: list[dict[str, Any]] = [
         {"table": {"name": "t"}},
         {"rule": {"chain": "a", "handle": 1, "comment": "abc-1, x"}},
@@ -88,8 +88,8 @@ def test_rule_handles_filters_by_chain_and_comment_prefix() -> None:
         {"rule": {"chain": "b", "handle": 3, "comment": "abc-1"}},
         {"rule": {"chain": "a", "handle": 4}},
     ]
-    assert [r["handle"] for r in rule_handles(objects, "a", "abc")] == [1]
-    assert rule_handles(None, "a", "") == []
+    assert [r["handle"] for r in rules_commented(objects, "a", "abc")] == [1]
+    assert rules_commented(None, "a", "") == []
 
 
 @pytest.mark.parametrize("works", [True, False])
