@@ -11,10 +11,18 @@ from cnilib.config._load import (
     scan_conf_dir,
 )
 from cnilib.config._model import NetworkConfigList, PluginConf
-from cnilib.config._parse import conf_from_bytes, conflist_from_bytes, conflist_from_conf
+from cnilib.config._parse import (
+    MAX_CONFIG_BYTES,
+    MAX_PLUGINS,
+    conf_from_bytes,
+    conflist_from_bytes,
+    conflist_from_conf,
+)
 from cnilib.config._schema import schema_problems, validate_conflist
 
 __all__ = [
+    "MAX_CONFIG_BYTES",
+    "MAX_PLUGINS",
     "ConfDir",
     "NetworkConfigList",
     "PluginConf",

@@ -9,15 +9,27 @@ is logged, skipped, and named in the error if the network is not found.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
-from pathlib import Path
 
 import attrs
 
 from cnilib._log import get_logger
 from cnilib.config._model import NetworkConfigList, PluginConf
-from cnilib.config._parse import conf_from_bytes, conflist_from_bytes, conflist_from_conf
-from cnilib.errors import ConfigError, ConfigNotFoundError, NoConfigsFoundError
+from cnilib.config._parse import (
+    MAX_CONFIG_BYTES,
+    check_plugin_count,
+    check_size,
+    conf_from_bytes,
+    conflist_from_bytes,
+    conflist_from_conf,
+)
+from cnilib.errors import (
+    ConfigError,
+    ConfigNotFoundError,
+    InvalidArgumentError,
+    NoConfigsFoundError,
+)
 from cnilib.names import validate_network_name
 
 __all__ = [
@@ -64,10 +76,34 @@ def _extension(name: str) -> str:
 
 
 def _read(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a configuration file: a regular file of at most
+    :data:`MAX_CONFIG_BYTES` bytes, checked before anything is read.
+
+    A FIFO or a device is refused without blocking: it is opened (if the
+    first ``stat`` did not already refuse it) with ``O_NONBLOCK``, and ``fstat``
+    on the open file decides.
+    """
+    where = str(path)
+
+    def not_regular() -> ConfigError:
+        return ConfigError(f"error reading {where}: not a regular file", path=where)
+
     try:
-        return Path(path).read_bytes()
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise not_regular()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        with open(fd, "rb") as handle:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise not_regular()
+            check_size(info.st_size, where, "file")
+            # The file may grow after fstat: read one byte past the limit to tell.
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"error reading {path}: {exc.strerror}", path=str(path)) from exc
+        raise ConfigError(f"error reading {where}: {exc.strerror}", path=where) from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"file is more than the limit of {MAX_CONFIG_BYTES} bytes", path=where)
+    return data
 
 
 def conf_from_file(path: str | os.PathLike[str]) -> PluginConf:
@@ -81,12 +117,17 @@ def plugin_confs_from_dir(directory: str | os.PathLike[str], network: str) -> li
     A missing or empty subdirectory gives ``[]``. A network name that is not a
     valid name is never joined into a path.
     """
+    paths = _subdir_paths(directory, network)
+    check_plugin_count(len(paths), os.path.join(directory, network))
+    return [conf_from_file(path) for path in paths]
+
+
+def _subdir_paths(directory: str | os.PathLike[str], network: str) -> list[str]:
     try:
         validate_network_name(network)
     except ValueError:
         return []
-    subdir = os.path.join(directory, network)
-    return [conf_from_file(path) for path in conf_files(subdir, (".conf",))]
+    return conf_files(os.path.join(directory, network), (".conf",))
 
 
 def conflist_from_file(path: str | os.PathLike[str]) -> NetworkConfigList:
@@ -94,7 +135,13 @@ def conflist_from_file(path: str | os.PathLike[str]) -> NetworkConfigList:
     source = str(path)
     conflist = conflist_from_bytes(_read(path), source=source)
     if not conflist.load_only_inlined_plugins:
-        extra = plugin_confs_from_dir(os.path.dirname(source), conflist.name)
+        directory = os.path.dirname(source)
+        # Counted before any subdirectory file is read.
+        paths = _subdir_paths(directory, conflist.name)
+        inline = len(conflist.plugins)
+        detail = f" ({inline} inline, {len(paths)} in {os.path.join(directory, conflist.name)})"
+        check_plugin_count(inline + len(paths), source, detail)
+        extra = [conf_from_file(path) for path in paths]
         if extra:
             conflist = attrs.evolve(conflist, plugins=(*conflist.plugins, *extra))
     if not conflist.plugins:
@@ -125,6 +172,24 @@ class ConfDir:
         return None
 
 
+def _name_error(conflist: NetworkConfigList) -> ConfigError | None:
+    """The error for a network whose name breaks the spec's rules, else ``None``.
+
+    The parsers accept any string as Go's do (libcni checks the name only at
+    ADD); this lets the loaders say which file and field are at fault.
+    """
+    try:
+        validate_network_name(conflist.name)
+    except InvalidArgumentError as exc:
+        reason = exc.msg.rstrip(":")
+        return ConfigError(
+            f'invalid network name "{conflist.name}": {reason}',
+            path=conflist.source,
+            field="$.name",
+        )
+    return None
+
+
 def _load_any(path: str) -> NetworkConfigList:
     if path.endswith(LIST_EXTENSIONS):
         return conflist_from_file(path)
@@ -148,7 +213,9 @@ def load_conflist(directory: str | os.PathLike[str], name: str) -> NetworkConfig
     """Find the network ``name`` in ``directory`` (Go ``LoadNetworkConf``).
 
     Unlike libcni, files that fail to parse are skipped, not fatal; if the
-    network is not found they are listed in the error.
+    network is not found they are listed in the error. A network found under
+    a name that is not a valid network name (``../x``, control characters) is
+    a :class:`ConfigError` naming its file and ``$.name``.
     """
     directory = str(directory)
     problems: list[ConfigError] = []
@@ -163,6 +230,9 @@ def load_conflist(directory: str | os.PathLike[str], name: str) -> NetworkConfig
                 problems.append(exc)
                 continue
             if conflist.name == name:
+                error = _name_error(conflist)
+                if error is not None:
+                    raise error
                 return conflist
     if not found_any:
         raise NoConfigsFoundError(directory)

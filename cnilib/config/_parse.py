@@ -14,7 +14,16 @@ from cnilib._json import JSONObject, JSONSyntaxError, JSONValue, go_dumps, loads
 from cnilib.config._model import NetworkConfigList, PluginConf
 from cnilib.errors import ConfigError, VersionError
 
-__all__ = ["conf_from_bytes", "conflist_from_bytes", "conflist_from_conf", "go_type"]
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "MAX_PLUGINS",
+    "check_plugin_count",
+    "check_size",
+    "conf_from_bytes",
+    "conflist_from_bytes",
+    "conflist_from_conf",
+    "go_type",
+]
 
 _LIST_PREFIX = "error parsing configuration list: "
 _CONF_PREFIX = "error parsing configuration: "
@@ -35,6 +44,19 @@ def go_type(value: object) -> str:
     return "map[string]interface {}"
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+"""Largest configuration accepted, as a file (checked with fstat before
+reading) or as bytes given to the parsing functions. Real configurations are a
+few KiB; even one carrying long route lists or certificates inline stays far
+below 1 MiB, so 4 MiB refuses nothing real, while its worst case parses in
+well under a second (a 50 MB list took about 70 s)."""
+
+MAX_PLUGINS = 1024
+"""Most plugins in one list, inline and plugin-subdirectory ones together,
+checked right after JSON decoding. Real chains hold one to a handful of
+plugins, each run as a process per verb; a thousand is already far past any
+usable chain."""
+
 MAX_DEPTH = 64
 """Deepest nesting accepted in a configuration. Real configs nest a handful of
 levels; without a bound, one deep enough to parse fails later, when the
@@ -52,11 +74,39 @@ def _depth(value: JSONValue) -> int:
     return deepest
 
 
-def _decode(data: bytes, prefix: str, source: str | None) -> JSONObject:
+def check_size(size: int, source: str | None, what: str) -> None:
+    """Refuse a configuration of ``size`` bytes past :data:`MAX_CONFIG_BYTES`."""
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{what} is {size} bytes, more than the limit of {MAX_CONFIG_BYTES} bytes",
+            path=source,
+        )
+
+
+def check_plugin_count(count: int, source: str | None, detail: str = "") -> None:
+    """Refuse a list of ``count`` plugins past :data:`MAX_PLUGINS`."""
+    if count > MAX_PLUGINS:
+        raise ConfigError(
+            f"{_LIST_PREFIX}{count} plugins{detail}, more than the limit of {MAX_PLUGINS}",
+            path=source,
+            field="$.plugins",
+        )
+
+
+def _decode(
+    data: bytes, prefix: str, source: str | None, *, extra_plugins: int | None = None
+) -> JSONObject:
+    """Decode and bound a configuration; ``extra_plugins`` (lists only) counts
+    plugins that will be appended, so the plugin limit is checked before
+    anything walks the document."""
     try:
         value = loads(data)
     except JSONSyntaxError as exc:
         raise ConfigError(f"{prefix}{exc}", path=source) from exc
+    if extra_plugins is not None and isinstance(value, dict):
+        entries = value.get("plugins")
+        inline = len(entries) if isinstance(entries, list) else 0
+        check_plugin_count(inline + extra_plugins, source)
     if _depth(value) > MAX_DEPTH:
         raise ConfigError(f"{prefix}nested deeper than {MAX_DEPTH} levels", path=source)
     if not isinstance(value, dict):
@@ -206,7 +256,11 @@ def _plugin_from_mapping(
 
 
 def conf_from_bytes(data: bytes, *, source: str | None = None) -> PluginConf:
-    """Parse a single plugin configuration (a ``.conf`` file; Go ``ConfFromBytes``)."""
+    """Parse a single plugin configuration (a ``.conf`` file; Go ``ConfFromBytes``).
+
+    ``data`` longer than :data:`MAX_CONFIG_BYTES` is refused before decoding.
+    """
+    check_size(len(data), source, f"{_CONF_PREFIX}configuration")
     raw = _decode(data, _CONF_PREFIX, source)
     return _plugin_from_mapping(raw, data, source, "$")
 
@@ -217,9 +271,18 @@ def conflist_from_bytes(
     """Parse a network configuration list (Go ``NetworkConfFromBytes``).
 
     ``extra_plugins`` are appended after the inline ones (the 1.1 plugin
-    subdirectory); the file loader supplies them.
+    subdirectory); the file loader supplies them. ``data`` longer than
+    :data:`MAX_CONFIG_BYTES`, or more than :data:`MAX_PLUGINS` plugins in all,
+    is refused before any plugin is looked at.
     """
-    raw = _decode(data, _LIST_PREFIX, source)
+    check_size(len(data), source, f"{_LIST_PREFIX}configuration")
+    return _conflist(data, source, extra_plugins)
+
+
+def _conflist(
+    data: bytes, source: str | None, extra_plugins: tuple[PluginConf, ...]
+) -> NetworkConfigList:
+    raw = _decode(data, _LIST_PREFIX, source, extra_plugins=len(extra_plugins))
     if "name" not in raw:
         raise ConfigError(f"{_LIST_PREFIX}no name", path=source, field="$.name")
     name = raw["name"]
@@ -290,4 +353,6 @@ def conflist_from_conf(conf: PluginConf) -> NetworkConfigList:
         "cniVersion": conf.cni_version or "",
         "plugins": [dict(conf.raw)],
     }
-    return conflist_from_bytes(go_dumps(wrapper).encode(), source=conf.source)
+    # Not size-checked again: the conf was, and Go's escaping of <, > and &
+    # can make the wrapper several times larger than the conf it wraps.
+    return _conflist(go_dumps(wrapper).encode(), conf.source, ())

@@ -390,6 +390,30 @@ class TestLoadConflist:
             str(err).startswith(f'no net configuration with name "net" in {tmp_path}; 3 file(s)'),
         )
 
+    @pytest.mark.parametrize("name", ["../../bad", "x\x1b[2Jy", "a\nb", ""])
+    def test_invalid_name_is_a_config_error(self, tmp_path: Path, name: str) -> None:
+        """A network found by an invalid name is a ConfigError naming its file and $.name."""
+        path = _write(tmp_path / "10-bad.conflist", _list(name, "bridge"))
+        _write(tmp_path / "20-good.conflist", _list("good", "bridge"))
+        with pytest.raises(ConfigError) as info:
+            load_conflist(tmp_path, name)
+        err = info.value
+        assert (str(path), "$.name", ErrorCode.INVALID_NETWORK_CONFIG, False) == (
+            err.path,
+            err.field,
+            err.code,
+            isinstance(err, ConfigNotFoundError),
+        )
+        assert str(err).startswith(f'{path}: invalid network name "{name}": ')
+        assert "good" == load_conflist(tmp_path, "good").name
+
+    def test_invalid_name_in_single_conf(self, tmp_path: Path) -> None:
+        """A .conf found by an invalid name is refused the same way."""
+        path = _write(tmp_path / "10-bad.conf", {"name": "a/b", "type": "bridge"})
+        with pytest.raises(ConfigError) as info:
+            load_conflist(tmp_path, "a/b")
+        assert (str(path), "$.name") == (info.value.path, info.value.field)
+
     def test_plugin_less_list_is_a_problem(self, tmp_path: Path) -> None:
         """A list that would have no plugins is a problem ('no plugin configs found')."""
         _write(tmp_path / "a.conflist", {"name": "net"})
