@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import TypeAlias
 
-__all__ = ["JSONObject", "JSONValue", "go_dumps", "loads", "loads_object"]
+__all__ = ["JSONObject", "JSONValue", "go_dumps", "go_text", "loads", "loads_object"]
 
 JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
 JSONObject: TypeAlias = "dict[str, JSONValue]"
@@ -52,6 +52,21 @@ def _replace_lone_surrogates(value: JSONValue) -> JSONValue:
             str(_replace_lone_surrogates(k)): _replace_lone_surrogates(v) for k, v in value.items()
         }
     return value
+
+
+# Each byte that ``surrogateescape`` could not decode, as Go's decoder sees it.
+_INVALID_BYTES = dict.fromkeys(range(0xDC80, 0xDD00), "\ufffd")
+
+
+def go_text(data: bytes) -> str:
+    """Decode UTF-8 the way Go's ``encoding/json`` reads string contents:
+    every invalid byte becomes one U+FFFD (``utf8.DecodeRune`` reports a
+    size-1 ``RuneError``), where Python's ``errors="replace"`` would fold a
+    truncated sequence into one. Valid text is unchanged.
+
+    An invalid byte outside a string stays an error: U+FFFD is no JSON token.
+    """
+    return data.decode("utf-8", "surrogateescape").translate(_INVALID_BYTES)
 
 
 def loads(data: bytes | str) -> JSONValue:

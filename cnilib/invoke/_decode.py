@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnilib._json import JSONSyntaxError, loads, loads_object
+from cnilib._json import JSONSyntaxError, go_text, loads, loads_object
 from cnilib.errors import CNIError, PluginError, PluginOutputError, error_from_object
 from cnilib.invoke._invocation import PluginInfo
 
@@ -38,7 +38,12 @@ def decode_failure(
     kept_stderr = tail(stderr)
     if stdout.strip():
         try:
-            obj = loads_object(stdout)
+            # Leniently: invalid UTF-8 inside a string becomes U+FFFD, so that a
+            # stray byte in ``msg`` does not lose the plugin's code. This is Go's
+            # behaviour too (encoding/json replaces invalid UTF-8 when it
+            # unmarshals a string), so libcni keeps the code as well. Results
+            # stay strict: only this error path is lenient.
+            obj = loads_object(go_text(stdout))
             return error_from_object(obj, stderr=kept_stderr)
         except (JSONSyntaxError, ValueError) as exc:
             return PluginOutputError(
