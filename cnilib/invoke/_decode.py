@@ -41,8 +41,8 @@ def decode_failure(
             # Leniently: invalid UTF-8 inside a string becomes U+FFFD, so that a
             # stray byte in ``msg`` does not lose the plugin's code. This is Go's
             # behaviour too (encoding/json replaces invalid UTF-8 when it
-            # unmarshals a string), so libcni keeps the code as well. Results
-            # stay strict: only this error path is lenient.
+            # unmarshals a string), so libcni keeps the code as well; results
+            # are read the same way (cnilib.results).
             obj = loads_object(go_text(stdout))
             return error_from_object(obj, stderr=kept_stderr)
         except (JSONSyntaxError, ValueError) as exc:
