@@ -24,7 +24,8 @@
     │   ├── PluginNotAvailableError           code 50 (STATUS)
     │   └── LimitedConnectivityError          code 51 (STATUS)
     ├── CacheError                            unreadable or corrupt cache entry; .path
-    │   └── CacheCollisionError               the entry's file holds another attachment
+    │   ├── CacheCollisionError               the entry's file holds another attachment
+    │   └── LockTimeoutError (+ TimeoutError) still locked at the deadline (code 11); .holder
     └── CNIErrorGroup (+ ExceptionGroup)      several independent failures
         ├── GCError                           stale DELs and plugin GCs that failed
         ├── TeardownError                     networks of a multi-network teardown that failed
@@ -57,6 +58,7 @@ __all__ = [
     "IncompatibleVersionError",
     "InvalidArgumentError",
     "LimitedConnectivityError",
+    "LockTimeoutError",
     "NoConfigsFoundError",
     "OperationCancelledError",
     "PluginError",
@@ -455,6 +457,21 @@ class CacheCollisionError(CacheError):
     ambiguous (network ``n-a`` with container ``b`` and network ``n`` with
     container ``a-b`` share a name); cnilib checks and refuses to mix them.
     """
+
+
+class LockTimeoutError(CacheError, TimeoutError):
+    """An attachment (or its network) stayed busy past the call's deadline.
+
+    Another operation held its lock, or a plugin that an interrupted call
+    left running had not exited. ``holder`` is that process's pid when it is
+    known. Code 11 (try again later): nothing was done.
+    """
+
+    default_code = ErrorCode.TRY_AGAIN_LATER
+
+    def __init__(self, msg: str, *, path: str, holder: int | None = None) -> None:
+        self.holder = holder
+        super().__init__(msg, path=path)
 
 
 class GCError(CNIErrorGroup):

@@ -14,7 +14,8 @@ import base64
 import binascii
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
 import time
 from collections.abc import Mapping
 
@@ -22,7 +23,8 @@ import attrs
 
 from cnilib._json import JSONObject, JSONSyntaxError, JSONValue, go_dumps, loads
 from cnilib._log import get_logger
-from cnilib.errors import CacheCollisionError, CacheError, ErrorCode
+from cnilib.cache import _fs
+from cnilib.errors import CacheCollisionError, CacheError, ErrorCode, InvalidArgumentError
 from cnilib.names import validate_container_id, validate_interface_name, validate_network_name
 
 __all__ = ["CACHE_KIND", "DEFAULT_CACHE_DIR", "CacheEntry", "FileCache"]
@@ -31,6 +33,8 @@ log = get_logger("cnilib.cache")
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 CACHE_KIND = "cniCacheV1"
+_RESULTS = "results"
+_TMP = ".cnilib-tmp"
 
 
 @attrs.frozen
@@ -158,26 +162,37 @@ def parse_entry(data: bytes, path: str) -> CacheEntry:
 
 
 class FileCache:
-    """The results cache under ``cache_dir`` (Go's ``CacheDir``)."""
+    """The results cache under ``cache_dir`` (Go's ``CacheDir``).
+
+    Nothing below ``cache_dir`` is reached through a symbolic link (see
+    :mod:`cnilib.cache._fs`): a link planted in the cache is reported and
+    left alone, never followed.
+    """
 
     def __init__(self, cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR) -> None:
         self.cache_dir = os.fspath(cache_dir)
-        self.results_dir = os.path.join(self.cache_dir, "results")
+        if "\0" in self.cache_dir:
+            raise InvalidArgumentError(f"cache directory contains a NUL byte: {self.cache_dir!r}")
+        self.results_dir = os.path.join(self.cache_dir, _RESULTS)
         # Temporary files live beside results/, not in it: Go's
         # GetCachedAttachments reads every file in results/, so a file left
         # by a crash mid-write must never be there.
-        self.tmp_dir = os.path.join(self.cache_dir, ".cnilib-tmp")
-        self._dirs_ready = False
+        self.tmp_dir = os.path.join(self.cache_dir, _TMP)
 
     def __repr__(self) -> str:
         return f"FileCache({self.cache_dir!r})"
 
     def path(self, network: str, container_id: str, ifname: str) -> str:
         """The entry's path; every part is validated, so it cannot leave the cache."""
+        return os.path.join(self.results_dir, self.file_name(network, container_id, ifname))
+
+    @staticmethod
+    def file_name(network: str, container_id: str, ifname: str) -> str:
+        """The entry's file name in ``results/`` (Go's ``<net>-<cid>-<if>``)."""
         validate_network_name(network)
         validate_container_id(container_id)
         validate_interface_name(ifname)
-        return os.path.join(self.results_dir, f"{network}-{container_id}-{ifname}")
+        return f"{network}-{container_id}-{ifname}"
 
     def save(self, entry: CacheEntry, *, durable: bool = True) -> str:
         """Write ``entry`` atomically; return its path.
@@ -187,70 +202,79 @@ class FileCache:
         has to survive the runtime process dying (the page cache does), and
         after a power loss the kernel state it would describe is gone too.
         """
-        path = self.path(entry.network_name, entry.container_id, entry.ifname)
+        name = self.file_name(entry.network_name, entry.container_id, entry.ifname)
+        path = os.path.join(self.results_dir, name)
         data = entry.to_json().encode()
-        try:
+        with (
+            _fs.opened_dir(self.cache_dir, (_TMP,), create=True) as tmp_fd,
+            _fs.opened_dir(self.cache_dir, (_RESULTS,), create=True) as results_fd,
+        ):
+            tmp = _write_temp(tmp_fd, self.tmp_dir, data, durable=durable)
             try:
-                self._make_dirs()
-                fd, tmp = tempfile.mkstemp(prefix="entry-", dir=self.tmp_dir)
-            except FileNotFoundError:  # the cache dir was removed since: make it again
-                self._dirs_ready = False
-                self._make_dirs()
-                fd, tmp = tempfile.mkstemp(prefix="entry-", dir=self.tmp_dir)
-        except OSError as exc:
-            raise CacheError(f"cannot write cache entry: {exc.strerror}", path=path) from exc
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                if durable:
-                    os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise CacheError(f"cannot write cache entry: {exc.strerror}", path=path) from exc
-        if durable:
-            _fsync_dir(self.results_dir)
+                os.replace(tmp, name, src_dir_fd=tmp_fd, dst_dir_fd=results_fd)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=tmp_fd)
+                raise CacheError(f"cannot write cache entry: {exc.strerror}", path=path) from exc
+            if durable:
+                _fsync_fd(results_fd)
         return path
-
-    def _make_dirs(self) -> None:
-        if self._dirs_ready:
-            return
-        # makedirs applies the mode to the last level only; Go's MkdirAll(0700)
-        # makes every new level private, so create the cache dir itself first.
-        os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
-        os.makedirs(self.results_dir, mode=0o700, exist_ok=True)
-        os.makedirs(self.tmp_dir, mode=0o700, exist_ok=True)
-        self._dirs_ready = True
 
     def remove_stale_temp_files(self, older_than: float = 3600.0) -> int:
         """Delete temporary files left by a crash mid-write; return how many.
 
         A write takes milliseconds, so a file older than ``older_than``
-        seconds is orphaned. GC calls this.
+        seconds is orphaned. GC calls this. Only regular files are removed:
+        a link or anything else found there is logged and left alone.
         """
         removed = 0
         cutoff = time.time() - older_than
-        with contextlib.suppress(FileNotFoundError):
-            for name in os.listdir(self.tmp_dir):
+        try:
+            tmp_fd = _fs.open_dir(self.cache_dir, (_TMP,), create=False)
+        except FileNotFoundError:
+            return 0
+        try:
+            for name in _listdir(tmp_fd, self.tmp_dir):
                 path = os.path.join(self.tmp_dir, name)
-                with contextlib.suppress(FileNotFoundError):
-                    if os.stat(path).st_mtime < cutoff:
-                        os.unlink(path)
-                        removed += 1
+                try:
+                    info = os.stat(name, dir_fd=tmp_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise CacheError(f"cannot inspect: {exc.strerror}", path=path) from exc
+                if not stat.S_ISREG(info.st_mode):
+                    log.warning(
+                        "%s is %s, not a temporary file: left alone",
+                        path,
+                        _fs.describe_type(info.st_mode),
+                    )
+                    continue
+                if info.st_mtime < cutoff and _fs.unlink_file(name, tmp_fd, path):
+                    removed += 1
+        finally:
+            os.close(tmp_fd)
         return removed
+
+    def _read(self, name: str) -> bytes | None:
+        """The bytes of ``results/<name>``; ``None`` if it (or results/) is missing."""
+        path = os.path.join(self.results_dir, name)
+        try:
+            with _fs.opened_dir(self.cache_dir, (_RESULTS,), create=False) as results_fd:
+                fd = _fs.open_file(name, os.O_RDONLY, results_fd, path)
+        except FileNotFoundError:
+            return None
+        try:
+            with os.fdopen(fd, "rb") as handle:
+                return handle.read()
+        except OSError as exc:
+            raise CacheError(f"cannot read cache entry: {exc.strerror}", path=path) from exc
 
     def load(self, network: str, container_id: str, ifname: str) -> CacheEntry | None:
         """The entry, ``None`` if there is none, or :class:`CacheError` if corrupt."""
         path = self.path(network, container_id, ifname)
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-        except FileNotFoundError:
+        data = self._read(self.file_name(network, container_id, ifname))
+        if data is None:
             return None
-        except OSError as exc:
-            raise CacheError(f"cannot read cache entry: {exc.strerror}", path=path) from exc
         entry = parse_entry(data, path)
         if not entry.legacy and (entry.network_name, entry.container_id, entry.ifname) != (
             network,
@@ -268,67 +292,104 @@ class FileCache:
 
     def delete(self, network: str, container_id: str, ifname: str) -> bool:
         """Remove the entry; ``False`` if there was none, or if the file holds
-        another attachment's entry (see :class:`CacheCollisionError`)."""
-        path = self.path(network, container_id, ifname)
+        another attachment's entry (see :class:`CacheCollisionError`).
+
+        A corrupt entry is removed; one that is not a regular file (a link,
+        say) raises :class:`CacheError` and is left alone.
+        """
+        name = self.file_name(network, container_id, ifname)
+        path = os.path.join(self.results_dir, name)
         try:
             self.load(network, container_id, ifname)
         except CacheCollisionError:
             return False
         except CacheError:
-            pass  # unreadable or corrupt: remove it all the same
+            pass  # corrupt: remove it all the same (unlink_file refuses anything but a file)
         try:
-            os.unlink(path)
+            with _fs.opened_dir(self.cache_dir, (_RESULTS,), create=False) as results_fd:
+                if not _fs.unlink_file(name, results_fd, path):
+                    return False
+                _fsync_fd(results_fd)
         except FileNotFoundError:
             return False
-        except OSError as exc:
-            raise CacheError(f"cannot remove cache entry: {exc.strerror}", path=path) from exc
-        _fsync_dir(self.results_dir)
         return True
 
     def attachments(self, container_id: str | None = None) -> list[CacheEntry]:
         """Every readable ``cniCacheV1`` entry, sorted by file name (Go
         ``GetCachedAttachments``); legacy and unreadable files are skipped."""
         try:
-            names = sorted(os.listdir(self.results_dir))
+            results_fd = _fs.open_dir(self.cache_dir, (_RESULTS,), create=False)
         except FileNotFoundError:
             return []
-        except OSError as exc:
-            raise CacheError(
-                f"cannot list cache entries: {exc.strerror}", path=self.results_dir
-            ) from exc
         found: list[CacheEntry] = []
-        for name in names:
-            if name.startswith("."):
-                continue
-            if container_id:
-                marker = f"-{container_id}-"
-                index = name.find(marker)
-                if index <= 0 or name.endswith(marker):
+        try:
+            for name in sorted(_listdir(results_fd, self.results_dir)):
+                if name.startswith("."):
                     continue
-            path = os.path.join(self.results_dir, name)
-            try:
-                with open(path, "rb") as handle:
-                    entry = parse_entry(handle.read(), path)
-            except (OSError, CacheError) as exc:
-                log.debug("skipping cache file %s: %s", path, exc)
-                continue
-            if entry.legacy or not entry.ifname or not entry.network_name:
-                continue
-            if container_id and entry.container_id != container_id:
-                continue
-            found.append(entry)
+                if container_id:
+                    marker = f"-{container_id}-"
+                    index = name.find(marker)
+                    if index <= 0 or name.endswith(marker):
+                        continue
+                path = os.path.join(self.results_dir, name)
+                try:
+                    fd = _fs.open_file(name, os.O_RDONLY, results_fd, path)
+                    with os.fdopen(fd, "rb") as handle:
+                        entry = parse_entry(handle.read(), path)
+                except (OSError, CacheError) as exc:
+                    log.debug("skipping cache file %s: %s", path, exc)
+                    continue
+                if entry.legacy or not entry.ifname or not entry.network_name:
+                    continue
+                if container_id and entry.container_id != container_id:
+                    continue
+                found.append(entry)
+        finally:
+            os.close(results_fd)
         return found
 
 
-def _fsync_dir(directory: str) -> None:
+def _listdir(dir_fd: int, path: str) -> list[str]:
+    try:
+        return os.listdir(dir_fd)
+    except OSError as exc:
+        raise CacheError(f"cannot list directory: {exc.strerror}", path=path) from exc
+
+
+def _write_temp(tmp_fd: int, tmp_dir: str, data: bytes, *, durable: bool) -> str:
+    """Write ``data`` to a new private file in the temp dir; return its name."""
+    for _ in range(100):
+        name = f"entry-{secrets.token_hex(6)}"
+        try:
+            fd = os.open(
+                name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=tmp_fd,
+            )
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise CacheError(
+                f"cannot write cache entry: {exc.strerror}", path=os.path.join(tmp_dir, name)
+            ) from exc
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                if durable:
+                    os.fsync(handle.fileno())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=tmp_fd)
+            raise CacheError(
+                f"cannot write cache entry: {exc.strerror}", path=os.path.join(tmp_dir, name)
+            ) from exc
+        return name
+    raise CacheError("cannot pick a temporary file name", path=tmp_dir)  # pragma: no cover
+
+
+def _fsync_fd(dir_fd: int) -> None:
     """Make a rename or unlink durable (best effort: some filesystems refuse)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.fsync(dir_fd)

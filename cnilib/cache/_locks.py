@@ -13,31 +13,53 @@ GC takes only the network lock, exclusively; since every other operation on
 that network holds the network lock (shared) for as long as it has an
 attachment lock file open, GC can delete attachment lock files safely.
 
+Waiting for a lock honours the call's deadline: past it, the call fails with
+:class:`~cnilib.errors.LockTimeoutError`, naming the process that holds the
+lock when ``/proc/locks`` tells.
+
 ``flock`` locks belong to an open file description, so two tasks or threads
 of one process exclude each other just like two processes do, and the kernel
-releases them when every descriptor of it is closed. Two consequences are
-used on purpose: the attachment lock's fd is handed to the plugin processes
-of the call (``Invocation.hold_fds``), so if the runtime dies, the
-attachment stays locked until its orphaned plugin exits, and a following
-DEL or GC cannot race it; and in a child made by ``os.fork()`` the lock fds
-are closed at once, so a forked helper never keeps the runtime's locks.
+releases them when every descriptor of it is closed. Lock fds are close-on-exec
+and are closed in a child made by ``os.fork()``, so no plugin, and no daemon a
+plugin starts, ever holds one: a helper process left running can never make
+an attachment undeletable.
+
+Crash safety without inheritance: while a plugin runs, the attachment's lock
+file records its pid, start time and deadline (:meth:`AttachmentLock.record`).
+If the runtime dies, the plugin carries on as an orphan; the next operation on
+the attachment finds the record, waits for that process (and that process
+only, not its children) to exit, and kills its process group once the deadline
+the dead runtime gave it has passed, as the runtime would have. So a DEL never
+runs alongside an orphaned ADD.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
 
-from cnilib.errors import CacheError
+import attrs
+
+from cnilib._log import get_logger
+from cnilib.cache import _fs
+from cnilib.errors import CacheError, LockTimeoutError
 from cnilib.names import validate_container_id, validate_interface_name, validate_network_name
 
-__all__ = ["LockDir"]
+__all__ = ["AttachmentLock", "LockDir", "PluginRecord", "release"]
 
+log = get_logger("cnilib.cache")
+
+_LOCKS = "locks"
 _NETWORK_LOCK = ".network"
 _POLL_FIRST = 0.001
 _POLL_MAX = 0.05
+_KILL_WAIT = 2.0
+"""After SIGKILL, how long to wait for an orphan to be gone before giving up."""
 
 
 _held: set[int] = set()
@@ -54,17 +76,6 @@ def _close_inherited() -> None:
 os.register_at_fork(after_in_child=_close_inherited)
 
 
-def _open(path: str) -> int:
-    try:
-        try:
-            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:  # its directory was removed since: make it again
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise CacheError(f"cannot open lock file: {exc.strerror}", path=path) from exc
-
-
 def _try_lock(fd: int, operation: int) -> bool:
     try:
         fcntl.flock(fd, operation | fcntl.LOCK_NB)
@@ -73,106 +84,346 @@ def _try_lock(fd: int, operation: int) -> bool:
     return True
 
 
-class LockDir:
-    """The lock files of one cache directory."""
+def lock_holders(fd: int) -> list[int]:
+    """The pids ``/proc/locks`` names as holding a flock on ``fd``'s file.
 
-    def __init__(self, cache_dir: str) -> None:
-        self.root = os.path.join(cache_dir, "locks")
-        self._made: set[str] = set()  # network lock dirs known to exist
+    The kernel records the process that took the lock; it may have exited
+    since if it passed the descriptor on. Empty when unknown.
+    """
+    try:
+        info = os.fstat(fd)
+        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return []
+    inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    holders: list[int] = []
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters have "->" after "1:".
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == inode:
+            with contextlib.suppress(ValueError):
+                holders.append(int(fields[4]))
+    return holders
 
-    def _network_dir(self, network: str) -> str:
-        validate_network_name(network)
-        path = os.path.join(self.root, network)
-        if path in self._made:
-            return path
+
+def _start_time(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot; ``None`` if it is gone
+    or a zombie (it has exited, only its parent has not reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ")".
+    fields = data[data.rfind(b")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+@attrs.frozen
+class PluginRecord:
+    """A plugin process running for an attachment, as its lock file records it."""
+
+    pid: int
+    start: int
+    deadline: float | None
+    """``time.monotonic()`` value (system-wide) past which it is to be killed."""
+    call: str
+
+    def alive(self) -> bool:
+        """Whether that very process (not a reuse of its pid) still runs."""
+        return _start_time(self.pid) == self.start
+
+    def kill(self) -> None:
+        """SIGKILL its process group, as the runtime that started it would have."""
+        if not self.alive():
+            return
+        with contextlib.suppress(OSError):
+            # Plugins run as session leaders; a pid that no longer leads its
+            # group is not the plugin's group any more: kill only the process.
+            if os.getpgid(self.pid) == self.pid:
+                os.killpg(self.pid, signal.SIGKILL)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
+
+    def to_bytes(self) -> bytes:
+        obj = {"pid": self.pid, "start": self.start, "deadline": self.deadline, "call": self.call}
+        return json.dumps(obj).encode() + b"\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PluginRecord | None:
+        """The record, or ``None`` for an empty or unreadable one (a stale
+        or half-written record describes no process worth waiting for)."""
         try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise CacheError(f"cannot create lock directory: {exc.strerror}", path=path) from exc
-        self._made.add(path)
-        return path
+            obj = json.loads(data)
+            deadline = obj["deadline"]
+            return cls(
+                pid=int(obj["pid"]),
+                start=int(obj["start"]),
+                deadline=None if deadline is None else float(deadline),
+                call=str(obj["call"]),
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
 
-    def _paths(self, network: str, attachment: tuple[str, str] | None) -> list[tuple[str, int]]:
-        """The files to lock, in lock order, with their flock operation."""
-        directory = self._network_dir(network)
+
+class AttachmentLock:
+    """The held lock of one attachment, and the record of the plugin running for it."""
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd = fd
+        self.path = path
+
+    def record(self, pid: int, timeout: float | None, call: str = "") -> None:
+        """Note that plugin process ``pid`` now runs for this attachment
+        (``Invocation.on_spawn``); ``timeout`` is its deadline in seconds."""
+        start = _start_time(pid)
+        if start is None:
+            return  # already gone
+        deadline = None if timeout is None else time.monotonic() + timeout
+        data = PluginRecord(pid, start, deadline, call).to_bytes()
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
+        except OSError as exc:  # a full disk must not fail the call; it weakens crash safety only
+            log.warning("cannot record plugin pid in %s: %s", self.path, exc.strerror)
+
+    def orphan(self) -> PluginRecord | None:
+        """The plugin an interrupted call left running for this attachment, if any."""
+        try:
+            data = os.pread(self.fd, 4096, 0)
+        except OSError:
+            return None
+        found = PluginRecord.from_bytes(data) if data else None
+        if found is None or not found.alive():
+            return None
+        return found
+
+    def clear(self) -> None:
+        """Forget the record: no plugin of ours runs for the attachment now."""
+        with contextlib.suppress(OSError):
+            if os.fstat(self.fd).st_size:
+                os.ftruncate(self.fd, 0)
+
+    def settle(self, until: float | None) -> PluginRecord | None:
+        """Deal with an orphan without waiting past ``until`` (monotonic;
+        ``None``: no limit): kill it if its own deadline has passed; return it
+        if it still runs when this gives up, else ``None``."""
+        found = self.orphan()
+        delay = _POLL_FIRST
+        while found is not None:
+            now = time.monotonic()
+            if found.deadline is not None and now >= found.deadline:
+                log.info("killing %s (pid %d): past its deadline", found.call, found.pid)
+                found.kill()
+                until = now + _KILL_WAIT if until is None else max(until, now + _KILL_WAIT)
+            if until is not None and now >= until:
+                return found
+            time.sleep(delay if until is None else min(delay, max(0.0, until - now)))
+            delay = min(delay * 2, _POLL_MAX)
+            found = self.orphan()
+        self.clear()
+        return None
+
+
+def _orphan_error(lock: AttachmentLock, found: PluginRecord, what: str) -> LockTimeoutError:
+    return LockTimeoutError(
+        f"{what} is busy: {found.call or 'a plugin'} (pid {found.pid}), left running by an "
+        "interrupted call, has not exited yet",
+        path=lock.path,
+        holder=found.pid,
+    )
+
+
+def _busy_error(fd: int, path: str, what: str, waited: float) -> LockTimeoutError:
+    holders = lock_holders(fd)
+    by = f" (held by pid {', '.join(map(str, holders))})" if holders else ""
+    return LockTimeoutError(
+        f"{what} is locked by another operation{by}; gave up after {waited:.1f}s",
+        path=path,
+        holder=holders[0] if holders else None,
+    )
+
+
+class LockDir:
+    """The lock files of one cache directory.
+
+    :param timeout: how long a verb may wait for a lock (seconds; ``None``:
+        for ever). The runtime passes the call's deadline.
+    """
+
+    def __init__(self, cache_dir: str, timeout: float | None = None) -> None:
+        self.cache_dir = cache_dir
+        self.root = os.path.join(cache_dir, _LOCKS)
+        self.timeout = timeout
+
+    def _open(self, network: str, name: str, *, create: bool = True) -> tuple[int, str]:
+        """Open (create) one lock file without following a link; return fd and path."""
+        path = os.path.join(self.root, network, name)
+        try:
+            with _fs.opened_dir(self.cache_dir, (_LOCKS, network), create=create) as dir_fd:
+                flags = os.O_RDWR | (os.O_CREAT if create else 0)
+                fd = _fs.open_file(name, flags, dir_fd, path)
+        except FileNotFoundError as exc:
+            raise CacheError("lock file is missing", path=path) from exc
+        _held.add(fd)
+        return fd, path
+
+    def _files(
+        self, network: str, attachment: tuple[str, str] | None
+    ) -> list[tuple[str, int, str]]:
+        """The files to lock, in lock order, with their flock operation and a label."""
+        validate_network_name(network)
         if attachment is None:  # GC: the whole network, exclusively
-            return [(os.path.join(directory, _NETWORK_LOCK), fcntl.LOCK_EX)]
+            return [(_NETWORK_LOCK, fcntl.LOCK_EX, f'network "{network}"')]
         container_id, ifname = attachment
         validate_container_id(container_id)
         validate_interface_name(ifname)
         return [
-            (os.path.join(directory, _NETWORK_LOCK), fcntl.LOCK_SH),
+            (_NETWORK_LOCK, fcntl.LOCK_SH, f'network "{network}"'),
             # ":" appears in neither a container ID nor an interface name, so
             # unlike the cache's "<cid>-<if>" this name is unambiguous.
-            (os.path.join(directory, f"{container_id}:{ifname}"), fcntl.LOCK_EX),
+            (f"{container_id}:{ifname}", fcntl.LOCK_EX, _label(network, container_id, ifname)),
         ]
 
+    def _deadline(self) -> float | None:
+        return None if self.timeout is None else time.monotonic() + self.timeout
+
     @contextlib.contextmanager
-    def hold(self, network: str, attachment: tuple[str, str] | None = None) -> Iterator[int | None]:
+    def hold(
+        self, network: str, attachment: tuple[str, str] | None = None
+    ) -> Iterator[AttachmentLock | None]:
         """Hold the locks of one attachment (or, with ``None``, a whole network
-        for GC); yield the attachment lock's fd (for the plugins to inherit)."""
+        for GC); yield the attachment's lock (``None`` for GC)."""
+        deadline = self._deadline()
         fds: list[int] = []
+        lock: AttachmentLock | None = None
         try:
-            for path, operation in self._paths(network, attachment):
-                fd = _open(path)
+            for name, operation, what in self._files(network, attachment):
+                fd, path = self._open(network, name)
                 fds.append(fd)
-                _held.add(fd)
-                fcntl.flock(fd, operation)
-            yield fds[1] if attachment is not None else None
+                delay = _POLL_FIRST
+                while not _try_lock(fd, operation):
+                    now = time.monotonic()
+                    if deadline is not None and now >= deadline:
+                        raise _busy_error(fd, path, what, self.timeout or 0.0)
+                    sleep = delay if deadline is None else min(delay, deadline - now)
+                    time.sleep(sleep)
+                    delay = min(delay * 2, _POLL_MAX)
+                if name != _NETWORK_LOCK:
+                    lock = AttachmentLock(fd, path)
+                    found = lock.settle(deadline)
+                    if found is not None:
+                        raise _orphan_error(lock, found, what)
+            yield lock
         finally:
+            if lock is not None:
+                lock.clear()
             release(fds)
 
     @contextlib.asynccontextmanager
     async def ahold(
         self, network: str, attachment: tuple[str, str] | None = None
-    ) -> AsyncIterator[int | None]:
+    ) -> AsyncIterator[AttachmentLock | None]:
         """:meth:`hold` for asyncio: waits by polling, so no thread blocks on a lock."""
         import asyncio  # here: blocking callers never load asyncio
 
+        deadline = self._deadline()
         fds: list[int] = []
+        lock: AttachmentLock | None = None
         try:
-            for path, operation in self._paths(network, attachment):
-                fd = _open(path)
+            for name, operation, what in self._files(network, attachment):
+                fd, path = self._open(network, name)
                 fds.append(fd)
-                _held.add(fd)
                 delay = _POLL_FIRST
                 while not _try_lock(fd, operation):
-                    await asyncio.sleep(delay)
+                    now = time.monotonic()
+                    if deadline is not None and now >= deadline:
+                        raise _busy_error(fd, path, what, self.timeout or 0.0)
+                    await asyncio.sleep(delay if deadline is None else min(delay, deadline - now))
                     delay = min(delay * 2, _POLL_MAX)
-            yield fds[1] if attachment is not None else None
+                if name != _NETWORK_LOCK:
+                    lock = AttachmentLock(fd, path)
+                    found = lock.settle(time.monotonic())  # no blocking wait on the loop
+                    while found is not None:
+                        if deadline is not None and time.monotonic() >= deadline:
+                            raise _orphan_error(lock, found, what)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, _POLL_MAX)
+                        found = lock.settle(time.monotonic())
+            yield lock
         finally:
+            if lock is not None:
+                lock.clear()
             release(fds)
 
-    def try_attachment(self, network: str, container_id: str, ifname: str) -> int | None:
+    def try_attachment(self, network: str, container_id: str, ifname: str) -> AttachmentLock | None:
         """GC's per-attachment lock, taken without waiting (GC holds the network).
 
-        Returns the locked fd (release it with :func:`release`), or ``None``
-        when the attachment is busy: a plugin of an earlier, interrupted call
-        still holds it.
+        Returns the held lock (release it with :func:`release` on its fd), or
+        ``None`` when the attachment is busy: a plugin an interrupted call
+        left running is still within its deadline.
         """
-        path = self._paths(network, (container_id, ifname))[1][0]
-        fd = _open(path)
-        _held.add(fd)
-        if _try_lock(fd, fcntl.LOCK_EX):
-            return fd
-        release([fd])
-        return None
+        name = self._files(network, (container_id, ifname))[1][0]
+        fd, path = self._open(network, name)
+        if not _try_lock(fd, fcntl.LOCK_EX):
+            release([fd])
+            return None
+        lock = AttachmentLock(fd, path)
+        if lock.settle(time.monotonic()) is not None:
+            release([fd])
+            return None
+        return lock
 
-    def prune(self, network: str, keep: Callable[[str], bool]) -> None:
-        """Delete attachment lock files of ``network`` for which ``keep(name)`` is false.
+    def prune(self, network: str) -> int:
+        """Delete the network's attachment lock files that nobody uses; return how many.
 
-        Only call this while holding the network exclusively (GC).
+        A file is deleted only if it can be locked at that moment and records
+        no live plugin. Only call this while holding the network exclusively
+        (GC): no operation can then be about to open one of these files.
+        Anything that is not a regular file is logged and left alone.
         """
-        directory = os.path.join(self.root, network)
-        with contextlib.suppress(FileNotFoundError):
-            for name in os.listdir(directory):
-                if name != _NETWORK_LOCK and not keep(name):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(os.path.join(directory, name))
+        validate_network_name(network)
+        removed = 0
+        try:
+            dir_fd = _fs.open_dir(self.cache_dir, (_LOCKS, network), create=False)
+        except FileNotFoundError:
+            return 0
+        try:
+            for name in os.listdir(dir_fd):
+                if name == _NETWORK_LOCK:
+                    continue
+                path = os.path.join(self.root, network, name)
+                try:
+                    fd = _fs.open_file(name, os.O_RDWR, dir_fd, path)
+                except FileNotFoundError:
+                    continue
+                except CacheError as exc:
+                    log.warning("not pruning %s", exc)
+                    continue
+                _held.add(fd)
+                try:
+                    if not _try_lock(fd, fcntl.LOCK_EX) or AttachmentLock(fd, path).orphan():
+                        continue
+                    removed += _fs.unlink_file(name, dir_fd, path)
+                finally:
+                    release([fd])
+        except OSError as exc:
+            raise CacheError(f"cannot prune lock files: {exc.strerror}", path=self.root) from exc
+        finally:
+            os.close(dir_fd)
+        return removed
+
+
+def _label(network: str, container_id: str, ifname: str) -> str:
+    return f'attachment (network "{network}", container "{container_id}", interface "{ifname}")'
 
 
 def release(fds: list[int]) -> None:
     """Close lock fds (last taken first); closing the description drops its flock."""
     for fd in reversed(fds):
         _held.discard(fd)
-        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)

@@ -159,7 +159,9 @@ async def run_plugin(executor: SubprocessExecutor, invocation: Invocation) -> by
     """
     argv, env, timeout = executor.prepare(invocation)
     started = time.monotonic()
-    proc = await _spawn(executor, argv, env, invocation.hold_fds)
+    proc = await _spawn(executor, argv, env)
+    if invocation.on_spawn is not None:
+        invocation.on_spawn(proc.pid, timeout)
     output = Output()
     try:
         try:
@@ -187,7 +189,7 @@ async def _spawn(
     executor: SubprocessExecutor,
     argv: list[str],
     env: dict[str, str],
-    pass_fds: tuple[int, ...],
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen[bytes]:
     """Start the plugin, waiting out ETXTBSY without blocking the loop."""
     for delay in (*TEXT_BUSY_DELAYS, None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -67,8 +67,17 @@ class Invocation:
     plugin_name: str | None = None
     timeout: float | None = None
     hold_fds: tuple[int, ...] = attrs.field(default=(), repr=False)
-    """Lock fds the plugin process inherits, so that the attachment stays
-    locked until the plugin exits, even if the runtime dies first."""
+    """Deprecated, always empty: cnilib no longer hands lock fds to plugins
+    (a daemon a plugin started would inherit them); see ``on_spawn``."""
+    on_spawn: Callable[[int, float | None], None] | None = attrs.field(
+        default=None, repr=False, eq=False
+    )
+    """Called by a process-starting executor right after the plugin process
+    starts, with its pid and its deadline in seconds (``None``: none). The
+    runtime records both in the attachment's lock file, so that if the runtime
+    dies, the next operation on the attachment waits for the orphaned plugin
+    (and kills it past that deadline) instead of racing it. Executors that
+    start no process never call it."""
 
     @classmethod
     def version(

@@ -125,7 +125,9 @@ class SubprocessExecutor:
         """Run one plugin call; return its stdout or raise a :class:`CNIError`."""
         argv, env, timeout = self.prepare(invocation)
         started = time.monotonic()
-        proc = self._spawn(argv, env, invocation.hold_fds)
+        proc = self._spawn(argv, env)
+        if invocation.on_spawn is not None:
+            invocation.on_spawn(proc.pid, timeout)
         output = _pipes.Output()
         # The context closes the pipes and reaps the process on every path.
         with proc:

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from cnilib._json import JSONValue
-from cnilib.cache import DEFAULT_CACHE_DIR, CacheEntry
+from cnilib.cache import DEFAULT_CACHE_DIR, AttachmentLock, CacheEntry
 from cnilib.config import NetworkConfigList, PluginConf
 from cnilib.errors import CNIError, InvalidArgumentError, OperationCancelledError
 from cnilib.invoke import Executor, PluginInfo
@@ -136,18 +136,20 @@ class AsyncCNI(RuntimeBase):
         return await run_flow_async(flow, self.executor)
 
     @contextlib.asynccontextmanager
-    async def _locked(self, network: str, rt: RuntimeConf | None) -> AsyncIterator[int | None]:
+    async def _locked(
+        self, network: str, rt: RuntimeConf | None
+    ) -> AsyncIterator[AttachmentLock | None]:
         async with contextlib.AsyncExitStack() as stack:
             # Locks first: waiting for one network must not hold a slot that
             # another network's calls could use.
-            fd = None
+            lock = None
             if self.locks is not None:
                 attachment = (rt.container_id, rt.ifname) if rt else None
-                fd = await stack.enter_async_context(self.locks.ahold(network, attachment))
+                lock = await stack.enter_async_context(self.locks.ahold(network, attachment))
             slots = self._slots()
             if slots is not None:
                 await stack.enter_async_context(slots)
-            yield fd
+            yield lock
 
     # -- network lists -------------------------------------------------------------
     async def add_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> Result | None:

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import attrs
 
 from cnilib._json import JSONValue
-from cnilib.cache import DEFAULT_CACHE_DIR, FileCache, LockDir
+from cnilib._log import get_logger
+from cnilib.cache import DEFAULT_CACHE_DIR, AttachmentLock, FileCache, LockDir
 from cnilib.config import NetworkConfigList, PluginConf
 from cnilib.errors import CNIError, InvalidArgumentError, TeardownError
 from cnilib.invoke import DEFAULT_TIMEOUT, Executor, SubprocessExecutor
@@ -35,7 +36,10 @@ __all__ = [
     "succeeded",
     "plan",
     "raise_failures",
+    "check_timeout",
 ]
+
+log = get_logger("cnilib.runtime")
 
 
 class ExecutorDefault(enum.Enum):
@@ -146,9 +150,9 @@ def succeeded(
     ]
 
 
-def holding(ctx: FlowContext, fd: int | None) -> FlowContext:
-    """The context of one call: its plugins inherit the attachment lock ``fd``."""
-    return ctx if fd is None else attrs.evolve(ctx, hold_fds=(fd,))
+def holding(ctx: FlowContext, lock: AttachmentLock | None) -> FlowContext:
+    """The context of one call: ``lock`` records each plugin process it starts."""
+    return ctx if lock is None else attrs.evolve(ctx, lock=lock)
 
 
 def note_undo(
@@ -193,6 +197,28 @@ def raise_failures(verb: str, container_id: str, outcomes: Sequence[object]) -> 
         raise TeardownError(f"{verb} of container {container_id} failed", failures)
 
 
+def check_timeout(timeout: float | None) -> None:
+    """A deadline must be a positive number of seconds (``math.inf``, or
+    ``None``, for none)."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise InvalidArgumentError(f"timeout must be a number of seconds, got {timeout!r}")
+    if math.isnan(timeout) or timeout <= 0:
+        raise InvalidArgumentError(f"timeout must be a positive number of seconds, got {timeout!r}")
+
+
+def _lock_timeout(timeout: float | ExecutorDefault | None, executor: Executor) -> float | None:
+    """How long a verb may wait for its locks: the plugin-call deadline."""
+    if isinstance(timeout, ExecutorDefault):
+        timeout = getattr(executor, "timeout", DEFAULT_TIMEOUT)
+        if timeout is not None and not isinstance(timeout, int | float):
+            timeout = DEFAULT_TIMEOUT
+    if timeout is None or math.isinf(timeout):
+        return None
+    return float(timeout)
+
+
 class RuntimeBase:
     """Construction and configuration shared by :class:`CNI` and :class:`AsyncCNI`.
 
@@ -208,7 +234,10 @@ class RuntimeBase:
         behaves like libcni: every entry counts as this runtime's.
     :param rollback: transactional ADD: undo the plugins that ran when a
         later one fails (``False``: libcni's behaviour, leave them).
-    :param locking: take cross-process file locks around every verb.
+    :param locking: take cross-process file locks around every verb. Waiting
+        for them counts against ``timeout`` (the executor's deadline when
+        ``timeout`` is left out): past it the call fails with
+        :class:`cnilib.LockTimeoutError`.
     """
 
     def __init__(
@@ -231,8 +260,9 @@ class RuntimeBase:
                 raise InvalidArgumentError(
                     f"plugin directory is not a valid path: {directory!r}"
                 ) from exc
+        if not isinstance(timeout, ExecutorDefault):
+            check_timeout(timeout)
         self.cache = FileCache(cache_dir)
-        self.locks: LockDir | None = LockDir(self.cache.cache_dir) if locking else None
         per_call: float | None = None  # None: the executor's own deadline
         if executor is None:
             default = DEFAULT_TIMEOUT if isinstance(timeout, ExecutorDefault) else timeout
@@ -241,6 +271,10 @@ class RuntimeBase:
             # Given explicitly with an executor: it travels on every invocation.
             per_call = math.inf if timeout is None else timeout
         self.executor: Executor = executor
+        self.locks: LockDir | None = None
+        if locking:
+            # Waiting for a lock is part of the call: it gets the call's deadline.
+            self.locks = LockDir(self.cache.cache_dir, timeout=_lock_timeout(timeout, executor))
         self._ctx = FlowContext(
             cache=self.cache,
             path=self.plugin_dirs,
@@ -252,11 +286,18 @@ class RuntimeBase:
         self._single_ctx = attrs.evolve(self._ctx, wrap_errors=False)
 
     def _tidy(self, network: str) -> None:
-        """After a GC, under the network's exclusive lock: drop its attachment
-        lock files and any temp file a crash left in the cache."""
-        if self.locks is not None:
-            self.locks.prune(network, keep=lambda _: False)
-        self.cache.remove_stale_temp_files()
+        """After a GC, under the network's exclusive lock: drop its unused
+        attachment lock files and any temp file a crash left in the cache.
+
+        Housekeeping only: a failure is logged, not raised, since the GC
+        itself succeeded.
+        """
+        try:
+            if self.locks is not None:
+                self.locks.prune(network)
+            self.cache.remove_stale_temp_files()
+        except CNIError as exc:
+            log.warning("GC of %s: could not tidy the cache directory: %s", network, exc)
 
     @property
     def owner(self) -> str | None:

@@ -14,6 +14,7 @@ marked ``Divergence:``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator
 from typing import TypeVar
 
@@ -21,7 +22,7 @@ import attrs
 
 from cnilib import spec
 from cnilib._log import get_logger
-from cnilib.cache import CacheEntry, FileCache, LockDir
+from cnilib.cache import AttachmentLock, CacheEntry, FileCache, LockDir
 from cnilib.config import NetworkConfigList, PluginConf, request_config
 from cnilib.errors import (
     CacheCollisionError,
@@ -78,8 +79,8 @@ class FlowContext:
     """Written into cache entries; GC deletes only entries of its own owner."""
     locks: LockDir | None = None
     """For GC, which locks each stale attachment before its DEL."""
-    hold_fds: tuple[int, ...] = ()
-    """The held attachment lock, inherited by this call's plugin processes."""
+    lock: AttachmentLock | None = None
+    """The held attachment lock, which records each plugin process of the call."""
 
 
 def _prefix(plugin: PluginConf, command: Command) -> str:
@@ -105,7 +106,11 @@ def _invocation(
         path=ctx.path,
         plugin_name=plugin.name,
         timeout=ctx.timeout,
-        hold_fds=ctx.hold_fds,
+        on_spawn=(
+            None
+            if ctx.lock is None
+            else functools.partial(ctx.lock.record, call=f'plugin "{plugin.type}" ({command})')
+        ),
     )
 
 
@@ -261,11 +266,11 @@ def add_flow(
         if not ctx.rollback:
             if isinstance(failure, OperationCancelledError):
                 raise  # cancelled mid-plugin: state may exist; the pending entry stays
-            _restore(ctx.cache, conflist, rt, earlier)
+            _restore(ctx.cache, conflist, rt, earlier, undone=False)
             raise
         outcome = yield from _rollback(ctx, conflist, rt, results)
         if outcome.clean:
-            _restore(ctx.cache, conflist, rt, earlier)
+            _restore(ctx.cache, conflist, rt, earlier, undone=bool(outcome.deleted))
         failure.rollback = outcome
         failure.add_note(outcome.describe())
         raise
@@ -346,21 +351,29 @@ def _prev_for_delete(
 
 
 def _restore(
-    cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf, earlier: CacheEntry | None
+    cache: FileCache,
+    conflist: NetworkConfigList,
+    rt: RuntimeConf,
+    earlier: CacheEntry | None,
+    *,
+    undone: bool,
 ) -> None:
-    """After a failed, cleanly rolled-back ADD: leave the cache as it should be.
+    """After a failed ADD that left nothing of its own: leave the cache as it should be.
 
-    No earlier entry: remove ours. An earlier *pending* entry (an interrupted
-    ADD this one retried): put it back, it still describes that attempt. An
-    earlier *complete* entry (ADD twice without DEL, which the spec forbids):
-    our rollback DELs may have undone part of it, so its result can no longer
-    be trusted; our pending entry stays, for a DEL or GC to clean up.
+    No earlier entry: remove ours. An earlier entry (an interrupted ADD this
+    one retried, or a duplicate ADD of a live attachment): put it back, it
+    still describes the attachment, as Go keeps it. Except when this ADD's
+    rollback DELed plugins (``undone``) over an earlier *complete* entry:
+    those DELs may have removed part of the earlier attachment, so its result
+    can no longer be trusted; our pending entry stays, for a DEL or GC. A
+    legacy entry (a bare pre-0.4 result) names no attachment and cannot be
+    written back; our pending entry, which does, stays instead.
     """
     if earlier is None:
         _forget(cache, conflist, rt)
-    elif earlier.pending:
+    elif not earlier.legacy and (earlier.pending or not undone):
         try:
-            cache.save(earlier)
+            cache.save(earlier, durable=not earlier.pending)
         except CacheError as exc:
             log.warning("could not restore the earlier cache entry: %s", exc)
 

@@ -13,7 +13,7 @@ import attrs
 
 from cnilib import spec
 from cnilib._json import JSONValue
-from cnilib.cache import CacheEntry
+from cnilib.cache import AttachmentLock, CacheEntry
 from cnilib.cache._locks import release
 from cnilib.config import NetworkConfigList, request_config
 from cnilib.errors import (
@@ -102,7 +102,7 @@ def gc_flow(
         return GCReport(stale=tuple(stale), skipped_owners=others)
     deleted: list[CacheEntry] = []
     for entry in stale:
-        held: int | None = None
+        held: AttachmentLock | None = None
         try:
             rt = RuntimeConf(
                 container_id=entry.container_id,
@@ -120,7 +120,7 @@ def gc_flow(
                         "busy: a plugin of an earlier, interrupted call still runs; "
                         "the next GC will retry"
                     )
-                del_ctx = attrs.evolve(ctx, hold_fds=(held,))
+                del_ctx = attrs.evolve(ctx, lock=held)
             yield from delete_flow(del_ctx, conflist, rt)
         except OperationCancelledError:
             raise  # a cancelled GC stops; what it did not reach stays for the next one
@@ -134,7 +134,8 @@ def gc_flow(
             deleted.append(entry)
         finally:
             if held is not None:
-                release([held])
+                held.clear()
+                release([held.fd])
     send_gc = spec.has_gc(version)
     if send_gc:
         extra: dict[str, JSONValue] | None = None

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 
 from cnilib._json import JSONValue
-from cnilib.cache import CacheEntry
+from cnilib.cache import AttachmentLock, CacheEntry
 from cnilib.config import NetworkConfigList, PluginConf
 from cnilib.errors import CNIError, OperationCancelledError
 from cnilib.invoke import Executor, Invocation, PluginInfo
@@ -97,12 +97,12 @@ class CNI(RuntimeBase):
         return run_flow(flow, self.executor)
 
     @contextlib.contextmanager
-    def _locked(self, network: str, rt: RuntimeConf | None) -> Iterator[int | None]:
+    def _locked(self, network: str, rt: RuntimeConf | None) -> Iterator[AttachmentLock | None]:
         if self.locks is None:
             yield None
             return
-        with self.locks.hold(network, (rt.container_id, rt.ifname) if rt else None) as fd:
-            yield fd
+        with self.locks.hold(network, (rt.container_id, rt.ifname) if rt else None) as lock:
+            yield lock
 
     # -- network lists -------------------------------------------------------------
     def add_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> Result | None:

@@ -497,3 +497,67 @@ class TestRuntimeKilledMidAdd:
             c for c in recorded(recorder_log) if c[0] == "DEL"
         ]
         assert [] == os.listdir(cache_dir / "results")
+
+
+class TestDuplicateAdd:
+    """ADD of an attachment that already exists (the spec forbids it; runtimes race
+    into it): a failure that undid nothing must not cost the good entry."""
+
+    @staticmethod
+    def refuse_second_add(calls: list[str]) -> Callable[[Invocation], bytes]:
+        """A mock whose p0 succeeds once, then answers ADD with "already exists"."""
+
+        def handler(invocation: Invocation) -> bytes:
+            calls.append(f"{invocation.command.value} {invocation.plugin_type}")
+            if invocation.command is Command.ADD and calls.count("ADD p0") > 1:
+                raise cnilib.PluginError("eth0 already exists", code=18)
+            return answer(invocation)
+
+        return handler
+
+    @pytest.mark.parametrize("rollback", [True, False])
+    def test_failing_first_plugin_keeps_the_complete_entry(
+        self, tmp_path: Path, rollback: bool
+    ) -> None:
+        calls: list[str] = []
+        cni = cnilib.CNI(
+            [],
+            cache_dir=tmp_path,
+            executor=MockExecutor(self.refuse_second_add(calls)),
+            rollback=rollback,
+        )
+        first = cni.add_network_list(mock_chain(2), RT)
+
+        with pytest.raises(cnilib.PluginError, match="already exists"):
+            cni.add_network_list(mock_chain(2), RT)
+
+        entry = FileCache(tmp_path).load("net1", RT.container_id, RT.ifname)
+        assert entry is not None
+        assert not entry.pending
+        assert first == cni.cached_result(mock_chain(2), RT)
+        cni.check_network_list(mock_chain(2), RT)  # still checkable: the entry has its result
+        assert ["ADD p0", "ADD p1", "ADD p0", "CHECK p0", "CHECK p1"] == calls
+
+    def test_rollback_that_deleted_something_leaves_a_pending_entry(self, tmp_path: Path) -> None:
+        """p0 succeeded again and was DELed by the rollback: that DEL may have taken
+        the first ADD's state with it, so the old result is no longer trusted."""
+
+        def handler(invocation: Invocation) -> bytes:
+            if invocation.command is Command.ADD and invocation.plugin_type == "p1":
+                handler.adds += 1  # type: ignore[attr-defined]
+                if handler.adds > 1:  # type: ignore[attr-defined]
+                    raise cnilib.PluginError("no", code=11)
+            return answer(invocation)
+
+        handler.adds = 0  # type: ignore[attr-defined]
+        cni = cnilib.CNI([], cache_dir=tmp_path, executor=MockExecutor(handler))
+        cni.add_network_list(mock_chain(2), RT)
+
+        with pytest.raises(cnilib.PluginError) as info:
+            cni.add_network_list(mock_chain(2), RT)
+
+        assert info.value.rollback is not None
+        assert ("p0",) == info.value.rollback.deleted
+        entry = FileCache(tmp_path).load("net1", RT.container_id, RT.ifname)
+        assert entry is not None
+        assert entry.pending

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cnilib.cache import CACHE_KIND, DEFAULT_CACHE_DIR, CacheEntry, FileCache, parse_entry
-from cnilib.cache._file import _fsync_dir
+from cnilib.cache._file import _fsync_fd
 from cnilib.errors import CacheError, ErrorCode, InvalidArgumentError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cache"
@@ -328,13 +328,14 @@ class TestFileCache:
             FileCache(tmp_path).save(_entry(network="../x"))
 
     def test_save_failure_is_cache_error(self, tmp_path: Path) -> None:
-        """A cache dir that cannot be created is a CacheError naming the entry path."""
+        """A cache dir that cannot be created is a CacheError naming the offending path."""
         blocker = tmp_path / "file"
         blocker.write_text("x")
         cache = FileCache(blocker)
-        with pytest.raises(CacheError) as info:
+        with pytest.raises(CacheError, match="is a regular file, not a directory") as info:
             cache.save(_entry())
-        assert (cache.path("net", "c1", "eth0"), ErrorCode.IO_FAILURE) == (
+        # The offending path, not the entry's: that is what the user must fix.
+        assert (str(blocker), ErrorCode.IO_FAILURE) == (
             info.value.path,
             info.value.code,
         )
@@ -365,7 +366,7 @@ class TestFileCache:
         """An entry that cannot be read (a directory) is a CacheError."""
         cache = FileCache(tmp_path)
         os.makedirs(cache.path("net", "c1", "eth0"))
-        with pytest.raises(CacheError, match="cannot read cache entry"):
+        with pytest.raises(CacheError, match="is a directory, not a regular file"):
             cache.load("net", "c1", "eth0")
 
     @pytest.mark.parametrize("path", LEGACY_FILES, ids=lambda p: p.name)
@@ -394,8 +395,9 @@ class TestFileCache:
         """A path that cannot be unlinked (a directory) is a CacheError."""
         cache = FileCache(tmp_path)
         os.makedirs(cache.path("net", "c1", "eth0"))
-        with pytest.raises(CacheError, match="cannot remove cache entry"):
+        with pytest.raises(CacheError, match="is a directory, not a regular file: left alone"):
             cache.delete("net", "c1", "eth0")
+        assert os.path.isdir(cache.path("net", "c1", "eth0"))
 
     def test_repr(self, tmp_path: Path) -> None:
         """repr names the cache dir."""
@@ -484,8 +486,9 @@ class TestAttachments:
         """A results path that cannot be listed is a CacheError."""
         cache = FileCache(tmp_path)
         Path(cache.results_dir).write_text("x")
-        with pytest.raises(CacheError, match="cannot list cache entries"):
+        with pytest.raises(CacheError, match="is a regular file, not a directory") as info:
             cache.attachments()
+        assert cache.results_dir == info.value.path
 
     def test_entries_carry_everything(self, tmp_path: Path) -> None:
         """Returned entries hold config, netns, args and capability args."""
@@ -500,18 +503,18 @@ class TestAttachments:
 class TestFsyncDir:
     """Directory fsync after rename/unlink is best effort."""
 
-    def test_missing_directory_ignored(self, tmp_path: Path) -> None:
-        """A directory that cannot be opened is silently skipped."""
-        _fsync_dir(str(tmp_path / "missing"))  # does not raise
-
     def test_fsync_refused_ignored(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """A filesystem that refuses fsync on a directory does not fail the operation."""
 
         def refuse(fd: int) -> None:
             raise OSError("EINVAL")
 
+        fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
         monkeypatch.setattr(os, "fsync", refuse)
-        _fsync_dir(str(tmp_path))  # does not raise
+        try:
+            _fsync_fd(fd)  # does not raise
+        finally:
+            os.close(fd)
 
 
 class TestCacheDirRemovedUnderneath:

@@ -205,8 +205,10 @@ class TestCacheEdges:
 
         with pytest.raises(cnilib.CacheError) as info:
             cni.add_network_list(conf(), RT)
-        with pytest.raises(cnilib.CacheError, match="cannot create lock directory"):
+        with pytest.raises(cnilib.CacheError, match="is a regular file, not a directory") as held:
             locked.add_network_list(conf(), RT)
+
+        assert str(blocker) == held.value.path  # the offending path, not the entry's
 
         assert str(info.value).startswith('failed to set network "net1" cached result: ')
         assert [] == mock.invocations  # the pending entry failed first: no plugin ran

@@ -1,0 +1,218 @@
+"""File-system access inside the cache directory that never follows a link.
+
+The cache directory is root's, but a runtime may run with a loose umask or
+share a parent with other users; a planted symbolic link in it must never
+make root open, truncate or unlink a file elsewhere. So every directory
+below the cache root is opened with ``O_NOFOLLOW | O_DIRECTORY`` relative to
+its parent's fd, every file relative to its directory's fd with
+``O_NOFOLLOW``, and nothing is unlinked before ``lstat`` says it is a plain
+file. A link found there is reported and left alone.
+
+The cache root itself is the caller's configuration and is followed (a
+distribution may well make ``/var/lib/cni`` a link). Every directory cnilib
+creates, the root's missing ancestors included, is made 0700 whatever the
+process umask (Go's ``MkdirAll(dir, 0700)``), and a directory of the cache
+tree found writable by others is tightened to 0700.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Iterator, Sequence
+
+from cnilib._log import get_logger
+from cnilib.errors import CacheError
+
+__all__ = [
+    "PRIVATE_DIR_MODE",
+    "describe_type",
+    "ensure_root",
+    "open_dir",
+    "open_file",
+    "opened_dir",
+    "unlink_file",
+]
+
+log = get_logger("cnilib.cache")
+
+PRIVATE_DIR_MODE = 0o700
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def describe_type(mode: int) -> str:
+    """``a symbolic link``, ``a regular file``, … for messages."""
+    for test, name in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "of an unknown type"
+
+
+def _mkdir_private(path: str, dir_fd: int | None = None) -> bool:
+    """Create one directory 0700 regardless of the umask; ``False`` if it existed."""
+    try:
+        os.mkdir(path, PRIVATE_DIR_MODE, dir_fd=dir_fd)
+    except FileExistsError:
+        return False
+    # The umask cannot add bits, only remove them; chmod anyway in case a
+    # default ACL widened the new directory.
+    with contextlib.suppress(OSError):
+        os.chmod(path, PRIVATE_DIR_MODE, dir_fd=dir_fd, follow_symlinks=False)
+    return True
+
+
+def ensure_root(root: str) -> None:
+    """Create the cache root and its missing ancestors, each 0700."""
+    missing: list[str] = []
+    current = os.path.abspath(root)
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for path in reversed(missing):
+        try:
+            _mkdir_private(path)
+        except OSError as exc:
+            raise CacheError(f"cannot create cache directory: {exc.strerror}", path=path) from exc
+
+
+def _wrong_type(path: str, name: str, dir_fd: int) -> CacheError:
+    """The error for a path that should be a directory and is not."""
+    try:
+        kind = describe_type(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        kind = "not a directory"
+    if kind == "a symbolic link":
+        log.warning("%s is a symbolic link; cnilib leaves it alone", path)
+        return CacheError(
+            "is a symbolic link, not a directory: cnilib does not follow links in its cache",
+            path=path,
+        )
+    return CacheError(f"is {kind}, not a directory", path=path)
+
+
+def _tighten(fd: int, path: str) -> None:
+    """A directory of the cache tree writable by others is an attack surface."""
+    mode = os.fstat(fd).st_mode
+    if mode & 0o022:
+        log.warning("%s was mode %o; tightening it to 0700", path, stat.S_IMODE(mode))
+        os.fchmod(fd, PRIVATE_DIR_MODE)
+
+
+def open_dir(root: str, parts: Sequence[str], *, create: bool) -> int:
+    """Open ``root/parts[0]/parts[1]/…`` without following a link below ``root``.
+
+    With ``create``, missing levels (and the root) are made 0700. Returns a
+    directory fd (close it); raises :class:`FileNotFoundError` when a level is
+    missing and ``create`` is false, :class:`CacheError` for anything else.
+    """
+    if create:
+        ensure_root(root)
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ENOTDIR:
+            with contextlib.suppress(OSError):
+                kind = describe_type(os.stat(root).st_mode)
+                raise CacheError(f"is {kind}, not a directory", path=root) from exc
+        raise CacheError(f"cannot open cache directory: {exc.strerror}", path=root) from exc
+    path = root
+    try:
+        for part in parts:
+            path = os.path.join(path, part)
+            if create:
+                try:
+                    _mkdir_private(part, dir_fd=fd)
+                except OSError as exc:
+                    raise CacheError(f"cannot create directory: {exc.strerror}", path=path) from exc
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _wrong_type(path, part, fd) from exc
+                raise CacheError(f"cannot open directory: {exc.strerror}", path=path) from exc
+            os.close(fd)
+            fd = child
+            _tighten(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def opened_dir(root: str, parts: Sequence[str], *, create: bool) -> Iterator[int]:
+    """:func:`open_dir` as a context manager that closes the fd."""
+    fd = open_dir(root, parts, create=create)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def open_file(name: str, flags: int, dir_fd: int, path: str, mode: int = 0o600) -> int:
+    """Open a regular file in ``dir_fd`` without following a link or blocking
+    on a FIFO; ``path`` names it in errors. ``FileNotFoundError`` passes through."""
+    try:
+        fd = os.open(
+            name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode, dir_fd=dir_fd
+        )
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            log.warning("%s is a symbolic link; cnilib leaves it alone", path)
+            raise CacheError(
+                "is a symbolic link: cnilib does not follow links in its cache", path=path
+            ) from exc
+        raise CacheError(f"cannot open: {exc.strerror}", path=path) from exc
+    try:
+        st_mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(st_mode):
+            raise CacheError(f"is {describe_type(st_mode)}, not a regular file", path=path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def unlink_file(name: str, dir_fd: int, path: str) -> bool:
+    """Unlink ``name`` if it is a regular file; ``False`` if it is gone.
+
+    Anything else (a link, a directory, …) raises :class:`CacheError` and is
+    left where it is.
+    """
+    try:
+        st_mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise CacheError(f"cannot inspect: {exc.strerror}", path=path) from exc
+    if not stat.S_ISREG(st_mode):
+        if stat.S_ISLNK(st_mode):
+            log.warning("%s is a symbolic link; cnilib leaves it alone", path)
+        raise CacheError(f"is {describe_type(st_mode)}, not a regular file: left alone", path=path)
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise CacheError(f"cannot remove: {exc.strerror}", path=path) from exc
+    return True
