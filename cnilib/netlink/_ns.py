@@ -45,6 +45,16 @@ _NSFS_NAMES = {
     0x00000080: "time",
 }
 
+# Read-only; never blocks (a FIFO would wait for a writer), never becomes the
+# controlling terminal, never leaks into a child.
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+_FILE_KINDS = {
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
+
 
 def current_netns_path() -> str:
     """The path naming the calling thread's own network namespace."""
@@ -91,14 +101,20 @@ class NetNSHandle:
 
         Raises :class:`NetNSNotFoundError` when it does not exist (nothing is
         created) and :class:`NetNSError` when it is no network namespace.
+        The type is checked before the path is opened, and the open itself
+        cannot block (``O_NONBLOCK``): a FIFO, a device, a socket or a
+        directory is refused at once, where a plain ``open(2)`` of a FIFO
+        would wait forever for a writer.
         """
         label = os.fspath(path)
         try:
-            fd = os.open(label, os.O_RDONLY | os.O_CLOEXEC)
+            _check_type(os.stat(label).st_mode, label)
+            fd = os.open(label, _OPEN_FLAGS)
         except FileNotFoundError:
             raise NetNSNotFoundError(label) from None
         except OSError as exc:
             raise NetNSError(label, exc.strerror or str(exc), errno=exc.errno or 0) from exc
+        # Checked again on the fd: the path may have been replaced in between.
         return cls(fd, label, owned=True)
 
     @classmethod
@@ -127,13 +143,23 @@ class NetNSHandle:
         return f"NetNSHandle({self.label!r}, key={self.key!r})"
 
 
+def _check_type(mode: int, label: str) -> None:
+    """Refuse anything but a regular file: an nsfs inode (``/proc/<pid>/ns/net``
+    or a bind mount of one, as under ``/run/netns``) always is one."""
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise NetNSError(label, "is a directory, not a network namespace", errno=errno.EISDIR)
+    kind = _FILE_KINDS.get(stat.S_IFMT(mode), "special file")
+    raise NetNSError(label, f"is a {kind}, not a network namespace")
+
+
 def _check_netns(fd: int, label: str) -> tuple[int, int]:
     try:
         st = os.fstat(fd)
     except OSError as exc:
         raise NetNSError(label, exc.strerror or str(exc), errno=exc.errno or 0) from exc
-    if stat.S_ISDIR(st.st_mode):
-        raise NetNSError(label, "is a directory, not a network namespace", errno=errno.EISDIR)
+    _check_type(st.st_mode, label)
     import fcntl
 
     try:
