@@ -77,6 +77,15 @@ def find_in_path(plugin_type: str, path: Sequence[str]) -> str:
     )
 
 
+def call_deadline(invocation: Invocation, default: float | None) -> float | None:
+    """The deadline of one call in seconds, ``None`` for none: ``invocation.timeout``
+    if set (``math.inf``: none), else the executor's ``default``."""
+    timeout = invocation.timeout if invocation.timeout is not None else default
+    if timeout is not None and math.isinf(timeout):
+        return None
+    return timeout
+
+
 def _exit_reason(returncode: int) -> str:
     """Go's wording for how a process ended."""
     if returncode < 0:
@@ -116,9 +125,7 @@ class SubprocessExecutor:
     def prepare(self, invocation: Invocation) -> tuple[list[str], dict[str, str], float | None]:
         """argv, environment and deadline (``None``: none) of one call."""
         program = self.find(invocation.plugin_type, invocation.path)
-        timeout = invocation.timeout if invocation.timeout is not None else self.timeout
-        if timeout is not None and math.isinf(timeout):
-            timeout = None
+        timeout = call_deadline(invocation, self.timeout)
         return [*self.wrapper, program], invocation.environ(self.env), timeout
 
     def exec(self, invocation: Invocation) -> bytes:
@@ -235,13 +242,20 @@ def spawn_error(argv: list[str], exc: OSError | ValueError) -> PluginStartError:
 
 
 def timeout_error(
-    invocation: Invocation, started: float, timeout: float | None, stderr: bytes
+    invocation: Invocation,
+    started: float,
+    timeout: float | None,
+    stderr: bytes,
+    *,
+    outcome: str = "its process group was killed",
 ) -> PluginTimeoutError:
+    """``plugin "x" (ADD) timed out after 1.0s (deadline 1s); <outcome>``: what
+    became of the call is said by the executor (in-process calls are not killed)."""
     elapsed = time.monotonic() - started
     _log_stderr(invocation, stderr)
     return PluginTimeoutError(
         f"{invocation.describe()} timed out after {elapsed:.1f}s "
-        f"(deadline {timeout:g}s); its process group was killed",
+        f"(deadline {timeout:g}s); {outcome}",
         elapsed=elapsed,
         stderr=tail(stderr),
     )
