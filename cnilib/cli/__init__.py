@@ -26,6 +26,18 @@ environment (as cnitool):
 
 The container ID defaults to cnitool's: 'cnitool-' + 20 hex digits of
 sha512(absolute netns path), so cnitool and cnilib share cache entries.
+
+Names, paths and messages are printed with control and invisible characters
+escaped (ESC as \\x1b, newline as \\n, U+202E as \\u202e).
+Configuration files must be regular files of at most 4 MiB with at most 1024
+plugins.
+
+exit status:
+  0    success
+  1    a cnilib error, or problems found by validate or list (a file that
+       cannot be loaded, a network whose name is not a valid network name)
+  2    usage error
+  130  interrupted
 """
 
 
@@ -120,7 +132,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("network", help="network name in the conf dir, or a config file path")
 
-    sub.add_parser("list", help="list the networks in the conf dir, with per-file problems")
+    sub.add_parser(
+        "list",
+        help="list the networks in the conf dir; unloadable files and invalid names: exit 1",
+    )
     return parser
 
 

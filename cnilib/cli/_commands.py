@@ -11,17 +11,65 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from cnilib.errors import CNIError, ConfigError, InvalidArgumentError
+from cnilib.errors import CNIError, CNIErrorGroup, ConfigError, InvalidArgumentError
 
 if TYPE_CHECKING:
     from cnilib.config import NetworkConfigList
     from cnilib.runtime import CNI, RuntimeConf
 
-__all__ = ["cnitool_container_id", "run"]
+__all__ = ["cnitool_container_id", "printable", "printable_json", "run"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
+
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(ch: str) -> str:
+    if ch in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[ch]
+    point = ord(ch)
+    if 0xDC80 <= point <= 0xDCFF:  # a byte that was not UTF-8 (os.fsdecode's surrogateescape)
+        return f"\\x{point - 0xDC00:02x}"
+    if point < 0x100:
+        return f"\\x{point:02x}"
+    if point < 0x10000:
+        return f"\\u{point:04x}"
+    return f"\\U{point:08x}"
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: every character that is not printable is
+    shown as a Python-style escape (``\\x1b``, ``\\n``, ``\\u202e``).
+
+    Control characters, invisible format and separator characters (such as
+    bidi overrides) and surrogates go; letters of any script stay. Every name,
+    path and error text the CLI prints from configuration, the cache or its
+    arguments goes through here (except JSON, see :func:`printable_json`).
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _json_escape(ch: str) -> str:
+    point = ord(ch)
+    if point < 0x10000:
+        return f"\\u{point:04x}"
+    point -= 0x10000
+    return f"\\u{0xD800 + (point >> 10):04x}\\u{0xDC00 + (point & 0x3FF):04x}"
+
+
+def printable_json(text: str) -> str:
+    """JSON text safe for a terminal and still the same JSON.
+
+    Outside strings, encoded JSON holds only ASCII punctuation, digits,
+    letters, spaces and newlines; so every other non-printable character is
+    inside a string and can become a ``\\uXXXX`` escape.
+    """
+    return "".join(ch if ch.isprintable() or ch == "\n" else _json_escape(ch) for ch in text)
 
 
 def cnitool_container_id(netns: str) -> str:
@@ -87,7 +135,7 @@ def _runtime_conf(args: argparse.Namespace) -> RuntimeConf:
 def _cmd_add(args: argparse.Namespace) -> int:
     result = _cni(args).add_network_list(_load_network(args), _runtime_conf(args))
     if result is not None:
-        print(result.to_json(indent=4))
+        print(printable_json(result.to_json(indent=4)))
     return EXIT_OK
 
 
@@ -108,7 +156,8 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     verb = "would delete" if args.dry_run else "deleted"
     entries = report.stale if args.dry_run else report.deleted
     for entry in entries:
-        print(f"{verb}\t{entry.network_name}\t{entry.container_id}\t{entry.ifname}")
+        fields = (entry.network_name, entry.container_id, entry.ifname)
+        print("\t".join((verb, *map(printable, fields))))
     if report.skipped_owners:
         print(f"kept {report.skipped_owners} attachment(s) of other owners", file=sys.stderr)
     return EXIT_OK
@@ -133,14 +182,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     try:
         conflist = _load_network(args)
-    except ConfigError:
+    except ConfigError as exc:
         # The loader stops at the first problem; the schema can still list them all.
-        raw_problems = _raw_schema_problems(str(args.network))
+        refused = exc.path or str(args.network)
+        raw_problems = _raw_schema_problems(refused)
         if not raw_problems:
             raise
-        print(f"{args.network}: {len(raw_problems)} problem(s)", file=sys.stderr)
+        print(f"{printable(refused)}: {len(raw_problems)} problem(s)", file=sys.stderr)
         for problem in raw_problems:
-            print(f"  {problem}", file=sys.stderr)
+            print(f"  {printable(problem)}", file=sys.stderr)
         return EXIT_FAILURE
     problems = schema_problems(conflist)
     try:
@@ -149,17 +199,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         group = getattr(exc, "exceptions", None)
         problems += [str(e) for e in group] if group else [str(exc)]
         capabilities = ()
-    where = conflist.source or args.network
+    header = f'network "{printable(conflist.name)}" ({printable(conflist.source or args.network)})'
     if problems:
-        print(f'network "{conflist.name}" ({where}): {len(problems)} problem(s)', file=sys.stderr)
+        print(f"{header}: {len(problems)} problem(s)", file=sys.stderr)
         for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+            print(f"  {printable(problem)}", file=sys.stderr)
         return EXIT_FAILURE
-    caps = ", ".join(capabilities) or "none"
-    print(
-        f'network "{conflist.name}" ({where}): valid, cniVersion {conflist.cni_version}, '
-        f"capabilities: {caps}"
-    )
+    caps = printable(", ".join(capabilities) or "none")
+    print(f"{header}: valid, cniVersion {printable(conflist.cni_version)}, capabilities: {caps}")
     return EXIT_OK
 
 
@@ -167,11 +214,11 @@ def _raw_schema_problems(path: str) -> list[str]:
     """Schema problems of a config file that the loader refused (if it is JSON at all)."""
     from cnilib import schema
     from cnilib._json import JSONSyntaxError, loads
+    from cnilib.config._load import read_conf_file
 
     try:
-        with open(path, "rb") as handle:
-            document = loads(handle.read())
-    except (OSError, JSONSyntaxError):
+        document = loads(read_conf_file(path))
+    except (ConfigError, JSONSyntaxError):
         return []
     kind = "netconflist" if isinstance(document, dict) and "plugins" in document else "plugin"
     return schema.schema_problems(kind, document)
@@ -179,17 +226,26 @@ def _raw_schema_problems(path: str) -> list[str]:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from cnilib.config import scan_conf_dir
+    from cnilib.config._load import invalid_name_reason, network_name_error
 
     found = scan_conf_dir(args.conf_dir)
     if not found.networks and not found.problems:
-        print(f"no network configurations in {args.conf_dir}", file=sys.stderr)
+        print(f"no network configurations in {printable(args.conf_dir)}", file=sys.stderr)
         return EXIT_FAILURE
+    problems: list[ConfigError] = []
     for net in found.networks:
         plugins = ",".join(p.type for p in net.plugins)
-        print(f"{net.name}\t{net.cni_version or '-'}\t{plugins}\t{net.source}")
-    for problem in found.problems:
-        print(f"problem: {problem}", file=sys.stderr)
-    return EXIT_FAILURE if found.problems else EXIT_OK
+        fields = [net.name, net.cni_version or "-", plugins, net.source or ""]
+        # Still listed, so that it can be found and fixed; flagged, and a problem.
+        reason = invalid_name_reason(net.name)
+        invalid = network_name_error(net)
+        if reason is not None and invalid is not None:
+            fields.append(f"invalid network name: {reason}")
+            problems.append(invalid)
+        print("\t".join(map(printable, fields)))
+    for problem in (*found.problems, *problems):
+        print(f"problem: {printable(str(problem))}", file=sys.stderr)
+    return EXIT_FAILURE if found.problems or problems else EXIT_OK
 
 
 _COMMANDS = {
@@ -204,19 +260,36 @@ _COMMANDS = {
 }
 
 
+def _error_lines(exc: BaseException) -> list[str]:
+    """One escaped line per failure: a group's members each get their own."""
+    if not isinstance(exc, CNIErrorGroup):
+        return [printable(str(exc))]
+    # An exception group is never empty.
+    first, *rest = [line for member in exc.exceptions for line in _error_lines(member)]
+    return [printable("".join(exc.context)) + first, *rest]
+
+
 def _report(args: argparse.Namespace, exc: CNIError) -> None:
     if args.json:
+        # json.dumps escapes every control and non-ASCII character itself.
         print(json.dumps(exc.to_object(), indent=4))
     else:
-        text = str(exc).replace("\n", "\n  ")
+        text = "\n  ".join(_error_lines(exc))
         print(f"cnilib {args.command}: error: {text}", file=sys.stderr)
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines (plugins' stderr, skipped files) escaped like everything else."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; map errors to exit codes."""
     if args.verbose:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        handler.setFormatter(_PrintableFormatter("%(name)s: %(message)s"))
         library_log = logging.getLogger("cnilib")
         library_log.addHandler(handler)
         library_log.setLevel(logging.DEBUG)

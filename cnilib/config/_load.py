@@ -56,7 +56,7 @@ def conf_files(directory: str | os.PathLike[str], extensions: Sequence[str]) -> 
     (Go ``ConfFiles``).
     """
     try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name.encode())
+        entries = sorted(os.scandir(directory), key=lambda e: os.fsencode(e.name))
     except FileNotFoundError:
         return []
     except OSError as exc:
@@ -75,7 +75,7 @@ def _extension(name: str) -> str:
     return name[dot:] if dot >= 0 else ""
 
 
-def _read(path: str | os.PathLike[str]) -> bytes:
+def read_conf_file(path: str | os.PathLike[str]) -> bytes:
     """The bytes of a configuration file: a regular file of at most
     :data:`MAX_CONFIG_BYTES` bytes, checked before anything is read.
 
@@ -108,7 +108,7 @@ def _read(path: str | os.PathLike[str]) -> bytes:
 
 def conf_from_file(path: str | os.PathLike[str]) -> PluginConf:
     """Load a single plugin configuration file (Go ``ConfFromFile``)."""
-    return conf_from_bytes(_read(path), source=str(path))
+    return conf_from_bytes(read_conf_file(path), source=str(path))
 
 
 def plugin_confs_from_dir(directory: str | os.PathLike[str], network: str) -> list[PluginConf]:
@@ -133,7 +133,7 @@ def _subdir_paths(directory: str | os.PathLike[str], network: str) -> list[str]:
 def conflist_from_file(path: str | os.PathLike[str]) -> NetworkConfigList:
     """Load a ``.conflist`` file (Go ``ConfListFromFile``), merging its plugin subdirectory."""
     source = str(path)
-    conflist = conflist_from_bytes(_read(path), source=source)
+    conflist = conflist_from_bytes(read_conf_file(path), source=source)
     if not conflist.load_only_inlined_plugins:
         directory = os.path.dirname(source)
         # Counted before any subdirectory file is read.
@@ -172,22 +172,27 @@ class ConfDir:
         return None
 
 
-def _name_error(conflist: NetworkConfigList) -> ConfigError | None:
+def invalid_name_reason(name: str) -> str | None:
+    """Why ``name`` is not a valid network name (the spec's rules), or ``None``."""
+    try:
+        validate_network_name(name)
+    except InvalidArgumentError as exc:
+        return exc.msg.rstrip(":")
+    return None
+
+
+def network_name_error(conflist: NetworkConfigList) -> ConfigError | None:
     """The error for a network whose name breaks the spec's rules, else ``None``.
 
     The parsers accept any string as Go's do (libcni checks the name only at
     ADD); this lets the loaders say which file and field are at fault.
     """
-    try:
-        validate_network_name(conflist.name)
-    except InvalidArgumentError as exc:
-        reason = exc.msg.rstrip(":")
-        return ConfigError(
-            f'invalid network name "{conflist.name}": {reason}',
-            path=conflist.source,
-            field="$.name",
-        )
-    return None
+    reason = invalid_name_reason(conflist.name)
+    if reason is None:
+        return None
+    return ConfigError(
+        f'invalid network name "{conflist.name}": {reason}', path=conflist.source, field="$.name"
+    )
 
 
 def _load_any(path: str) -> NetworkConfigList:
@@ -230,7 +235,7 @@ def load_conflist(directory: str | os.PathLike[str], name: str) -> NetworkConfig
                 problems.append(exc)
                 continue
             if conflist.name == name:
-                error = _name_error(conflist)
+                error = network_name_error(conflist)
                 if error is not None:
                     raise error
                 return conflist

@@ -37,7 +37,7 @@ def conf_dir(tmp_path: Path, recorder_log: Path) -> Path:
 
 
 def run_cli(
-    *argv: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    *argv: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m cnilib`` with ``env`` added to a CNI_*-free environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
@@ -48,7 +48,7 @@ def run_cli(
         env={**base, **(env or {})},
         cwd=cwd,
         check=False,
-        timeout=60,
+        timeout=timeout,
     )
 
 
@@ -287,3 +287,189 @@ class TestExtraCommands:
         )
 
         assert "[]" == proc.stdout.strip().splitlines()[-1]
+
+
+def _hostile_conf_dir(directory: Path) -> Path:
+    """A conf dir with networks whose names are hostile, plus one good network."""
+    directory.mkdir()
+    names = {
+        "10-dots.conflist": "../../bad",
+        "20-ansi.conflist": "x\x1b[2Jy",
+        "30-lines.conflist": "a\nb\rc",
+        "40-good.conflist": "good",
+    }
+    for file_name, name in names.items():
+        doc = {"cniVersion": "1.0.0", "name": name, "plugins": [{"type": "t\x1b[31m"}]}
+        (directory / file_name).write_text(json.dumps(doc))
+    return directory
+
+
+class TestHostileNames:
+    """Names and paths from a conf dir never reach the terminal raw."""
+
+    def test_list_escapes_and_flags_invalid_names(self, tmp_path: Path) -> None:
+        """list shows every network on one line, escaped, with invalid names flagged; exit 1."""
+        conf = _hostile_conf_dir(tmp_path / "net.d")
+
+        proc = run_cli("--conf-dir", str(conf), "list")
+
+        assert 1 == proc.returncode
+        assert "\x1b" not in proc.stdout + proc.stderr
+        assert "\r" not in proc.stdout + proc.stderr
+        lines = proc.stdout.splitlines()
+        assert 4 == len(lines), proc.stdout
+        by_name = {line.split("\t")[0]: line.split("\t") for line in lines}
+        assert {"../../bad", "x\\x1b[2Jy", "a\\nb\\rc", "good"} == set(by_name)
+        assert ["good", "1.0.0", "t\\x1b[31m", str(conf / "40-good.conflist")] == by_name["good"]
+        for name in ("../../bad", "x\\x1b[2Jy", "a\\nb\\rc"):
+            assert 5 == len(by_name[name]), by_name[name]
+            assert (
+                "invalid network name: invalid characters found in network name"
+                == (by_name[name][4])
+            )
+        assert "10-dots.conflist" in proc.stderr
+
+    def test_list_of_valid_names_exits_zero(self, tmp_path: Path) -> None:
+        """Valid names are not flagged and list exits 0."""
+        conf = tmp_path / "net.d"
+        conf.mkdir()
+        doc = {"cniVersion": "1.0.0", "name": "ok-1.a_b", "plugins": [{"type": "x"}]}
+        (conf / "10.conflist").write_text(json.dumps(doc))
+
+        proc = run_cli("--conf-dir", str(conf), "list")
+
+        assert (0, "", 4) == (proc.returncode, proc.stderr, len(proc.stdout.split("\t")))
+
+    def test_list_escapes_file_names(self, tmp_path: Path) -> None:
+        """A file name with control characters or invalid UTF-8 is printed escaped."""
+        conf = tmp_path / "net.d"
+        conf.mkdir()
+        doc = {"cniVersion": "1.0.0", "name": "n1", "plugins": [{"type": "x"}]}
+        (conf / "10-\x1b]0;owned\x07.conflist").write_text(json.dumps(doc))
+        doc2 = {"cniVersion": "1.0.0", "name": "n2", "plugins": [{"type": "x"}]}
+        Path(os.fsdecode(os.fsencode(conf) + b"/20-\xff.conflist")).write_text(json.dumps(doc2))
+
+        proc = run_cli("--conf-dir", str(conf), "list")
+
+        assert "Traceback" not in proc.stderr
+        assert 0 == proc.returncode, proc.stderr
+        assert [
+            f"{conf}/10-\\x1b]0;owned\\x07.conflist",
+            f"{conf}/20-\\xff.conflist",
+        ] == [line.split("\t")[3] for line in proc.stdout.splitlines()]
+
+    def test_error_message_is_escaped(self, tmp_path: Path) -> None:
+        """An error naming a hostile network is one escaped line on stderr."""
+        conf = _hostile_conf_dir(tmp_path / "net.d")
+
+        proc = run_cli("--conf-dir", str(conf), "status", "nope\x1b[2J\nfake line")
+
+        assert 1 == proc.returncode
+        assert "\x1b" not in proc.stderr
+        assert [
+            f'cnilib status: error: no net configuration with name "nope\\x1b[2J\\nfake line" '
+            f"in {conf}"
+        ] == proc.stderr.splitlines()
+
+    def test_json_error_stays_valid_json(self, tmp_path: Path) -> None:
+        """With --json the error object is valid JSON carrying the raw name."""
+        conf = _hostile_conf_dir(tmp_path / "net.d")
+
+        proc = run_cli("--conf-dir", str(conf), "--json", "status", "nope\x1b[2J")
+
+        assert 1 == proc.returncode
+        assert "\x1b" not in proc.stdout
+        assert (
+            f'no net configuration with name "nope\x1b[2J" in {conf}'
+            == (json.loads(proc.stdout)["msg"])
+        )
+
+    def test_invalid_name_by_name_is_a_config_error(self, tmp_path: Path) -> None:
+        """Using a network whose name is invalid names the file and the field, escaped."""
+        conf = _hostile_conf_dir(tmp_path / "net.d")
+
+        proc = run_cli("--conf-dir", str(conf), "status", "x\x1b[2Jy")
+
+        assert 1 == proc.returncode
+        assert [
+            f"cnilib status: error: {conf}/20-ansi.conflist: invalid network name "
+            '"x\\x1b[2Jy": invalid characters found in network name (at $.name)'
+        ] == proc.stderr.splitlines()
+
+    def test_validate_escapes_header_and_problems(self, tmp_path: Path) -> None:
+        """validate prints a hostile name and path escaped."""
+        conf = _hostile_conf_dir(tmp_path / "net.d")
+        path = conf / "20-ansi.conflist"
+
+        proc = run_cli("--conf-dir", str(conf), "validate", str(path))
+
+        assert 1 == proc.returncode
+        assert "\x1b" not in proc.stderr
+        assert proc.stderr.startswith(f'network "x\\x1b[2Jy" ({path}): ')
+
+    def test_verbose_log_is_escaped(self, tmp_path: Path) -> None:
+        """-v log lines about skipped files are escaped too."""
+        conf = tmp_path / "net.d"
+        conf.mkdir()
+        (conf / "05-\x1b[2J.conflist").write_text("{")
+
+        proc = run_cli("--conf-dir", str(conf), "-v", "status", "nope")
+
+        assert 1 == proc.returncode
+        assert "\x1b" not in proc.stderr
+        assert "05-\\x1b[2J.conflist" in proc.stderr
+
+
+class TestUnreadableConfigs:
+    """Special files and oversize files in a conf dir: problems, not hangs."""
+
+    def test_fifo_in_conf_dir(self, tmp_path: Path) -> None:
+        """list and validate name a FIFO as not a regular file and do not block on it."""
+        conf = tmp_path / "net.d"
+        conf.mkdir()
+        fifo = conf / "05-fifo.conflist"
+        os.mkfifo(fifo)
+        doc = {"cniVersion": "1.0.0", "name": "good", "plugins": [{"type": "x"}]}
+        (conf / "10-good.conflist").write_text(json.dumps(doc))
+
+        listed = run_cli("--conf-dir", str(conf), "list", timeout=20)
+        validated = run_cli("--conf-dir", str(conf), "validate", str(fifo), timeout=20)
+
+        assert (1, 1) == (listed.returncode, validated.returncode)
+        assert listed.stdout.startswith("good\t1.0.0\tx\t")
+        assert [f"problem: {fifo}: error reading {fifo}: not a regular file"] == (
+            listed.stderr.splitlines()
+        )
+        assert [
+            f"cnilib validate: error: {fifo}: error reading {fifo}: not a regular file"
+        ] == validated.stderr.splitlines()
+
+    def test_oversize_file_in_conf_dir(self, tmp_path: Path) -> None:
+        """list names an oversize file with the limit and still lists the others."""
+        conf = tmp_path / "net.d"
+        conf.mkdir()
+        with (conf / "05-big.conflist").open("wb") as handle:
+            handle.truncate(64 * 1024 * 1024)
+        doc = {"cniVersion": "1.0.0", "name": "good", "plugins": [{"type": "x"}]}
+        (conf / "10-good.conflist").write_text(json.dumps(doc))
+
+        proc = run_cli("--conf-dir", str(conf), "list", timeout=20)
+
+        assert 1 == proc.returncode
+        assert proc.stdout.startswith("good\t")
+        assert [
+            f"problem: {conf}/05-big.conflist: file is 67108864 bytes, "
+            "more than the limit of 4194304 bytes"
+        ] == proc.stderr.splitlines()
+
+    def test_help_states_limits_and_exit_status(self) -> None:
+        """--help gives the loader's limits (as the library defines them) and exit statuses."""
+        from cnilib.config import MAX_CONFIG_BYTES, MAX_PLUGINS
+
+        proc = run_cli("--help")
+
+        text = " ".join(proc.stdout.split())
+        assert 0 == proc.returncode
+        assert f"at most {MAX_CONFIG_BYTES // 2**20} MiB with at most {MAX_PLUGINS} plugins" in text
+        assert "1 a cnilib error, or problems found by validate or list" in text
+        assert "a network whose name is not a valid network name" in text

@@ -235,3 +235,38 @@ class TestNonRegularFiles:
             conf_from_file("/dev/null")
 
         assert "/dev/null: error reading /dev/null: not a regular file" == str(info.value)
+
+    def test_swapped_for_fifo_after_stat(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A path that passed the first stat but is a FIFO when opened is still refused."""
+        fifo = tmp_path / "fifo.conflist"
+        os.mkfifo(fifo)
+        regular = os.stat(__file__)
+        monkeypatch.setattr(os, "stat", lambda path: regular)
+
+        with no_hang(), pytest.raises(ConfigError, match="not a regular file"):
+            conflist_from_file(fifo)
+
+
+class TestGrowingFile:
+    def test_file_grown_after_fstat_is_refused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Reading stops one byte past the limit, whatever fstat said before."""
+        path = tmp_path / "10-big.conflist"
+        path.write_bytes(_padded(_list("net", 1), config.MAX_CONFIG_BYTES + 10))
+        real_fstat = os.fstat
+
+        def small_fstat(fd: int) -> os.stat_result:
+            info = real_fstat(fd)
+            return os.stat_result((*info[:6], 100, *info[7:10]))
+
+        monkeypatch.setattr(os, "fstat", small_fstat)
+
+        with pytest.raises(ConfigError) as info:
+            conflist_from_file(path)
+
+        assert f"{path}: file is more than the limit of {config.MAX_CONFIG_BYTES} bytes" == str(
+            info.value
+        )

@@ -57,6 +57,14 @@ class TestConfFiles:
             conf_files(tmp_path, [".conf"])
         )
 
+    def test_non_utf8_file_name(self, tmp_path: Path) -> None:
+        """A file name that is not UTF-8 is listed, in byte order, instead of crashing."""
+        for raw in (b"\xff.conf", b"a.conf", b"\xc3\xa9.conf"):
+            _write(Path(os.fsdecode(os.fsencode(tmp_path) + b"/" + raw)), "{}")
+        assert [b"a.conf", b"\xc3\xa9.conf", b"\xff.conf"] == [
+            os.fsencode(name) for name in _names(conf_files(tmp_path, [".conf"]))
+        ]
+
     def test_full_paths(self, tmp_path: Path) -> None:
         """Entries are joined with the directory."""
         _write(tmp_path / "a.conf", "{}")
