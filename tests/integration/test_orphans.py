@@ -1,10 +1,15 @@
 """A runtime killed mid-ADD leaves its plugin running in its own session. The
-attachment lock is inherited by that plugin, so a following DEL waits for it
-and GC reports it busy: neither can race the orphan and lose its state.
+attachment's lock file records that plugin (pid, start time, deadline), so a
+following DEL waits for it, and kills it once the dead runtime's deadline for
+it has passed; GC reports it busy: neither can race the orphan and lose its
+state. No plugin inherits a lock, so a helper process a plugin leaves running
+never blocks the attachment, and lock waits end at the call's deadline.
 A child made by os.fork() never keeps the runtime's locks."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,9 +38,11 @@ fi
 RUNTIME = """
 import sys, cnilib
 conf = cnilib.conflist_from_bytes(sys.argv[3].encode())
-cnilib.CNI([sys.argv[1]], cache_dir=sys.argv[2]).add_network_list(
+cnilib.CNI([sys.argv[1]], cache_dir=sys.argv[2], timeout=float(sys.argv[4])).add_network_list(
     conf, cnilib.RuntimeConf("c1", "/x", "eth0"))
 """
+
+LOCK_FILE = Path("locks", "net1", "c1:eth0")
 
 
 @pytest.fixture
@@ -54,8 +62,35 @@ def conf() -> cnilib.NetworkConfigList:
     return cnilib.conflist_from_bytes(json.dumps(doc).encode())
 
 
-def kill_runtime_mid_add(world: dict[str, Path]) -> None:
-    """Start a runtime process doing ADD and SIGKILL it while the plugin sleeps."""
+def plugin_record(world: dict[str, Path]) -> dict[str, object] | None:
+    """The plugin record in the attachment's lock file, if there is one."""
+    try:
+        data = (world["cache"] / LOCK_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+    return json.loads(data) if data else None
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not count: it has exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+def wait_until(condition: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+    """Poll ``condition``; fail after ``limit`` seconds (generous: CI may be loaded)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {limit:.0f}s"
+        time.sleep(0.01)
+
+
+def kill_runtime_mid_add(world: dict[str, Path], timeout: float = 60.0) -> int:
+    """Start a runtime process doing ADD (plugin deadline ``timeout``), SIGKILL it
+    while the plugin runs; return the orphaned plugin's pid."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -64,44 +99,58 @@ def kill_runtime_mid_add(world: dict[str, Path]) -> None:
             str(world["bin"]),
             str(world["cache"]),
             conf().bytes.decode(),
+            str(timeout),
         ]
     )
-    deadline = time.monotonic() + 10
-    while (
-        not list((world["cache"] / "results").glob("*"))
-        if (world["cache"] / "results").exists()
-        else True
-    ):
-        assert time.monotonic() < deadline, "the runtime never wrote its pending entry"
-        time.sleep(0.02)
-    time.sleep(0.3)  # the plugin is now in its sleep
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        # The runtime records its plugin right after starting it.
+        wait_until(lambda: plugin_record(world) is not None, "the plugin's start")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    record = plugin_record(world)
+    assert record is not None
+    pid = record["pid"]
+    assert isinstance(pid, int)
+    assert alive(pid)
+    return pid
+
+
+@pytest.fixture
+def reap() -> Iterator[list[int]]:
+    """Pids (process groups) a test leaves running; killed at the end."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 class TestOrphanedPlugin:
     def test_del_waits_for_the_orphan(self, world: dict[str, Path]) -> None:
         """DEL after the runtime died waits for the orphaned ADD, then undoes its state."""
-        kill_runtime_mid_add(world)
+        orphan = kill_runtime_mid_add(world)
         cni = cnilib.CNI([str(world["bin"])], cache_dir=world["cache"])
 
         cni.delete_network_list(conf(), cnilib.RuntimeConf("c1", "/x", "eth0"))
-        time.sleep(2.0)  # had DEL not waited, the orphan would mark after it
 
-        assert [] == os.listdir(world["marks"])
+        assert not alive(orphan)  # DEL ran after the orphan, not beside it
+        assert [] == os.listdir(world["marks"])  # so it removed the orphan's mark
         assert [] == cni.cached_attachments()
+        assert b"" == (world["cache"] / LOCK_FILE).read_bytes()  # the record is cleared
 
     def test_gc_reports_the_orphan_busy_then_cleans_up(self, world: dict[str, Path]) -> None:
         """GC does not race the orphan: busy now (entry kept), done once it has exited."""
-        kill_runtime_mid_add(world)
+        orphan = kill_runtime_mid_add(world)
         cni = cnilib.CNI([str(world["bin"])], cache_dir=world["cache"])
 
         with pytest.raises(cnilib.GCError) as info:
             cni.gc_network_list(conf(), [])
         assert isinstance(info.value.exceptions[0], cnilib.TryAgainLaterError)
         assert 1 == len(cni.cached_attachments())
+        assert (world["cache"] / LOCK_FILE).exists()  # GC kept the busy lock file
 
-        time.sleep(2.0)  # the orphan finishes and marks
+        wait_until(lambda: not alive(orphan), "the orphan's exit")
         cni.gc_network_list(conf(), [])
 
         assert [] == os.listdir(world["marks"])
@@ -132,3 +181,123 @@ class TestFork:
             os.waitpid(pid, 0)
 
         assert waited < 1.5, f"GC waited {waited:.1f}s for locks held by the forked child"
+
+
+DAEMON_PLUGIN = """#!/bin/sh
+# ADD starts a helper daemon that inherits every fd the plugin was given (as a
+# careless plugin's daemon does) and records its pid; DEL does nothing.
+if [ "$CNI_COMMAND" = ADD ]; then
+  sleep 60 </dev/null >/dev/null 2>&1 &
+  echo $! > {marks}/daemon
+  printf '{{"cniVersion":"1.0.0"}}'
+fi
+"""
+
+HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+class TestLockWaits:
+    def test_a_plugins_daemon_does_not_lock_the_attachment(
+        self, world: dict[str, Path], reap: list[int]
+    ) -> None:
+        """A helper process left by a plugin holds no lock: DEL runs while it lives."""
+        (world["bin"] / "marker").write_text(DAEMON_PLUGIN.format(marks=world["marks"]))
+        cni = cnilib.CNI([str(world["bin"])], cache_dir=world["cache"], timeout=5)
+        rt = cnilib.RuntimeConf("c1", "/x", "eth0")
+        cni.add_network_list(conf(), rt)
+        daemon = int((world["marks"] / "daemon").read_text())
+        reap.append(os.getpgid(daemon))
+
+        cni.delete_network_list(conf(), rt)
+        cni.add_network_list(conf(), rt)
+
+        assert alive(daemon)  # neither call had to wait for it
+        assert [] == lock_holders_of(world["cache"] / LOCK_FILE)
+
+    @pytest.mark.parametrize("driver", ["sync", "async"])
+    def test_lock_wait_ends_at_the_deadline_naming_the_holder(
+        self, world: dict[str, Path], driver: str
+    ) -> None:
+        lock_file = world["cache"] / LOCK_FILE
+        lock_file.parent.mkdir(parents=True)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(lock_file)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert holder.stdout is not None
+            assert "locked\n" == holder.stdout.readline()
+            with pytest.raises(cnilib.LockTimeoutError) as info:
+                delete(world, driver, timeout=0.3)
+        finally:
+            holder.kill()
+            holder.wait()
+            if holder.stdout is not None:
+                holder.stdout.close()
+
+        err = info.value
+        assert (holder.pid, cnilib.ErrorCode.TRY_AGAIN_LATER) == (err.holder, err.code)
+        assert f"held by pid {holder.pid}" in str(err)
+        assert 'container "c1", interface "eth0"' in str(err)
+        assert isinstance(err, TimeoutError)
+
+    def test_an_orphan_past_its_deadline_is_killed(
+        self, world: dict[str, Path], reap: list[int]
+    ) -> None:
+        """The dead runtime gave its plugin 0.5 s: the next DEL kills it, as the
+        runtime would have, and goes on."""
+        (world["bin"] / "marker").write_text(PLUGIN.format(sleep=60, marks=world["marks"]))
+        orphan = kill_runtime_mid_add(world, timeout=0.5)
+        reap.append(orphan)
+        cni = cnilib.CNI([str(world["bin"])], cache_dir=world["cache"], timeout=30)
+
+        cni.delete_network_list(conf(), cnilib.RuntimeConf("c1", "/x", "eth0"))
+
+        assert not alive(orphan)
+        assert [] == os.listdir(world["marks"])
+        assert [] == cni.cached_attachments()
+
+    @pytest.mark.parametrize("driver", ["sync", "async"])
+    def test_an_orphan_within_its_deadline_outlasting_ours_is_named(
+        self, world: dict[str, Path], reap: list[int], driver: str
+    ) -> None:
+        (world["bin"] / "marker").write_text(PLUGIN.format(sleep=60, marks=world["marks"]))
+        orphan = kill_runtime_mid_add(world, timeout=120)
+        reap.append(orphan)
+
+        with pytest.raises(cnilib.LockTimeoutError) as info:
+            delete(world, driver, timeout=0.3)
+
+        assert orphan == info.value.holder
+        assert f'plugin "marker" (ADD) (pid {orphan}), left running by an interrupted call' in str(
+            info.value
+        )
+        assert alive(orphan)  # within its deadline: not ours to kill
+        assert 1 == len(cnilib.CNI([], cache_dir=world["cache"]).cached_attachments())
+
+
+def delete(world: dict[str, Path], driver: str, *, timeout: float) -> None:
+    """DEL c1/eth0 of net1 with ``CNI`` or ``AsyncCNI``."""
+    rt = cnilib.RuntimeConf("c1", "/x", "eth0")
+    if driver == "sync":
+        cni = cnilib.CNI([str(world["bin"])], cache_dir=world["cache"], timeout=timeout)
+        cni.delete_network_list(conf(), rt)
+    else:
+        acni = cnilib.AsyncCNI([str(world["bin"])], cache_dir=world["cache"], timeout=timeout)
+        asyncio.run(acni.delete_network_list(conf(), rt))
+
+
+def lock_holders_of(path: Path) -> list[int]:
+    """Pids /proc/locks names for ``path``."""
+    from cnilib.cache._locks import lock_holders
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return lock_holders(fd)
+    finally:
+        os.close(fd)
