@@ -96,17 +96,27 @@ def _cni(args: argparse.Namespace) -> CNI:
     )
 
 
-def _load_network(args: argparse.Namespace) -> NetworkConfigList:
-    """A network by name from the conf dir, or from a file if given a path."""
+def _load_network(args: argparse.Namespace, *, check_name: bool = True) -> NetworkConfigList:
+    """A network by name from the conf dir, or from a file if given a path.
+
+    A file's network must have a valid name, as ``load_conflist`` requires of
+    a network found by name (``validate`` turns this off to list every problem).
+    """
     from cnilib.config import conf_from_file, conflist_from_conf, conflist_from_file, load_conflist
+    from cnilib.config._load import network_name_error
 
     network = str(args.network)
     # A path only when it looks like one: cnitool always looks names up, and a
     # stray file named like a network in the working directory must not win.
     if os.sep in network or network.endswith((".conflist", ".conf", ".json")):
         if network.endswith(".conflist"):
-            return conflist_from_file(network)
-        return conflist_from_conf(conf_from_file(network))
+            conflist = conflist_from_file(network)
+        else:
+            conflist = conflist_from_conf(conf_from_file(network))
+        invalid = network_name_error(conflist) if check_name else None
+        if invalid is not None:
+            raise invalid
+        return conflist
     return load_conflist(args.conf_dir, network)
 
 
@@ -181,7 +191,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from cnilib.config import schema_problems
 
     try:
-        conflist = _load_network(args)
+        conflist = _load_network(args, check_name=False)
     except ConfigError as exc:
         # The loader stops at the first problem; the schema can still list them all.
         refused = exc.path or str(args.network)

@@ -147,3 +147,18 @@ class TestListAndValidateInProcess:
         assert [
             f"cnilib validate: error: {fifo}: error reading {fifo}: not a regular file"
         ] == capsys.readouterr().err.splitlines()
+
+    def test_file_path_with_invalid_name_is_refused(
+        self, conf_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A network given by file path is refused for an invalid name as by name (exit 1)."""
+        path = conf_dir / "10-bad.conflist"
+        doc = {"cniVersion": "1.0.0", "name": "../../bad", "plugins": [{"type": "x"}]}
+        path.write_text(json.dumps(doc))
+
+        assert 1 == cli(tmp_path, "status", str(path))
+
+        assert [
+            f'cnilib status: error: {path}: invalid network name "../../bad": '
+            "invalid characters found in network name (at $.name)"
+        ] == capsys.readouterr().err.splitlines()
