@@ -8,6 +8,7 @@ import asyncio
 import json
 import math
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -241,6 +242,34 @@ class TestAbandonedWork:
         assert os.waitstatus_to_exitcode(status) == 0
         wait_idle(plugin, 2)
 
+    def test_interrupted_wait_abandons_the_call(self) -> None:
+        """Ctrl-C while waiting (here: an exception from a signal handler) returns at
+        once; the plugin is not interrupted midway, and the DEL that a runtime's
+        rollback then sends waits for it."""
+
+        class FakeInterruptError(Exception):
+            pass
+
+        def interrupt(signum: int, frame: object) -> None:
+            raise FakeInterruptError
+
+        plugin = Slow(ADD=0.5)
+        executor = InProcessExecutor({"slow": plugin}, timeout=5)
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            started = time.monotonic()
+            with pytest.raises(FakeInterruptError):
+                executor.exec(call(Command.ADD))
+            assert time.monotonic() - started < 0.4
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        executor.exec(call(Command.DEL))
+
+        assert plugin.verbs("end") == ["ADD", "DEL"]
+        assert plugin.at("start", "DEL") >= plugin.at("end", "ADD")
+
     def test_delegation_inside_a_call_does_not_wait_for_itself(self) -> None:
         """A plugin delegating (same container and interface) runs its delegate inline."""
 
@@ -319,3 +348,36 @@ class TestAsync:
         with pytest.raises(PluginTimeoutError):
             await cni.add_network_list(conf, cnilib.RuntimeConf("c1", "/run/netns/c1", "eth0"))
         await asyncio.to_thread(wait_idle, plugin, 1)
+
+
+class TestCallThreads:
+    def test_idle_threads_end_and_calls_go_on(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A call thread left idle past IDLE_TIMEOUT ends; the next call starts a new one;
+        a busy executor reuses its idle thread instead of starting one per call."""
+        from cnilib.plugins import _executor
+
+        monkeypatch.setattr(_executor, "IDLE_TIMEOUT", 0.2)
+        executor = InProcessExecutor({"slow": Slow()})
+        before = set(threading.enumerate())
+        for _ in range(20):
+            executor.exec(call(Command.CHECK))
+        started = [t for t in threading.enumerate() if t not in before]
+        # Reused, not one per call (a second one may start while the first, its
+        # call answered, is not back in the idle list yet).
+        assert 1 <= len(started) <= 4
+        assert {t.name for t in started} == {"cnilib-inprocess-call"}
+
+        for thread in started:
+            thread.join(5)
+            assert not thread.is_alive(), "an idle call thread never ended"
+        assert json.loads(executor.exec(call(Command.ADD)))["cniVersion"] == "1.1.0"
+
+    @pytest.mark.asyncio
+    async def test_delegates_view_runs_inline(self) -> None:
+        """The executor a delegating plugin gets answers like the executor itself."""
+        executor = InProcessExecutor({"slow": Slow()}, builtins=False)
+        delegates = executor._delegates.executors[0]
+
+        assert delegates.version_info("slow", []) == executor.version_info("slow", [])
+        assert await delegates.aexec(call(Command.ADD)) == executor.exec(call(Command.ADD))
+        assert "delegates of InProcessExecutor(types=['slow']" in repr(delegates)
