@@ -277,9 +277,19 @@ class AsyncCNI(RuntimeBase):
         ifnames: Sequence[str] | None = None,
         ifname_prefix: str = "eth",
         concurrent: bool = False,
+        args: Sequence[tuple[str, str]] = (),
+        capability_args: Mapping[str, JSONValue] | None = None,
     ) -> None:
         """DEL every network; see :meth:`CNI.teardown_networks`."""
-        planned = plan(container_id, netns, networks, ifnames=ifnames, ifname_prefix=ifname_prefix)
+        planned = plan(
+            container_id,
+            netns,
+            networks,
+            ifnames=ifnames,
+            ifname_prefix=ifname_prefix,
+            args=args,
+            capability_args=capability_args,
+        )
         order = list(reversed(planned))
         outcomes: list[object] = [NOT_RUN] * len(order)
         await _each(
@@ -298,9 +308,19 @@ class AsyncCNI(RuntimeBase):
         *,
         ifnames: Sequence[str] | None = None,
         ifname_prefix: str = "eth",
+        args: Sequence[tuple[str, str]] = (),
+        capability_args: Mapping[str, JSONValue] | None = None,
     ) -> None:
         """CHECK every network; see :meth:`CNI.check_networks`."""
-        planned = plan(container_id, netns, networks, ifnames=ifnames, ifname_prefix=ifname_prefix)
+        planned = plan(
+            container_id,
+            netns,
+            networks,
+            ifnames=ifnames,
+            ifname_prefix=ifname_prefix,
+            args=args,
+            capability_args=capability_args,
+        )
         outcomes: list[object] = [NOT_RUN] * len(planned)
         await _each(
             planned, lambda p: self.check_network_list(p.conflist, p.rt), outcomes, concurrent=False

@@ -315,12 +315,19 @@ def delete_flow(
 
     An unusable cache entry is removed and DEL goes on without a prevResult,
     as libcni does: DEL must be able to clean up whatever state is left.
+
+    Divergence: CNI_ARGS and capability args the caller leaves empty are
+    taken from the cache entry, as the ADD recorded them (libcni sends the
+    caller's, so a runtime that forgets its port mappings leaves portmap's
+    rules behind).
     """
     rt.validate(conflist.name)
     version = spec.parse_version(conflist.cni_version)
+    entry = _entry_for_delete(ctx.cache, conflist, rt)
+    rt = with_recorded_args(rt, entry)
     prev: Result | None = None
-    if spec.has_check(version):
-        prev = _prev_for_delete(ctx.cache, conflist, rt)
+    if spec.has_check(version) and entry is not None and not entry.pending:
+        prev = _prev_for_delete(ctx.cache, conflist, rt, entry)
     for plugin in reversed(conflist.plugins):
         prefix = _prefix(plugin, Command.DEL) if ctx.wrap_errors else None
         stdin = _plugin_request(conflist, plugin, rt, prev)
@@ -328,20 +335,44 @@ def delete_flow(
     _forget(ctx.cache, conflist, rt)
 
 
-def _prev_for_delete(
+def with_recorded_args(rt: RuntimeConf, entry: CacheEntry | None) -> RuntimeConf:
+    """``rt`` with CNI_ARGS and capability args from ``entry`` where it has none."""
+    if entry is None or entry.legacy:
+        return rt
+    if not rt.args and entry.cni_args:
+        rt = attrs.evolve(rt, args=entry.cni_args)
+    if not rt.capability_args and entry.capability_args:
+        rt = attrs.evolve(rt, capability_args=entry.capability_args)
+    return rt
+
+
+def _entry_for_delete(
     cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf
-) -> Result | None:
-    """DEL's prevResult. A pending entry (an interrupted ADD) gives none but
-    stays until the DELs succeed, so a failed DEL can be retried; a corrupt
-    entry is dropped at once, as libcni does, so it cannot block DEL forever."""
+) -> CacheEntry | None:
+    """The attachment's entry for DEL. A corrupt one is dropped at once, as
+    libcni does, so it cannot block DEL forever; another attachment's is
+    neither used nor removed."""
     try:
-        entry = cache.load(conflist.name, rt.container_id, rt.ifname)
-        if entry is None or entry.pending:
-            return None
-        return _result_of(entry, cache.path(conflist.name, rt.container_id, rt.ifname), conflist)
+        return cache.load(conflist.name, rt.container_id, rt.ifname)
     except CacheCollisionError as exc:
         log.warning("DEL %s/%s: %s", conflist.name, rt.container_id, exc)
         return None  # not ours: neither used nor removed
+    except CNIError as exc:
+        log.warning(
+            "DEL %s/%s: discarding unusable cache entry: %s", conflist.name, rt.container_id, exc
+        )
+        _forget(cache, conflist, rt)
+        return None
+
+
+def _prev_for_delete(
+    cache: FileCache, conflist: NetworkConfigList, rt: RuntimeConf, entry: CacheEntry
+) -> Result | None:
+    """DEL's prevResult from a complete entry; an unusable result is dropped
+    with its entry. (A pending entry, an interrupted ADD, gives none but stays
+    until the DELs succeed, so a failed DEL can be retried.)"""
+    try:
+        return _result_of(entry, cache.path(conflist.name, rt.container_id, rt.ifname), conflist)
     except CNIError as exc:
         log.warning(
             "DEL %s/%s: discarding unusable cache entry: %s", conflist.name, rt.container_id, exc
@@ -390,8 +421,10 @@ def check_flow(
 ) -> Generator[Invocation, bytes, None]:
     """CHECK: plugins in order, each getting the cached result.
 
-    Divergence: errors name the plugin (``plugin type="X" failed (check):``);
-    libcni returns them bare. Type and code are unchanged.
+    Divergences: errors name the plugin (``plugin type="X" failed (check):``);
+    libcni returns them bare. Type and code are unchanged. CNI_ARGS and
+    capability args the caller leaves empty are taken from the cache entry,
+    as for DEL.
     """
     rt.validate(conflist.name)
     version = spec.parse_version(conflist.cni_version)
@@ -400,9 +433,12 @@ def check_flow(
     if conflist.disable_check:
         return
     try:
-        prev = cached_result(ctx.cache, conflist, rt)
+        entry = ctx.cache.load(conflist.name, rt.container_id, rt.ifname)
+        path = ctx.cache.path(conflist.name, rt.container_id, rt.ifname)
+        prev = None if entry is None else _result_of(entry, path, conflist)
     except CNIError as exc:
         raise exc.with_context(f'failed to get network "{conflist.name}" cached result: ') from exc
+    rt = with_recorded_args(rt, entry)
     for plugin in conflist.plugins:
         prefix = _prefix(plugin, Command.CHECK) if ctx.wrap_errors else None
         stdin = _plugin_request(conflist, plugin, rt, prev)

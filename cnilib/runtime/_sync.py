@@ -245,9 +245,25 @@ class CNI(RuntimeBase):
         ifnames: Sequence[str] | None = None,
         ifname_prefix: str = "eth",
         concurrent: bool = False,
+        args: Sequence[tuple[str, str]] = (),
+        capability_args: Mapping[str, JSONValue] | None = None,
     ) -> None:
-        """DEL every network (last first); all are attempted, failures raised together."""
-        planned = plan(container_id, netns, networks, ifnames=ifnames, ifname_prefix=ifname_prefix)
+        """DEL every network (last first); all are attempted, failures raised together.
+
+        ``args`` and ``capability_args`` are sent as given; left empty, each
+        attachment gets those its ADD recorded in the cache (so a DEL after
+        ``setup_networks(..., capability_args=...)`` still tells portmap
+        which ports to release).
+        """
+        planned = plan(
+            container_id,
+            netns,
+            networks,
+            ifnames=ifnames,
+            ifname_prefix=ifname_prefix,
+            args=args,
+            capability_args=capability_args,
+        )
         order = list(reversed(planned))
         outcomes: list[object] = [NOT_RUN] * len(order)
         self._each(
@@ -266,9 +282,22 @@ class CNI(RuntimeBase):
         *,
         ifnames: Sequence[str] | None = None,
         ifname_prefix: str = "eth",
+        args: Sequence[tuple[str, str]] = (),
+        capability_args: Mapping[str, JSONValue] | None = None,
     ) -> None:
-        """CHECK every network; all are checked, failures raised together."""
-        planned = plan(container_id, netns, networks, ifnames=ifnames, ifname_prefix=ifname_prefix)
+        """CHECK every network; all are checked, failures raised together.
+
+        ``args`` and ``capability_args`` as for :meth:`teardown_networks`.
+        """
+        planned = plan(
+            container_id,
+            netns,
+            networks,
+            ifnames=ifnames,
+            ifname_prefix=ifname_prefix,
+            args=args,
+            capability_args=capability_args,
+        )
         outcomes: list[object] = [NOT_RUN] * len(planned)
         self._each(
             planned, lambda p: self.check_network_list(p.conflist, p.rt), outcomes, concurrent=False

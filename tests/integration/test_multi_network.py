@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import cnilib
-from cnilib.invoke import Invocation
+from cnilib._json import JSONValue
+from cnilib.invoke import Command, Invocation
 from cnilib.testing import MockExecutor, read_recording
 
 DRIVERS = ["CNI", "AsyncCNI"]
@@ -395,3 +396,97 @@ class TestTeardownAndCheck:
         assert ["net2-a", "net2-b", "net3-a", "net3-b"] == [
             c[1] for c in recorded(recorder_log) if c[1] >= "net2"
         ]
+
+
+class TestRecordedArgs:
+    """DEL and CHECK without CNI_ARGS or capability args use those the ADD recorded."""
+
+    @staticmethod
+    def runtime_config(invocation: Invocation) -> object:
+        return json.loads(invocation.stdin).get("runtimeConfig")
+
+    @pytest.mark.parametrize("driver", ["sync", "async"])
+    def test_teardown_and_check_networks_default_to_the_recorded_args(
+        self, tmp_path: Path, driver: str
+    ) -> None:
+        mock = MockExecutor(recorded_answer)
+        nets = [capable_net("n1"), capable_net("n2")]
+        caps: dict[str, JSONValue] = {
+            "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]
+        }
+        if driver == "sync":
+            cni = cnilib.CNI([], cache_dir=tmp_path, executor=mock)
+            cni.setup_networks("c1", "/ns", nets, capability_args=caps, args=[("K", "v")])
+            cni.check_networks("c1", "/ns", nets)
+            cni.teardown_networks("c1", "/ns", nets)
+        else:
+            acni = cnilib.AsyncCNI([], cache_dir=tmp_path, executor=mock)
+
+            async def run() -> None:
+                await acni.setup_networks(
+                    "c1", "/ns", nets, capability_args=caps, args=[("K", "v")]
+                )
+                await acni.check_networks("c1", "/ns", nets)
+                await acni.teardown_networks("c1", "/ns", nets)
+
+            asyncio.run(run())
+
+        seen = [(i.command.value, i.args, self.runtime_config(i)) for i in mock.invocations]
+        expected_rc = {"portMappings": caps["portMappings"]}
+        assert [("ADD", (("K", "v"),), expected_rc)] * 2 + [
+            ("CHECK", (("K", "v"),), expected_rc)
+        ] * 2 + [("DEL", (("K", "v"),), expected_rc)] * 2 == seen
+
+    def test_explicit_args_win_over_the_recorded_ones(self, tmp_path: Path) -> None:
+        mock = MockExecutor(recorded_answer)
+        cni = cnilib.CNI([], cache_dir=tmp_path, executor=mock)
+        caps: dict[str, JSONValue] = {
+            "portMappings": [{"hostPort": 1, "containerPort": 2, "protocol": "tcp"}]
+        }
+        other: dict[str, JSONValue] = {
+            "portMappings": [{"hostPort": 3, "containerPort": 4, "protocol": "udp"}]
+        }
+        rt = cnilib.RuntimeConf("c1", "/ns", "eth0", capability_args=caps)
+        cni.add_network_list(capable_net("n1"), rt)
+
+        cni.delete_network_list(
+            capable_net("n1"), cnilib.RuntimeConf("c1", "/ns", "eth0", capability_args=other)
+        )
+
+        assert other == self.runtime_config(mock.invocations[-1])
+
+    def test_single_network_del_after_a_crash_uses_the_pending_entrys_args(
+        self, tmp_path: Path
+    ) -> None:
+        """An interrupted ADD's pending entry carries the capability args too."""
+        from cnilib.cache import CacheEntry, FileCache
+
+        caps: dict[str, JSONValue] = {
+            "portMappings": [{"hostPort": 5, "containerPort": 6, "protocol": "tcp"}]
+        }
+        net = capable_net("n1")
+        FileCache(tmp_path).save(
+            CacheEntry("n1", "c1", "eth0", net.bytes, netns="/ns", capability_args=caps)
+        )
+        mock = MockExecutor(recorded_answer)
+        cnilib.CNI([], cache_dir=tmp_path, executor=mock).delete_network_list(
+            net, cnilib.RuntimeConf("c1", "/ns", "eth0")
+        )
+
+        assert caps == self.runtime_config(mock.invocations[-1])
+        assert "prevResult" not in json.loads(mock.invocations[-1].stdin)
+
+
+def capable_net(name: str) -> cnilib.NetworkConfigList:
+    doc = {
+        "cniVersion": "1.1.0",
+        "name": name,
+        "plugins": [{"type": "pm", "capabilities": {"portMappings": True}}],
+    }
+    return cnilib.conflist_from_bytes(json.dumps(doc).encode())
+
+
+def recorded_answer(invocation: Invocation) -> bytes:
+    if invocation.command is Command.ADD:
+        return b'{"cniVersion":"1.1.0","ips":[{"address":"10.1.2.3/24"}]}'
+    return b""

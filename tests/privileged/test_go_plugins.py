@@ -435,6 +435,21 @@ class TestChain:
         assert "10.250.1.2" not in world.ipam_files("chain")
         assert not world.cache_file("chain").exists()
 
+    def test_teardown_without_capability_args_uses_the_recorded_ones(self, world: World) -> None:
+        """setup_networks with port mappings, teardown without: portmap still gets
+        them (from the cache entry) and removes its DNAT rule before host-local
+        frees the address it points at."""
+        conf = world.conflist([bridge([V4]), chain_plugins()[2]], name="pm")
+        world.cni.setup_networks(
+            "ctr1", world.ctr.path, [conf], capability_args=mapped_rt(world).capability_args
+        )
+        assert "--dport 18080" in iptables_save(world.node, "nat")
+
+        world.cni.teardown_networks("ctr1", world.ctr.path, [conf])
+
+        assert "18080" not in iptables_save(world.node, "nat")
+        assert "10.250.1.2" not in world.ipam_files("pm")
+
     @pytest.mark.xfail(
         raises=GoPluginBug,
         strict=True,
