@@ -337,7 +337,8 @@ class PluginOutputError(ExecError):
 
 
 class PluginTimeoutError(ExecError, TimeoutError):
-    """A plugin ran past its deadline; its whole process group was killed."""
+    """A plugin ran past its deadline: an executable's whole process group was
+    killed; an in-process plugin (which cannot be killed) runs on in its thread."""
 
     def __init__(self, msg: str, *, elapsed: float, stderr: bytes = b"") -> None:
         self.elapsed = elapsed
