@@ -8,6 +8,7 @@ carries it out: as a subprocess, in-process, or as a test fake.
 from __future__ import annotations
 
 import enum
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
@@ -19,6 +20,7 @@ __all__ = [
     "Executor",
     "Invocation",
     "PluginInfo",
+    "check_timeout",
     "format_cni_args",
 ]
 
@@ -41,6 +43,19 @@ class Command(enum.StrEnum):
 
 VERSION_STDIN = b'{"cniVersion":"1.1.0"}'
 """What VERSION reads on stdin: libcni sends its ``version.Current()``."""
+
+
+def check_timeout(timeout: float | None) -> None:
+    """A deadline must be a positive number of seconds (``math.inf``, or
+    ``None``, for none)."""
+    from cnilib.errors import InvalidArgumentError  # lazily: this module imports no cnilib module
+
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise InvalidArgumentError(f"timeout must be a number of seconds, got {timeout!r}")
+    if math.isnan(timeout) or timeout <= 0:
+        raise InvalidArgumentError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
 
 def format_cni_args(args: Sequence[tuple[str, str]]) -> str:

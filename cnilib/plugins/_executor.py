@@ -29,6 +29,7 @@ from cnilib.invoke import (
     SubprocessExecutor,
     decode_version_info,
 )
+from cnilib.invoke._invocation import check_timeout
 from cnilib.invoke._subprocess import call_deadline, timeout_error
 from cnilib.plugins import BUILTIN_PLUGINS, load_plugin
 from cnilib.plugins._base import BasePlugin
@@ -204,6 +205,7 @@ class InProcessExecutor:
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         self.host_netns = host_netns
+        check_timeout(timeout)
         self.timeout = timeout
         self._extra = dict(plugins or {})
         self._builtins = builtins

@@ -16,6 +16,7 @@ from cnilib.cache import DEFAULT_CACHE_DIR, AttachmentLock, FileCache, LockDir
 from cnilib.config import NetworkConfigList, PluginConf
 from cnilib.errors import CNIError, InvalidArgumentError, TeardownError
 from cnilib.invoke import DEFAULT_TIMEOUT, Executor, SubprocessExecutor
+from cnilib.invoke._invocation import check_timeout
 from cnilib.results import Result
 from cnilib.runtime._conf import GCAttachment, RuntimeConf
 from cnilib.runtime._flows import FlowContext
@@ -36,7 +37,6 @@ __all__ = [
     "succeeded",
     "plan",
     "raise_failures",
-    "check_timeout",
 ]
 
 log = get_logger("cnilib.runtime")
@@ -195,17 +195,6 @@ def raise_failures(verb: str, container_id: str, outcomes: Sequence[object]) -> 
     failures = [o for o in outcomes if isinstance(o, CNIError)]
     if failures:
         raise TeardownError(f"{verb} of container {container_id} failed", failures)
-
-
-def check_timeout(timeout: float | None) -> None:
-    """A deadline must be a positive number of seconds (``math.inf``, or
-    ``None``, for none)."""
-    if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise InvalidArgumentError(f"timeout must be a number of seconds, got {timeout!r}")
-    if math.isnan(timeout) or timeout <= 0:
-        raise InvalidArgumentError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
 
 def _lock_timeout(timeout: float | ExecutorDefault | None, executor: Executor) -> float | None:

@@ -325,9 +325,13 @@ class TestOnlyCNIErrors:
 
     @pytest.mark.parametrize("timeout", [math.nan, -1.0, 0.0, "5"])
     def test_bad_timeouts(self, timeout: object) -> None:
+        from cnilib.plugins._executor import InProcessExecutor
+
         for kind in (cnilib.CNI, cnilib.AsyncCNI):
             with pytest.raises(cnilib.InvalidArgumentError, match="timeout"):
                 kind([], timeout=timeout)  # type: ignore[arg-type]
+        with pytest.raises(cnilib.InvalidArgumentError, match="timeout"):
+            InProcessExecutor(timeout=timeout)  # type: ignore[arg-type]
 
     def test_nul_in_cache_dir(self) -> None:
         for kind in (cnilib.CNI, cnilib.AsyncCNI):
