@@ -259,15 +259,14 @@ class LockDir:
         self.root = os.path.join(cache_dir, _LOCKS)
         self.timeout = timeout
 
-    def _open(self, network: str, name: str, *, create: bool = True) -> tuple[int, str]:
-        """Open (create) one lock file without following a link; return fd and path."""
+    def _dir(self, network: str) -> int:
+        """The fd of ``locks/<network>`` (created 0700, no link followed)."""
+        return _fs.open_dir(self.cache_dir, (_LOCKS, network), create=True)
+
+    def _open(self, dir_fd: int, network: str, name: str) -> tuple[int, str]:
+        """Open (create) one lock file without following a link; its fd and path."""
         path = os.path.join(self.root, network, name)
-        try:
-            with _fs.opened_dir(self.cache_dir, (_LOCKS, network), create=create) as dir_fd:
-                flags = os.O_RDWR | (os.O_CREAT if create else 0)
-                fd = _fs.open_file(name, flags, dir_fd, path)
-        except FileNotFoundError as exc:
-            raise CacheError("lock file is missing", path=path) from exc
+        fd = _fs.open_file(name, os.O_RDWR | os.O_CREAT, dir_fd, path)
         _held.add(fd)
         return fd, path
 
@@ -298,27 +297,34 @@ class LockDir:
         """Hold the locks of one attachment (or, with ``None``, a whole network
         for GC); yield the attachment's lock (``None`` for GC)."""
         deadline = self._deadline()
+        files = self._files(network, attachment)
         fds: list[int] = []
         lock: AttachmentLock | None = None
+        dir_fd = self._dir(network)
         try:
-            for name, operation, what in self._files(network, attachment):
-                fd, path = self._open(network, name)
+            for name, operation, what in files:
+                # One file at a time: the attachment's is opened only once the
+                # network lock is held, or a GC could unlink it in between.
+                fd, path = self._open(dir_fd, network, name)
                 fds.append(fd)
                 delay = _POLL_FIRST
                 while not _try_lock(fd, operation):
                     now = time.monotonic()
                     if deadline is not None and now >= deadline:
                         raise _busy_error(fd, path, what, self.timeout or 0.0)
-                    sleep = delay if deadline is None else min(delay, deadline - now)
-                    time.sleep(sleep)
+                    time.sleep(delay if deadline is None else min(delay, deadline - now))
                     delay = min(delay * 2, _POLL_MAX)
                 if name != _NETWORK_LOCK:
                     lock = AttachmentLock(fd, path)
                     found = lock.settle(deadline)
                     if found is not None:
                         raise _orphan_error(lock, found, what)
+            os.close(dir_fd)
+            dir_fd = -1
             yield lock
         finally:
+            if dir_fd >= 0:
+                os.close(dir_fd)
             if lock is not None:
                 lock.clear()
             release(fds)
@@ -331,11 +337,13 @@ class LockDir:
         import asyncio  # here: blocking callers never load asyncio
 
         deadline = self._deadline()
+        files = self._files(network, attachment)
         fds: list[int] = []
         lock: AttachmentLock | None = None
+        dir_fd = self._dir(network)
         try:
-            for name, operation, what in self._files(network, attachment):
-                fd, path = self._open(network, name)
+            for name, operation, what in files:
+                fd, path = self._open(dir_fd, network, name)  # in lock order, as in hold()
                 fds.append(fd)
                 delay = _POLL_FIRST
                 while not _try_lock(fd, operation):
@@ -353,8 +361,12 @@ class LockDir:
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, _POLL_MAX)
                         found = lock.settle(time.monotonic())
+            os.close(dir_fd)
+            dir_fd = -1
             yield lock
         finally:
+            if dir_fd >= 0:
+                os.close(dir_fd)
             if lock is not None:
                 lock.clear()
             release(fds)
@@ -367,7 +379,11 @@ class LockDir:
         left running is still within its deadline.
         """
         name = self._files(network, (container_id, ifname))[1][0]
-        fd, path = self._open(network, name)
+        dir_fd = self._dir(network)
+        try:
+            fd, path = self._open(dir_fd, network, name)
+        finally:
+            os.close(dir_fd)
         if not _try_lock(fd, fcntl.LOCK_EX):
             release([fd])
             return None
