@@ -205,9 +205,9 @@ class FileCache:
         name = self.file_name(entry.network_name, entry.container_id, entry.ifname)
         path = os.path.join(self.results_dir, name)
         data = entry.to_json().encode()
-        with (
-            _fs.opened_dir(self.cache_dir, (_TMP,), create=True) as tmp_fd,
-            _fs.opened_dir(self.cache_dir, (_RESULTS,), create=True) as results_fd,
+        with _fs.opened_children(self.cache_dir, (_TMP, _RESULTS), create=True) as (
+            tmp_fd,
+            results_fd,
         ):
             tmp = _write_temp(tmp_fd, self.tmp_dir, data, durable=durable)
             try:
@@ -255,12 +255,17 @@ class FileCache:
             os.close(tmp_fd)
         return removed
 
-    def _read(self, name: str) -> bytes | None:
+    def _read(self, name: str, results_fd: int | None = None) -> bytes | None:
         """The bytes of ``results/<name>``; ``None`` if it (or results/) is missing."""
+        if results_fd is None:
+            try:
+                with _fs.opened_dir(self.cache_dir, (_RESULTS,), create=False) as fd:
+                    return self._read(name, fd)
+            except FileNotFoundError:
+                return None
         path = os.path.join(self.results_dir, name)
         try:
-            with _fs.opened_dir(self.cache_dir, (_RESULTS,), create=False) as results_fd:
-                fd = _fs.open_file(name, os.O_RDONLY, results_fd, path)
+            fd = _fs.open_file(name, os.O_RDONLY, results_fd, path)
         except FileNotFoundError:
             return None
         try:
@@ -271,8 +276,13 @@ class FileCache:
 
     def load(self, network: str, container_id: str, ifname: str) -> CacheEntry | None:
         """The entry, ``None`` if there is none, or :class:`CacheError` if corrupt."""
+        return self._load(network, container_id, ifname, None)
+
+    def _load(
+        self, network: str, container_id: str, ifname: str, results_fd: int | None
+    ) -> CacheEntry | None:
         path = self.path(network, container_id, ifname)
-        data = self._read(self.file_name(network, container_id, ifname))
+        data = self._read(self.file_name(network, container_id, ifname), results_fd)
         if data is None:
             return None
         entry = parse_entry(data, path)
@@ -300,13 +310,13 @@ class FileCache:
         name = self.file_name(network, container_id, ifname)
         path = os.path.join(self.results_dir, name)
         try:
-            self.load(network, container_id, ifname)
-        except CacheCollisionError:
-            return False
-        except CacheError:
-            pass  # corrupt: remove it all the same (unlink_file refuses anything but a file)
-        try:
             with _fs.opened_dir(self.cache_dir, (_RESULTS,), create=False) as results_fd:
+                try:
+                    self._load(network, container_id, ifname, results_fd)
+                except CacheCollisionError:
+                    return False
+                except CacheError:
+                    pass  # corrupt: remove it all the same (unlink_file refuses anything else)
                 if not _fs.unlink_file(name, results_fd, path):
                     return False
                 _fsync_fd(results_fd)

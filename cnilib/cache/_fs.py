@@ -32,6 +32,7 @@ __all__ = [
     "ensure_root",
     "open_dir",
     "open_file",
+    "opened_children",
     "opened_dir",
     "unlink_file",
 ]
@@ -111,6 +112,41 @@ def _tighten(fd: int, path: str) -> None:
         os.fchmod(fd, PRIVATE_DIR_MODE)
 
 
+def _open_root(root: str, *, create: bool) -> int:
+    try:
+        return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if not create:
+            raise
+    except OSError as exc:
+        if exc.errno == errno.ENOTDIR:
+            with contextlib.suppress(OSError):
+                kind = describe_type(os.stat(root).st_mode)
+                raise CacheError(f"is {kind}, not a directory", path=root) from exc
+        raise CacheError(f"cannot open cache directory: {exc.strerror}", path=root) from exc
+    ensure_root(root)
+    return _open_root(root, create=False)
+
+
+def _open_child(fd: int, part: str, path: str, *, create: bool) -> int:
+    # Open first and create only when missing: the common case costs one call.
+    for attempt in (1, 2):
+        try:
+            return os.open(part, _DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            if not create or attempt == 2:
+                raise
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise _wrong_type(path, part, fd) from exc
+            raise CacheError(f"cannot open directory: {exc.strerror}", path=path) from exc
+        try:
+            _mkdir_private(part, dir_fd=fd)
+        except OSError as exc:
+            raise CacheError(f"cannot create directory: {exc.strerror}", path=path) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def open_dir(root: str, parts: Sequence[str], *, create: bool) -> int:
     """Open ``root/parts[0]/parts[1]/…`` without following a link below ``root``.
 
@@ -118,35 +154,12 @@ def open_dir(root: str, parts: Sequence[str], *, create: bool) -> int:
     directory fd (close it); raises :class:`FileNotFoundError` when a level is
     missing and ``create`` is false, :class:`CacheError` for anything else.
     """
-    if create:
-        ensure_root(root)
-    try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        if exc.errno == errno.ENOTDIR:
-            with contextlib.suppress(OSError):
-                kind = describe_type(os.stat(root).st_mode)
-                raise CacheError(f"is {kind}, not a directory", path=root) from exc
-        raise CacheError(f"cannot open cache directory: {exc.strerror}", path=root) from exc
+    fd = _open_root(root, create=create)
     path = root
     try:
         for part in parts:
             path = os.path.join(path, part)
-            if create:
-                try:
-                    _mkdir_private(part, dir_fd=fd)
-                except OSError as exc:
-                    raise CacheError(f"cannot create directory: {exc.strerror}", path=path) from exc
-            try:
-                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                raise
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise _wrong_type(path, part, fd) from exc
-                raise CacheError(f"cannot open directory: {exc.strerror}", path=path) from exc
+            child = _open_child(fd, part, path, create=create)
             os.close(fd)
             fd = child
             _tighten(fd, path)
@@ -154,6 +167,30 @@ def open_dir(root: str, parts: Sequence[str], *, create: bool) -> int:
         os.close(fd)
         raise
     return fd
+
+
+@contextlib.contextmanager
+def opened_children(root: str, names: Sequence[str], *, create: bool) -> Iterator[list[int]]:
+    """The fds of several direct children of ``root`` (opened as :func:`open_dir`
+    opens one level, the root only once), closed on exit."""
+    root_fd = _open_root(root, create=create)
+    fds: list[int] = []
+    try:
+        for name in names:
+            path = os.path.join(root, name)
+            fds.append(_open_child(root_fd, name, path, create=create))
+            _tighten(fds[-1], path)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    finally:
+        os.close(root_fd)
+    try:
+        yield fds
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 @contextlib.contextmanager
