@@ -228,15 +228,7 @@ class AsyncCNI(RuntimeBase):
     ) -> tuple[Attached, ...]:
         """Attach every network; see :meth:`CNI.setup_networks` (``concurrent``:
         tasks). Cancelling it also removes the networks already attached."""
-        planned = plan(
-            container_id,
-            netns,
-            networks,
-            ifnames=ifnames,
-            ifname_prefix=ifname_prefix,
-            args=args,
-            capability_args=capability_args,
-        )
+        planned = plan(container_id, netns, networks, ifnames, ifname_prefix, args, capability_args)
         outcomes: list[object] = [NOT_RUN] * len(planned)
         try:
             await _each(
@@ -281,15 +273,7 @@ class AsyncCNI(RuntimeBase):
         capability_args: Mapping[str, JSONValue] | None = None,
     ) -> None:
         """DEL every network; see :meth:`CNI.teardown_networks`."""
-        planned = plan(
-            container_id,
-            netns,
-            networks,
-            ifnames=ifnames,
-            ifname_prefix=ifname_prefix,
-            args=args,
-            capability_args=capability_args,
-        )
+        planned = plan(container_id, netns, networks, ifnames, ifname_prefix, args, capability_args)
         order = list(reversed(planned))
         outcomes: list[object] = [NOT_RUN] * len(order)
         await _each(
@@ -312,15 +296,7 @@ class AsyncCNI(RuntimeBase):
         capability_args: Mapping[str, JSONValue] | None = None,
     ) -> None:
         """CHECK every network; see :meth:`CNI.check_networks`."""
-        planned = plan(
-            container_id,
-            netns,
-            networks,
-            ifnames=ifnames,
-            ifname_prefix=ifname_prefix,
-            args=args,
-            capability_args=capability_args,
-        )
+        planned = plan(container_id, netns, networks, ifnames, ifname_prefix, args, capability_args)
         outcomes: list[object] = [NOT_RUN] * len(planned)
         await _each(
             planned, lambda p: self.check_network_list(p.conflist, p.rt), outcomes, concurrent=False

@@ -103,7 +103,6 @@ def plan(
     container_id: str,
     netns: str,
     networks: Sequence[NetworkConfigList],
-    *,
     ifnames: Sequence[str] | None,
     ifname_prefix: str,
     args: Sequence[tuple[str, str]] = (),

@@ -196,15 +196,7 @@ class CNI(RuntimeBase):
         already attached are removed again (a failed ADD rolls itself back)
         and the first failure is raised, with notes saying what was undone.
         """
-        planned = plan(
-            container_id,
-            netns,
-            networks,
-            ifnames=ifnames,
-            ifname_prefix=ifname_prefix,
-            args=args,
-            capability_args=capability_args,
-        )
+        planned = plan(container_id, netns, networks, ifnames, ifname_prefix, args, capability_args)
         outcomes: list[object] = [NOT_RUN] * len(planned)
         try:
             self._each(
@@ -255,15 +247,7 @@ class CNI(RuntimeBase):
         ``setup_networks(..., capability_args=...)`` still tells portmap
         which ports to release).
         """
-        planned = plan(
-            container_id,
-            netns,
-            networks,
-            ifnames=ifnames,
-            ifname_prefix=ifname_prefix,
-            args=args,
-            capability_args=capability_args,
-        )
+        planned = plan(container_id, netns, networks, ifnames, ifname_prefix, args, capability_args)
         order = list(reversed(planned))
         outcomes: list[object] = [NOT_RUN] * len(order)
         self._each(
@@ -289,15 +273,7 @@ class CNI(RuntimeBase):
 
         ``args`` and ``capability_args`` as for :meth:`teardown_networks`.
         """
-        planned = plan(
-            container_id,
-            netns,
-            networks,
-            ifnames=ifnames,
-            ifname_prefix=ifname_prefix,
-            args=args,
-            capability_args=capability_args,
-        )
+        planned = plan(container_id, netns, networks, ifnames, ifname_prefix, args, capability_args)
         outcomes: list[object] = [NOT_RUN] * len(planned)
         self._each(
             planned, lambda p: self.check_network_list(p.conflist, p.rt), outcomes, concurrent=False
