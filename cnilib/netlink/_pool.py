@@ -15,11 +15,11 @@ import os
 import queue
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
+from cnilib._fork import reset_after_fork
 from cnilib.netlink._errors import NetNSError, NotOnWorkerError
 from cnilib.netlink._ns import NetNSHandle, open_netns, setns
 
@@ -225,7 +225,7 @@ class NetnsPool:
                     _, oldest = self._workers.popitem(last=False)
                     self._stop(oldest)
                 worker = _Worker(self, handle.key, os.dup(handle.fd), handle.label)
-                _install_fork_guard(self)
+                reset_after_fork(self)
                 worker.start()
                 self._workers[handle.key] = worker
             else:
@@ -312,22 +312,6 @@ def _run_inline(
 
 _default: NetnsPool | None = None
 _default_lock = threading.Lock()
-_pools: weakref.WeakSet[NetnsPool] = weakref.WeakSet()
-_fork_guard = False
-
-
-def _install_fork_guard(pool: NetnsPool) -> None:
-    """After a fork, the child has none of the worker threads: forget them."""
-    global _fork_guard
-    _pools.add(pool)
-    if not _fork_guard:
-        _fork_guard = True
-        os.register_at_fork(after_in_child=_after_fork)
-
-
-def _after_fork() -> None:  # pragma: no cover - runs in a forked child
-    for pool in list(_pools):
-        pool._reset_after_fork()
 
 
 def default_pool() -> NetnsPool:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 
+from cnilib._fork import reset_after_fork
 from cnilib._log import get_logger
 from cnilib.errors import PluginNotFoundError
 from cnilib.invoke import (
@@ -211,8 +210,10 @@ class InProcessExecutor:
         self._builtins = builtins
         self._loaded: dict[str, BasePlugin] = {}
         self._lock = threading.Lock()
-        self._reset_calls()
-        _forget_calls_after_fork(self)
+        self._reset_after_fork()
+        # A forked child has none of the call threads, and the calls they ran
+        # never finish there: forget them, or the child's calls would wait.
+        reset_after_fork(self)
         # A plugin's IPAM runs here when this executor has it, else as a binary.
         self._delegates = ChainExecutor(_Delegates(self), SubprocessExecutor())
 
@@ -237,7 +238,7 @@ class InProcessExecutor:
                 found = self._loaded[plugin_type] = load_plugin(plugin_type)
             return found
 
-    def _reset_calls(self) -> None:
+    def _reset_after_fork(self) -> None:
         self._calls_lock = threading.Lock()
         # Calls not finished yet: the latest one of each attachment (earlier ones
         # are chained through ``_Call.after``), guarded by ``_calls_lock``.
@@ -378,25 +379,6 @@ class InProcessExecutor:
             f'it never started: an earlier call for container "{container_id}" '
             f'interface "{ifname}" ({earlier.invocation.describe()}) was still running'
         )
-
-
-_executors: weakref.WeakSet[InProcessExecutor] = weakref.WeakSet()
-_fork_guard = False
-
-
-def _forget_calls_after_fork(executor: InProcessExecutor) -> None:
-    """A forked child has none of the call threads, and the calls they ran never
-    finish there: forget them, or the child's calls would wait for them."""
-    global _fork_guard
-    _executors.add(executor)
-    if not _fork_guard:
-        _fork_guard = True
-        os.register_at_fork(after_in_child=_after_fork)
-
-
-def _after_fork() -> None:  # pragma: no cover - runs in a forked child
-    for executor in list(_executors):
-        executor._reset_calls()
 
 
 def _set_done(future: asyncio.Future[None]) -> None:
