@@ -7,8 +7,10 @@ every task at shutdown, shielded or not) waits forever for an exit that is
 only reported once pipes it never connected disconnect. Here nothing can
 hang: the pipes are plain non-blocking fds watched with ``add_reader`` /
 ``add_writer``, and the exit is seen through a pidfd (``pidfd_open``, Linux
-5.3+; a worker thread's ``waitpid`` where there is none). Every path removes
-its watchers and closes its fds.
+5.3+; polling with ``call_later`` where there is none). As in the blocking
+executor, the call ends at the plugin's exit, with a short grace for the
+pipes (:data:`~cnilib.invoke._pipes.EXIT_GRACE`), not at their EOF. Every
+path removes its watchers, closes its fds and reaps the plugin.
 """
 
 from __future__ import annotations
@@ -22,12 +24,21 @@ import time
 from typing import TYPE_CHECKING
 
 from cnilib.invoke._invocation import Invocation
-from cnilib.invoke._pipes import Output, OutputTooLarge
+from cnilib.invoke._pipes import (
+    EXIT_GRACE,
+    EXIT_POLL_MAX,
+    Output,
+    OutputTooLarge,
+    drain,
+    open_pidfd,
+)
 from cnilib.invoke._subprocess import (
     KILL_GRACE,
     TEXT_BUSY_DELAYS,
     finish,
     kill_group,
+    kill_running,
+    release,
     spawn_error,
     timeout_error,
     too_large_error,
@@ -36,32 +47,46 @@ from cnilib.invoke._subprocess import (
 if TYPE_CHECKING:
     from cnilib.invoke._subprocess import SubprocessExecutor
 
-__all__ = ["close_pipes", "communicate", "run_plugin", "wait_exit"]
+__all__ = ["communicate", "run_plugin"]
 
 _CHUNK = 1 << 16
 
 
-async def communicate(proc: subprocess.Popen[bytes], data: bytes, output: Output) -> None:
+async def communicate(
+    proc: subprocess.Popen[bytes], data: bytes, output: Output, exit_within: float | None
+) -> bool:
     """Write ``data`` to the plugin's stdin (unless already closed) and read
-    stdout and stderr into ``output`` until EOF.
+    stdout and stderr into ``output`` until the plugin has exited and its
+    pipes have reached EOF.
 
-    Cancelling it (a deadline, a cancelled task) just stops watching; what
-    was read stays in ``output``, and the caller kills the process.
+    Returns ``True`` if, :data:`EXIT_GRACE` after the exit, a process it left
+    behind still held the pipes (what they held by then was read), else
+    ``False``; either way the plugin has been reaped. Raises
+    :class:`TimeoutError` if the plugin has not exited ``exit_within``
+    seconds after the start (not a timeout of the whole call: the deadline
+    stops applying at the exit, and the grace may run past it).
+
+    Cancelling it just stops watching; what was read stays in ``output``, and
+    the caller kills the process.
     """
     loop = asyncio.get_running_loop()
     assert proc.stdin is not None
     assert proc.stdout is not None
     assert proc.stderr is not None
     names = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
-    finished = loop.create_future()
+    finished: asyncio.Future[bool] = loop.create_future()
     open_readers = set(names)
     writing = not proc.stdin.closed
     stdin_fd = proc.stdin.fileno() if writing else -1
     pending = memoryview(data)
+    timers: dict[str, asyncio.TimerHandle] = {}  # "deadline", "poll", "grace"
+    watching_exit = False
+    poll_delay = 0.0005  # doubled before use: the first poll comes after 1 ms
+    pidfd: int | None = None
 
-    def maybe_done() -> None:
-        if not open_readers and not writing and not finished.done():
-            finished.set_result(None)
+    def finish_with(held: bool) -> None:
+        if not finished.done():
+            finished.set_result(held)
 
     def stop_writing() -> None:
         nonlocal writing
@@ -69,7 +94,6 @@ async def communicate(proc: subprocess.Popen[bytes], data: bytes, output: Output
             loop.remove_writer(stdin_fd)
             proc.stdin.close()  # type: ignore[union-attr]
             writing = False
-            maybe_done()
 
     def on_writable() -> None:
         nonlocal pending
@@ -83,6 +107,10 @@ async def communicate(proc: subprocess.Popen[bytes], data: bytes, output: Output
         if not pending:
             stop_writing()
 
+    def fail(exc: BaseException) -> None:
+        if not finished.done():
+            finished.set_exception(exc)
+
     def on_readable(fd: int) -> None:
         try:
             chunk = os.read(fd, _CHUNK)
@@ -92,62 +120,75 @@ async def communicate(proc: subprocess.Popen[bytes], data: bytes, output: Output
             try:
                 output.add(names[fd], chunk)
             except OutputTooLarge as exc:
-                if not finished.done():
-                    finished.set_exception(exc)
+                fail(exc)
             return
         loop.remove_reader(fd)
         open_readers.discard(fd)
-        maybe_done()
+        if not open_readers and proc.returncode is not None:
+            finish_with(False)
 
-    for fd in names:
-        os.set_blocking(fd, False)
-        loop.add_reader(fd, on_readable, fd)
-    if writing and pending:
-        os.set_blocking(stdin_fd, False)
-        loop.add_writer(stdin_fd, on_writable)
-    elif writing:
-        stop_writing()
-    else:
-        maybe_done()
+    def on_grace_over() -> None:
+        """Still held: take what the pipes hold now (the loop may have been too
+        busy to read it), and stop."""
+        try:
+            ended = [drain(fd, names[fd], output) for fd in open_readers]
+        except OutputTooLarge as exc:
+            fail(exc)
+        else:
+            finish_with(not all(ended))
+
+    def on_poll() -> None:
+        """Reap the plugin if it has exited, and give the pipes a grace; else
+        look again a little later."""
+        nonlocal poll_delay
+        if proc.poll() is None:
+            poll_delay = min(poll_delay * 2, EXIT_POLL_MAX)
+            timers["poll"] = loop.call_later(poll_delay, on_poll)
+        elif not open_readers:
+            finish_with(False)
+        else:
+            timers["grace"] = loop.call_later(EXIT_GRACE, on_grace_over)
+
+    def on_pidfd(fd: int) -> None:
+        nonlocal watching_exit
+        loop.remove_reader(fd)
+        watching_exit = False
+        on_poll()  # a pidfd that fired yet no exit status: poll from now on
+
+    def on_deadline() -> None:
+        # An exit not noticed yet is in time: the exit watcher takes it from here.
+        if proc.poll() is None:
+            fail(TimeoutError())
+
     try:
-        await finished
+        pidfd = open_pidfd(proc)
+        for fd in names:
+            os.set_blocking(fd, False)
+            loop.add_reader(fd, on_readable, fd)
+        if writing and pending:
+            os.set_blocking(stdin_fd, False)
+            loop.add_writer(stdin_fd, on_writable)
+        elif writing:
+            stop_writing()
+        if pidfd is not None:
+            loop.add_reader(pidfd, on_pidfd, pidfd)
+            watching_exit = True
+        else:
+            on_poll()
+        if exit_within is not None:
+            timers["deadline"] = loop.call_later(exit_within, on_deadline)
+        return await finished
     finally:
+        for timer in timers.values():
+            timer.cancel()
         for fd in open_readers:
             loop.remove_reader(fd)
         if writing:
             loop.remove_writer(stdin_fd)
-
-
-async def wait_exit(proc: subprocess.Popen[bytes]) -> int:
-    """Wait until the process exits; return its status (as ``Popen.returncode``)."""
-    if proc.poll() is not None:
-        return proc.returncode
-    loop = asyncio.get_running_loop()
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # no pidfd here: a thread waits instead
-        return await asyncio.to_thread(proc.wait)
-    exited = loop.create_future()
-
-    def on_exit() -> None:
-        if not exited.done():
-            exited.set_result(None)
-
-    loop.add_reader(pidfd, on_exit)
-    try:
-        await exited
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-    return proc.wait()
-
-
-def close_pipes(proc: subprocess.Popen[bytes]) -> None:
-    """Close whatever pipe ends are still open (idempotent)."""
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
+        if pidfd is not None:
+            if watching_exit:
+                loop.remove_reader(pidfd)
+            os.close(pidfd)
 
 
 async def run_plugin(executor: SubprocessExecutor, invocation: Invocation) -> bytes:
@@ -159,30 +200,31 @@ async def run_plugin(executor: SubprocessExecutor, invocation: Invocation) -> by
     """
     argv, env, timeout = executor.prepare(invocation)
     started = time.monotonic()
-    proc = await _spawn(executor, argv, env)
-    if invocation.on_spawn is not None:
-        invocation.on_spawn(proc.pid, timeout)
     output = Output()
+    proc = await _spawn(executor, argv, env)
     try:
-        try:
-            async with asyncio.timeout(timeout):
-                await communicate(proc, invocation.stdin, output)
-                returncode = await wait_exit(proc)
-        except TimeoutError:
-            kill_group(proc.pid)
+        # Inside the try: whatever fails from here on, the plugin is reaped.
+        if invocation.on_spawn is not None:
+            invocation.on_spawn(proc.pid, timeout)
+        held = await communicate(proc, invocation.stdin, output, timeout)
+    except TimeoutError:
+        kill_group(proc.pid)
+        await _finish_killed(proc, output)
+        raise timeout_error(invocation, started, timeout, bytes(output.stderr)) from None
+    except OutputTooLarge:
+        killed = kill_running(proc)
+        if killed:
             await _finish_killed(proc, output)
-            raise timeout_error(invocation, started, timeout, bytes(output.stderr)) from None
-        except OutputTooLarge:
-            kill_group(proc.pid)
+        raise too_large_error(invocation, output, killed=killed) from None
+    except BaseException:  # cancelled: never leave the plugin running
+        if kill_running(proc):
             await _finish_killed(proc, output)
-            raise too_large_error(invocation, output) from None
-        except BaseException:  # cancelled: never leave the plugin running
-            kill_group(proc.pid)
-            await _finish_killed(proc, output)
-            raise
+        raise
     finally:
-        close_pipes(proc)
-    return finish(invocation, returncode, bytes(output.stdout), bytes(output.stderr))
+        release(proc)  # no blocking wait here: a thread reaps a plugin still dying
+    return finish(
+        invocation, proc.returncode, bytes(output.stdout), bytes(output.stderr), held=held
+    )
 
 
 async def _spawn(
@@ -205,11 +247,7 @@ async def _spawn(
 
 
 async def _finish_killed(proc: subprocess.Popen[bytes], output: Output) -> None:
-    """After SIGKILL: collect what is left to read and reap the process, for at
-    most a grace period (a setsid'd grandchild may hold the pipes forever)."""
+    """After SIGKILL: collect what is left to read until the plugin is gone, for
+    at most a grace period (a setsid'd grandchild may hold the pipes forever)."""
     with contextlib.suppress(TimeoutError, OutputTooLarge):
-        async with asyncio.timeout(KILL_GRACE):
-            await communicate(proc, b"", output)
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(KILL_GRACE):
-            await wait_exit(proc)
+        await communicate(proc, b"", output, KILL_GRACE)

@@ -28,13 +28,15 @@ def _quote(data: bytes) -> str:
 
 
 def decode_failure(
-    stdout: bytes, stderr: bytes, exit_reason: str, returncode: int | None
+    stdout: bytes, stderr: bytes, exit_reason: str, returncode: int | None, *, note: str = ""
 ) -> CNIError:
     """The error for a plugin that exited non-zero (libcni ``pluginErr``).
 
     ``exit_reason`` reads like Go's exec error: ``exit status 1``,
-    ``signal: killed``.
+    ``signal: killed``. ``note``, if any, is appended (after ``; ``) to the
+    text of an error that is not the plugin's own error object.
     """
+    suffix = f"; {note}" if note else ""
     kept_stderr = tail(stderr)
     if stdout.strip():
         try:
@@ -48,19 +50,19 @@ def decode_failure(
         except (JSONSyntaxError, ValueError) as exc:
             return PluginOutputError(
                 "netplugin failed but error parsing its diagnostic message "
-                f"{_quote(stdout)}: {exc}",
+                f"{_quote(stdout)}: {exc}{suffix}",
                 stdout=stdout,
                 stderr=kept_stderr,
                 returncode=returncode,
             )
     if stderr.strip():
         return PluginOutputError(
-            f"netplugin failed: {_quote(kept_stderr)}: {exit_reason}",
+            f"netplugin failed: {_quote(kept_stderr)}: {exit_reason}{suffix}",
             stderr=kept_stderr,
             returncode=returncode,
         )
     return PluginOutputError(
-        f"netplugin failed with no error message: {exit_reason}", returncode=returncode
+        f"netplugin failed with no error message: {exit_reason}{suffix}", returncode=returncode
     )
 
 

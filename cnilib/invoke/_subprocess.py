@@ -4,6 +4,11 @@ This module is the only place cnilib starts processes. Each plugin runs in
 its own session (process group), so a deadline kills everything it started,
 not just the direct child. Its stderr is captured, logged under
 ``cnilib.plugin``, and the tail is attached to any error.
+
+A call ends when the plugin exits, not when its pipes reach EOF: a process it
+left running (a daemon that forgot to close its stdio) may hold them for
+ever, and is not the runtime's to kill (see :mod:`cnilib.invoke._pipes`).
+Every path closes the pipes and reaps the plugin (:func:`release`).
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import os
 import signal
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 
+from cnilib._json import JSONSyntaxError, go_text, loads
 from cnilib._log import get_logger
 from cnilib.errors import (
     CNIError,
@@ -29,7 +36,7 @@ from cnilib.errors import (
 )
 from cnilib.invoke import _pipes
 from cnilib.invoke._decode import decode_failure, decode_version_info, is_pre_version_plugin, tail
-from cnilib.invoke._invocation import Invocation, PluginInfo
+from cnilib.invoke._invocation import Command, Invocation, PluginInfo
 
 __all__ = ["DEFAULT_TIMEOUT", "SubprocessExecutor", "find_in_path"]
 
@@ -41,8 +48,12 @@ plugin hangs the runtime. cnilib sets one; pass ``timeout=None`` to opt out.
 """
 
 # After the kill, how long the pipes may stay open (a setsid'd grandchild can
-# hold them forever) before cnilib stops reading.
+# hold them forever) before cnilib stops reading, and how long the blocking
+# executor waits for the killed plugin before a thread takes over reaping it.
 KILL_GRACE = 1.0
+
+# The verbs whose answer is read from stdout on success; the others' is ignored.
+_ANSWERING = frozenset({Command.ADD, Command.VERSION})
 
 # Six attempts in all, as libcni, but with a short backoff instead of 1 s sleeps.
 TEXT_BUSY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
@@ -132,30 +143,31 @@ class SubprocessExecutor:
         """Run one plugin call; return its stdout or raise a :class:`CNIError`."""
         argv, env, timeout = self.prepare(invocation)
         started = time.monotonic()
-        proc = self._spawn(argv, env)
-        if invocation.on_spawn is not None:
-            invocation.on_spawn(proc.pid, timeout)
         output = _pipes.Output()
-        # The context closes the pipes and reaps the process on every path.
-        with proc:
-            try:
-                _pipes.communicate(proc, invocation.stdin, output, timeout)
-                # Pipes closed is not exited: the rest of the deadline still holds.
-                left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-                proc.wait(left)
-            except subprocess.TimeoutExpired:
-                kill_group(proc.pid)
+        proc = self._spawn(argv, env)
+        try:
+            # Inside the try: whatever fails from here on, the plugin is reaped.
+            if invocation.on_spawn is not None:
+                invocation.on_spawn(proc.pid, timeout)
+            held = _pipes.communicate(proc, invocation.stdin, output, timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc.pid)
+            _finish_killed(proc, output)
+            raise timeout_error(invocation, started, timeout, bytes(output.stderr)) from None
+        except _pipes.OutputTooLarge:
+            killed = kill_running(proc)
+            if killed:
                 _finish_killed(proc, output)
-                raise timeout_error(invocation, started, timeout, bytes(output.stderr)) from None
-            except _pipes.OutputTooLarge:
-                kill_group(proc.pid)
-                _finish_killed(proc, output)
-                raise too_large_error(invocation, output) from None
-            except BaseException:
-                # Interrupted (KeyboardInterrupt, ...): never leave the plugin running.
-                kill_group(proc.pid)
-                raise
-        return finish(invocation, proc.returncode, bytes(output.stdout), bytes(output.stderr))
+            raise too_large_error(invocation, output, killed=killed) from None
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, ...): never leave the plugin running.
+            kill_running(proc)
+            raise
+        finally:
+            release(proc, KILL_GRACE)
+        return finish(
+            invocation, proc.returncode, bytes(output.stdout), bytes(output.stderr), held=held
+        )
 
     async def aexec(self, invocation: Invocation) -> bytes:
         """:meth:`exec` for asyncio: cancelling it kills the plugin's process group.
@@ -216,19 +228,63 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def kill_running(proc: subprocess.Popen[bytes]) -> bool:
+    """Kill the plugin's group unless the plugin has exited: then what is left
+    in its group is a leftover, not the runtime's to kill (and once reaped,
+    its pid may name another process). Return whether it was killed."""
+    if proc.returncode is not None:
+        return False
+    kill_group(proc.pid)
+    return True
+
+
 def _finish_killed(proc: subprocess.Popen[bytes], output: _pipes.Output) -> None:
-    """After SIGKILL: read what is left, for at most a grace period (a setsid'd
-    grandchild may hold the pipes forever)."""
+    """After SIGKILL: read what is left until the plugin is gone, for at most a
+    grace period (a setsid'd grandchild may hold the pipes forever)."""
     with contextlib.suppress(subprocess.TimeoutExpired, _pipes.OutputTooLarge):
         _pipes.communicate(proc, b"", output, KILL_GRACE)
 
 
-def too_large_error(invocation: Invocation, output: _pipes.Output) -> PluginOutputError:
-    """A plugin printed more than cnilib keeps."""
+def release(proc: subprocess.Popen[bytes], wait: float = 0.0) -> None:
+    """Close every pipe end and reap the plugin, on every path of a call.
+
+    A plugin still running here has been killed: it is waited for up to
+    ``wait`` seconds (``0``: not at all, for the event loop), then a daemon
+    thread waits for the rest, so that no path leaves a zombie, or a ``Popen``
+    that warns "still running" when it is collected. Idempotent.
+    """
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    if proc.returncode is not None:
+        return
+    try:
+        if wait > 0:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(wait)
+        else:
+            proc.poll()
+    finally:
+        # Also when that wait was interrupted: the exit status is collected anyway.
+        if proc.returncode is None:
+            threading.Thread(target=proc.wait, name=f"cnilib-reap-{proc.pid}", daemon=True).start()
+
+
+def too_large_error(
+    invocation: Invocation, output: _pipes.Output, *, killed: bool = True
+) -> PluginOutputError:
+    """A plugin (or, after its exit, a process it left behind) printed more than
+    cnilib keeps."""
     _log_stderr(invocation, bytes(output.stderr))
+    outcome = (
+        "its process group was killed"
+        if killed
+        else "it had exited; a process it left behind still writes there"
+    )
     return PluginOutputError(
         f"{invocation.describe()} printed more than {_pipes.STDOUT_LIMIT} bytes on stdout; "
-        "its process group was killed",
+        + outcome,
         stderr=tail(bytes(output.stderr)),
     )
 
@@ -261,12 +317,47 @@ def timeout_error(
     )
 
 
-def finish(invocation: Invocation, returncode: int, stdout: bytes, stderr: bytes) -> bytes:
-    """Log stderr; return stdout on success, else raise the decoded failure."""
+def finish(
+    invocation: Invocation, returncode: int, stdout: bytes, stderr: bytes, *, held: bool = False
+) -> bytes:
+    """Log stderr; return stdout on success, else raise the decoded failure.
+
+    ``held``: the plugin exited while a process it left behind still held its
+    stdout/stderr, so what it wrote before its exit is its answer. That is
+    logged (at INFO: the plugin may be healthy, its daemon too), and an answer
+    that cannot be read says so rather than look like a plugin's mistake.
+    """
     _log_stderr(invocation, stderr)
+    ended = _ended(invocation, returncode)
+    leftover = "a process it left behind still holds its stdout/stderr"
+    if held:
+        plugin_log.info(
+            "%s; %s, so its output was taken as it stood %gs after the exit",
+            ended,
+            leftover,
+            _pipes.EXIT_GRACE,
+        )
     if returncode == 0:
+        if held and invocation.command in _ANSWERING:
+            try:
+                loads(go_text(stdout))
+            except JSONSyntaxError as exc:
+                raise PluginOutputError(
+                    f"{ended} but its stdout holds no JSON answer ({exc}); {leftover}",
+                    stdout=stdout,
+                    stderr=tail(stderr),
+                    returncode=returncode,
+                ) from exc
         return stdout
-    raise decode_failure(stdout, stderr, _exit_reason(returncode), returncode)
+    note = f"{ended} and {leftover}" if held else ""
+    raise decode_failure(stdout, stderr, _exit_reason(returncode), returncode, note=note)
+
+
+def _ended(invocation: Invocation, returncode: int) -> str:
+    """``plugin "x" (ADD) exited with status 1`` / ``... ended with signal: killed``."""
+    if returncode < 0:
+        return f"{invocation.describe()} ended with {_exit_reason(returncode)}"
+    return f"{invocation.describe()} exited with status {returncode}"
 
 
 def _log_stderr(invocation: Invocation, stderr: bytes) -> None:
