@@ -36,7 +36,7 @@ from cnilib.errors import (
 )
 from cnilib.invoke import _pipes
 from cnilib.invoke._decode import decode_failure, decode_version_info, is_pre_version_plugin, tail
-from cnilib.invoke._invocation import Command, Invocation, PluginInfo
+from cnilib.invoke._invocation import Command, Invocation, PluginInfo, check_timeout
 
 __all__ = ["DEFAULT_TIMEOUT", "SubprocessExecutor", "find_in_path"]
 
@@ -122,6 +122,7 @@ class SubprocessExecutor:
         wrapper: Sequence[str] = (),
         env: dict[str, str] | None = None,
     ) -> None:
+        check_timeout(timeout)
         self.timeout = timeout
         self.wrapper = tuple(wrapper)
         self.env = env

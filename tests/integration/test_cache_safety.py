@@ -330,8 +330,9 @@ class TestOnlyCNIErrors:
         for kind in (cnilib.CNI, cnilib.AsyncCNI):
             with pytest.raises(cnilib.InvalidArgumentError, match="timeout"):
                 kind([], timeout=timeout)  # type: ignore[arg-type]
-        with pytest.raises(cnilib.InvalidArgumentError, match="timeout"):
-            InProcessExecutor(timeout=timeout)  # type: ignore[arg-type]
+        for executor in (InProcessExecutor, cnilib.SubprocessExecutor):
+            with pytest.raises(cnilib.InvalidArgumentError, match="timeout"):
+                executor(timeout=timeout)  # type: ignore[arg-type]
 
     def test_nul_in_cache_dir(self) -> None:
         for kind in (cnilib.CNI, cnilib.AsyncCNI):
