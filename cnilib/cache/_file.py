@@ -171,6 +171,8 @@ class FileCache:
 
     def __init__(self, cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR) -> None:
         self.cache_dir = os.fspath(cache_dir)
+        if not self.cache_dir:
+            raise InvalidArgumentError("cache directory must not be empty")
         if "\0" in self.cache_dir:
             raise InvalidArgumentError(f"cache directory contains a NUL byte: {self.cache_dir!r}")
         self.results_dir = os.path.join(self.cache_dir, _RESULTS)

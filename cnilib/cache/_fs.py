@@ -77,6 +77,10 @@ def ensure_root(root: str) -> None:
     missing: list[str] = []
     current = os.path.abspath(root)
     while not os.path.isdir(current):
+        if os.path.lexists(current):  # a file, or a link to nowhere (an unmounted volume?)
+            kind = describe_type(os.lstat(current).st_mode)
+            what = "a symbolic link to a missing directory" if kind == "a symbolic link" else kind
+            raise CacheError(f"is {what}, not a directory", path=current)
         missing.append(current)
         parent = os.path.dirname(current)
         if parent == current:
@@ -220,9 +224,13 @@ def open_file(name: str, flags: int, dir_fd: int, path: str, mode: int = 0o600) 
             ) from exc
         raise CacheError(f"cannot open: {exc.strerror}", path=path) from exc
     try:
-        st_mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(st_mode):
-            raise CacheError(f"is {describe_type(st_mode)}, not a regular file", path=path)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise CacheError(f"is {describe_type(info.st_mode)}, not a regular file", path=path)
+        if info.st_nlink > 1:
+            # cnilib's files have one name; another one is a hard link planted to
+            # make root write (truncate a lock file, say) through it.
+            raise CacheError(f"has {info.st_nlink} hard links: left alone", path=path)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)

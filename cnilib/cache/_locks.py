@@ -136,6 +136,18 @@ class PluginRecord:
         """Whether that very process (not a reuse of its pid) still runs."""
         return _start_time(self.pid) == self.start
 
+    def runs_for(self, container_id: str, ifname: str) -> bool:
+        """Whether the process is a plugin called for this attachment: its
+        environment names it. A record is only ever acted on when it does, so
+        a forged or stale one cannot make cnilib wait for, or kill, anything else."""
+        try:
+            with open(f"/proc/{self.pid}/environ", "rb") as handle:
+                names = set(handle.read().split(b"\0"))
+        except OSError:
+            return False
+        wanted = {f"CNI_CONTAINERID={container_id}", f"CNI_IFNAME={ifname}"}
+        return {w.encode() for w in wanted} <= names
+
     def kill(self) -> None:
         """SIGKILL its process group, as the runtime that started it would have."""
         if not self.alive():
@@ -175,6 +187,8 @@ class AttachmentLock:
     def __init__(self, fd: int, path: str) -> None:
         self.fd = fd
         self.path = path
+        # The file is named "<container ID>:<ifname>"; neither part holds ":".
+        self.container_id, _, self.ifname = os.path.basename(path).rpartition(":")
 
     def record(self, pid: int, timeout: float | None, call: str = "") -> None:
         """Note that plugin process ``pid`` now runs for this attachment
@@ -198,6 +212,11 @@ class AttachmentLock:
             return None
         found = PluginRecord.from_bytes(data) if data else None
         if found is None or not found.alive():
+            return None
+        if not found.runs_for(self.container_id, self.ifname):
+            log.warning(
+                "%s records pid %d, which is no plugin of it: ignored", self.path, found.pid
+            )
             return None
         return found
 
