@@ -55,7 +55,13 @@ def request_config(
             request["runtimeConfig"] = runtime_config
     if extra:
         request.update(extra)
-    return go_dumps(request).encode()
+    try:
+        return go_dumps(request).encode()
+    except UnicodeEncodeError as exc:  # a hand-built config; the loaders never make one
+        raise ConfigError(
+            f"plugin {plugin.type!r} of network {name!r}: configuration is not valid UTF-8: "
+            f"{exc.reason} at {exc.object[exc.start : exc.end]!r}"
+        ) from exc
 
 
 def inject_conf(plugin: PluginConf, values: Mapping[str, JSONValue]) -> PluginConf:

@@ -54,7 +54,11 @@ def check_timeout(timeout: float | None) -> None:
         return
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise InvalidArgumentError(f"timeout must be a number of seconds, got {timeout!r}")
-    if math.isnan(timeout) or timeout <= 0:
+    try:
+        seconds = float(timeout)
+    except OverflowError:
+        seconds = math.nan
+    if math.isnan(seconds) or seconds <= 0:
         raise InvalidArgumentError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
 

@@ -34,6 +34,7 @@ __all__ = [
 STDOUT_LIMIT = 64 << 20
 STDERR_KEEP = 1 << 20
 _CHUNK = 1 << 16
+_MAX_SELECT = 3600.0
 
 EXIT_GRACE = 0.5
 """Seconds the pipes may stay open after the plugin exited before cnilib stops
@@ -158,7 +159,9 @@ def communicate(
                 if remaining <= 0:  # held: take what is buffered, and stop
                     ended = [drain(fd, names[fd], output) for fd in reading]
                     return not all(ended)
-            for key, _ in selector.select(remaining):
+            # select() takes at most about 24 days; a longer deadline just loops.
+            wait = None if remaining is None else min(remaining, _MAX_SELECT)
+            for key, _ in selector.select(wait):
                 fd = key.fd
                 if fd == pidfd:
                     selector.unregister(fd)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import math
 import os
 import signal
 import stat
@@ -46,6 +45,9 @@ DEFAULT_TIMEOUT = 60.0
 Go libcni has no default deadline (containernetworking/cni#550): a hung
 plugin hangs the runtime. cnilib sets one; pass ``timeout=None`` to opt out.
 """
+
+NO_DEADLINE_BEYOND = 10 * 365 * 86400.0
+"""Seconds past which a deadline counts as none."""
 
 # After the kill, how long the pipes may stay open (a setsid'd grandchild can
 # hold them forever) before cnilib stops reading, and how long the blocking
@@ -90,9 +92,10 @@ def find_in_path(plugin_type: str, path: Sequence[str]) -> str:
 
 def call_deadline(invocation: Invocation, default: float | None) -> float | None:
     """The deadline of one call in seconds, ``None`` for none: ``invocation.timeout``
-    if set (``math.inf``: none), else the executor's ``default``."""
+    if set (``math.inf``: none), else the executor's ``default``. A deadline more
+    than ten years off is none: thread and select waits cannot take such values."""
     timeout = invocation.timeout if invocation.timeout is not None else default
-    if timeout is not None and math.isinf(timeout):
+    if timeout is not None and timeout > NO_DEADLINE_BEYOND:
         return None
     return timeout
 

@@ -17,6 +17,7 @@ from cnilib.config import NetworkConfigList, PluginConf
 from cnilib.errors import CNIError, InvalidArgumentError, TeardownError
 from cnilib.invoke import DEFAULT_TIMEOUT, Executor, SubprocessExecutor
 from cnilib.invoke._invocation import check_timeout
+from cnilib.invoke._subprocess import NO_DEADLINE_BEYOND
 from cnilib.results import Result
 from cnilib.runtime._conf import GCAttachment, RuntimeConf
 from cnilib.runtime._flows import FlowContext
@@ -70,7 +71,24 @@ def gc_attachments(
     """Normalise GC's keep-list: ``None`` stays "no list"."""
     if valid is None:
         return None
-    kept = [a if isinstance(a, GCAttachment) else GCAttachment(a[0], a[1]) for a in valid]
+    given: object = valid  # checked as the caller may really pass it, not as typed
+    if isinstance(given, str | bytes):
+        raise InvalidArgumentError(
+            "valid attachments must be (container ID, interface name) pairs, not a string"
+        )
+    kept: list[GCAttachment] = []
+    items: Iterable[object] = valid
+    for item in items:
+        if isinstance(item, GCAttachment):
+            kept.append(item)
+        elif isinstance(item, tuple | list) and len(item) == 2:
+            kept.append(GCAttachment(item[0], item[1]))
+        else:
+            # A bare "ctr1" would otherwise be read as ("c", "t"): GC would
+            # delete the very attachment the caller meant to keep.
+            raise InvalidArgumentError(
+                f"valid attachment must be a (container ID, interface name) pair, got {item!r}"
+            )
     for attachment in kept:
         for value in (attachment.container_id, attachment.ifname):
             if not isinstance(value, str):
@@ -202,7 +220,7 @@ def _lock_timeout(timeout: float | ExecutorDefault | None, executor: Executor) -
         timeout = getattr(executor, "timeout", DEFAULT_TIMEOUT)
         if timeout is not None and not isinstance(timeout, int | float):
             timeout = DEFAULT_TIMEOUT
-    if timeout is None or math.isinf(timeout):
+    if timeout is None or timeout > NO_DEADLINE_BEYOND:
         return None
     return float(timeout)
 
