@@ -6,6 +6,7 @@ offending path, from the API and (as one line) from the CLI."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -260,7 +261,11 @@ class TestLockPruning:
     def test_gc_keeps_a_lock_file_recording_a_live_plugin(self, tmp_path: Path) -> None:
         cni, _ = runtime(tmp_path)
         cni.add_network_list(conf(), RT)
-        sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        sleeper = subprocess.Popen(
+            ["sleep", "60"],
+            start_new_session=True,
+            env={"CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0", "CNI_COMMAND": "ADD"},
+        )
         try:
             fd = os.open(tmp_path / LOCK, os.O_RDWR)
             try:
@@ -384,3 +389,125 @@ def test_lock_files_are_never_inherited(tmp_path: Path) -> None:
     cni.add_network_list(conf(), RT)
 
     assert [] == [p for p in seen[0] if str(tmp_path) in p]
+
+
+class TestReviewReruns:
+    """Defects the re-run of the outside review found in this hardening."""
+
+    def test_a_hard_link_in_the_lock_directory_is_not_truncated(
+        self, tmp_path: Path, victim: Path
+    ) -> None:
+        cache = tmp_path / "cache"
+        (cache / LOCK).parent.mkdir(parents=True)
+        os.link(victim, cache / LOCK)
+        cni, mock = runtime(cache)
+
+        with pytest.raises(cnilib.CacheError, match="2 hard links: left alone"):
+            cni.add_network_list(conf(), RT)
+
+        assert VICTIM_TEXT == victim.read_text()
+        assert [] == mock.invocations
+
+    @pytest.mark.parametrize("driver", ["sync", "async"])
+    def test_a_cache_dir_linking_to_nowhere_is_a_cache_error(
+        self, tmp_path: Path, driver: str
+    ) -> None:
+        """/var/lib/cni linked to a volume that is not mounted yet."""
+        link = tmp_path / "cache"
+        link.symlink_to(tmp_path / "unmounted")
+        mock = MockExecutor(answer)
+
+        def add() -> object:
+            if driver == "sync":
+                return cnilib.CNI([], cache_dir=link, executor=mock).add_network_list(conf(), RT)
+            acni = cnilib.AsyncCNI([], cache_dir=link, executor=mock)
+            return asyncio.run(acni.add_network_list(conf(), RT))
+
+        with pytest.raises(cnilib.CacheError, match="symbolic link to a missing directory") as info:
+            add()
+
+        assert str(link) == info.value.path
+        assert not (tmp_path / "unmounted").exists()
+
+    def test_an_empty_cache_dir_is_refused(self) -> None:
+        with pytest.raises(cnilib.InvalidArgumentError, match="must not be empty"):
+            cnilib.CNI([], cache_dir="")
+
+    @pytest.mark.parametrize("keep", [["c1"], "c1", [("c1",)], [("c1", "eth0", "x")]])
+    def test_gc_keep_list_of_the_wrong_shape_is_refused_not_misread(
+        self, tmp_path: Path, keep: object
+    ) -> None:
+        """["c1"] used to be read as [("c", "1")]: GC deleted what it was told to keep."""
+        cni, _ = runtime(tmp_path)
+        cni.add_network_list(conf(), RT)
+
+        with pytest.raises(cnilib.InvalidArgumentError, match="pair"):
+            cni.gc_network_list(conf(), keep)  # type: ignore[arg-type]
+
+        assert 1 == len(cni.cached_attachments())
+
+    @pytest.mark.parametrize("timeout", [30 * 86400.0, 1e308, 10**400])
+    def test_huge_timeouts(self, tmp_path: Path, timeout: float) -> None:
+        """More than select() takes (about 24 days) works; beyond a float is refused."""
+        plugin = tmp_path / "bin" / "ok"
+        plugin.parent.mkdir()
+        plugin.write_text('#!/bin/sh\nprintf \'{"cniVersion":"1.0.0"}\'\n')
+        plugin.chmod(0o755)
+        if timeout > 1e308:
+            with pytest.raises(cnilib.InvalidArgumentError, match="timeout"):
+                cnilib.CNI([str(plugin.parent)], cache_dir=tmp_path / "c", timeout=timeout)
+            return
+        cni = cnilib.CNI([str(plugin.parent)], cache_dir=tmp_path / "c", timeout=timeout)
+
+        cni.add_network_list(
+            cnilib.conflist_from_bytes(
+                b'{"cniVersion":"1.0.0","name":"net1","plugins":[{"type":"ok"}]}'
+            ),
+            RT,
+        )
+
+        assert 1 == len(cni.cached_attachments())
+
+    def test_a_hand_built_config_with_a_lone_surrogate_is_a_config_error(
+        self, tmp_path: Path
+    ) -> None:
+        import attrs
+
+        cni, mock = runtime(tmp_path)
+        plugin = conf().plugins[0]
+        bad_type = attrs.evolve(plugin, type="\udcff", raw={**plugin.raw, "type": "\udcff"})
+        bad_plugin = attrs.evolve(conf(), plugins=(bad_type,))
+        bad_name = attrs.evolve(conf(), name="\udcff")
+
+        with pytest.raises(cnilib.ConfigError, match="not valid UTF-8"):
+            cni.add_network_list(bad_plugin, RT)
+        with pytest.raises(cnilib.ConfigError, match="not valid UTF-8"):
+            cni.status_network_list(bad_name)
+
+        assert [] == mock.invocations
+
+
+@pytest.mark.parametrize("environment", [{}, {"CNI_CONTAINERID": "c2", "CNI_IFNAME": "eth0"}])
+def test_a_forged_record_kills_nothing(tmp_path: Path, environment: dict[str, str]) -> None:
+    """A record naming a process that is no plugin of this attachment (forged, or
+    a pid the record's start time happens to match) is ignored: not waited for,
+    not killed, even past its deadline."""
+    from cnilib.cache import AttachmentLock
+
+    cni, _ = runtime(tmp_path)
+    cni.add_network_list(conf(), RT)
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True, env=environment)
+    try:
+        fd = os.open(tmp_path / LOCK, os.O_RDWR)
+        try:
+            AttachmentLock(fd, str(tmp_path / LOCK)).record(bystander.pid, 0.001, "forged")
+        finally:
+            os.close(fd)
+        time.sleep(0.01)  # past the forged deadline
+
+        cni.delete_network_list(conf(), RT)
+
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
