@@ -228,9 +228,11 @@ class TestKilledDuringAdd:
         """Killed while bridge's ADD runs (it then completes, orphaned): the pending entry
         lets DEL or GC remove the veth pair and the IP the runtime never heard of."""
         proc = world.start_runtime("add_network_list", world.conflist_bytes(**SLEEPING_ADD))
-        # bridge's ADD takes milliseconds: a poll can miss it on a loaded machine, and
-        # then the next thing seen is the recorder, which starts only after bridge is done.
-        wait_until(lambda: world.go_plugin_running("ADD") or world.recorded("ADD"), within=60)
+        # Kill once bridge has read its whole config (its first act is to make the
+        # bridge): a kill while the runtime still wrote bridge's stdin would only test
+        # a truncated config. bridge's ADD takes milliseconds, so a loaded machine's
+        # poll may also miss it; then the recorder, which starts after it, is seen.
+        wait_until(lambda: BRIDGE in link_names(world.node) or world.recorded("ADD"), within=60)
         kill(proc)
         world.settle_orphans(kill_after=5.0)
 
