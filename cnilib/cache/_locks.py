@@ -40,6 +40,7 @@ import fcntl
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -64,16 +65,37 @@ _KILL_WAIT = 2.0
 
 _held: set[int] = set()
 """Lock fds held by this process (closed in forked children)."""
+_held_guard = threading.Lock()
+"""Held across opening a lock fd and noting it (and noting its close and closing
+it), and across ``fork()``: a child can never get a lock fd it does not know of."""
 
 
 def _close_inherited() -> None:
+    global _held_guard
+    _held_guard = threading.Lock()
     for fd in list(_held):
         with contextlib.suppress(OSError):
             os.close(fd)
     _held.clear()
 
 
-os.register_at_fork(after_in_child=_close_inherited)
+os.register_at_fork(
+    before=lambda: _held_guard.acquire(),
+    after_in_parent=lambda: _held_guard.release(),
+    after_in_child=_close_inherited,
+)
+
+
+def _boot_id() -> str:
+    """This boot's id: a record from another boot describes no live process."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+_BOOT = _boot_id()
 
 
 def _try_lock(fd: int, operation: int) -> bool:
@@ -104,7 +126,10 @@ def lock_holders(fd: int) -> list[int]:
         if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == inode:
             with contextlib.suppress(ValueError):
                 holders.append(int(fields[4]))
-    return holders
+    # 0: a holder outside our pid namespace, or gone since it passed the fd on.
+    # (On btrfs subvolumes and overlayfs st_dev is not the device the kernel
+    # prints here: then no holder is found.)
+    return [pid for pid in holders if pid > 0]
 
 
 def _start_time(pid: int) -> int | None:
@@ -131,6 +156,8 @@ class PluginRecord:
     deadline: float | None
     """``time.monotonic()`` value (system-wide) past which it is to be killed."""
     call: str
+    boot: str = _BOOT
+    """The boot it was written in: pids, start times and monotonic time are per boot."""
 
     def alive(self) -> bool:
         """Whether that very process (not a reuse of its pid) still runs."""
@@ -150,7 +177,7 @@ class PluginRecord:
 
     def kill(self) -> None:
         """SIGKILL its process group, as the runtime that started it would have."""
-        if not self.alive():
+        if self.pid <= 1 or self.pid in (os.getpid(), os.getpgrp()) or not self.alive():
             return
         with contextlib.suppress(OSError):
             # Plugins run as session leaders; a pid that no longer leads its
@@ -161,7 +188,13 @@ class PluginRecord:
                 os.kill(self.pid, signal.SIGKILL)
 
     def to_bytes(self) -> bytes:
-        obj = {"pid": self.pid, "start": self.start, "deadline": self.deadline, "call": self.call}
+        obj = {
+            "pid": self.pid,
+            "start": self.start,
+            "deadline": self.deadline,
+            "call": self.call,
+            "boot": self.boot,
+        }
         return json.dumps(obj).encode() + b"\n"
 
     @classmethod
@@ -171,14 +204,16 @@ class PluginRecord:
         try:
             obj = json.loads(data)
             deadline = obj["deadline"]
-            return cls(
+            found = cls(
                 pid=int(obj["pid"]),
                 start=int(obj["start"]),
                 deadline=None if deadline is None else float(deadline),
                 call=str(obj["call"]),
+                boot=str(obj.get("boot", "")),
             )
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, AttributeError):
             return None
+        return found if found.boot == _BOOT else None
 
 
 class AttachmentLock:
@@ -189,6 +224,9 @@ class AttachmentLock:
         self.path = path
         # The file is named "<container ID>:<ifname>"; neither part holds ":".
         self.container_id, _, self.ifname = os.path.basename(path).rpartition(":")
+        self.owned = False
+        """No orphan runs: the record is this call's (and cleared when it ends)."""
+        self.killed_at: float | None = None
 
     def record(self, pid: int, timeout: float | None, call: str = "") -> None:
         """Note that plugin process ``pid`` now runs for this attachment
@@ -214,9 +252,7 @@ class AttachmentLock:
         if found is None or not found.alive():
             return None
         if not found.runs_for(self.container_id, self.ifname):
-            log.warning(
-                "%s records pid %d, which is no plugin of it: ignored", self.path, found.pid
-            )
+            log.warning("%s names pid %d, no plugin of it: ignored", self.path, found.pid)
             return None
         return found
 
@@ -226,31 +262,46 @@ class AttachmentLock:
             if os.fstat(self.fd).st_size:
                 os.ftruncate(self.fd, 0)
 
-    def settle(self, until: float | None) -> PluginRecord | None:
-        """Deal with an orphan without waiting past ``until`` (monotonic;
-        ``None``: no limit): kill it if its own deadline has passed; return it
-        if it still runs when this gives up, else ``None``."""
+    def poll_orphan(self) -> PluginRecord | None:
+        """One look, never waiting: the orphan still running (SIGKILLed, once,
+        when past the deadline its runtime gave it), or ``None``, and then the
+        attachment is this call's."""
         found = self.orphan()
-        delay = _POLL_FIRST
-        while found is not None:
-            now = time.monotonic()
-            if found.deadline is not None and now >= found.deadline:
-                log.info("killing %s (pid %d): past its deadline", found.call, found.pid)
-                found.kill()
-                until = now + _KILL_WAIT if until is None else max(until, now + _KILL_WAIT)
-            if until is not None and now >= until:
-                return found
-            time.sleep(delay if until is None else min(delay, max(0.0, until - now)))
-            delay = min(delay * 2, _POLL_MAX)
-            found = self.orphan()
-        self.clear()
-        return None
+        if found is None:
+            self.owned = True
+            self.clear()
+            return None
+        now = time.monotonic()
+        if self.killed_at is None and found.deadline is not None and now >= found.deadline:
+            log.info("killing %s (pid %d): past its deadline", found.call, found.pid)
+            found.kill()
+            self.killed_at = now
+        return found
+
+    def next_wait(self, deadline: float | None, delay: float) -> float | None:
+        """How long to sleep before the next :meth:`poll_orphan`; ``None`` when
+        no orphan runs. Raises :class:`LockTimeoutError` at ``deadline`` (or, for
+        an orphan that SIGKILL does not end, a moment after the kill)."""
+        found = self.poll_orphan()
+        if found is None:
+            return None
+        now = time.monotonic()
+        give_up = deadline
+        if self.killed_at is not None:  # let it die, then stop waiting for it
+            killed = self.killed_at + _KILL_WAIT
+            give_up = killed if deadline is None else max(deadline, killed)
+        if give_up is not None and now >= give_up:
+            raise _orphan_error(self, found)
+        return delay if give_up is None else min(delay, give_up - now)
 
 
-def _orphan_error(lock: AttachmentLock, found: PluginRecord, what: str) -> LockTimeoutError:
+def _orphan_error(lock: AttachmentLock, found: PluginRecord) -> LockTimeoutError:
+    network = os.path.basename(os.path.dirname(lock.path))
+    killed = "; SIGKILL has not ended it" if lock.killed_at is not None else ""
     return LockTimeoutError(
-        f"{what} is busy: {found.call or 'a plugin'} (pid {found.pid}), left running by an "
-        "interrupted call, has not exited yet",
+        f"{_label(network, lock.container_id, lock.ifname)} is busy: "
+        f"{found.call or 'a plugin'} (pid {found.pid}), left running by an interrupted call, "
+        f"has not exited yet{killed}",
         path=lock.path,
         holder=found.pid,
     )
@@ -285,9 +336,7 @@ class LockDir:
     def _open(self, dir_fd: int, network: str, name: str) -> tuple[int, str]:
         """Open (create) one lock file without following a link; its fd and path."""
         path = os.path.join(self.root, network, name)
-        fd = _fs.open_file(name, os.O_RDWR | os.O_CREAT, dir_fd, path)
-        _held.add(fd)
-        return fd, path
+        return _open_lock(name, os.O_RDWR | os.O_CREAT, dir_fd, path), path
 
     def _files(
         self, network: str, attachment: tuple[str, str] | None
@@ -335,16 +384,17 @@ class LockDir:
                     delay = min(delay * 2, _POLL_MAX)
                 if name != _NETWORK_LOCK:
                     lock = AttachmentLock(fd, path)
-                    found = lock.settle(deadline)
-                    if found is not None:
-                        raise _orphan_error(lock, found, what)
+                    delay = _POLL_FIRST
+                    while (pause := lock.next_wait(deadline, delay)) is not None:
+                        time.sleep(pause)
+                        delay = min(delay * 2, _POLL_MAX)
             os.close(dir_fd)
             dir_fd = -1
             yield lock
         finally:
             if dir_fd >= 0:
                 os.close(dir_fd)
-            if lock is not None:
+            if lock is not None and lock.owned:  # an orphan's record stays for the next call
                 lock.clear()
             release(fds)
 
@@ -373,20 +423,17 @@ class LockDir:
                     delay = min(delay * 2, _POLL_MAX)
                 if name != _NETWORK_LOCK:
                     lock = AttachmentLock(fd, path)
-                    found = lock.settle(time.monotonic())  # no blocking wait on the loop
-                    while found is not None:
-                        if deadline is not None and time.monotonic() >= deadline:
-                            raise _orphan_error(lock, found, what)
-                        await asyncio.sleep(delay)
+                    delay = _POLL_FIRST
+                    while (pause := lock.next_wait(deadline, delay)) is not None:
+                        await asyncio.sleep(pause)
                         delay = min(delay * 2, _POLL_MAX)
-                        found = lock.settle(time.monotonic())
             os.close(dir_fd)
             dir_fd = -1
             yield lock
         finally:
             if dir_fd >= 0:
                 os.close(dir_fd)
-            if lock is not None:
+            if lock is not None and lock.owned:  # an orphan's record stays for the next call
                 lock.clear()
             release(fds)
 
@@ -403,14 +450,15 @@ class LockDir:
             fd, path = self._open(dir_fd, network, name)
         finally:
             os.close(dir_fd)
-        if not _try_lock(fd, fcntl.LOCK_EX):
+        try:
+            lock = AttachmentLock(fd, path)
+            if _try_lock(fd, fcntl.LOCK_EX) and lock.poll_orphan() is None:
+                return lock
+        except BaseException:
             release([fd])
-            return None
-        lock = AttachmentLock(fd, path)
-        if lock.settle(time.monotonic()) is not None:
-            release([fd])
-            return None
-        return lock
+            raise
+        release([fd])
+        return None
 
     def prune(self, network: str) -> int:
         """Delete the network's attachment lock files that nobody uses; return how many.
@@ -432,13 +480,12 @@ class LockDir:
                     continue
                 path = os.path.join(self.root, network, name)
                 try:
-                    fd = _fs.open_file(name, os.O_RDWR, dir_fd, path)
+                    fd = _open_lock(name, os.O_RDWR, dir_fd, path)
                 except FileNotFoundError:
                     continue
                 except CacheError as exc:
                     log.warning("not pruning %s", exc)
                     continue
-                _held.add(fd)
                 try:
                     if not _try_lock(fd, fcntl.LOCK_EX) or AttachmentLock(fd, path).orphan():
                         continue
@@ -456,9 +503,19 @@ def _label(network: str, container_id: str, ifname: str) -> str:
     return f'attachment (network "{network}", container "{container_id}", interface "{ifname}")'
 
 
+def _open_lock(name: str, flags: int, dir_fd: int, path: str) -> int:
+    """Open a lock file (see :func:`_fs.open_file`) and note it as held, with no
+    ``fork()`` in between."""
+    with _held_guard:
+        fd = _fs.open_file(name, flags, dir_fd, path)
+        _held.add(fd)
+    return fd
+
+
 def release(fds: list[int]) -> None:
     """Close lock fds (last taken first); closing the description drops its flock."""
-    for fd in reversed(fds):
-        _held.discard(fd)
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    with _held_guard:
+        for fd in reversed(fds):
+            _held.discard(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
