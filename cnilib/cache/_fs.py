@@ -66,9 +66,14 @@ def _mkdir_private(path: str, dir_fd: int | None = None) -> bool:
     except FileExistsError:
         return False
     # The umask cannot add bits, only remove them; chmod anyway in case a
-    # default ACL widened the new directory.
+    # default ACL widened the new directory. Through an O_NOFOLLOW fd: chmod's
+    # own follow_symlinks=False is missing before glibc 2.32.
     with contextlib.suppress(OSError):
-        os.chmod(path, PRIVATE_DIR_MODE, dir_fd=dir_fd, follow_symlinks=False)
+        fd = os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
+        try:
+            os.fchmod(fd, PRIVATE_DIR_MODE)
+        finally:
+            os.close(fd)
     return True
 
 
@@ -113,7 +118,10 @@ def _tighten(fd: int, path: str) -> None:
     mode = os.fstat(fd).st_mode
     if mode & 0o022:
         log.warning("%s was mode %o; tightening it to 0700", path, stat.S_IMODE(mode))
-        os.fchmod(fd, PRIVATE_DIR_MODE)
+        try:
+            os.fchmod(fd, PRIVATE_DIR_MODE)
+        except OSError as exc:  # a read-only mount, another owner: reading still works
+            log.warning("cannot tighten %s: %s", path, exc.strerror)
 
 
 def _open_root(root: str, *, create: bool) -> int:
