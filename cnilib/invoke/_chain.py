@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cnilib.errors import PluginNotFoundError
+from cnilib.errors import InvalidArgumentError, PluginNotFoundError
 from cnilib.invoke._invocation import Executor, Invocation, PluginInfo
+from cnilib.invoke._subprocess import DEFAULT_TIMEOUT
 
 __all__ = ["ChainExecutor"]
 
@@ -21,8 +22,20 @@ class ChainExecutor:
 
     def __init__(self, *executors: Executor) -> None:
         if not executors:
-            raise ValueError("ChainExecutor needs at least one executor")
+            raise InvalidArgumentError("ChainExecutor needs at least one executor")
         self.executors = executors
+
+    @property
+    def timeout(self) -> float | None:
+        """The longest deadline among its executors (``None`` if one has none;
+        60 s for one that does not say): how long the runtime waits for a lock."""
+        longest = 0.0
+        for executor in self.executors:
+            timeout = getattr(executor, "timeout", DEFAULT_TIMEOUT)
+            if timeout is None:
+                return None
+            longest = max(longest, float(timeout))
+        return longest
 
     def __repr__(self) -> str:
         return f"ChainExecutor{self.executors!r}"

@@ -188,7 +188,7 @@ class SubprocessExecutor:
         argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = ()
     ) -> subprocess.Popen[bytes]:
         """Start the plugin in its own session (so its whole group can be killed),
-        inheriting ``pass_fds`` (the attachment's lock) and no other fd."""
+        inheriting ``pass_fds`` and no other fd but its pipes (cnilib passes none)."""
         return subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,

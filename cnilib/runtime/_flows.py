@@ -316,10 +316,10 @@ def delete_flow(
     An unusable cache entry is removed and DEL goes on without a prevResult,
     as libcni does: DEL must be able to clean up whatever state is left.
 
-    Divergence: CNI_ARGS and capability args the caller leaves empty are
-    taken from the cache entry, as the ADD recorded them (libcni sends the
-    caller's, so a runtime that forgets its port mappings leaves portmap's
-    rules behind).
+    Divergence: CNI_ARGS keys and capability args the caller does not give
+    are taken from the cache entry, as the ADD recorded them (libcni sends
+    only the caller's, so a runtime that forgets its port mappings leaves
+    portmap's rules behind).
     """
     rt.validate(conflist.name)
     version = spec.parse_version(conflist.cni_version)
@@ -336,13 +336,18 @@ def delete_flow(
 
 
 def with_recorded_args(rt: RuntimeConf, entry: CacheEntry | None) -> RuntimeConf:
-    """``rt`` with CNI_ARGS and capability args from ``entry`` where it has none."""
+    """``rt`` completed from ``entry``: each capability arg and CNI_ARGS key the
+    ADD recorded and the caller did not give now (the caller's win)."""
     if entry is None or entry.legacy:
         return rt
-    if not rt.args and entry.cni_args:
-        rt = attrs.evolve(rt, args=entry.cni_args)
-    if not rt.capability_args and entry.capability_args:
-        rt = attrs.evolve(rt, capability_args=entry.capability_args)
+    if entry.cni_args:
+        given = {key for key, _ in rt.args}
+        kept = tuple(pair for pair in entry.cni_args if pair[0] not in given)
+        if kept:
+            rt = attrs.evolve(rt, args=kept + rt.args)
+    missing = {k: v for k, v in entry.capability_args.items() if k not in rt.capability_args}
+    if missing:
+        rt = attrs.evolve(rt, capability_args={**missing, **rt.capability_args})
     return rt
 
 
@@ -422,8 +427,8 @@ def check_flow(
     """CHECK: plugins in order, each getting the cached result.
 
     Divergences: errors name the plugin (``plugin type="X" failed (check):``);
-    libcni returns them bare. Type and code are unchanged. CNI_ARGS and
-    capability args the caller leaves empty are taken from the cache entry,
+    libcni returns them bare. Type and code are unchanged. CNI_ARGS keys and
+    capability args the caller does not give are taken from the cache entry,
     as for DEL.
     """
     rt.validate(conflist.name)

@@ -242,8 +242,8 @@ class CNI(RuntimeBase):
     ) -> None:
         """DEL every network (last first); all are attempted, failures raised together.
 
-        ``args`` and ``capability_args`` are sent as given; left empty, each
-        attachment gets those its ADD recorded in the cache (so a DEL after
+        ``args`` and ``capability_args`` are sent as given, completed with the
+        keys each attachment's ADD recorded in the cache (so a DEL after
         ``setup_networks(..., capability_args=...)`` still tells portmap
         which ports to release).
         """
