@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import cnilib
+import cnilib.invoke
 from cnilib.invoke import Command, Invocation
 from cnilib.testing import MockExecutor
 
@@ -511,3 +512,26 @@ def test_a_forged_record_kills_nothing(tmp_path: Path, environment: dict[str, st
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_directory_that_cannot_be_tightened_is_still_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only mount (modelled: fchmod fails with EROFS) does not stop reads."""
+    cni, _ = runtime(tmp_path)
+    cni.add_network_list(conf(), RT)
+    (tmp_path / "results").chmod(0o777)
+
+    def read_only(fd: int, mode: int) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(os, "fchmod", read_only)
+    with caplog.at_level(logging.WARNING, logger="cnilib"):
+        assert 1 == len(cni.cached_attachments())
+
+    assert any("cannot tighten" in r.getMessage() for r in caplog.records)
+
+
+def test_an_empty_chain_is_an_argument_error() -> None:
+    with pytest.raises(cnilib.InvalidArgumentError):
+        cnilib.invoke.ChainExecutor()

@@ -455,6 +455,35 @@ class TestRecordedArgs:
 
         assert other == self.runtime_config(mock.invocations[-1])
 
+    def test_recorded_keys_fill_in_what_the_caller_leaves_out(self, tmp_path: Path) -> None:
+        """A DEL that sends only some capability args or CNI_ARGS keys still gets
+        the other recorded ones; the caller's win key by key."""
+        mock = MockExecutor(recorded_answer)
+        cni = cnilib.CNI([], cache_dir=tmp_path, executor=mock)
+        ports: JSONValue = [{"hostPort": 1, "containerPort": 2, "protocol": "tcp"}]
+        net = capable_net("n1", "portMappings", "dns")
+        cni.add_network_list(
+            net,
+            cnilib.RuntimeConf(
+                "c1",
+                "/ns",
+                "eth0",
+                args=[("A", "1"), ("B", "2")],
+                capability_args={"portMappings": ports, "dns": {"servers": ["10.0.0.1"]}},
+            ),
+        )
+
+        cni.delete_network_list(
+            net,
+            cnilib.RuntimeConf(
+                "c1", "/ns", "eth0", args=[("B", "3")], capability_args={"dns": {"servers": []}}
+            ),
+        )
+
+        last = mock.invocations[-1]
+        assert (("A", "1"), ("B", "3")) == last.args
+        assert {"portMappings": ports, "dns": {"servers": []}} == self.runtime_config(last)
+
     def test_single_network_del_after_a_crash_uses_the_pending_entrys_args(
         self, tmp_path: Path
     ) -> None:
@@ -477,11 +506,12 @@ class TestRecordedArgs:
         assert "prevResult" not in json.loads(mock.invocations[-1].stdin)
 
 
-def capable_net(name: str) -> cnilib.NetworkConfigList:
+def capable_net(name: str, *capabilities: str) -> cnilib.NetworkConfigList:
+    enabled = dict.fromkeys(capabilities or ("portMappings",), True)
     doc = {
         "cniVersion": "1.1.0",
         "name": name,
-        "plugins": [{"type": "pm", "capabilities": {"portMappings": True}}],
+        "plugins": [{"type": "pm", "capabilities": enabled}],
     }
     return cnilib.conflist_from_bytes(json.dumps(doc).encode())
 

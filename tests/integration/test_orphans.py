@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 
 import cnilib
+import cnilib.invoke
+from cnilib.testing import MockExecutor
 
 PLUGIN = """#!/bin/sh
 # ADD: wait, then leave a marker (the "state"); DEL: remove it.
@@ -281,7 +283,7 @@ class TestLockWaits:
         assert 1 == len(cnilib.CNI([], cache_dir=world["cache"]).cached_attachments())
 
 
-def delete(world: dict[str, Path], driver: str, *, timeout: float) -> None:
+def delete(world: dict[str, Path], driver: str, *, timeout: float | None) -> None:
     """DEL c1/eth0 of net1 with ``CNI`` or ``AsyncCNI``."""
     rt = cnilib.RuntimeConf("c1", "/x", "eth0")
     if driver == "sync":
@@ -301,3 +303,125 @@ def lock_holders_of(path: Path) -> list[int]:
         return lock_holders(fd)
     finally:
         os.close(fd)
+
+
+SLEEPER_ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0"}
+
+
+@pytest.fixture
+def fake_orphan(world: dict[str, Path]) -> Iterator[subprocess.Popen[bytes]]:
+    """A process that looks like a plugin of net1/c1/eth0 (its environment says so),
+    with the attachment's cache entry and lock file in place."""
+    cni = cnilib.CNI(
+        [], cache_dir=world["cache"], executor=MockExecutor(lambda _: b'{"cniVersion":"1.1.0"}')
+    )
+    cni.add_network_list(conf(), cnilib.RuntimeConf("c1", "/x", "eth0"))
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True, env=SLEEPER_ENV)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def write_record(world: dict[str, Path], pid: int, timeout: float, **extra: object) -> None:
+    from cnilib.cache import AttachmentLock
+
+    fd = os.open(world["cache"] / LOCK_FILE, os.O_RDWR)
+    try:
+        AttachmentLock(fd, str(world["cache"] / LOCK_FILE)).record(pid, timeout, "orphan (ADD)")
+        if extra:
+            record = json.loads(os.pread(fd, 4096, 0))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({**record, **extra}).encode(), 0)
+    finally:
+        os.close(fd)
+
+
+class TestOrphanRecords:
+    def test_a_call_that_gives_up_keeps_the_record_for_the_next(
+        self, world: dict[str, Path], fake_orphan: subprocess.Popen[bytes]
+    ) -> None:
+        """The first DEL times out waiting; the second must wait too, not run beside it."""
+        write_record(world, fake_orphan.pid, 120)
+
+        for _ in range(2):
+            with pytest.raises(cnilib.LockTimeoutError) as info:
+                delete(world, "sync", timeout=0.2)
+            assert fake_orphan.pid == info.value.holder
+
+        assert plugin_record(world) is not None
+
+    @pytest.mark.parametrize("driver", ["sync", "async"])
+    def test_an_orphan_sigkill_does_not_end_is_given_up_on(
+        self,
+        world: dict[str, Path],
+        fake_orphan: subprocess.Popen[bytes],
+        monkeypatch: pytest.MonkeyPatch,
+        driver: str,
+    ) -> None:
+        """Stuck in the kernel, a process outlives SIGKILL: the call fails naming it
+        instead of waiting for ever (modelled by a kill that does nothing)."""
+        from cnilib.cache._locks import PluginRecord
+
+        monkeypatch.setattr(PluginRecord, "kill", lambda self: None)
+        monkeypatch.setattr("cnilib.cache._locks._KILL_WAIT", 0.2)
+        write_record(world, fake_orphan.pid, 0.001)
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                delete(world, driver, timeout=None)
+            except BaseException as exc:
+                failed.append(exc)
+
+        caller = threading.Thread(target=run, daemon=True)
+        caller.start()
+        caller.join(30)
+
+        assert not caller.is_alive(), "the DEL still waits for an unkillable orphan"
+        [err] = failed
+        assert isinstance(err, cnilib.LockTimeoutError)
+        assert "SIGKILL has not ended it" in str(err)
+
+    def test_gc_does_not_wait_for_an_orphan_past_its_deadline(
+        self, world: dict[str, Path], fake_orphan: subprocess.Popen[bytes]
+    ) -> None:
+        """GC kills it and reports the attachment busy at once; the next GC cleans up."""
+        write_record(world, fake_orphan.pid, 0.001)
+        time.sleep(0.01)
+        cni = cnilib.CNI(
+            [], cache_dir=world["cache"], executor=MockExecutor(lambda _: b'{"cniVersion":"1.1.0"}')
+        )
+
+        with pytest.raises(cnilib.GCError) as info:
+            cni.gc_network_list(conf(), [])
+
+        assert isinstance(info.value.exceptions[0], cnilib.TryAgainLaterError)
+        fake_orphan.wait(10)  # killed by that GC
+        cni.gc_network_list(conf(), [])
+        assert [] == cni.cached_attachments()
+
+    def test_a_record_from_another_boot_is_ignored(
+        self, world: dict[str, Path], fake_orphan: subprocess.Popen[bytes]
+    ) -> None:
+        """pids and start times repeat across reboots; the record names its boot."""
+        write_record(world, fake_orphan.pid, 0.001, boot="another-boot")
+
+        delete(world, "sync", timeout=5)
+
+        assert fake_orphan.poll() is None  # neither waited for nor killed
+
+    def test_a_chain_of_executors_bounds_the_lock_wait_by_its_longest_deadline(
+        self, world: dict[str, Path], fake_orphan: subprocess.Popen[bytes]
+    ) -> None:
+        write_record(world, fake_orphan.pid, 120)
+        chain = cnilib.invoke.ChainExecutor(cnilib.SubprocessExecutor(timeout=0.3))
+        cni = cnilib.CNI([], cache_dir=world["cache"], executor=chain)
+
+        with pytest.raises(cnilib.LockTimeoutError):
+            cni.delete_network_list(conf(), cnilib.RuntimeConf("c1", "/x", "eth0"))
+
+        assert 0.3 == chain.timeout
+        assert cni.locks is not None
+        assert 0.3 == cni.locks.timeout
