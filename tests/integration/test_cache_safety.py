@@ -66,6 +66,17 @@ def umask_000() -> Iterator[None]:
         os.umask(old)
 
 
+def record(lock_file: Path, pid: int, timeout: float) -> None:
+    """Write a plugin record into a lock file, as the runtime does after a start."""
+    from cnilib.cache import AttachmentLock
+
+    fd = os.open(lock_file, os.O_RDWR)
+    try:
+        AttachmentLock(fd, str(lock_file)).record(pid, timeout, "plugin (ADD)")
+    finally:
+        os.close(fd)
+
+
 def modes_below(root: Path) -> dict[str, int]:
     """The permission bits of every directory from ``root`` down."""
     found = {".": stat.S_IMODE(root.stat().st_mode)}
@@ -268,13 +279,7 @@ class TestLockPruning:
             env={"CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0", "CNI_COMMAND": "ADD"},
         )
         try:
-            fd = os.open(tmp_path / LOCK, os.O_RDWR)
-            try:
-                from cnilib.cache import AttachmentLock
-
-                AttachmentLock(fd, str(tmp_path / LOCK)).record(sleeper.pid, 60, "p0 (ADD)")
-            finally:
-                os.close(fd)
+            record(tmp_path / LOCK, sleeper.pid, 60)
             cni.gc_network_list(conf(), [("c1", "eth0")])
             assert (tmp_path / LOCK).exists()
         finally:
@@ -493,17 +498,11 @@ def test_a_forged_record_kills_nothing(tmp_path: Path, environment: dict[str, st
     """A record naming a process that is no plugin of this attachment (forged, or
     a pid the record's start time happens to match) is ignored: not waited for,
     not killed, even past its deadline."""
-    from cnilib.cache import AttachmentLock
-
     cni, _ = runtime(tmp_path)
     cni.add_network_list(conf(), RT)
     bystander = subprocess.Popen(["sleep", "60"], start_new_session=True, env=environment)
     try:
-        fd = os.open(tmp_path / LOCK, os.O_RDWR)
-        try:
-            AttachmentLock(fd, str(tmp_path / LOCK)).record(bystander.pid, 0.001, "forged")
-        finally:
-            os.close(fd)
+        record(tmp_path / LOCK, bystander.pid, 0.001)
         time.sleep(0.01)  # past the forged deadline
 
         cni.delete_network_list(conf(), RT)

@@ -206,11 +206,7 @@ class TestAbandonedWork:
             executor=InProcessExecutor({"slow": plugin}),
             timeout=0.1,
         )
-        conf = cnilib.conflist_from_bytes(
-            json.dumps(
-                {"cniVersion": "1.1.0", "name": "net1", "plugins": [{"type": "slow"}]}
-            ).encode()
-        )
+        conf = slow_net()
 
         with pytest.raises(PluginTimeoutError) as info:
             cni.add_network_list(conf, cnilib.RuntimeConf("c1", "/run/netns/c1", "eth0"))
@@ -339,11 +335,7 @@ class TestAsync:
             executor=InProcessExecutor({"slow": plugin}),
             timeout=0.1,
         )
-        conf = cnilib.conflist_from_bytes(
-            json.dumps(
-                {"cniVersion": "1.1.0", "name": "net1", "plugins": [{"type": "slow"}]}
-            ).encode()
-        )
+        conf = slow_net()
 
         with pytest.raises(PluginTimeoutError):
             await cni.add_network_list(conf, cnilib.RuntimeConf("c1", "/run/netns/c1", "eth0"))
@@ -381,3 +373,9 @@ class TestCallThreads:
         assert delegates.version_info("slow", []) == executor.version_info("slow", [])
         assert await delegates.aexec(call(Command.ADD)) == executor.exec(call(Command.ADD))
         assert "delegates of InProcessExecutor(types=['slow']" in repr(delegates)
+
+
+def slow_net() -> cnilib.NetworkConfigList:
+    """net1 with the one plugin "slow"."""
+    doc = {"cniVersion": "1.1.0", "name": "net1", "plugins": [{"type": "slow"}]}
+    return cnilib.conflist_from_bytes(json.dumps(doc).encode())
