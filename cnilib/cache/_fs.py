@@ -103,7 +103,7 @@ def _wrong_type(path: str, name: str, dir_fd: int) -> CacheError:
     try:
         kind = describe_type(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except OSError:
-        kind = "not a directory"
+        kind = "of an unknown type"
     if kind == "a symbolic link":
         log.warning("%s is a symbolic link; cnilib leaves it alone", path)
         return CacheError(
