@@ -42,7 +42,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import attrs
 
@@ -364,39 +364,14 @@ class LockDir:
     ) -> Iterator[AttachmentLock | None]:
         """Hold the locks of one attachment (or, with ``None``, a whole network
         for GC); yield the attachment's lock (``None`` for GC)."""
-        deadline = self._deadline()
-        files = self._files(network, attachment)
-        fds: list[int] = []
-        lock: AttachmentLock | None = None
-        dir_fd = self._dir(network)
+        taking = _Taking(self, network, attachment)
         try:
-            for name, operation, what in files:
-                # One file at a time: the attachment's is opened only once the
-                # network lock is held, or a GC could unlink it in between.
-                fd, path = self._open(dir_fd, network, name)
-                fds.append(fd)
-                delay = _POLL_FIRST
-                while not _try_lock(fd, operation):
-                    now = time.monotonic()
-                    if deadline is not None and now >= deadline:
-                        raise _busy_error(fd, path, what, self.timeout or 0.0)
-                    time.sleep(delay if deadline is None else min(delay, deadline - now))
-                    delay = min(delay * 2, _POLL_MAX)
-                if name != _NETWORK_LOCK:
-                    lock = AttachmentLock(fd, path)
-                    delay = _POLL_FIRST
-                    while (pause := lock.next_wait(deadline, delay)) is not None:
-                        time.sleep(pause)
-                        delay = min(delay * 2, _POLL_MAX)
-            os.close(dir_fd)
-            dir_fd = -1
-            yield lock
+            with contextlib.closing(taking.steps()) as steps:
+                for pause in steps:
+                    time.sleep(pause)
+            yield taking.lock
         finally:
-            if dir_fd >= 0:
-                os.close(dir_fd)
-            if lock is not None and lock.owned:  # an orphan's record stays for the next call
-                lock.clear()
-            release(fds)
+            taking.release()
 
     @contextlib.asynccontextmanager
     async def ahold(
@@ -405,37 +380,14 @@ class LockDir:
         """:meth:`hold` for asyncio: waits by polling, so no thread blocks on a lock."""
         import asyncio  # here: blocking callers never load asyncio
 
-        deadline = self._deadline()
-        files = self._files(network, attachment)
-        fds: list[int] = []
-        lock: AttachmentLock | None = None
-        dir_fd = self._dir(network)
+        taking = _Taking(self, network, attachment)
         try:
-            for name, operation, what in files:
-                fd, path = self._open(dir_fd, network, name)  # in lock order, as in hold()
-                fds.append(fd)
-                delay = _POLL_FIRST
-                while not _try_lock(fd, operation):
-                    now = time.monotonic()
-                    if deadline is not None and now >= deadline:
-                        raise _busy_error(fd, path, what, self.timeout or 0.0)
-                    await asyncio.sleep(delay if deadline is None else min(delay, deadline - now))
-                    delay = min(delay * 2, _POLL_MAX)
-                if name != _NETWORK_LOCK:
-                    lock = AttachmentLock(fd, path)
-                    delay = _POLL_FIRST
-                    while (pause := lock.next_wait(deadline, delay)) is not None:
-                        await asyncio.sleep(pause)
-                        delay = min(delay * 2, _POLL_MAX)
-            os.close(dir_fd)
-            dir_fd = -1
-            yield lock
+            with contextlib.closing(taking.steps()) as steps:
+                for pause in steps:
+                    await asyncio.sleep(pause)
+            yield taking.lock
         finally:
-            if dir_fd >= 0:
-                os.close(dir_fd)
-            if lock is not None and lock.owned:  # an orphan's record stays for the next call
-                lock.clear()
-            release(fds)
+            taking.release()
 
     def try_attachment(self, network: str, container_id: str, ifname: str) -> AttachmentLock | None:
         """GC's per-attachment lock, taken without waiting (GC holds the network).
@@ -497,6 +449,53 @@ class LockDir:
         finally:
             os.close(dir_fd)
         return removed
+
+
+class _Taking:
+    """Taking one call's locks, written once for :meth:`LockDir.hold` and
+    :meth:`LockDir.ahold`: :meth:`steps` yields how long to pause before trying
+    again, and the caller sleeps or awaits."""
+
+    def __init__(self, locks: LockDir, network: str, attachment: tuple[str, str] | None) -> None:
+        self.locks = locks
+        self.network = network
+        self.files = locks._files(network, attachment)
+        self.fds: list[int] = []
+        self.lock: AttachmentLock | None = None
+
+    def steps(self) -> Generator[float, None, None]:
+        """Take the locks in order, then wait out an orphaned plugin; raise
+        :class:`LockTimeoutError` at the deadline."""
+        locks = self.locks
+        deadline = locks._deadline()
+        dir_fd = locks._dir(self.network)
+        try:
+            for name, operation, what in self.files:
+                # One file at a time: the attachment's is opened only once the
+                # network lock is held, or a GC could unlink it in between.
+                fd, path = locks._open(dir_fd, self.network, name)
+                self.fds.append(fd)
+                delay = _POLL_FIRST
+                while not _try_lock(fd, operation):
+                    now = time.monotonic()
+                    if deadline is not None and now >= deadline:
+                        raise _busy_error(fd, path, what, locks.timeout or 0.0)
+                    yield delay if deadline is None else min(delay, deadline - now)
+                    delay = min(delay * 2, _POLL_MAX)
+                if name != _NETWORK_LOCK:
+                    self.lock = AttachmentLock(fd, path)
+                    delay = _POLL_FIRST
+                    while (pause := self.lock.next_wait(deadline, delay)) is not None:
+                        yield pause
+                        delay = min(delay * 2, _POLL_MAX)
+        finally:
+            os.close(dir_fd)
+
+    def release(self) -> None:
+        """Drop the locks; clear the record unless it is an orphan's (kept for the next call)."""
+        if self.lock is not None and self.lock.owned:
+            self.lock.clear()
+        release(self.fds)
 
 
 def _label(network: str, container_id: str, ifname: str) -> str:
