@@ -345,10 +345,11 @@ class FileCache:
                         continue
                 path = os.path.join(self.results_dir, name)
                 try:
-                    fd = _fs.open_file(name, os.O_RDONLY, results_fd, path)
-                    with os.fdopen(fd, "rb") as handle:
-                        entry = parse_entry(handle.read(), path)
-                except (OSError, CacheError) as exc:
+                    data = self._read(name, results_fd)
+                    if data is None:  # removed since the listing
+                        continue
+                    entry = parse_entry(data, path)
+                except CacheError as exc:
                     log.debug("skipping cache file %s: %s", path, exc)
                     continue
                 if entry.legacy or not entry.ifname or not entry.network_name:
