@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from cnilib._filetype import describe_type
 from cnilib._json import JSONObject, JSONSyntaxError, JSONValue, go_dumps, loads
 from cnilib._log import get_logger
 from cnilib.cache import _fs
@@ -248,7 +249,7 @@ class FileCache:
                     log.warning(
                         "%s is %s, not a temporary file: left alone",
                         path,
-                        _fs.describe_type(info.st_mode),
+                        describe_type(info.st_mode),
                     )
                     continue
                 if info.st_mtime < cutoff and _fs.unlink_file(name, tmp_fd, path):

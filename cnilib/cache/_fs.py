@@ -23,12 +23,12 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 
+from cnilib._filetype import describe_type
 from cnilib._log import get_logger
 from cnilib.errors import CacheError
 
 __all__ = [
     "PRIVATE_DIR_MODE",
-    "describe_type",
     "ensure_root",
     "open_dir",
     "open_file",
@@ -41,22 +41,6 @@ log = get_logger("cnilib.cache")
 
 PRIVATE_DIR_MODE = 0o700
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def describe_type(mode: int) -> str:
-    """``a symbolic link``, ``a regular file``, … for messages."""
-    for test, name in (
-        (stat.S_ISLNK, "a symbolic link"),
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISREG, "a regular file"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return name
-    return "of an unknown type"
 
 
 def _mkdir_private(path: str, dir_fd: int | None = None) -> bool:

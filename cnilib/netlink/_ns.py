@@ -26,6 +26,7 @@ import os
 import stat
 from typing import TYPE_CHECKING, Self
 
+from cnilib._filetype import describe_type
 from cnilib.netlink._errors import NetNSError, NetNSNotFoundError
 
 if TYPE_CHECKING:
@@ -48,12 +49,6 @@ _NSFS_NAMES = {
 # Read-only; never blocks (a FIFO would wait for a writer), never becomes the
 # controlling terminal, never leaks into a child.
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
-_FILE_KINDS = {
-    stat.S_IFIFO: "FIFO",
-    stat.S_IFSOCK: "socket",
-    stat.S_IFCHR: "character device",
-    stat.S_IFBLK: "block device",
-}
 
 
 def current_netns_path() -> str:
@@ -150,8 +145,7 @@ def _check_type(mode: int, label: str) -> None:
         return
     if stat.S_ISDIR(mode):
         raise NetNSError(label, "is a directory, not a network namespace", errno=errno.EISDIR)
-    kind = _FILE_KINDS.get(stat.S_IFMT(mode), "special file")
-    raise NetNSError(label, f"is a {kind}, not a network namespace")
+    raise NetNSError(label, f"is {describe_type(mode)}, not a network namespace")
 
 
 def _check_netns(fd: int, label: str) -> tuple[int, int]:
