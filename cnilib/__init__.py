@@ -65,11 +65,13 @@ if TYPE_CHECKING:
         scan_conf_dir as scan_conf_dir,
     )
     from cnilib.invoke import (
+        ChainExecutor as ChainExecutor,
         Executor as Executor,
         Invocation as Invocation,
         PluginInfo as PluginInfo,
         SubprocessExecutor as SubprocessExecutor,
     )
+    from cnilib.plugins import InProcessExecutor as InProcessExecutor
     from cnilib.results import Result as Result, decode_result as decode_result
     from cnilib.runtime import (
         CNI as CNI,
@@ -100,7 +102,9 @@ _LAZY: dict[str, str] = {
     "conflist_from_file": "cnilib.config",
     "load_conflist": "cnilib.config",
     "scan_conf_dir": "cnilib.config",
+    "ChainExecutor": "cnilib.invoke",
     "Executor": "cnilib.invoke",
+    "InProcessExecutor": "cnilib.plugins",
     "Invocation": "cnilib.invoke",
     "PluginInfo": "cnilib.invoke",
     "SubprocessExecutor": "cnilib.invoke",
@@ -135,7 +139,9 @@ __all__ = [
     "SpecVersion",
     "decode_result",
     # executors
+    "ChainExecutor",
     "Executor",
+    "InProcessExecutor",
     "Invocation",
     "PluginInfo",
     "SubprocessExecutor",

@@ -1,12 +1,13 @@
-"""Shared test setup: cnilib's fixture plugin, and no CNI_* variables leaking in from the caller."""
+"""Shared test setup: no CNI_* variables leaking in from the caller.
+
+cnilib's fixtures come from its pytest plugin, registered through the
+``pytest11`` entry point when cnilib is installed."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
-
-pytest_plugins = ["cnilib.testing.pytest_plugin"]
 
 
 @pytest.fixture(autouse=True)

@@ -14,18 +14,33 @@ from cnilib.errors import PluginNotFoundError
 
 if TYPE_CHECKING:
     from cnilib.plugins._base import ALL_VERSIONS, BasePlugin, PluginRequest
+    from cnilib.plugins._executor import InProcessExecutor
 
-__all__ = ["ALL_VERSIONS", "BUILTIN_PLUGINS", "BasePlugin", "PluginRequest", "load_plugin"]
+__all__ = [
+    "ALL_VERSIONS",
+    "BUILTIN_PLUGINS",
+    "BasePlugin",
+    "InProcessExecutor",
+    "PluginRequest",
+    "load_plugin",
+]
 
-# The framework (attrs, cattrs, the result models) loads on first use: the
-# executables import this package to answer VERSION and must not pay for it.
-_FRAMEWORK = ("ALL_VERSIONS", "BasePlugin", "PluginRequest")
+# The framework (attrs, cattrs, the result models) and the executor load on
+# first use: the executables import this package to answer VERSION and must
+# not pay for them.
+_LAZY = {
+    "ALL_VERSIONS": "cnilib.plugins._base",
+    "BasePlugin": "cnilib.plugins._base",
+    "PluginRequest": "cnilib.plugins._base",
+    "InProcessExecutor": "cnilib.plugins._executor",
+}
 
 
 def __getattr__(name: str) -> object:
-    if name not in _FRAMEWORK:
+    module_name = _LAZY.get(name)
+    if module_name is None:
         raise AttributeError(f"module 'cnilib.plugins' has no attribute {name!r}")
-    value = getattr(importlib.import_module("cnilib.plugins._base"), name)
+    value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value
     return value
 
