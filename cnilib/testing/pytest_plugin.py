@@ -1,13 +1,13 @@
-"""pytest fixtures for CNI tests; enable with ``pytest_plugins = ["cnilib.testing.pytest_plugin"]``.
+"""pytest fixtures for CNI tests; registered by the ``pytest11`` entry point.
 
 Fixture tree (scope in brackets)::
 
-    privileged [session]          probe once; pytest.skip(<reason>) where netns/veth are unavailable
-    ├── node_netns [function]     a namespace that plays the host; plugins run inside it
-    └── container_netns [function] factory: container_netns() -> NetNS, all deleted at teardown
-    cni_bin_dir [function]        tmp dir holding the recording plugin as "recorder"
-    recorder_log [function]       where the recorder should log (a conflist's "recorder.log")
-    cache_dir [function]          tmp dir for cnilib's result cache
+    cnilib_privileged [session]   probe once; skip with the reason where netns/veth are missing
+    ├── cnilib_node_netns         a namespace that plays the host; plugins run inside it
+    └── cnilib_container_netns    factory: cnilib_container_netns() -> NetNS
+    cnilib_cni_bin_dir            tmp dir holding the recording plugin as "recorder"
+    cnilib_recorder_log           where the recorder should log (a conflist's "recorder.log")
+    cnilib_cache_dir              tmp dir for cnilib's result cache
 
 Every namespace is deleted at teardown, also when the test fails.
 """
@@ -23,17 +23,17 @@ from cnilib.testing import install_recording_plugin
 from cnilib.testing._netns import NetNS, create_netns, probe_privileged
 
 __all__ = [
-    "cache_dir",
-    "cni_bin_dir",
-    "container_netns",
-    "node_netns",
-    "privileged",
-    "recorder_log",
+    "cnilib_cache_dir",
+    "cnilib_cni_bin_dir",
+    "cnilib_container_netns",
+    "cnilib_node_netns",
+    "cnilib_privileged",
+    "cnilib_recorder_log",
 ]
 
 
 @pytest.fixture(scope="session")
-def privileged() -> None:
+def cnilib_privileged() -> None:
     """Skip the requesting test unless network namespaces and veth pairs can be created."""
     reason = probe_privileged()
     if reason is not None:
@@ -41,7 +41,7 @@ def privileged() -> None:
 
 
 @pytest.fixture
-def node_netns(privileged: None) -> Iterator[NetNS]:
+def cnilib_node_netns(cnilib_privileged: None) -> Iterator[NetNS]:
     """A fresh ``cnilib-node-*`` namespace with ``lo`` up, playing the host; deleted afterwards."""
     ns = create_netns("cnilib-node")
     try:
@@ -51,7 +51,7 @@ def node_netns(privileged: None) -> Iterator[NetNS]:
 
 
 @pytest.fixture
-def container_netns(privileged: None) -> Iterator[Callable[[], NetNS]]:
+def cnilib_container_netns(cnilib_privileged: None) -> Iterator[Callable[[], NetNS]]:
     """A factory of ``cnilib-ctr-*`` namespaces; every one it made is deleted afterwards."""
     made: list[NetNS] = []
 
@@ -74,7 +74,7 @@ def container_netns(privileged: None) -> Iterator[Callable[[], NetNS]]:
 
 
 @pytest.fixture
-def cni_bin_dir(tmp_path: Path) -> Path:
+def cnilib_cni_bin_dir(tmp_path: Path) -> Path:
     """A tmp ``CNI_PATH`` directory with the recording plugin installed as ``recorder``."""
     bin_dir = tmp_path / "cni-bin"
     install_recording_plugin(bin_dir)
@@ -82,13 +82,13 @@ def cni_bin_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def recorder_log(tmp_path: Path) -> Path:
+def cnilib_recorder_log(tmp_path: Path) -> Path:
     """Where the recording plugin should log (put it in the conflist's ``recorder.log``)."""
     return tmp_path / "recorder.jsonl"
 
 
 @pytest.fixture
-def cache_dir(tmp_path: Path) -> Path:
+def cnilib_cache_dir(tmp_path: Path) -> Path:
     """An empty tmp directory for cnilib's result cache."""
     path = tmp_path / "cni-cache"
     path.mkdir()

@@ -165,7 +165,7 @@ def process_gone(pid: int, within: float = 5.0) -> bool:
 
 
 @pytest.fixture
-def make_conf(recorder_log: Path) -> Conf:
+def make_conf(cnilib_recorder_log: Path) -> Conf:
     """Build a conflist of recorder plugins; each dict is merged into one plugin entry."""
 
     def make(
@@ -174,7 +174,7 @@ def make_conf(recorder_log: Path) -> Conf:
         entries = []
         for extra in plugins or ({},):
             extra = dict(extra)
-            recorder = {"log": str(recorder_log), **extra.pop("recorder", {})}
+            recorder = {"log": str(cnilib_recorder_log), **extra.pop("recorder", {})}
             entries.append({"type": "recorder", "recorder": recorder, **extra})
         doc = {"cniVersion": version, "name": name, "plugins": entries, **top}
         return cnilib.conflist_from_bytes(json.dumps(doc).encode())
@@ -183,9 +183,9 @@ def make_conf(recorder_log: Path) -> Conf:
 
 
 @pytest.fixture
-def acni(cni_bin_dir: Path, cache_dir: Path) -> cnilib.AsyncCNI:
+def acni(cnilib_cni_bin_dir: Path, cnilib_cache_dir: Path) -> cnilib.AsyncCNI:
     """An AsyncCNI whose CNI_PATH holds the recorder, caching into a tmp dir."""
-    return cnilib.AsyncCNI([str(cni_bin_dir)], cache_dir=cache_dir, timeout=20)
+    return cnilib.AsyncCNI([str(cnilib_cni_bin_dir)], cache_dir=cnilib_cache_dir, timeout=20)
 
 
 def entry_path(cache_dir: Path, name: str = "net1-ctr1-eth0") -> Path:
@@ -195,7 +195,11 @@ def entry_path(cache_dir: Path, name: str = "net1-ctr1-eth0") -> Path:
 class TestMethods:
     @pytest.mark.asyncio
     async def test_add_check_delete_round_trip(
-        self, acni: cnilib.AsyncCNI, make_conf: Conf, recorder_log: Path, cache_dir: Path
+        self,
+        acni: cnilib.AsyncCNI,
+        make_conf: Conf,
+        cnilib_recorder_log: Path,
+        cnilib_cache_dir: Path,
     ) -> None:
         """ADD threads prevResult and caches; CHECK and DEL get the cached result; DEL reverses."""
         conf = make_conf({"tag": "a", "recorder": {"ADD": {"result": RESULT_A}}}, {"tag": "b"})
@@ -214,7 +218,7 @@ class TestMethods:
             ("CHECK", "b", True),
             ("DEL", "b", True),
             ("DEL", "a", True),
-        ] == tagged(recorder_log)
+        ] == tagged(cnilib_recorder_log)
         assert result is not None
         assert cached is not None
         assert result.to_json() == cached.to_json()
@@ -224,12 +228,16 @@ class TestMethods:
         assert [("net1", "ctr1", "eth0")] == [
             (e.network_name, e.container_id, e.ifname) for e in attachments
         ]
-        assert not entry_path(cache_dir).exists()
+        assert not entry_path(cnilib_cache_dir).exists()
         assert await acni.cached_result(conf, RT) is None
 
     @pytest.mark.asyncio
     async def test_gc_status_validate_version(
-        self, acni: cnilib.AsyncCNI, make_conf: Conf, recorder_log: Path, cache_dir: Path
+        self,
+        acni: cnilib.AsyncCNI,
+        make_conf: Conf,
+        cnilib_recorder_log: Path,
+        cnilib_cache_dir: Path,
     ) -> None:
         """GC deletes what is not kept and sends GC; STATUS, validate and VERSION answer."""
         conf = make_conf({"capabilities": {"portMappings": True}, "tag": "a"})
@@ -244,14 +252,14 @@ class TestMethods:
 
         assert [("ctr2", "eth0")] == [(e.container_id, e.ifname) for e in report.deleted]
         assert report.plugins_gc
-        (gc_call,) = calls(recorder_log, "GC")
+        (gc_call,) = calls(cnilib_recorder_log, "GC")
         assert [{"containerID": "ctr1", "ifname": "eth0"}] == gc_call["stdin"][
             "cni.dev/valid-attachments"
         ]
         assert ["ADD", "ADD", "DEL", "GC", "STATUS"] == [
-            c["verb"] for c in calls(recorder_log) if c["verb"] != "VERSION"
+            c["verb"] for c in calls(cnilib_recorder_log) if c["verb"] != "VERSION"
         ]
-        assert ["net1-ctr1-eth0"] == os.listdir(cache_dir / "results")
+        assert ["net1-ctr1-eth0"] == os.listdir(cnilib_cache_dir / "results")
         assert ("portMappings",) == capabilities
         assert "1.1.0" in info.supported_versions
 
@@ -268,7 +276,7 @@ class TestMethods:
 
     @pytest.mark.asyncio
     async def test_single_plugin_api(
-        self, acni: cnilib.AsyncCNI, recorder_log: Path, cache_dir: Path
+        self, acni: cnilib.AsyncCNI, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """add/check/delete_network use the plugin's own name and version; errors are bare."""
         plugin = cnilib.conf_from_bytes(
@@ -277,7 +285,10 @@ class TestMethods:
                     "cniVersion": "1.0.0",
                     "name": "solo",
                     "type": "recorder",
-                    "recorder": {"log": str(recorder_log), "CHECK": {"error": {"msg": "nope"}}},
+                    "recorder": {
+                        "log": str(cnilib_recorder_log),
+                        "CHECK": {"error": {"msg": "nope"}},
+                    },
                 }
             ).encode()
         )
@@ -292,13 +303,13 @@ class TestMethods:
         assert cached is not None
         assert result.to_json() == cached.to_json()
         assert "nope" == str(info.value)
-        assert ["ADD", "CHECK", "DEL"] == [c["verb"] for c in calls(recorder_log)]
-        assert "solo" == calls(recorder_log)[0]["stdin"]["name"]
-        assert [] == os.listdir(cache_dir / "results")
+        assert ["ADD", "CHECK", "DEL"] == [c["verb"] for c in calls(cnilib_recorder_log)]
+        assert "solo" == calls(cnilib_recorder_log)[0]["stdin"]["name"]
+        assert [] == os.listdir(cnilib_cache_dir / "results")
 
     @pytest.mark.asyncio
     async def test_multi_network_methods(
-        self, acni: cnilib.AsyncCNI, make_conf: Conf, recorder_log: Path
+        self, acni: cnilib.AsyncCNI, make_conf: Conf, cnilib_recorder_log: Path
     ) -> None:
         """setup_networks, check_networks and teardown_networks run each network's chain."""
         nets = [make_conf(name="neta"), make_conf(name="netb")]
@@ -315,14 +326,18 @@ class TestMethods:
             ("CHECK", "eth1"),
             ("DEL", "eth1"),
             ("DEL", "eth0"),
-        ] == [(c["verb"], c["env"]["CNI_IFNAME"]) for c in calls(recorder_log)]
+        ] == [(c["verb"], c["env"]["CNI_IFNAME"]) for c in calls(cnilib_recorder_log)]
 
     @pytest.mark.asyncio
     async def test_timeout_kills_and_rolls_back(
-        self, cni_bin_dir: Path, cache_dir: Path, make_conf: Conf, recorder_log: Path
+        self,
+        cnilib_cni_bin_dir: Path,
+        cnilib_cache_dir: Path,
+        make_conf: Conf,
+        cnilib_recorder_log: Path,
     ) -> None:
         """A hung second plugin times out; both plugins get DEL; no cache entry is left."""
-        acni = cnilib.AsyncCNI([str(cni_bin_dir)], cache_dir=cache_dir, timeout=0.5)
+        acni = cnilib.AsyncCNI([str(cnilib_cni_bin_dir)], cache_dir=cnilib_cache_dir, timeout=0.5)
         conf = make_conf({"tag": "a"}, {"tag": "b", "recorder": {"ADD": {"sleep": 30}}})
         started = time.monotonic()
 
@@ -335,17 +350,17 @@ class TestMethods:
             ("ADD", "b", True),
             ("DEL", "b", True),
             ("DEL", "a", True),
-        ] == tagged(recorder_log)
+        ] == tagged(cnilib_recorder_log)
         assert info.value.rollback is not None
         assert ("recorder", "recorder") == info.value.rollback.deleted
-        assert not entry_path(cache_dir).exists()
+        assert not entry_path(cnilib_cache_dir).exists()
 
 
 class TestConcurrencyLimit:
     @pytest.mark.asyncio
     @pytest.mark.parametrize(("limit", "expected_peak"), [(2, 2), (None, 6)])
     async def test_bounds_real_plugin_processes(
-        self, tmp_path: Path, cache_dir: Path, limit: int | None, expected_peak: int
+        self, tmp_path: Path, cnilib_cache_dir: Path, limit: int | None, expected_peak: int
     ) -> None:
         """With max_concurrency=N at most N plugin processes run at once (N without a limit)."""
         bin_dir = tmp_path / "bin"
@@ -357,7 +372,7 @@ class TestConcurrencyLimit:
             "plugins": [{"type": "probe", "probe": {"log": str(log), "sleep": {"ADD": 0.4}}}],
         }
         conf = cnilib.conflist_from_bytes(json.dumps(doc).encode())
-        acni = cnilib.AsyncCNI([str(bin_dir)], cache_dir=cache_dir, max_concurrency=limit)
+        acni = cnilib.AsyncCNI([str(bin_dir)], cache_dir=cnilib_cache_dir, max_concurrency=limit)
 
         await asyncio.gather(
             *(
@@ -372,7 +387,7 @@ class TestConcurrencyLimit:
 
     @pytest.mark.asyncio
     @pytest.mark.parametrize("limit", [1, 3])
-    async def test_bounds_concurrent_calls(self, cache_dir: Path, limit: int) -> None:
+    async def test_bounds_concurrent_calls(self, cnilib_cache_dir: Path, limit: int) -> None:
         """An async handler never sees more than max_concurrency calls in flight."""
         current = peak = 0
 
@@ -386,7 +401,7 @@ class TestConcurrencyLimit:
 
         conf = chain("a", "b")
         acni = cnilib.AsyncCNI(
-            [], cache_dir=cache_dir, executor=MockExecutor(handler), max_concurrency=limit
+            [], cache_dir=cnilib_cache_dir, executor=MockExecutor(handler), max_concurrency=limit
         )
         rts = [cnilib.RuntimeConf(f"c{i}", "/x", "eth0") for i in range(12)]
 
@@ -397,12 +412,12 @@ class TestConcurrencyLimit:
         assert 0 == current
 
     @pytest.mark.parametrize("limit", [0, -1])
-    def test_limit_below_one_is_refused(self, cache_dir: Path, limit: int) -> None:
+    def test_limit_below_one_is_refused(self, cnilib_cache_dir: Path, limit: int) -> None:
         """max_concurrency must be at least 1 (None for no limit)."""
         with pytest.raises(cnilib.InvalidArgumentError):
-            cnilib.AsyncCNI([], cache_dir=cache_dir, max_concurrency=limit)
+            cnilib.AsyncCNI([], cache_dir=cnilib_cache_dir, max_concurrency=limit)
 
-    def test_one_runtime_serves_successive_event_loops(self, cache_dir: Path) -> None:
+    def test_one_runtime_serves_successive_event_loops(self, cnilib_cache_dir: Path) -> None:
         """A limited AsyncCNI keeps working when used from a second event loop."""
 
         async def handler(invocation: Invocation) -> bytes:
@@ -410,7 +425,7 @@ class TestConcurrencyLimit:
             return b'{"cniVersion":"1.1.0"}' if invocation.command is Command.ADD else b""
 
         mock = MockExecutor(handler)
-        acni = cnilib.AsyncCNI([], cache_dir=cache_dir, executor=mock, max_concurrency=1)
+        acni = cnilib.AsyncCNI([], cache_dir=cnilib_cache_dir, executor=mock, max_concurrency=1)
 
         async def burst(prefix: str) -> None:
             await asyncio.gather(
@@ -430,9 +445,11 @@ class TestConcurrencyLimit:
 
 class TestCancellation:
     @pytest.fixture
-    def hang_conf(self, tmp_path: Path, cni_bin_dir: Path, recorder_log: Path) -> Conf:
+    def hang_conf(
+        self, tmp_path: Path, cnilib_cni_bin_dir: Path, cnilib_recorder_log: Path
+    ) -> Conf:
         """A factory: recorder "a", recorder "b", then the probe hanging on the given verbs."""
-        install_probe(cni_bin_dir)
+        install_probe(cnilib_cni_bin_dir)
 
         def make(*hang: str) -> cnilib.NetworkConfigList:
             probe = {
@@ -440,13 +457,13 @@ class TestCancellation:
                 "hang": list(hang),
                 "pidfile": str(tmp_path / "pid"),
             }
-            rec = {"log": str(recorder_log), "ADD": {"result": RESULT_A}}
+            rec = {"log": str(cnilib_recorder_log), "ADD": {"result": RESULT_A}}
             doc = {
                 "cniVersion": "1.1.0",
                 "name": "net1",
                 "plugins": [
                     {"type": "recorder", "tag": "a", "recorder": rec},
-                    {"type": "recorder", "tag": "b", "recorder": {"log": str(recorder_log)}},
+                    {"type": "recorder", "tag": "b", "recorder": {"log": str(cnilib_recorder_log)}},
                     {"type": "probe", "tag": "p", "probe": probe},
                 ],
             }
@@ -460,8 +477,8 @@ class TestCancellation:
         acni: cnilib.AsyncCNI,
         hang_conf: Conf,
         tmp_path: Path,
-        recorder_log: Path,
-        cache_dir: Path,
+        cnilib_recorder_log: Path,
+        cnilib_cache_dir: Path,
     ) -> None:
         """Cancelling ADD in plugin 3 kills it, DELs plugins 3, 2, 1 (own results); no entry."""
         conf = hang_conf("ADD")
@@ -475,20 +492,24 @@ class TestCancellation:
             ("ADD", "b", True),
             ("DEL", "b", True),
             ("DEL", "a", True),
-        ] == tagged(recorder_log)
-        dels = calls(recorder_log, "DEL")
+        ] == tagged(cnilib_recorder_log)
+        dels = calls(cnilib_recorder_log, "DEL")
         assert [RESULT_A["ips"], RESULT_A["ips"]] == [d["stdin"]["prevResult"]["ips"] for d in dels]
         probe_calls = [(r["event"], r["verb"]) for r in probe_log(tmp_path / "probe.jsonl")]
         assert [("start", "ADD"), ("start", "DEL"), ("end", "DEL")] == probe_calls
-        assert [] == os.listdir(cache_dir / "results")
+        assert [] == os.listdir(cnilib_cache_dir / "results")
 
     @pytest.mark.asyncio
     async def test_cancel_kills_the_plugins_whole_process_group(
-        self, acni: cnilib.AsyncCNI, cni_bin_dir: Path, tmp_path: Path, cache_dir: Path
+        self,
+        acni: cnilib.AsyncCNI,
+        cnilib_cni_bin_dir: Path,
+        tmp_path: Path,
+        cnilib_cache_dir: Path,
     ) -> None:
         """A plugin's own child (same process group) dies with it when ADD is cancelled."""
         pid_file = tmp_path / "grandchild"
-        plugin = cni_bin_dir / "forker"
+        plugin = cnilib_cni_bin_dir / "forker"
         plugin.write_text(
             "#!/bin/sh\ncat >/dev/null\n"
             f'if [ "$CNI_COMMAND" = ADD ]; then sleep 60 & echo $! > {pid_file}; wait; fi\n'
@@ -501,11 +522,11 @@ class TestCancellation:
         grandchild = await cancel_once_written(task, pid_file)
 
         assert process_gone(grandchild)
-        assert [] == os.listdir(cache_dir / "results")
+        assert [] == os.listdir(cnilib_cache_dir / "results")
 
     @pytest.mark.asyncio
     async def test_caller_deadline_rolls_back(
-        self, acni: cnilib.AsyncCNI, hang_conf: Conf, tmp_path: Path, cache_dir: Path
+        self, acni: cnilib.AsyncCNI, hang_conf: Conf, tmp_path: Path, cnilib_cache_dir: Path
     ) -> None:
         """asyncio.timeout around ADD: TimeoutError after the rollback, plugin killed, no entry."""
         with pytest.raises(TimeoutError):
@@ -515,7 +536,7 @@ class TestCancellation:
         assert process_gone(int((tmp_path / "pid").read_text()))
         verbs = [(r["event"], r["verb"]) for r in probe_log(tmp_path / "probe.jsonl")]
         assert [("start", "ADD"), ("start", "DEL"), ("end", "DEL")] == verbs
-        assert [] == os.listdir(cache_dir / "results")
+        assert [] == os.listdir(cnilib_cache_dir / "results")
 
     @pytest.mark.asyncio
     async def test_cancel_delete_keeps_entry(
@@ -523,20 +544,20 @@ class TestCancellation:
         acni: cnilib.AsyncCNI,
         hang_conf: Conf,
         tmp_path: Path,
-        recorder_log: Path,
-        cache_dir: Path,
+        cnilib_recorder_log: Path,
+        cnilib_cache_dir: Path,
     ) -> None:
         """Cancelling DEL kills the plugin and keeps the cache entry for a retry."""
         conf = hang_conf("DEL")
         await acni.add_network_list(conf, RT)
-        before = entry_path(cache_dir).read_bytes()
+        before = entry_path(cnilib_cache_dir).read_bytes()
         task = asyncio.create_task(acni.delete_network_list(conf, RT))
 
         pid = await cancel_once_written(task, tmp_path / "pid")
 
         assert process_gone(pid)
-        assert before == entry_path(cache_dir).read_bytes()
-        assert [] == calls(recorder_log, "DEL")  # DEL stopped at the probe (it runs first)
+        assert before == entry_path(cnilib_cache_dir).read_bytes()
+        assert [] == calls(cnilib_recorder_log, "DEL")  # DEL stopped at the probe (it runs first)
         cached = await acni.cached_result(conf, RT)
         assert cached is not None
 
@@ -582,9 +603,9 @@ class TestCancellation:
         await cls._cancel_at_gate(task, started)
 
     @pytest.mark.asyncio
-    async def test_cancel_gc_keeps_the_entry_being_deleted(self, cache_dir: Path) -> None:
+    async def test_cancel_gc_keeps_the_entry_being_deleted(self, cnilib_cache_dir: Path) -> None:
         """GC cancelled in a stale DEL: that plugin is stopped and its entry kept for later."""
-        acni, _, started = self._gated(cache_dir, self._is_del)
+        acni, _, started = self._gated(cnilib_cache_dir, self._is_del)
         await acni.add_network_list(chain("a"), RT)
 
         await self._cancel_gc_in_del(acni, started)
@@ -592,9 +613,9 @@ class TestCancellation:
         assert ["ctr1"] == [e.container_id for e in await acni.cached_attachments()]
 
     @pytest.mark.asyncio
-    async def test_cancel_gc_stops_it(self, cache_dir: Path) -> None:
+    async def test_cancel_gc_stops_it(self, cnilib_cache_dir: Path) -> None:
         """GC cancelled in its first stale DEL runs no further DEL and no GC verb."""
-        acni, mock, started = self._gated(cache_dir, self._is_del, 0.2)
+        acni, mock, started = self._gated(cnilib_cache_dir, self._is_del, 0.2)
         for cid in ("c0", "c1", "c2"):
             await acni.add_network_list(chain("a"), cnilib.RuntimeConf(cid, "/x", "eth0"))
         mock.invocations.clear()
@@ -606,7 +627,11 @@ class TestCancellation:
 
     @pytest.mark.asyncio
     async def test_cancel_while_waiting_for_lock(
-        self, acni: cnilib.AsyncCNI, make_conf: Conf, recorder_log: Path, cache_dir: Path
+        self,
+        acni: cnilib.AsyncCNI,
+        make_conf: Conf,
+        cnilib_recorder_log: Path,
+        cnilib_cache_dir: Path,
     ) -> None:
         """An ADD cancelled while another holds the attachment's lock runs no plugin."""
         conf = make_conf()
@@ -618,10 +643,10 @@ class TestCancellation:
             with pytest.raises(asyncio.CancelledError):
                 await task
 
-        assert [] == calls(recorder_log)
-        assert not entry_path(cache_dir).exists()
+        assert [] == calls(cnilib_recorder_log)
+        assert not entry_path(cnilib_cache_dir).exists()
         await acni.add_network_list(conf, RT)  # the lock was released
-        assert ["ADD"] == [c["verb"] for c in calls(recorder_log)]
+        assert ["ADD"] == [c["verb"] for c in calls(cnilib_recorder_log)]
 
     @classmethod
     def _doubly_cancellable(
@@ -640,12 +665,12 @@ class TestCancellation:
         await cls._cancel_at_gate(task, gate, times=2, within=5)
 
     @pytest.mark.asyncio
-    async def test_second_cancel_keeps_pending_entry_for_del(self, cache_dir: Path) -> None:
+    async def test_second_cancel_keeps_pending_entry_for_del(self, cnilib_cache_dir: Path) -> None:
         """A second cancellation during the rollback leaves a pending entry that DEL cleans."""
-        acni, mock, gate = self._doubly_cancellable(cache_dir)
+        acni, mock, gate = self._doubly_cancellable(cnilib_cache_dir)
         await self._cancel_twice(acni, gate)
 
-        entry = FileCache(cache_dir).load("net1", "ctr1", "eth0")
+        entry = FileCache(cnilib_cache_dir).load("net1", "ctr1", "eth0")
         assert entry is not None
         assert entry.pending
         mock.handler = lambda inv: b""
@@ -656,12 +681,12 @@ class TestCancellation:
             (i.command.value, i.plugin_type) for i in mock.invocations
         ]
         assert all(b"prevResult" not in i.stdin for i in mock.invocations)
-        assert FileCache(cache_dir).load("net1", "ctr1", "eth0") is None
+        assert FileCache(cnilib_cache_dir).load("net1", "ctr1", "eth0") is None
 
     @pytest.mark.asyncio
-    async def test_second_cancel_abandons_rollback(self, cache_dir: Path) -> None:
+    async def test_second_cancel_abandons_rollback(self, cnilib_cache_dir: Path) -> None:
         """A second cancellation during the rollback stops it: no further DEL runs."""
-        acni, mock, gate = self._doubly_cancellable(cache_dir)
+        acni, mock, gate = self._doubly_cancellable(cnilib_cache_dir)
 
         await self._cancel_twice(acni, gate)
 
@@ -675,7 +700,7 @@ class TestCancellation:
 
     @pytest.mark.asyncio
     async def test_cancelled_error_carries_operation_cancelled_context(
-        self, cache_dir: Path
+        self, cnilib_cache_dir: Path
     ) -> None:
         """Inside the task, the CancelledError's context is the OperationCancelledError."""
 
@@ -684,7 +709,7 @@ class TestCancellation:
                 await asyncio.sleep(60)
             return b""
 
-        acni = cnilib.AsyncCNI([], cache_dir=cache_dir, executor=MockExecutor(handler))
+        acni = cnilib.AsyncCNI([], cache_dir=cnilib_cache_dir, executor=MockExecutor(handler))
         conf = chain("a")
         seen: list[BaseException | None] = []
 

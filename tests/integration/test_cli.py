@@ -17,7 +17,7 @@ from cnilib.testing import read_recording
 
 
 @pytest.fixture
-def conf_dir(tmp_path: Path, recorder_log: Path) -> Path:
+def conf_dir(tmp_path: Path, cnilib_recorder_log: Path) -> Path:
     """A NETCONFPATH with one recorder network, "net1"."""
     directory = tmp_path / "net.d"
     directory.mkdir()
@@ -28,7 +28,7 @@ def conf_dir(tmp_path: Path, recorder_log: Path) -> Path:
             {
                 "type": "recorder",
                 "capabilities": {"portMappings": True},
-                "recorder": {"log": str(recorder_log)},
+                "recorder": {"log": str(cnilib_recorder_log)},
             }
         ],
     }
@@ -53,9 +53,9 @@ def run_cli(
 
 
 @pytest.fixture
-def cli_env(conf_dir: Path, cni_bin_dir: Path, cache_dir: Path) -> dict[str, str]:
+def cli_env(conf_dir: Path, cnilib_cni_bin_dir: Path, cnilib_cache_dir: Path) -> dict[str, str]:
     """cnitool's environment pointing at the test conf dir and recorder."""
-    return {"NETCONFPATH": str(conf_dir), "CNI_PATH": str(cni_bin_dir)}
+    return {"NETCONFPATH": str(conf_dir), "CNI_PATH": str(cnilib_cni_bin_dir)}
 
 
 def cache_args(cache_dir: Path) -> list[str]:
@@ -74,7 +74,7 @@ class TestCnitoolParity:
         assert "cnitool-f5a5ada46aa61a4e2abe" == cnitool_container_id("/var/run/netns/probe-a")
 
     def test_add_check_del_cycle(
-        self, cli_env: dict[str, str], cache_dir: Path, recorder_log: Path
+        self, cli_env: dict[str, str], cnilib_cache_dir: Path, cnilib_recorder_log: Path
     ) -> None:
         """add prints the result; env CNI_ARGS, CAP_ARGS, CNI_IFNAME reach the plugin."""
         env = {
@@ -84,9 +84,9 @@ class TestCnitoolParity:
             "CNI_IFNAME": "net7",
         }
 
-        add = run_cli(*cache_args(cache_dir), "add", "net1", "/run/netns/demo", env=env)
-        check = run_cli(*cache_args(cache_dir), "check", "net1", "/run/netns/demo", env=env)
-        delete = run_cli(*cache_args(cache_dir), "del", "net1", "/run/netns/demo", env=env)
+        add = run_cli(*cache_args(cnilib_cache_dir), "add", "net1", "/run/netns/demo", env=env)
+        check = run_cli(*cache_args(cnilib_cache_dir), "check", "net1", "/run/netns/demo", env=env)
+        delete = run_cli(*cache_args(cnilib_cache_dir), "del", "net1", "/run/netns/demo", env=env)
 
         assert (0, 0, 0) == (add.returncode, check.returncode, delete.returncode), (
             add.stderr + check.stderr + delete.stderr
@@ -94,23 +94,27 @@ class TestCnitoolParity:
         result = json.loads(add.stdout)
         assert "1.1.0" == result["cniVersion"]
         assert add.stdout.startswith('{\n    "cniVersion"')  # Go's 4-space Print()
-        (call, *_) = read_recording(recorder_log)
+        (call, *_) = read_recording(cnilib_recorder_log)
         env_seen: dict[str, Any] = call["env"]  # type: ignore[assignment]
         assert "IgnoreUnknown=1;K=V" == env_seen["CNI_ARGS"]
         assert "net7" == env_seen["CNI_IFNAME"]
         assert cnitool_container_id("/run/netns/demo") == env_seen["CNI_CONTAINERID"]
         stdin: dict[str, Any] = call["stdin"]  # type: ignore[assignment]
         assert {"portMappings": [{"hostPort": 80}]} == stdin["runtimeConfig"]
-        assert ["ADD", "CHECK", "DEL"] == [c["verb"] for c in read_recording(recorder_log)]
+        assert ["ADD", "CHECK", "DEL"] == [c["verb"] for c in read_recording(cnilib_recorder_log)]
 
     def test_container_id_override_and_file_path(
-        self, cli_env: dict[str, str], cache_dir: Path, conf_dir: Path, recorder_log: Path
+        self,
+        cli_env: dict[str, str],
+        cnilib_cache_dir: Path,
+        conf_dir: Path,
+        cnilib_recorder_log: Path,
     ) -> None:
         """--container-id wins, and a config file path works in place of a name."""
         path = str(conf_dir / "10-net1.conflist")
 
         proc = run_cli(
-            *cache_args(cache_dir),
+            *cache_args(cnilib_cache_dir),
             "add",
             path,
             "/run/netns/x",
@@ -120,38 +124,40 @@ class TestCnitoolParity:
         )
 
         assert 0 == proc.returncode, proc.stderr
-        assert (cache_dir / "results" / "net1-abc-eth0").exists()
+        assert (cnilib_cache_dir / "results" / "net1-abc-eth0").exists()
 
     def test_gc_and_status(
-        self, cli_env: dict[str, str], cache_dir: Path, recorder_log: Path
+        self, cli_env: dict[str, str], cnilib_cache_dir: Path, cnilib_recorder_log: Path
     ) -> None:
         """gc removes every cached attachment of the network; status asks each plugin."""
-        run_cli(*cache_args(cache_dir), "add", "net1", "/run/netns/a", env=cli_env)
+        run_cli(*cache_args(cnilib_cache_dir), "add", "net1", "/run/netns/a", env=cli_env)
 
-        gc = run_cli(*cache_args(cache_dir), "gc", "net1", env=cli_env)
-        status = run_cli(*cache_args(cache_dir), "status", "net1", env=cli_env)
+        gc = run_cli(*cache_args(cnilib_cache_dir), "gc", "net1", env=cli_env)
+        status = run_cli(*cache_args(cnilib_cache_dir), "status", "net1", env=cli_env)
 
         assert (0, 0) == (gc.returncode, status.returncode), gc.stderr + status.stderr
-        assert ["ADD", "DEL", "GC", "STATUS"] == [c["verb"] for c in read_recording(recorder_log)]
-        assert [] == os.listdir(cache_dir / "results")
+        assert ["ADD", "DEL", "GC", "STATUS"] == [
+            c["verb"] for c in read_recording(cnilib_recorder_log)
+        ]
+        assert [] == os.listdir(cnilib_cache_dir / "results")
 
 
 class TestErrors:
     def test_user_error_is_one_line_without_traceback(
-        self, cli_env: dict[str, str], cache_dir: Path
+        self, cli_env: dict[str, str], cnilib_cache_dir: Path
     ) -> None:
         """A missing network is one clear line on stderr and exit status 1."""
-        proc = run_cli(*cache_args(cache_dir), "add", "nope", "/run/netns/x", env=cli_env)
+        proc = run_cli(*cache_args(cnilib_cache_dir), "add", "nope", "/run/netns/x", env=cli_env)
 
         assert 1 == proc.returncode
         assert "Traceback" not in proc.stderr
         assert 1 == len(proc.stderr.strip().splitlines())
         assert 'no net configuration with name "nope"' in proc.stderr
 
-    def test_json_error_object(self, cli_env: dict[str, str], cache_dir: Path) -> None:
+    def test_json_error_object(self, cli_env: dict[str, str], cnilib_cache_dir: Path) -> None:
         """--json prints the CNI error object with the spec code."""
         proc = run_cli(
-            *cache_args(cache_dir),
+            *cache_args(cnilib_cache_dir),
             "--json",
             "add",
             "net1",
@@ -174,11 +180,15 @@ class TestErrors:
         ],
     )
     def test_bad_environment(
-        self, cli_env: dict[str, str], cache_dir: Path, env_key: str, value: str, text: str
+        self, cli_env: dict[str, str], cnilib_cache_dir: Path, env_key: str, value: str, text: str
     ) -> None:
         """Malformed CAP_ARGS or CNI_ARGS are user errors, not tracebacks."""
         proc = run_cli(
-            *cache_args(cache_dir), "add", "net1", "/run/netns/x", env={**cli_env, env_key: value}
+            *cache_args(cnilib_cache_dir),
+            "add",
+            "net1",
+            "/run/netns/x",
+            env={**cli_env, env_key: value},
         )
 
         assert 1 == proc.returncode
@@ -186,13 +196,16 @@ class TestErrors:
         assert "Traceback" not in proc.stderr
 
     def test_broken_config_names_file_and_field(
-        self, cli_env: dict[str, str], cache_dir: Path, conf_dir: Path
+        self, cli_env: dict[str, str], cnilib_cache_dir: Path, conf_dir: Path
     ) -> None:
         """A malformed config file is reported with its path and the JSON path of the field."""
         (conf_dir / "20-bad.conflist").write_text('{"name":"bad","plugins":[{"type":""}]}')
 
         proc = run_cli(
-            *cache_args(cache_dir), "validate", str(conf_dir / "20-bad.conflist"), env=cli_env
+            *cache_args(cnilib_cache_dir),
+            "validate",
+            str(conf_dir / "20-bad.conflist"),
+            env=cli_env,
         )
 
         assert 1 == proc.returncode

@@ -18,12 +18,12 @@ HOSTILE = "e\x1b[2J\r\nfake: line\u202e\x9b"
 
 
 @pytest.fixture
-def conf_dir(tmp_path: Path, cni_bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def conf_dir(tmp_path: Path, cnilib_cni_bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty NETCONFPATH, with CNI_PATH holding the recorder."""
     directory = tmp_path / "net.d"
     directory.mkdir()
     monkeypatch.setenv("NETCONFPATH", str(directory))
-    monkeypatch.setenv("CNI_PATH", str(cni_bin_dir))
+    monkeypatch.setenv("CNI_PATH", str(cnilib_cni_bin_dir))
     return directory
 
 

@@ -16,7 +16,10 @@ from cnilib.testing import read_recording
 
 @pytest.fixture
 def env(
-    tmp_path: Path, cni_bin_dir: Path, recorder_log: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    cnilib_cni_bin_dir: Path,
+    cnilib_recorder_log: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Path:
     """NETCONFPATH with networks "net1" and "solo" (recorders); CNI_PATH; returns conf dir."""
     conf_dir = tmp_path / "net.d"
@@ -24,7 +27,7 @@ def env(
     doc = {
         "cniVersion": "1.1.0",
         "name": "net1",
-        "plugins": [{"type": "recorder", "recorder": {"log": str(recorder_log)}}],
+        "plugins": [{"type": "recorder", "recorder": {"log": str(cnilib_recorder_log)}}],
     }
     (conf_dir / "10-net1.conflist").write_text(json.dumps(doc))
     (conf_dir / "20-solo.conf").write_text(
@@ -33,12 +36,12 @@ def env(
                 "cniVersion": "1.0.0",
                 "name": "solo",
                 "type": "recorder",
-                "recorder": {"log": str(recorder_log)},
+                "recorder": {"log": str(cnilib_recorder_log)},
             }
         )
     )
     monkeypatch.setenv("NETCONFPATH", str(conf_dir))
-    monkeypatch.setenv("CNI_PATH", str(cni_bin_dir))
+    monkeypatch.setenv("CNI_PATH", str(cnilib_cni_bin_dir))
     return conf_dir
 
 
@@ -59,11 +62,13 @@ class TestInProcess:
         assert 0 == cli(tmp_path, "del", "net1", "/run/netns/x", "--container-id", "c1")
         assert [] == list((tmp_path / "cache" / "results").iterdir())
 
-    def test_single_conf_file_network(self, env: Path, tmp_path: Path, recorder_log: Path) -> None:
+    def test_single_conf_file_network(
+        self, env: Path, tmp_path: Path, cnilib_recorder_log: Path
+    ) -> None:
         """A legacy .conf network (by name) is upconverted to a list."""
         assert 0 == cli(tmp_path, "add", "solo", "/run/netns/x")
 
-        (call,) = read_recording(recorder_log)
+        (call,) = read_recording(cnilib_recorder_log)
         stdin: dict[str, Any] = call["stdin"]  # type: ignore[assignment]
         assert ("solo", "1.0.0") == (stdin["name"], stdin["cniVersion"])
 
@@ -93,7 +98,11 @@ class TestInProcess:
         assert 7 == json.loads(capsys.readouterr().out)["code"]
 
     def test_multi_line_errors_are_indented(
-        self, env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], recorder_log: Path
+        self,
+        env: Path,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        cnilib_recorder_log: Path,
     ) -> None:
         """A group error (GC) prints one failure per indented line."""
         doc = {
@@ -144,7 +153,11 @@ class TestInProcess:
         assert "no network configurations in" in capsys.readouterr().err
 
     def test_verbose_logs_plugin_stderr(
-        self, env: Path, tmp_path: Path, recorder_log: Path, capsys: pytest.CaptureFixture[str]
+        self,
+        env: Path,
+        tmp_path: Path,
+        cnilib_recorder_log: Path,
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
         """-v sends plugins' stderr to the log on stderr."""
         doc = {
@@ -183,7 +196,11 @@ class TestInProcess:
 
 class TestGCOptions:
     def test_dry_run_lists_and_keeps(
-        self, env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], recorder_log: Path
+        self,
+        env: Path,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        cnilib_recorder_log: Path,
     ) -> None:
         """gc --dry-run prints what it would delete and deletes nothing."""
         assert 0 == cli(tmp_path, "add", "net1", "/run/netns/x", "--container-id", "c1")
@@ -192,7 +209,7 @@ class TestGCOptions:
         assert 0 == cli(tmp_path, "gc", "net1", "--dry-run")
 
         assert "would delete\tnet1\tc1\teth0" == capsys.readouterr().out.strip()
-        assert ["ADD"] == [c["verb"] for c in read_recording(recorder_log)]
+        assert ["ADD"] == [c["verb"] for c in read_recording(cnilib_recorder_log)]
 
     def test_owner_tags_scope_gc(
         self, env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

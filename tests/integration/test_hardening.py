@@ -55,11 +55,11 @@ def cli(
 
 class TestDeadlines:
     def test_cli_timeout_applies_to_network_verbs(
-        self, tmp_path: Path, cni_bin_dir: Path, recorder_log: Path
+        self, tmp_path: Path, cnilib_cni_bin_dir: Path, cnilib_recorder_log: Path
     ) -> None:
         """--timeout bounds add (it used to be overridden by the 60 s default)."""
         path = tmp_path / "slow.conflist"
-        path.write_text(conflist(recorder_log, ADD={"sleep": 20}).bytes.decode())
+        path.write_text(conflist(cnilib_recorder_log, ADD={"sleep": 20}).bytes.decode())
         started = time.monotonic()
 
         proc = cli(
@@ -70,7 +70,7 @@ class TestDeadlines:
             "add",
             str(path),
             "/run/netns/x",
-            env={"CNI_PATH": str(cni_bin_dir)},
+            env={"CNI_PATH": str(cnilib_cni_bin_dir)},
         )
 
         assert 1 == proc.returncode
@@ -78,17 +78,18 @@ class TestDeadlines:
         assert time.monotonic() - started < 15
 
     def test_executor_deadline_is_kept(
-        self, tmp_path: Path, cni_bin_dir: Path, recorder_log: Path
+        self, tmp_path: Path, cnilib_cni_bin_dir: Path, cnilib_recorder_log: Path
     ) -> None:
         """A CNI given an executor with its own deadline uses that deadline."""
         cni = cnilib.CNI(
-            [str(cni_bin_dir)], cache_dir=tmp_path, executor=SubprocessExecutor(timeout=0.5)
+            [str(cnilib_cni_bin_dir)], cache_dir=tmp_path, executor=SubprocessExecutor(timeout=0.5)
         )
         started = time.monotonic()
 
         with pytest.raises(cnilib.PluginTimeoutError):
             cni.add_network_list(
-                conflist(recorder_log, ADD={"sleep": 20}), cnilib.RuntimeConf("c", "/x", "eth0")
+                conflist(cnilib_recorder_log, ADD={"sleep": 20}),
+                cnilib.RuntimeConf("c", "/x", "eth0"),
             )
 
         assert time.monotonic() - started < 15
@@ -120,15 +121,19 @@ class TestHostileInput:
         ],
     )
     def test_non_utf8_is_refused_before_any_plugin(
-        self, tmp_path: Path, cni_bin_dir: Path, recorder_log: Path, rt: cnilib.RuntimeConf
+        self,
+        tmp_path: Path,
+        cnilib_cni_bin_dir: Path,
+        cnilib_recorder_log: Path,
+        rt: cnilib.RuntimeConf,
     ) -> None:
         """Strings that cannot be UTF-8 never reach a plugin (nor half-run an ADD)."""
-        cni = cnilib.CNI([str(cni_bin_dir)], cache_dir=tmp_path)
+        cni = cnilib.CNI([str(cnilib_cni_bin_dir)], cache_dir=tmp_path)
 
         with pytest.raises(cnilib.InvalidArgumentError):
-            cni.add_network_list(conflist(recorder_log), rt)
+            cni.add_network_list(conflist(cnilib_recorder_log), rt)
 
-        assert [] == read_recording(recorder_log)
+        assert [] == read_recording(cnilib_recorder_log)
 
     def test_huge_version_numbers(self, tmp_path: Path) -> None:
         """Version parts past int64 are version errors, and do not spoil a conf dir."""
@@ -159,14 +164,14 @@ class TestHostileInput:
             cnilib.CNI(["/tmp\0x"])
 
     def test_cli_hostile_arguments(
-        self, tmp_path: Path, cni_bin_dir: Path, recorder_log: Path
+        self, tmp_path: Path, cnilib_cni_bin_dir: Path, cnilib_recorder_log: Path
     ) -> None:
         """Deep CAP_ARGS, a non-UTF-8 netns path and a deep file to validate: one line, exit 1."""
         path = tmp_path / "n1.conflist"
-        path.write_text(conflist(recorder_log).bytes.decode())
+        path.write_text(conflist(cnilib_recorder_log).bytes.decode())
         deep = tmp_path / "deep.conflist"
         deep.write_text("[" * 100_000)
-        env = {"CNI_PATH": str(cni_bin_dir)}
+        env = {"CNI_PATH": str(cnilib_cni_bin_dir)}
         cache = ("--cache-dir", str(tmp_path / "c"))
 
         runs = [
@@ -181,12 +186,12 @@ class TestHostileInput:
             assert 1 == len(proc.stderr.strip().splitlines())
 
     def test_cli_does_not_pick_a_stray_file_named_like_the_network(
-        self, tmp_path: Path, cni_bin_dir: Path, recorder_log: Path
+        self, tmp_path: Path, cnilib_cni_bin_dir: Path, cnilib_recorder_log: Path
     ) -> None:
         """A bare network name is looked up in NETCONFPATH, never in the working directory."""
         conf_dir = tmp_path / "net.d"
         conf_dir.mkdir()
-        (conf_dir / "n1.conflist").write_text(conflist(recorder_log).bytes.decode())
+        (conf_dir / "n1.conflist").write_text(conflist(cnilib_recorder_log).bytes.decode())
         (tmp_path / "n1").write_text("{ not the config }")
 
         proc = cli(
@@ -195,7 +200,7 @@ class TestHostileInput:
             "add",
             "n1",
             "/run/netns/x",
-            env={"CNI_PATH": str(cni_bin_dir), "NETCONFPATH": str(conf_dir)},
+            env={"CNI_PATH": str(cnilib_cni_bin_dir), "NETCONFPATH": str(conf_dir)},
             cwd=tmp_path,
         )
 
@@ -204,11 +209,11 @@ class TestHostileInput:
 
 class TestTidy:
     def test_gc_removes_stale_temp_files_and_lock_files(
-        self, tmp_path: Path, cni_bin_dir: Path, recorder_log: Path
+        self, tmp_path: Path, cnilib_cni_bin_dir: Path, cnilib_recorder_log: Path
     ) -> None:
         """GC deletes old temp files a crash left behind, and the network's lock files."""
-        cni = cnilib.CNI([str(cni_bin_dir)], cache_dir=tmp_path)
-        conf = conflist(recorder_log)
+        cni = cnilib.CNI([str(cnilib_cni_bin_dir)], cache_dir=tmp_path)
+        conf = conflist(cnilib_recorder_log)
         cni.add_network_list(conf, cnilib.RuntimeConf("c1", "/x", "eth0"))
         tmp_dir = tmp_path / ".cnilib-tmp"
         old, fresh = tmp_dir / "entry-old", tmp_dir / "entry-fresh"

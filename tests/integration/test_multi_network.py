@@ -50,13 +50,15 @@ def driver(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def cni(driver: str, cni_bin_dir: Path, cache_dir: Path) -> Any:
+def cni(driver: str, cnilib_cni_bin_dir: Path, cnilib_cache_dir: Path) -> Any:
     """The runtime under test, with the recorder on its CNI_PATH."""
-    return runtime(driver, plugin_dirs=[str(cni_bin_dir)], cache_dir=cache_dir, timeout=20)
+    return runtime(
+        driver, plugin_dirs=[str(cnilib_cni_bin_dir)], cache_dir=cnilib_cache_dir, timeout=20
+    )
 
 
 @pytest.fixture
-def nets(recorder_log: Path) -> Nets:
+def nets(cnilib_recorder_log: Path) -> Nets:
     """``nets(n, net2={...})``: lists net1 … netN of two recorder plugins each (tags
     ``<net>-a``, ``<net>-b``); plugin a answers ADD with a result unique to its network;
     keyword arguments give a network's recorder instructions for plugin b."""
@@ -65,8 +67,8 @@ def nets(recorder_log: Path) -> Nets:
         out = []
         for index in range(1, n + 1):
             name = f"net{index}"
-            first = {"log": str(recorder_log), "ADD": {"result": result_for(index)}}
-            second = {"log": str(recorder_log), **instructions.get(name, {})}
+            first = {"log": str(cnilib_recorder_log), "ADD": {"result": result_for(index)}}
+            second = {"log": str(cnilib_recorder_log), **instructions.get(name, {})}
             plugins = [
                 {"type": "recorder", "tag": f"{name}-a", "recorder": first},
                 {"type": "recorder", "tag": f"{name}-b", "recorder": second},
@@ -106,7 +108,7 @@ def error_object(code: int, msg: str) -> dict[str, Any]:
 class TestSetup:
     @pytest.mark.asyncio
     async def test_serial_setup_names_interfaces_eth0_eth1(
-        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path
+        self, cni: Any, nets: Nets, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """Interfaces are eth0, eth1, …; results come back in network order; all cached."""
         attached = await done(cni.setup_networks("ctr1", NS, nets(3)))
@@ -117,13 +119,13 @@ class TestSetup:
             ("net3", "eth2", result_for(3)["ips"]),
         ] == [(a.network, a.ifname, json.loads(a.result.to_json())["ips"]) for a in attached]
         assert [("ADD", f"net{i}-{p}", f"eth{i - 1}") for i in (1, 2, 3) for p in "ab"] == recorded(
-            recorder_log
+            cnilib_recorder_log
         )
-        assert ["net1-ctr1-eth0", "net2-ctr1-eth1", "net3-ctr1-eth2"] == entries(cache_dir)
+        assert ["net1-ctr1-eth0", "net2-ctr1-eth1", "net3-ctr1-eth2"] == entries(cnilib_cache_dir)
 
     @pytest.mark.asyncio
     async def test_prefix_and_explicit_ifnames(
-        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path
+        self, cni: Any, nets: Nets, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """ifname_prefix names net0, net1, …; explicit ifnames are used as given."""
         by_prefix = await done(cni.setup_networks("ctr1", NS, nets(2), ifname_prefix="net"))
@@ -136,25 +138,25 @@ class TestSetup:
             "net1-ctr2-ens5",
             "net2-ctr1-net1",
             "net2-ctr2-lan",
-        ] == entries(cache_dir)
+        ] == entries(cnilib_cache_dir)
 
     @pytest.mark.asyncio
     @pytest.mark.parametrize(
         "ifnames", [["eth0"], ["eth0", "eth1", "eth2"], ["eth0", "a/b"], ["eth0", ""]]
     )
     async def test_bad_ifnames_refused_before_any_plugin(
-        self, cni: Any, nets: Nets, recorder_log: Path, ifnames: list[str]
+        self, cni: Any, nets: Nets, cnilib_recorder_log: Path, ifnames: list[str]
     ) -> None:
         """A wrong number of ifnames or an invalid one is refused; no plugin runs."""
         with pytest.raises(cnilib.InvalidArgumentError):
             await done(cni.setup_networks("ctr1", NS, nets(2), ifnames=ifnames))
 
-        assert [] == recorded(recorder_log)
+        assert [] == recorded(cnilib_recorder_log)
 
     @pytest.mark.asyncio
     @pytest.mark.parametrize("concurrent", [False, True])
     async def test_result_order_is_input_order(
-        self, driver: str, cache_dir: Path, concurrent: bool
+        self, driver: str, cnilib_cache_dir: Path, concurrent: bool
     ) -> None:
         """Results follow the networks' order even when later networks finish first."""
         finished: list[str] = []
@@ -176,7 +178,7 @@ class TestSetup:
             return answer(invocation)
 
         handler = sync_handler if driver == "CNI" else async_handler
-        cni = runtime(driver, cache_dir=cache_dir, executor=MockExecutor(handler))
+        cni = runtime(driver, cache_dir=cnilib_cache_dir, executor=MockExecutor(handler))
         confs = [
             cnilib.conflist_from_bytes(
                 json.dumps({"cniVersion": "1.1.0", "name": n, "plugins": [{"type": "x"}]}).encode()
@@ -198,7 +200,12 @@ class TestSetup:
     @pytest.mark.asyncio
     @pytest.mark.parametrize("concurrent", [False, True])
     async def test_failing_second_network_removes_the_first(
-        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path, concurrent: bool
+        self,
+        cni: Any,
+        nets: Nets,
+        cnilib_recorder_log: Path,
+        cnilib_cache_dir: Path,
+        concurrent: bool,
     ) -> None:
         """net2 fails: its chain rolls itself back, net1 is DELed again; notes say so."""
         confs = nets(2, net2={"ADD": error_object(7, "no room")})
@@ -210,7 +217,7 @@ class TestSetup:
         assert 'plugin type="recorder" failed (add): no room' == str(err)
         assert 7 == err.code
         assert ["rolled back: DEL recorder", "removed again: net1"] == err.__notes__
-        calls = recorded(recorder_log)
+        calls = recorded(cnilib_recorder_log)
         assert sorted(
             [
                 ("ADD", "net1-a", "eth0"),
@@ -224,11 +231,11 @@ class TestSetup:
         ) == sorted(calls)
         net1_dels = [c for c in calls if c[0] == "DEL" and c[1].startswith("net1")]
         assert [("DEL", "net1-b", "eth0"), ("DEL", "net1-a", "eth0")] == net1_dels
-        assert [] == entries(cache_dir)
+        assert [] == entries(cnilib_cache_dir)
 
     @pytest.mark.asyncio
     async def test_serial_failure_removes_every_attached_network(
-        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path
+        self, cni: Any, nets: Nets, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """With three networks and the middle one failing, nothing stays attached."""
         confs = nets(3, net2={"ADD": error_object(11, "later")})
@@ -238,14 +245,14 @@ class TestSetup:
 
         assert "removed again: " in info.value.__notes__[-1]
         assert "net1" in info.value.__notes__[-1]
-        adds = {c[1] for c in recorded(recorder_log) if c[0] == "ADD"}
-        dels = {c[1] for c in recorded(recorder_log) if c[0] == "DEL"}
+        adds = {c[1] for c in recorded(cnilib_recorder_log) if c[0] == "ADD"}
+        dels = {c[1] for c in recorded(cnilib_recorder_log) if c[0] == "DEL"}
         assert adds - {"net2-b"} == dels  # whatever was attached was removed
-        assert [] == entries(cache_dir)
+        assert [] == entries(cnilib_cache_dir)
 
     @pytest.mark.asyncio
     async def test_serial_setup_stops_at_first_failure(
-        self, cni: Any, nets: Nets, recorder_log: Path
+        self, cni: Any, nets: Nets, cnilib_recorder_log: Path
     ) -> None:
         """Serial setup attaches nothing after the first failing network."""
         confs = nets(3, net2={"ADD": error_object(11, "later")})
@@ -253,11 +260,11 @@ class TestSetup:
         with pytest.raises(cnilib.TryAgainLaterError):
             await done(cni.setup_networks("ctr1", NS, confs))
 
-        assert [] == [c for c in recorded(recorder_log) if c[1].startswith("net3")]
+        assert [] == [c for c in recorded(cnilib_recorder_log) if c[1].startswith("net3")]
 
     @pytest.mark.asyncio
     async def test_removal_failure_is_noted(
-        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path
+        self, cni: Any, nets: Nets, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """If removing an attached network fails, the note says which and why; its entry stays."""
         confs = nets(
@@ -273,11 +280,11 @@ class TestSetup:
             "rolled back: DEL recorder",
             'could not remove: net1: plugin type="recorder" failed (delete): stuck',
         ] == info.value.__notes__
-        assert ["net1-ctr1-eth0"] == entries(cache_dir)
+        assert ["net1-ctr1-eth0"] == entries(cnilib_cache_dir)
 
     @pytest.mark.asyncio
     async def test_interrupted_setup_removes_attached_networks(
-        self, driver: str, cache_dir: Path
+        self, driver: str, cnilib_cache_dir: Path
     ) -> None:
         """Cancelling setup_networks (Ctrl-C for CNI) in net2's ADD also removes net1."""
         started = asyncio.Event()
@@ -294,7 +301,7 @@ class TestSetup:
             return sync_handler(invocation)
 
         mock = MockExecutor(sync_handler if driver == "CNI" else async_handler)
-        cni = runtime(driver, cache_dir=cache_dir, executor=mock)
+        cni = runtime(driver, cache_dir=cnilib_cache_dir, executor=mock)
         confs = [
             cnilib.conflist_from_bytes(
                 json.dumps({"cniVersion": "1.1.0", "name": n, "plugins": [{"type": "x"}]}).encode()
@@ -315,37 +322,47 @@ class TestSetup:
         assert [("ADD", "eth0"), ("ADD", "eth1"), ("DEL", "eth1"), ("DEL", "eth0")] == [
             (i.command.value, i.ifname) for i in mock.invocations
         ]
-        assert [] == entries(cache_dir)
+        assert [] == entries(cnilib_cache_dir)
 
 
 class TestTeardownAndCheck:
     @pytest.mark.asyncio
     @pytest.mark.parametrize("concurrent", [False, True])
     async def test_teardown_removes_all_last_first(
-        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path, concurrent: bool
+        self,
+        cni: Any,
+        nets: Nets,
+        cnilib_recorder_log: Path,
+        cnilib_cache_dir: Path,
+        concurrent: bool,
     ) -> None:
         """teardown_networks DELs every network (serially: last first) and empties the cache."""
         await done(cni.setup_networks("ctr1", NS, nets(3)))
-        forget_calls(recorder_log)
+        forget_calls(cnilib_recorder_log)
 
         await done(cni.teardown_networks("ctr1", NS, nets(3), concurrent=concurrent))
 
-        dels = [(c[1], c[2]) for c in recorded(recorder_log)]
+        dels = [(c[1], c[2]) for c in recorded(cnilib_recorder_log)]
         expected = [(f"net{i}-{p}", f"eth{i - 1}") for i in (3, 2, 1) for p in "ba"]
         assert expected == dels if not concurrent else sorted(expected) == sorted(dels)
-        assert [] == entries(cache_dir)
+        assert [] == entries(cnilib_cache_dir)
 
     @pytest.mark.asyncio
     @pytest.mark.parametrize("concurrent", [False, True])
     async def test_teardown_attempts_all_and_raises_every_failure(
-        self, cni: Any, nets: Nets, recorder_log: Path, cache_dir: Path, concurrent: bool
+        self,
+        cni: Any,
+        nets: Nets,
+        cnilib_recorder_log: Path,
+        cnilib_cache_dir: Path,
+        concurrent: bool,
     ) -> None:
         """Two failing DELs: the third network is still removed; one TeardownError has both."""
         confs = nets(
             3, net1={"DEL": error_object(11, "one")}, net3={"DEL": error_object(5, "three")}
         )
         await done(cni.setup_networks("ctr1", NS, confs))
-        forget_calls(recorder_log)
+        forget_calls(cnilib_recorder_log)
 
         with pytest.raises(cnilib.TeardownError) as info:
             await done(cni.teardown_networks("ctr1", NS, confs, concurrent=concurrent))
@@ -357,16 +374,18 @@ class TestTeardownAndCheck:
         ] == [(type(e), e.code, str(e)) for e in err.exceptions if isinstance(e, cnilib.CNIError)]
         assert 2 == len(err.exceptions)
         assert "teardown of container ctr1 failed" == err.msg
-        assert {"net3-b", "net2-b", "net2-a", "net1-b"} == {c[1] for c in recorded(recorder_log)}
-        assert ["net1-ctr1-eth0", "net3-ctr1-eth2"] == entries(cache_dir)
+        assert {"net3-b", "net2-b", "net2-a", "net1-b"} == {
+            c[1] for c in recorded(cnilib_recorder_log)
+        }
+        assert ["net1-ctr1-eth0", "net3-ctr1-eth2"] == entries(cnilib_cache_dir)
 
     @pytest.mark.asyncio
     async def test_check_networks_checks_every_network(
-        self, cni: Any, nets: Nets, recorder_log: Path
+        self, cni: Any, nets: Nets, cnilib_recorder_log: Path
     ) -> None:
         """check_networks CHECKs each network's chain on its interface, in order."""
         await done(cni.setup_networks("ctr1", NS, nets(2)))
-        forget_calls(recorder_log)
+        forget_calls(cnilib_recorder_log)
 
         await done(cni.check_networks("ctr1", NS, nets(2)))
 
@@ -375,16 +394,16 @@ class TestTeardownAndCheck:
             ("CHECK", "net1-b", "eth0"),
             ("CHECK", "net2-a", "eth1"),
             ("CHECK", "net2-b", "eth1"),
-        ] == recorded(recorder_log)
+        ] == recorded(cnilib_recorder_log)
 
     @pytest.mark.asyncio
     async def test_check_networks_reports_failures_after_checking_all(
-        self, cni: Any, nets: Nets, recorder_log: Path
+        self, cni: Any, nets: Nets, cnilib_recorder_log: Path
     ) -> None:
         """A failing CHECK does not stop the others; the failures are raised together."""
         confs = nets(3, net1={"CHECK": error_object(11, "not yet")})
         await done(cni.setup_networks("ctr1", NS, confs))
-        forget_calls(recorder_log)
+        forget_calls(cnilib_recorder_log)
 
         with pytest.raises(cnilib.TeardownError) as info:
             await done(cni.check_networks("ctr1", NS, confs))
@@ -394,7 +413,7 @@ class TestTeardownAndCheck:
             str(e) for e in info.value.exceptions
         ]
         assert ["net2-a", "net2-b", "net3-a", "net3-b"] == [
-            c[1] for c in recorded(recorder_log) if c[1] >= "net2"
+            c[1] for c in recorded(cnilib_recorder_log) if c[1] >= "net2"
         ]
 
 

@@ -453,10 +453,10 @@ async def run(scenario: Scenario, driver: str, work: Path, bin_dir: Path) -> Out
 
 
 @pytest.fixture
-def bin_dir(cni_bin_dir: Path) -> Path:
+def bin_dir(cnilib_cni_bin_dir: Path) -> Path:
     """The recorder as ``recorder`` and as ``recorder-v040`` (VERSION up to 0.4.0)."""
-    install_recording_plugin(cni_bin_dir, "recorder-v040")
-    return cni_bin_dir
+    install_recording_plugin(cnilib_cni_bin_dir, "recorder-v040")
+    return cnilib_cni_bin_dir
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])

@@ -39,15 +39,15 @@ Chain = Callable[..., cnilib.NetworkConfigList]
 
 
 @pytest.fixture
-def bin_dir(cni_bin_dir: Path) -> Path:
+def bin_dir(cnilib_cni_bin_dir: Path) -> Path:
     """The recorder installed as p0 … p3, so rollback names tell plugins apart."""
     for name in PLUGINS:
-        install_recording_plugin(cni_bin_dir, name)
-    return cni_bin_dir
+        install_recording_plugin(cnilib_cni_bin_dir, name)
+    return cnilib_cni_bin_dir
 
 
 @pytest.fixture
-def chain(recorder_log: Path) -> Chain:
+def chain(cnilib_recorder_log: Path) -> Chain:
     """A list net1 of p0 … p<n-1>, each answering ADD with its own result unless told."""
 
     def make(n: int, **instructions: dict[str, Any]) -> cnilib.NetworkConfigList:
@@ -55,7 +55,7 @@ def chain(recorder_log: Path) -> Chain:
         for index in range(n):
             name = PLUGINS[index]
             recorder: dict[str, Any] = {
-                "log": str(recorder_log),
+                "log": str(cnilib_recorder_log),
                 "ADD": {"result": result_of(index)},
             }
             recorder.update(instructions.get(name, {}))
@@ -67,8 +67,8 @@ def chain(recorder_log: Path) -> Chain:
 
 
 @pytest.fixture
-def cni(bin_dir: Path, cache_dir: Path) -> cnilib.CNI:
-    return cnilib.CNI([str(bin_dir)], cache_dir=cache_dir, timeout=20)
+def cni(bin_dir: Path, cnilib_cache_dir: Path) -> cnilib.CNI:
+    return cnilib.CNI([str(bin_dir)], cache_dir=cnilib_cache_dir, timeout=20)
 
 
 def recorded(log: Path) -> list[tuple[str, str]]:
@@ -94,7 +94,12 @@ def entry_file(cache_dir: Path) -> Path:
 class TestRollback:
     @pytest.mark.parametrize("k", [1, 2, 3])
     def test_earlier_plugins_get_del_in_reverse_with_their_results(
-        self, cni: cnilib.CNI, chain: Chain, recorder_log: Path, cache_dir: Path, k: int
+        self,
+        cni: cnilib.CNI,
+        chain: Chain,
+        cnilib_recorder_log: Path,
+        cnilib_cache_dir: Path,
+        k: int,
     ) -> None:
         """Plugin k answers an error: k-1 … 0 get DEL, last first, each with its own result."""
         conf = chain(4, **{PLUGINS[k]: {"ADD": {"error": {"code": 7, "msg": "no"}}}})
@@ -104,11 +109,13 @@ class TestRollback:
 
         adds = [("ADD", p) for p in PLUGINS[: k + 1]]
         dels = [("DEL", p) for p in reversed(PLUGINS[:k])]
-        assert adds + dels == recorded(recorder_log)
-        assert [result_of(i)["ips"] for i in reversed(range(k))] == prev_ips(recorder_log, "DEL")
+        assert adds + dels == recorded(cnilib_recorder_log)
+        assert [result_of(i)["ips"] for i in reversed(range(k))] == prev_ips(
+            cnilib_recorder_log, "DEL"
+        )
         assert info.value.rollback is not None
         assert PLUGINS[:k] == info.value.rollback.deleted
-        assert not entry_file(cache_dir).exists()
+        assert not entry_file(cnilib_cache_dir).exists()
 
     @pytest.mark.parametrize(
         ("instruction", "error_type"),
@@ -126,14 +133,14 @@ class TestRollback:
     def test_failed_plugin_without_error_object_gets_del_too(
         self,
         bin_dir: Path,
-        cache_dir: Path,
+        cnilib_cache_dir: Path,
         chain: Chain,
-        recorder_log: Path,
+        cnilib_recorder_log: Path,
         instruction: dict[str, Any],
         error_type: type[cnilib.CNIError],
     ) -> None:
         """A plugin that timed out, crashed or printed garbage is DELed too, with what it got."""
-        cni = cnilib.CNI([str(bin_dir)], cache_dir=cache_dir, timeout=1.0)
+        cni = cnilib.CNI([str(bin_dir)], cache_dir=cnilib_cache_dir, timeout=1.0)
         conf = chain(3, p2={"ADD": instruction})
 
         with pytest.raises(error_type) as info:
@@ -141,32 +148,32 @@ class TestRollback:
 
         expected = [("ADD", "p0"), ("ADD", "p1"), ("ADD", "p2")]
         expected += [("DEL", "p2"), ("DEL", "p1"), ("DEL", "p0")]
-        assert expected == recorded(recorder_log)
+        assert expected == recorded(cnilib_recorder_log)
         ips = [result_of(1)["ips"], result_of(1)["ips"], result_of(0)["ips"]]
-        assert ips == prev_ips(recorder_log, "DEL")
+        assert ips == prev_ips(cnilib_recorder_log, "DEL")
         assert info.value.rollback is not None
         assert ("p0", "p1", "p2") == info.value.rollback.deleted
-        assert not entry_file(cache_dir).exists()
+        assert not entry_file(cnilib_cache_dir).exists()
 
     def test_first_plugin_crashing_gets_del_without_prev_result(
-        self, cni: cnilib.CNI, chain: Chain, recorder_log: Path, cache_dir: Path
+        self, cni: cnilib.CNI, chain: Chain, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """Plugin 0 killed by a signal gets DEL without prevResult (it was given none)."""
         with pytest.raises(cnilib.PluginOutputError):
             cni.add_network_list(chain(2, p0={"ADD": {"signal": "KILL"}}), RT)
 
-        assert [("ADD", "p0"), ("DEL", "p0")] == recorded(recorder_log)
-        assert [None] == prev_ips(recorder_log, "DEL")
-        assert not entry_file(cache_dir).exists()
+        assert [("ADD", "p0"), ("DEL", "p0")] == recorded(cnilib_recorder_log)
+        assert [None] == prev_ips(cnilib_recorder_log, "DEL")
+        assert not entry_file(cnilib_cache_dir).exists()
 
     def test_first_plugin_answering_error_needs_no_rollback(
-        self, cni: cnilib.CNI, chain: Chain, recorder_log: Path, cache_dir: Path
+        self, cni: cnilib.CNI, chain: Chain, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """Plugin 0 answering an error: no DEL at all, a clean rollback, no entry."""
         with pytest.raises(cnilib.PluginError) as info:
             cni.add_network_list(chain(2, p0={"ADD": {"error": {"code": 11, "msg": "x"}}}), RT)
 
-        assert [("ADD", "p0")] == recorded(recorder_log)
+        assert [("ADD", "p0")] == recorded(cnilib_recorder_log)
         assert info.value.rollback is not None
         assert ((), (), True) == (
             info.value.rollback.deleted,
@@ -174,7 +181,7 @@ class TestRollback:
             info.value.rollback.clean,
         )
         assert ["rolled back: DEL nothing to undo"] == info.value.__notes__
-        assert not entry_file(cache_dir).exists()
+        assert not entry_file(cnilib_cache_dir).exists()
 
     def test_error_keeps_type_code_text_and_says_what_was_undone(
         self, cni: cnilib.CNI, chain: Chain
@@ -197,7 +204,7 @@ class TestRollback:
         assert ["rolled back: DEL p0, p1"] == err.__notes__
 
     def test_rollback_del_failure_keeps_pending_entry_that_del_cleans(
-        self, cni: cnilib.CNI, chain: Chain, recorder_log: Path, cache_dir: Path
+        self, cni: cnilib.CNI, chain: Chain, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """A failing rollback DEL: the others still run, the entry stays pending; DEL cleans."""
         busy = {"DEL": {"error": {"code": 11, "msg": "busy"}}}
@@ -215,37 +222,39 @@ class TestRollback:
         assert [
             'rollback incomplete (DEL done: p0); failed: plugin type="p1" failed (delete): busy'
         ] == err.__notes__
-        entry = FileCache(cache_dir).load("net1", "ctr1", "eth0")
+        entry = FileCache(cnilib_cache_dir).load("net1", "ctr1", "eth0")
         assert entry is not None
         assert entry.pending
-        assert [("DEL", "p1"), ("DEL", "p0")] == recorded(recorder_log)[3:]
+        assert [("DEL", "p1"), ("DEL", "p0")] == recorded(cnilib_recorder_log)[3:]
 
-        recorder_log.unlink()
+        cnilib_recorder_log.unlink()
         cni.delete_network_list(chain(3), RT)  # p1 works again
 
-        assert [("DEL", "p2"), ("DEL", "p1"), ("DEL", "p0")] == recorded(recorder_log)
-        assert [None, None, None] == prev_ips(recorder_log, "DEL")
-        assert not entry_file(cache_dir).exists()
+        assert [("DEL", "p2"), ("DEL", "p1"), ("DEL", "p0")] == recorded(cnilib_recorder_log)
+        assert [None, None, None] == prev_ips(cnilib_recorder_log, "DEL")
+        assert not entry_file(cnilib_cache_dir).exists()
 
     def test_pending_entry_is_cleaned_by_gc(
-        self, cni: cnilib.CNI, chain: Chain, recorder_log: Path, cache_dir: Path
+        self, cni: cnilib.CNI, chain: Chain, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """A pending entry left by an incomplete rollback is a stale attachment for GC."""
         busy = {"DEL": {"error": {"code": 11, "msg": "busy"}}}
         with pytest.raises(cnilib.PluginError):
             cni.add_network_list(chain(2, p0=busy, p1={"ADD": {"error": {"msg": "x"}}}), RT)
-        recorder_log.unlink()
+        cnilib_recorder_log.unlink()
 
         report = cni.gc_network_list(chain(2), [])
 
         assert [("ctr1", "eth0", True)] == [
             (e.container_id, e.ifname, e.pending) for e in report.deleted
         ]
-        assert [("DEL", "p1"), ("DEL", "p0"), ("GC", "p0"), ("GC", "p1")] == recorded(recorder_log)
-        assert [] == os.listdir(cache_dir / "results")
+        assert [("DEL", "p1"), ("DEL", "p0"), ("GC", "p0"), ("GC", "p1")] == recorded(
+            cnilib_recorder_log
+        )
+        assert [] == os.listdir(cnilib_cache_dir / "results")
 
     def test_failed_del_of_pending_entry_keeps_it_for_retry(
-        self, cni: cnilib.CNI, chain: Chain, cache_dir: Path
+        self, cni: cnilib.CNI, chain: Chain, cnilib_cache_dir: Path
     ) -> None:
         """DEL of a pending entry that fails keeps the entry, as a failing DEL always does."""
         busy = {"DEL": {"error": {"code": 11, "msg": "busy"}}}
@@ -255,12 +264,12 @@ class TestRollback:
         with pytest.raises(cnilib.TryAgainLaterError):
             cni.delete_network_list(chain(2, p0=busy), RT)
 
-        entry = FileCache(cache_dir).load("net1", "ctr1", "eth0")
+        entry = FileCache(cnilib_cache_dir).load("net1", "ctr1", "eth0")
         assert entry is not None
         assert entry.pending
 
     def test_plugin_that_never_ran_gets_no_del(
-        self, cni: cnilib.CNI, chain: Chain, recorder_log: Path, cache_dir: Path
+        self, cni: cnilib.CNI, chain: Chain, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """A plugin missing from CNI_PATH made no state: only the earlier ones are undone."""
         doc = json.loads(chain(1).bytes)
@@ -272,22 +281,22 @@ class TestRollback:
 
         assert info.value.rollback is not None
         assert (("p0",), ()) == (info.value.rollback.deleted, info.value.rollback.failures)
-        assert [("ADD", "p0"), ("DEL", "p0")] == recorded(recorder_log)
-        assert not entry_file(cache_dir).exists()
+        assert [("ADD", "p0"), ("DEL", "p0")] == recorded(cnilib_recorder_log)
+        assert not entry_file(cnilib_cache_dir).exists()
 
     def test_rollback_off_undoes_nothing_and_caches_nothing(
-        self, bin_dir: Path, cache_dir: Path, chain: Chain, recorder_log: Path
+        self, bin_dir: Path, cnilib_cache_dir: Path, chain: Chain, cnilib_recorder_log: Path
     ) -> None:
         """rollback=False: libcni's behaviour, no DEL, no entry, no rollback on the error."""
-        cni = cnilib.CNI([str(bin_dir)], cache_dir=cache_dir, rollback=False)
+        cni = cnilib.CNI([str(bin_dir)], cache_dir=cnilib_cache_dir, rollback=False)
 
         with pytest.raises(cnilib.PluginOutputError) as info:
             cni.add_network_list(chain(3, p2={"ADD": {"signal": "KILL"}}), RT)
 
-        assert [("ADD", "p0"), ("ADD", "p1"), ("ADD", "p2")] == recorded(recorder_log)
+        assert [("ADD", "p0"), ("ADD", "p1"), ("ADD", "p2")] == recorded(cnilib_recorder_log)
         assert info.value.rollback is None
         assert not hasattr(info.value, "__notes__")
-        assert [] == os.listdir(cache_dir / "results")
+        assert [] == os.listdir(cnilib_cache_dir / "results")
 
 
 def mock_chain(n: int) -> cnilib.NetworkConfigList:
@@ -447,56 +456,76 @@ cni.add_network_list(conf, cnilib.RuntimeConf("ctr1", "/run/netns/ctr1", "eth0")
 class TestRuntimeKilledMidAdd:
     @pytest.fixture
     def killed(
-        self, bin_dir: Path, cache_dir: Path, chain: Chain, recorder_log: Path, tmp_path: Path
+        self,
+        bin_dir: Path,
+        cnilib_cache_dir: Path,
+        chain: Chain,
+        cnilib_recorder_log: Path,
+        tmp_path: Path,
     ) -> cnilib.NetworkConfigList:
         """Run ADD of p0, p1, p2 in a child process and SIGKILL it while p1 runs."""
         conf = chain(3, p1={"ADD": {"sleep": 0.5}})
         conf_path = tmp_path / "net1.conflist"
         conf_path.write_bytes(conf.bytes)
         proc = subprocess.Popen(
-            [sys.executable, "-c", RUNTIME_SCRIPT, str(bin_dir), str(cache_dir), str(conf_path)]
+            [
+                sys.executable,
+                "-c",
+                RUNTIME_SCRIPT,
+                str(bin_dir),
+                str(cnilib_cache_dir),
+                str(conf_path),
+            ]
         )
         deadline = time.monotonic() + 10
-        while ("ADD", "p1") not in recorded(recorder_log):
+        while ("ADD", "p1") not in recorded(cnilib_recorder_log):
             assert time.monotonic() < deadline, "p1 never started"
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         assert -signal.SIGKILL == proc.wait(10)
         time.sleep(0.7)  # let the orphaned p1 finish on its own
-        recorder_log.unlink()
+        cnilib_recorder_log.unlink()
         return conf
 
     def test_leaves_a_complete_pending_entry(
-        self, killed: cnilib.NetworkConfigList, cache_dir: Path
+        self, killed: cnilib.NetworkConfigList, cnilib_cache_dir: Path
     ) -> None:
         """Killed mid-ADD: the entry is a complete cniCacheV1 object, pending; no temp files."""
-        entry = FileCache(cache_dir).load("net1", "ctr1", "eth0")
+        entry = FileCache(cnilib_cache_dir).load("net1", "ctr1", "eth0")
 
         assert entry is not None
         assert (True, killed.bytes, "/run/netns/ctr1") == (entry.pending, entry.config, entry.netns)
-        assert [] == os.listdir(cache_dir / ".cnilib-tmp")
+        assert [] == os.listdir(cnilib_cache_dir / ".cnilib-tmp")
 
     def test_following_del_cleans_up(
-        self, killed: cnilib.NetworkConfigList, cni: cnilib.CNI, recorder_log: Path, cache_dir: Path
+        self,
+        killed: cnilib.NetworkConfigList,
+        cni: cnilib.CNI,
+        cnilib_recorder_log: Path,
+        cnilib_cache_dir: Path,
     ) -> None:
         """A DEL after the crash reaches every plugin (no prevResult) and removes the entry."""
         cni.delete_network_list(killed, RT)
 
-        assert [("DEL", "p2"), ("DEL", "p1"), ("DEL", "p0")] == recorded(recorder_log)
-        assert [None, None, None] == prev_ips(recorder_log, "DEL")
-        assert [] == os.listdir(cache_dir / "results")
+        assert [("DEL", "p2"), ("DEL", "p1"), ("DEL", "p0")] == recorded(cnilib_recorder_log)
+        assert [None, None, None] == prev_ips(cnilib_recorder_log, "DEL")
+        assert [] == os.listdir(cnilib_cache_dir / "results")
 
     def test_following_gc_cleans_up(
-        self, killed: cnilib.NetworkConfigList, cni: cnilib.CNI, recorder_log: Path, cache_dir: Path
+        self,
+        killed: cnilib.NetworkConfigList,
+        cni: cnilib.CNI,
+        cnilib_recorder_log: Path,
+        cnilib_cache_dir: Path,
     ) -> None:
         """A GC after the crash DELs the pending attachment and removes the entry."""
         report = cni.gc_network_list(killed, [])
 
         assert [CacheEntry] == [type(e) for e in report.deleted]
         assert [("DEL", "p2"), ("DEL", "p1"), ("DEL", "p0")] == [
-            c for c in recorded(recorder_log) if c[0] == "DEL"
+            c for c in recorded(cnilib_recorder_log) if c[0] == "DEL"
         ]
-        assert [] == os.listdir(cache_dir / "results")
+        assert [] == os.listdir(cnilib_cache_dir / "results")
 
 
 class TestDuplicateAdd:

@@ -22,7 +22,7 @@ Conf = Callable[..., cnilib.NetworkConfigList]
 
 
 @pytest.fixture
-def make_conf(recorder_log: Path) -> Conf:
+def make_conf(cnilib_recorder_log: Path) -> Conf:
     """Build a conflist of recorder plugins; each dict is merged into one plugin entry."""
 
     def make(
@@ -30,7 +30,7 @@ def make_conf(recorder_log: Path) -> Conf:
     ) -> cnilib.NetworkConfigList:
         entries = []
         for extra in plugins or ({},):
-            recorder = {"log": str(recorder_log), **extra.pop("recorder", {})}
+            recorder = {"log": str(cnilib_recorder_log), **extra.pop("recorder", {})}
             entries.append({"type": "recorder", "recorder": recorder, **extra})
         doc = {"cniVersion": version, "name": name, "plugins": entries, **top}
         return cnilib.conflist_from_bytes(json.dumps(doc).encode())
@@ -39,9 +39,9 @@ def make_conf(recorder_log: Path) -> Conf:
 
 
 @pytest.fixture
-def cni(cni_bin_dir: Path, cache_dir: Path) -> cnilib.CNI:
+def cni(cnilib_cni_bin_dir: Path, cnilib_cache_dir: Path) -> cnilib.CNI:
     """A runtime whose CNI_PATH holds the recorder, caching into a tmp dir."""
-    return cnilib.CNI([str(cni_bin_dir)], cache_dir=cache_dir, timeout=20)
+    return cnilib.CNI([str(cnilib_cni_bin_dir)], cache_dir=cnilib_cache_dir, timeout=20)
 
 
 RT = cnilib.RuntimeConf(container_id="ctr1", netns="/run/netns/ctr1", ifname="eth0")
@@ -65,7 +65,7 @@ def calls(log: Path, verb: str | None = None) -> list[dict[str, Any]]:
 
 class TestAdd:
     def test_chain_threads_prev_result(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path
     ) -> None:
         """ADD runs plugins in order; each gets the previous result, the first none."""
         conf = make_conf(
@@ -74,7 +74,7 @@ class TestAdd:
 
         result = cni.add_network_list(conf, RT)
 
-        adds = calls(recorder_log, "ADD")
+        adds = calls(cnilib_recorder_log, "ADD")
         assert ["first", "second"] == [c["stdin"]["tag"] for c in adds]
         assert "prevResult" not in adds[0]["stdin"]
         assert RESULT_A["ips"] == adds[1]["stdin"]["prevResult"]["ips"]
@@ -85,8 +85,8 @@ class TestAdd:
         self,
         cni: cnilib.CNI,
         make_conf: Conf,
-        recorder_log: Path,
-        cni_bin_dir: Path,
+        cnilib_recorder_log: Path,
+        cnilib_cni_bin_dir: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """List name and version overwrite the plugin's; CNI_* env replaces inherited values."""
@@ -99,7 +99,7 @@ class TestAdd:
 
         cni.add_network_list(conf, rt)
 
-        (call,) = calls(recorder_log, "ADD")
+        (call,) = calls(cnilib_recorder_log, "ADD")
         assert ("net1", "1.0.0") == (call["stdin"]["name"], call["stdin"]["cniVersion"])
         env = call["env"]
         assert {
@@ -108,11 +108,11 @@ class TestAdd:
             "CNI_NETNS": "/run/netns/ctr1",
             "CNI_IFNAME": "eth3",
             "CNI_ARGS": "K1=V1;K2=V2",
-            "CNI_PATH": str(cni_bin_dir),
+            "CNI_PATH": str(cnilib_cni_bin_dir),
         } == {k: env[k] for k in env if k.startswith("CNI_")}
 
     def test_capability_args_only_to_declaring_plugins(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path
     ) -> None:
         """runtimeConfig carries only declared capabilities and replaces a static one only then."""
         conf = make_conf(
@@ -128,13 +128,13 @@ class TestAdd:
 
         cni.add_network_list(conf, rt)
 
-        first, second = (c["stdin"] for c in calls(recorder_log, "ADD"))
+        first, second = (c["stdin"] for c in calls(cnilib_recorder_log, "ADD"))
         assert {"portMappings": [{"hostPort": 8080}]} == first["runtimeConfig"]
         assert {"static": True} == second["runtimeConfig"]
         assert {"portMappings": True, "mac": False} == first["capabilities"]
 
     def test_caches_final_result_in_go_format(
-        self, cni: cnilib.CNI, make_conf: Conf, cache_dir: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_cache_dir: Path
     ) -> None:
         """A successful ADD writes a 0600 cniCacheV1 entry holding the list bytes in base64."""
         conf = make_conf({"recorder": {"ADD": {"result": RESULT_A}}})
@@ -144,7 +144,7 @@ class TestAdd:
 
         cni.add_network_list(conf, rt)
 
-        path = cache_dir / "results" / "net1-ctr1-eth0"
+        path = cnilib_cache_dir / "results" / "net1-ctr1-eth0"
         entry = json.loads(path.read_bytes())
         assert [
             "kind",
@@ -164,7 +164,7 @@ class TestAdd:
         assert [] == os.listdir(path.parent.parent / ".cnilib-tmp")
 
     def test_failure_wraps_error_keeps_code_and_caches_nothing(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path, cache_dir: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """A failing plugin stops the chain; its error is wrapped as libcni does, code kept."""
         conf = make_conf(
@@ -181,8 +181,8 @@ class TestAdd:
 
         assert 'plugin type="recorder" name="second" failed (add): bad; d' == str(info.value)
         assert 7 == info.value.code
-        assert 2 == len(calls(recorder_log, "ADD"))
-        assert not (cache_dir / "results" / "net1-ctr1-eth0").exists()
+        assert 2 == len(calls(cnilib_recorder_log, "ADD"))
+        assert not (cnilib_cache_dir / "results" / "net1-ctr1-eth0").exists()
 
     def test_undecodable_result_is_a_clear_error(self, cni: cnilib.CNI, make_conf: Conf) -> None:
         """Exit 0 with garbage on stdout is a decode error naming the plugin (code 6)."""
@@ -209,7 +209,7 @@ class TestAdd:
 
 class TestDelete:
     def test_reverse_order_with_cached_prev_result(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path, cache_dir: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """DEL runs plugins in reverse, each with the cached result; the entry is removed."""
         conf = make_conf({"tag": "a", "recorder": {"ADD": {"result": RESULT_A}}}, {"tag": "b"})
@@ -217,28 +217,28 @@ class TestDelete:
 
         cni.delete_network_list(conf, RT)
 
-        dels = calls(recorder_log, "DEL")
+        dels = calls(cnilib_recorder_log, "DEL")
         assert ["b", "a"] == [c["stdin"]["tag"] for c in dels]
         assert all(RESULT_A["ips"] == c["stdin"]["prevResult"]["ips"] for c in dels)
-        assert not (cache_dir / "results" / "net1-ctr1-eth0").exists()
+        assert not (cnilib_cache_dir / "results" / "net1-ctr1-eth0").exists()
 
     def test_corrupt_cache_is_dropped_and_del_goes_on(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path, cache_dir: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """An unreadable cache entry is removed; DEL still runs, without prevResult."""
         conf = make_conf()
-        results = cache_dir / "results"
+        results = cnilib_cache_dir / "results"
         results.mkdir(mode=0o700)
         (results / "net1-ctr1-eth0").write_text('{"kind":"cniCacheV1","config":')
 
         cni.delete_network_list(conf, RT)
 
-        (call,) = calls(recorder_log, "DEL")
+        (call,) = calls(cnilib_recorder_log, "DEL")
         assert "prevResult" not in call["stdin"]
         assert not (results / "net1-ctr1-eth0").exists()
 
     def test_old_versions_get_no_prev_result(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path
     ) -> None:
         """Below 0.4.0 DEL neither reads the cache nor sends prevResult."""
         conf = make_conf(version="0.3.1")
@@ -246,11 +246,11 @@ class TestDelete:
 
         cni.delete_network_list(conf, RT)
 
-        (call,) = calls(recorder_log, "DEL")
+        (call,) = calls(cnilib_recorder_log, "DEL")
         assert "prevResult" not in call["stdin"]
 
     def test_failure_keeps_cache_entry(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path, cache_dir: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path, cnilib_cache_dir: Path
     ) -> None:
         """A failing DEL stops, is wrapped with '(delete)', and leaves the entry for a retry."""
         conf = make_conf({}, {"recorder": {"DEL": {"error": {"code": 11, "msg": "busy"}}}})
@@ -260,27 +260,32 @@ class TestDelete:
             cni.delete_network_list(conf, RT)
 
         assert 'plugin type="recorder" failed (delete): busy' == str(info.value)
-        assert 1 == len(calls(recorder_log, "DEL"))
-        assert (cache_dir / "results" / "net1-ctr1-eth0").exists()
+        assert 1 == len(calls(cnilib_recorder_log, "DEL"))
+        assert (cnilib_cache_dir / "results" / "net1-ctr1-eth0").exists()
 
     @pytest.mark.parametrize(
         ("container_id", "ifname"),
         [("../../etc", "eth0"), ("ctr1", "../x"), ("", "eth0"), ("ctr1", "a" * 16)],
     )
     def test_names_are_validated_before_any_plugin(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path, container_id: str, ifname: str
+        self,
+        cni: cnilib.CNI,
+        make_conf: Conf,
+        cnilib_recorder_log: Path,
+        container_id: str,
+        ifname: str,
     ) -> None:
         """Every verb, not only ADD, refuses IDs and names that could escape the cache dir."""
         rt = cnilib.RuntimeConf(container_id, "/run/netns/x", ifname)
         for verb in (cni.delete_network_list, cni.check_network_list, cni.add_network_list):
             with pytest.raises(cnilib.InvalidArgumentError):
                 verb(make_conf(), rt)
-        assert [] == calls(recorder_log)
+        assert [] == calls(cnilib_recorder_log)
 
 
 class TestCheck:
     def test_passes_cached_result_to_every_plugin(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path
     ) -> None:
         """CHECK runs plugins in order, each with the same cached result."""
         conf = make_conf({"tag": "a", "recorder": {"ADD": {"result": RESULT_A}}}, {"tag": "b"})
@@ -288,7 +293,7 @@ class TestCheck:
 
         cni.check_network_list(conf, RT)
 
-        checks = calls(recorder_log, "CHECK")
+        checks = calls(cnilib_recorder_log, "CHECK")
         assert ["a", "b"] == [c["stdin"]["tag"] for c in checks]
         assert all(RESULT_A["ips"] == c["stdin"]["prevResult"]["ips"] for c in checks)
 
@@ -302,18 +307,18 @@ class TestCheck:
         assert expected == str(info.value)
 
     def test_disable_check_runs_nothing(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path
     ) -> None:
         """disableCheck (also as the string "true") skips every plugin."""
         cni.check_network_list(make_conf(disableCheck="TRUE"), RT)
 
-        assert [] == calls(recorder_log, "CHECK")
+        assert [] == calls(cnilib_recorder_log, "CHECK")
 
     def test_corrupt_cache_is_reported(
-        self, cni: cnilib.CNI, make_conf: Conf, cache_dir: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_cache_dir: Path
     ) -> None:
         """CHECK does not guess: a corrupt entry is an error naming the network and file."""
-        results = cache_dir / "results"
+        results = cnilib_cache_dir / "results"
         results.mkdir(mode=0o700)
         (results / "net1-ctr1-eth0").write_text("{not json")
 
@@ -341,7 +346,7 @@ class TestGC:
             cni.add_network_list(conf, cnilib.RuntimeConf(cid, f"/run/netns/{cid}", "eth0"))
 
     def test_deletes_stale_attachments_then_sends_gc(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path
     ) -> None:
         """Cached attachments not in the valid list get DEL; plugins get GC with both keys."""
         conf = make_conf()
@@ -349,8 +354,8 @@ class TestGC:
 
         cni.gc_network_list(conf, [("keep", "eth0")])
 
-        assert ["stale"] == [c["env"]["CNI_CONTAINERID"] for c in calls(recorder_log, "DEL")]
-        (gc,) = calls(recorder_log, "GC")
+        assert ["stale"] == [c["env"]["CNI_CONTAINERID"] for c in calls(cnilib_recorder_log, "DEL")]
+        (gc,) = calls(cnilib_recorder_log, "GC")
         listed = [{"containerID": "keep", "ifname": "eth0"}]
         assert listed == gc["stdin"]["cni.dev/valid-attachments"]
         assert listed == gc["stdin"]["cni.dev/attachments"]
@@ -358,18 +363,18 @@ class TestGC:
         assert ["keep"] == [a.container_id for a in cni.cached_attachments()]
 
     def test_other_networks_are_untouched(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path
     ) -> None:
         """GC of one network never deletes another network's attachments."""
         self._attach(cni, make_conf(name="other"), "c1")
 
         cni.gc_network_list(make_conf(), [])
 
-        assert [] == calls(recorder_log, "DEL")
+        assert [] == calls(cnilib_recorder_log, "DEL")
         assert ["other"] == [a.network_name for a in cni.cached_attachments()]
 
     def test_plugin_gc_only_from_110(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path
     ) -> None:
         """Below 1.1.0 stale attachments are still deleted but no GC verb is sent."""
         conf = make_conf(version="1.0.0")
@@ -377,20 +382,20 @@ class TestGC:
 
         cni.gc_network_list(conf, None)
 
-        assert 1 == len(calls(recorder_log, "DEL"))
-        assert [] == calls(recorder_log, "GC")
+        assert 1 == len(calls(cnilib_recorder_log, "DEL"))
+        assert [] == calls(cnilib_recorder_log, "GC")
 
-    def test_disable_gc(self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path) -> None:
+    def test_disable_gc(self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path) -> None:
         """disableGC skips both phases."""
         conf = make_conf(disableGC=True)
         self._attach(cni, conf, "stale")
 
         cni.gc_network_list(conf, [])
 
-        assert [] == calls(recorder_log, "DEL") + calls(recorder_log, "GC")
+        assert [] == calls(cnilib_recorder_log, "DEL") + calls(cnilib_recorder_log, "GC")
 
     def test_failures_are_collected(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path
     ) -> None:
         """Every plugin gets GC even after one fails; all failures come back in a GCError."""
         conf = make_conf(
@@ -402,7 +407,7 @@ class TestGC:
         with pytest.raises(cnilib.GCError) as info:
             cni.gc_network_list(conf, [])
 
-        assert 3 == len(calls(recorder_log, "GC"))
+        assert 3 == len(calls(cnilib_recorder_log, "GC"))
         messages = [str(e) for e in info.value.exceptions]
         assert "failed to GC plugin recorder: io" == messages[0]
         assert messages[1].startswith('failed to GC plugin recorder: netplugin failed: "oops"')
@@ -418,7 +423,9 @@ class TestStatus:
 
         assert 50 == info.value.code
 
-    def test_skipped_below_110(self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path) -> None:
+    def test_skipped_below_110(
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path
+    ) -> None:
         """STATUS is a no-op success for configs older than 1.1.0."""
         conf = make_conf(
             {"recorder": {"STATUS": {"error": {"code": 50, "msg": "x"}}}}, version="1.0.0"
@@ -426,15 +433,15 @@ class TestStatus:
 
         cni.status_network_list(conf)
 
-        assert [] == calls(recorder_log)
+        assert [] == calls(cnilib_recorder_log)
 
     def test_sends_no_attachment_parameters(
-        self, cni: cnilib.CNI, make_conf: Conf, recorder_log: Path
+        self, cni: cnilib.CNI, make_conf: Conf, cnilib_recorder_log: Path
     ) -> None:
         """STATUS has name and cniVersion only: no container, netns or ifname."""
         cni.status_network_list(make_conf())
 
-        (call,) = calls(recorder_log, "STATUS")
+        (call,) = calls(cnilib_recorder_log, "STATUS")
         assert ("", "", "") == tuple(
             call["env"][k] for k in ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME")
         )
@@ -452,12 +459,12 @@ class TestValidateAndVersion:
         assert ("portMappings", "mac") == cni.validate_network_list(conf)
 
     def test_reports_every_problem(
-        self, cni: cnilib.CNI, cni_bin_dir: Path, make_conf: Conf
+        self, cni: cnilib.CNI, cnilib_cni_bin_dir: Path, make_conf: Conf
     ) -> None:
         """Unsupported versions and missing plugins are all reported together."""
         from cnilib.testing import install_recording_plugin
 
-        install_recording_plugin(cni_bin_dir, "old-v040")
+        install_recording_plugin(cnilib_cni_bin_dir, "old-v040")
         conf = make_conf({"type": "old-v040"}, {"type": "missing"}, version="1.0.0")
 
         with pytest.raises(cnilib.ValidationGroupError) as info:
@@ -530,10 +537,10 @@ class TestExecErrors:
         assert any("hello from plugin" in r.getMessage() for r in caplog.records)
 
     def test_timeout_kills_plugin(
-        self, cni_bin_dir: Path, cache_dir: Path, make_conf: Conf
+        self, cnilib_cni_bin_dir: Path, cnilib_cache_dir: Path, make_conf: Conf
     ) -> None:
         """A hung plugin is killed at the deadline; the error names plugin, verb and time."""
-        cni = cnilib.CNI([str(cni_bin_dir)], cache_dir=cache_dir, timeout=0.5)
+        cni = cnilib.CNI([str(cnilib_cni_bin_dir)], cache_dir=cnilib_cache_dir, timeout=0.5)
         started = time.monotonic()
 
         with pytest.raises(cnilib.PluginTimeoutError) as info:
@@ -605,25 +612,25 @@ class TestCachedQueries:
 
 class TestGoWrittenCache:
     def test_del_driven_by_go_cache_file(
-        self, cni: cnilib.CNI, cache_dir: Path, recorder_log: Path
+        self, cni: cnilib.CNI, cnilib_cache_dir: Path, cnilib_recorder_log: Path
     ) -> None:
         """A cache file written by Go libcni drives DEL: its result arrives as prevResult."""
         go_file = Path(__file__).parent.parent / "data" / "cache" / "cniCacheV1" / "go-bridge.json"
-        results = cache_dir / "results"
+        results = cnilib_cache_dir / "results"
         results.mkdir(mode=0o700)
         target = results / "pa-cnitool-f5a5ada46aa61a4e2abe-eth0"
         target.write_bytes(go_file.read_bytes())
         doc = {
             "cniVersion": "1.0.0",
             "name": "pa",
-            "plugins": [{"type": "recorder", "recorder": {"log": str(recorder_log)}}],
+            "plugins": [{"type": "recorder", "recorder": {"log": str(cnilib_recorder_log)}}],
         }
         conf = cnilib.conflist_from_bytes(json.dumps(doc).encode())
         rt = cnilib.RuntimeConf("cnitool-f5a5ada46aa61a4e2abe", "/var/run/netns/probe-a", "eth0")
 
         cni.delete_network_list(conf, rt)
 
-        (call,) = calls(recorder_log, "DEL")
+        (call,) = calls(cnilib_recorder_log, "DEL")
         prev = call["stdin"]["prevResult"]
         assert [{"address": "10.88.10.2/24", "gateway": "10.88.10.1", "interface": 2}] == prev[
             "ips"

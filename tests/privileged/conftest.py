@@ -40,8 +40,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _require_privileges(privileged: None) -> None:
-    """Skip by probe (the session fixture ``privileged``) before any test here runs."""
+def _require_privileges(cnilib_privileged: None) -> None:
+    """Skip by probe (the session fixture ``cnilib_privileged``) before any test here runs."""
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -73,6 +73,6 @@ def _retire_default_workers() -> Iterator[None]:
 
 
 @pytest.fixture
-def ns(container_netns: Callable[[], NetNS]) -> NetNS:
+def ns(cnilib_container_netns: Callable[[], NetNS]) -> NetNS:
     """A fresh container namespace (deleted after the test)."""
-    return container_netns()
+    return cnilib_container_netns()

@@ -60,10 +60,10 @@ MakeNS = Callable[[], NetNS]
 
 
 @pytest.fixture
-def sides(container_netns: MakeNS, tmp_path: Path) -> tuple[Side, Side]:
+def sides(cnilib_container_netns: MakeNS, tmp_path: Path) -> tuple[Side, Side]:
     """Go's side and ours, each in its own node namespace."""
-    go = Side("go", container_netns(), container_netns, tmp_path / "go")
-    py = Side("py", container_netns(), container_netns, tmp_path / "py")
+    go = Side("go", cnilib_container_netns(), cnilib_container_netns, tmp_path / "go")
+    py = Side("py", cnilib_container_netns(), cnilib_container_netns, tmp_path / "py")
     return go, py
 
 

@@ -39,15 +39,15 @@ MakeNS = Callable[[], NetNS]
 
 
 @pytest.fixture
-def go(container_netns: MakeNS, tmp_path: Path) -> Side:
+def go(cnilib_container_netns: MakeNS, tmp_path: Path) -> Side:
     """Go's plugins, exec'd in their own node namespace."""
-    return Side("go", container_netns(), container_netns, tmp_path / "go")
+    return Side("go", cnilib_container_netns(), cnilib_container_netns, tmp_path / "go")
 
 
 @pytest.fixture
-def py(container_netns: MakeNS, tmp_path: Path) -> Side:
+def py(cnilib_container_netns: MakeNS, tmp_path: Path) -> Side:
     """cnilib's plugins in process, host side in their own node namespace."""
-    return Side("py", container_netns(), container_netns, tmp_path / "py")
+    return Side("py", cnilib_container_netns(), cnilib_container_netns, tmp_path / "py")
 
 
 def _check_error(side: Side, plugin: dict[str, Any]) -> str:

@@ -178,10 +178,13 @@ class CrashWorld(ChainWorld):
 
 @pytest.fixture
 def world(
-    node_netns: NetNS, container_netns: Callable[[], NetNS], tmp_path: Path, cni_bin_dir: Path
+    cnilib_node_netns: NetNS,
+    cnilib_container_netns: Callable[[], NetNS],
+    tmp_path: Path,
+    cnilib_cni_bin_dir: Path,
 ) -> Iterator[CrashWorld]:
     """A node namespace, a container namespace, the recorder; orphans are killed at the end."""
-    w = CrashWorld.create(node_netns, container_netns(), tmp_path, cni_bin_dir)
+    w = CrashWorld.create(cnilib_node_netns, cnilib_container_netns(), tmp_path, cnilib_cni_bin_dir)
     try:
         yield w
     finally:

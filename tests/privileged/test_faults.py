@@ -111,10 +111,15 @@ class FaultWorld(ChainWorld):
 
 @pytest.fixture
 def world(
-    node_netns: NetNS, container_netns: Callable[[], NetNS], tmp_path: Path, cni_bin_dir: Path
+    cnilib_node_netns: NetNS,
+    cnilib_container_netns: Callable[[], NetNS],
+    tmp_path: Path,
+    cnilib_cni_bin_dir: Path,
 ) -> FaultWorld:
     """A node namespace, a container namespace and a plugin dir holding the recorder."""
-    return FaultWorld.create(node_netns, container_netns(), tmp_path, cni_bin_dir)
+    return FaultWorld.create(
+        cnilib_node_netns, cnilib_container_netns(), tmp_path, cnilib_cni_bin_dir
+    )
 
 
 @pytest.fixture

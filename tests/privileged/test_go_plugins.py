@@ -125,14 +125,16 @@ class World(TmpLayout):
 
 @pytest.fixture
 def world(
-    node_netns: NetNS,
-    container_netns: Callable[[], NetNS],
+    cnilib_node_netns: NetNS,
+    cnilib_container_netns: Callable[[], NetNS],
     tmp_path: Path,
-    cache_dir: Path,
-    cni_bin_dir: Path,
+    cnilib_cache_dir: Path,
+    cnilib_cni_bin_dir: Path,
 ) -> World:
     """A node namespace, one container namespace and a cnilib.CNI that execs plugins in the node."""
-    return World(node_netns, container_netns(), tmp_path, cache_dir, cni_bin_dir)
+    return World(
+        cnilib_node_netns, cnilib_container_netns(), tmp_path, cnilib_cache_dir, cnilib_cni_bin_dir
+    )
 
 
 def bridge(subnets: Sequence[str], **extra: Any) -> JSON:

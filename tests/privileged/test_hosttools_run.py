@@ -44,13 +44,15 @@ def gone(pid: int) -> bool:
 
 
 class TestRunTool:
-    def test_a_hung_tool_is_killed_at_its_timeout(self, node_netns: NetNS, tmp_path: Path) -> None:
+    def test_a_hung_tool_is_killed_at_its_timeout(
+        self, cnilib_node_netns: NetNS, tmp_path: Path
+    ) -> None:
         """Past the timeout the tool is killed and a code-999 PluginError names it."""
         tool = sleeper(tmp_path)
         started = time.monotonic()
 
         with pytest.raises(PluginError) as info:
-            run_in_netns(node_netns.path, run_tool, [str(tool), "-w", "-S"], timeout=0.5)
+            run_in_netns(cnilib_node_netns.path, run_tool, [str(tool), "-w", "-S"], timeout=0.5)
 
         assert time.monotonic() - started < 5
         assert str(info.value).startswith(f"running [{tool} -w -S]: timed out after 0.5s")
@@ -58,17 +60,17 @@ class TestRunTool:
         assert gone(int((tmp_path / "pid").read_text()))
 
     def test_the_default_timeout_applies(
-        self, node_netns: NetNS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self, cnilib_node_netns: NetNS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Without ``timeout``, TOOL_TIMEOUT bounds the call (iptables -w, nft, probes)."""
         monkeypatch.setattr(_hosttools, "TOOL_TIMEOUT", 0.3)
         tool = sleeper(tmp_path)
 
         with pytest.raises(PluginError, match=r"timed out after 0\.3s"):
-            run_in_netns(node_netns.path, run_tool, [str(tool)])
+            run_in_netns(cnilib_node_netns.path, run_tool, [str(tool)])
 
     def test_the_environment_is_minimal(
-        self, node_netns: NetNS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self, cnilib_node_netns: NetNS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """The tool sees PATH (the fixed sbin/bin directories) and LC_ALL=C, nothing
         inherited: not the caller's PATH, locale or anything else."""
@@ -80,7 +82,7 @@ class TestRunTool:
             f"#!{sys.executable} -I\nimport json, os\nprint(json.dumps(dict(os.environ)))\n",
         )
 
-        proc = run_in_netns(node_netns.path, run_tool, [str(tool)])
+        proc = run_in_netns(cnilib_node_netns.path, run_tool, [str(tool)])
 
         assert proc.returncode == 0, proc.stderr
         seen = json.loads(proc.stdout)
@@ -89,7 +91,7 @@ class TestRunTool:
 
 
 def test_planted_iptables_in_the_working_directory_never_runs(
-    node_netns: NetNS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cnilib_node_netns: NetNS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A DEL's backend probe with PATH=::rel:... and an ``iptables`` in the working
     directory (and in ``rel/``) runs the system's iptables, not the plant."""
@@ -99,7 +101,7 @@ def test_planted_iptables_in_the_working_directory_never_runs(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", "::rel:/usr/sbin:/usr/bin:/sbin:/bin")
 
-    works = run_in_netns(node_netns.path, backend_works, "iptables")
+    works = run_in_netns(cnilib_node_netns.path, backend_works, "iptables")
 
     assert not (tmp_path / "RAN").exists()
     assert works is os.path.exists("/usr/sbin/iptables")

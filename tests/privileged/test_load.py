@@ -172,7 +172,7 @@ class LoadWorld(CachedTmpLayout):
 
 
 @pytest.fixture
-def load_world(node_netns: NetNS, tmp_path: Path) -> Iterator[LoadWorld]:
+def load_world(cnilib_node_netns: NetNS, tmp_path: Path) -> Iterator[LoadWorld]:
     """The node namespace and 200 container namespaces; every one is deleted afterwards."""
     with ExitStack() as stack:
         ctrs: list[NetNS] = []
@@ -180,7 +180,7 @@ def load_world(node_netns: NetNS, tmp_path: Path) -> Iterator[LoadWorld]:
             ns = create_netns("cnilib-load")
             stack.callback(ns.delete)
             ctrs.append(ns)
-        yield LoadWorld(node_netns, ctrs, tmp_path)
+        yield LoadWorld(cnilib_node_netns, ctrs, tmp_path)
 
 
 def result_of(res: cnilib.Result | None) -> tuple[str, str]:

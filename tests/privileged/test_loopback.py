@@ -114,7 +114,7 @@ def without_sandbox(result: JSON) -> JSON:
 
 
 @pytest.fixture
-def fresh_netns(privileged: None) -> Iterator[MakeNS]:
+def fresh_netns(cnilib_privileged: None) -> Iterator[MakeNS]:
     """Factory of brand-new namespaces (``lo`` down, no address), all deleted at teardown."""
     made: list[NetNS] = []
 
@@ -143,14 +143,14 @@ class TestAdd:
 
     @pytest.mark.parametrize("version", GO_VERSIONS)
     def test_same_kernel_state_and_result(
-        self, node_netns: NetNS, pair: tuple[NetNS, NetNS], version: str
+        self, cnilib_node_netns: NetNS, pair: tuple[NetNS, NetNS], version: str
     ) -> None:
         """Both bring lo up with the same addresses; results agree but for Go 1.1.1's
         unconverted shape (see the module docstring)."""
         go_ns, our_ns = pair
         assert "UP" not in lo_state(our_ns)["flags"]
 
-        go = run_go(node_netns, env("ADD", go_ns.path), config(version))
+        go = run_go(cnilib_node_netns, env("ADD", go_ns.path), config(version))
         ours = run_ours(env("ADD", our_ns.path), config(version))
 
         assert go.ok, go.output
@@ -197,7 +197,7 @@ class TestAdd:
 
     @pytest.mark.parametrize("version", ["0.4.0", "1.0.0"])
     def test_prev_result_passes_through(
-        self, node_netns: NetNS, pair: tuple[NetNS, NetNS], version: str
+        self, cnilib_node_netns: NetNS, pair: tuple[NetNS, NetNS], version: str
     ) -> None:
         """With a prevResult, both answer it unchanged (and still bring lo up)."""
         go_ns, our_ns = pair
@@ -211,7 +211,7 @@ class TestAdd:
             "routes": [{"dst": "0.0.0.0/0"}],
             "dns": {"nameservers": ["10.5.0.1"]},
         }
-        go = run_go(node_netns, env("ADD", go_ns.path), config(version, prevResult=prev))
+        go = run_go(cnilib_node_netns, env("ADD", go_ns.path), config(version, prevResult=prev))
         ours = run_ours(env("ADD", our_ns.path), config(version, prevResult=prev))
 
         assert go.ok, go.output
@@ -221,12 +221,12 @@ class TestAdd:
         assert "UP" in lo_state(our_ns)["flags"]
 
     def test_non_loopback_address_on_lo_fails_like_go(
-        self, node_netns: NetNS, pair: tuple[NetNS, NetNS]
+        self, cnilib_node_netns: NetNS, pair: tuple[NetNS, NetNS]
     ) -> None:
         """An address on lo outside 127/8 and ::1 fails ADD with Go's text and code."""
         for ns in pair:
             ns.exec("ip", "addr", "add", "10.1.1.1/32", "dev", "lo")
-        go = run_go(node_netns, env("ADD", pair[0].path), config("1.0.0"))
+        go = run_go(cnilib_node_netns, env("ADD", pair[0].path), config("1.0.0"))
         ours = run_ours(env("ADD", pair[1].path), config("1.0.0"))
 
         assert (
@@ -238,11 +238,11 @@ class TestAdd:
             == ours.error
         )
 
-    def test_missing_netns(self, node_netns: NetNS) -> None:
+    def test_missing_netns(self, cnilib_node_netns: NetNS) -> None:
         """A missing namespace fails ADD with code 999 in both (texts differ) and
         nothing is created at the path."""
         missing = f"/run/netns/cnilib-missing-{secrets.token_hex(4)}"
-        go = run_go(node_netns, env("ADD", missing), config("1.0.0"))
+        go = run_go(cnilib_node_netns, env("ADD", missing), config("1.0.0"))
         ours = run_ours(env("ADD", missing), config("1.0.0"))
 
         assert {"code": 999, "msg": f'failed to Statfs "{missing}": no such file or directory'} == (
@@ -273,26 +273,28 @@ class TestCheck:
     """CHECK: lo must be up."""
 
     def test_up_passes_and_down_fails_with_gos_text(
-        self, node_netns: NetNS, pair: tuple[NetNS, NetNS]
+        self, cnilib_node_netns: NetNS, pair: tuple[NetNS, NetNS]
     ) -> None:
         """After ADD both pass; with lo set down both fail with Go's error object."""
         go_ns, our_ns = pair
-        assert run_go(node_netns, env("ADD", go_ns.path), config("1.0.0")).ok
+        assert run_go(cnilib_node_netns, env("ADD", go_ns.path), config("1.0.0")).ok
         assert run_ours(env("ADD", our_ns.path), config("1.0.0")).ok
 
-        assert Answer(True, None) == run_go(node_netns, env("CHECK", go_ns.path), config("1.0.0"))
+        assert Answer(True, None) == run_go(
+            cnilib_node_netns, env("CHECK", go_ns.path), config("1.0.0")
+        )
         assert Answer(True, None) == run_ours(env("CHECK", our_ns.path), config("1.0.0"))
 
         for ns in pair:
             ns.exec("ip", "link", "set", "lo", "down")
-        go = run_go(node_netns, env("CHECK", go_ns.path), config("1.0.0"))
+        go = run_go(cnilib_node_netns, env("CHECK", go_ns.path), config("1.0.0"))
         ours = run_ours(env("CHECK", our_ns.path), config("1.0.0"))
         assert {"code": 999, "msg": "loopback interface is down"} == go.error == ours.error
 
-    def test_missing_netns_fails(self, node_netns: NetNS) -> None:
+    def test_missing_netns_fails(self, cnilib_node_netns: NetNS) -> None:
         """CHECK of a missing namespace is an error (code 999) in both."""
         missing = f"/run/netns/cnilib-missing-{secrets.token_hex(4)}"
-        go = run_go(node_netns, env("CHECK", missing), config("1.0.0"))
+        go = run_go(cnilib_node_netns, env("CHECK", missing), config("1.0.0"))
         ours = run_ours(env("CHECK", missing), config("1.0.0"))
         assert ErrorCode.INTERNAL == go.error["code"] == ours.error["code"]
 
@@ -300,13 +302,17 @@ class TestCheck:
 class TestDelete:
     """DEL: lo goes down; a namespace that is gone is fine."""
 
-    def test_sets_lo_down_like_go(self, node_netns: NetNS, pair: tuple[NetNS, NetNS]) -> None:
+    def test_sets_lo_down_like_go(
+        self, cnilib_node_netns: NetNS, pair: tuple[NetNS, NetNS]
+    ) -> None:
         """ADD then DEL leaves lo in the same state (down, 127.0.0.1 kept) in both."""
         go_ns, our_ns = pair
-        assert run_go(node_netns, env("ADD", go_ns.path), config("1.0.0")).ok
+        assert run_go(cnilib_node_netns, env("ADD", go_ns.path), config("1.0.0")).ok
         assert run_ours(env("ADD", our_ns.path), config("1.0.0")).ok
 
-        assert Answer(True, None) == run_go(node_netns, env("DEL", go_ns.path), config("1.0.0"))
+        assert Answer(True, None) == run_go(
+            cnilib_node_netns, env("DEL", go_ns.path), config("1.0.0")
+        )
         assert Answer(True, None) == run_ours(env("DEL", our_ns.path), config("1.0.0"))
 
         assert lo_state(go_ns) == lo_state(our_ns)
@@ -320,17 +326,19 @@ class TestDelete:
             assert Answer(True, None) == run_ours(env("DEL", ns.path), config("1.0.0"))
 
     @pytest.mark.parametrize("netns", ["", "/run/netns/cnilib-missing-del"])
-    def test_missing_or_empty_netns_is_success(self, node_netns: NetNS, netns: str) -> None:
+    def test_missing_or_empty_netns_is_success(self, cnilib_node_netns: NetNS, netns: str) -> None:
         """DEL with no namespace, or one that is gone, succeeds in both."""
-        assert Answer(True, None) == run_go(node_netns, env("DEL", netns), config("1.0.0"))
+        assert Answer(True, None) == run_go(cnilib_node_netns, env("DEL", netns), config("1.0.0"))
         assert Answer(True, None) == run_ours(env("DEL", netns), config("1.0.0"))
         assert not os.path.exists("/run/netns/cnilib-missing-del")
 
-    def test_not_a_namespace_is_still_an_error(self, node_netns: NetNS, tmp_path: Path) -> None:
+    def test_not_a_namespace_is_still_an_error(
+        self, cnilib_node_netns: NetNS, tmp_path: Path
+    ) -> None:
         """Only a *missing* namespace is tolerated: a plain file fails DEL in both."""
         bogus = tmp_path / "not-a-netns"
         bogus.write_text("")
-        go = run_go(node_netns, env("DEL", str(bogus)), config("1.0.0"))
+        go = run_go(cnilib_node_netns, env("DEL", str(bogus)), config("1.0.0"))
         ours = run_ours(env("DEL", str(bogus)), config("1.0.0"))
         assert ErrorCode.INTERNAL == go.error["code"] == ours.error["code"]
         assert f"netns: open {bogus}: not a network namespace" == ours.error["msg"]

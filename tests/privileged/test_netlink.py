@@ -118,9 +118,9 @@ class TestNetNSHandle:
         assert f"netns: open {path}: {reason}" == str(info.value)
         assert not isinstance(info.value, nl.NetNSNotFoundError)
 
-    def test_key_is_the_namespace_identity(self, container_netns: MakeNS) -> None:
+    def test_key_is_the_namespace_identity(self, cnilib_container_netns: MakeNS) -> None:
         """/run/netns/x and /proc/<pid>/ns/net of a process inside x have one key."""
-        a, b = container_netns(), container_netns()
+        a, b = cnilib_container_netns(), cnilib_container_netns()
         holder = subprocess.Popen([*a.exec_prefix, "sleep", "30"])
         try:
             deadline = time.monotonic() + 5
@@ -171,10 +171,10 @@ class TestRunInNetns:
         assert before == thread_netns()
         assert before != seen
 
-    def test_operations_land_in_the_target_namespace(self, container_netns: MakeNS) -> None:
+    def test_operations_land_in_the_target_namespace(self, cnilib_container_netns: MakeNS) -> None:
         """A veth made from a worker appears in the target and peer namespaces per ``ip``,
         and nowhere in the machine's namespace."""
-        a, b = container_netns(), container_netns()
+        a, b = cnilib_container_netns(), cnilib_container_netns()
         machine_before = machine_link_names()
 
         nl.run_in_netns(a.path, nl.add_veth, "cni-va", "cni-vb", peer_netns=b.path)
@@ -183,10 +183,10 @@ class TestRunInNetns:
         assert {"lo", "cni-vb"} == link_names(b)
         assert machine_before == machine_link_names()
 
-    def test_no_fork_and_one_thread_per_namespace(self, container_netns: MakeNS) -> None:
+    def test_no_fork_and_one_thread_per_namespace(self, cnilib_container_netns: MakeNS) -> None:
         """200 operations in two namespaces fork no process and start two threads; the same
         probe sees pyroute2's ``IPRoute(netns=...)`` fork (so it would see ours)."""
-        a, b = container_netns(), container_netns()
+        a, b = cnilib_container_netns(), cnilib_container_netns()
         forks = fork_counter()
         threads_before = threading.active_count()
         start = forks.count
@@ -204,9 +204,9 @@ class TestRunInNetns:
             ipr.link("get", ifname="lo")
         assert forks.count > start
 
-    def test_a_worker_serves_one_namespace_only(self, container_netns: MakeNS) -> None:
+    def test_a_worker_serves_one_namespace_only(self, cnilib_container_netns: MakeNS) -> None:
         """Each worker thread only ever runs jobs for the namespace it entered."""
-        spaces = [container_netns() for _ in range(3)]
+        spaces = [cnilib_container_netns() for _ in range(3)]
         small = nl.NetnsPool(max_workers=2)
         seen: dict[threading.Thread, set[str]] = {}
 
@@ -244,9 +244,9 @@ class TestRunInNetns:
             nl.run_in_netns(ns.path, boom)
         assert ns_id(ns.path) == nl.run_in_netns(ns.path, thread_netns)  # worker still fine
 
-    def test_concurrent_callers(self, container_netns: MakeNS) -> None:
+    def test_concurrent_callers(self, cnilib_container_netns: MakeNS) -> None:
         """Many threads calling into two namespaces each get their own namespace's answer."""
-        a, b = container_netns(), container_netns()
+        a, b = cnilib_container_netns(), cnilib_container_netns()
         errors: list[BaseException] = []
 
         def hammer(space: NetNS) -> None:
@@ -380,12 +380,12 @@ class TestErrorTranslation:
 class TestRawNetlink:
     """The lean struct-built requests (``cnilib.netlink._raw``) against pyroute2's."""
 
-    def test_links_decode_as_pyroute2_decodes_them(self, container_netns: MakeNS) -> None:
+    def test_links_decode_as_pyroute2_decodes_them(self, cnilib_container_netns: MakeNS) -> None:
         """Every kind of link, up or down, enslaved or not, with a peer in another
         namespace: the raw ``RTM_GETLINK`` gives the same Link as pyroute2's decode."""
         from cnilib.netlink._link import _link_from_msg
 
-        a, b = container_netns(), container_netns()
+        a, b = cnilib_container_netns(), cnilib_container_netns()
 
         def build_and_compare() -> list[tuple[nl.Link, nl.Link]]:
             nl.add_bridge("cni-br")
@@ -463,11 +463,11 @@ class TestRawNetlink:
         } <= everything
         assert any(a.broadcast is not None for a in results[0][1])
 
-    def test_changes_land_as_ip_shows_them(self, container_netns: MakeNS) -> None:
+    def test_changes_land_as_ip_shows_them(self, cnilib_container_netns: MakeNS) -> None:
         """Set up/down, MTU, MAC, master, addresses (broadcast, /31, IPv6 nodad) and routes
         (gateway, scope link, onlink default, table, metric, source, metrics), as ``ip``
         reports them."""
-        a = container_netns()
+        a = cnilib_container_netns()
 
         def configure() -> None:
             nl.add_bridge("cni-br")

@@ -28,9 +28,9 @@ MakeNS = Callable[[], NetNS]
 class TestLinks:
     """Link helpers, checked with ``ip -j link``."""
 
-    def test_veth_lifecycle(self, container_netns: MakeNS) -> None:
+    def test_veth_lifecycle(self, cnilib_container_netns: MakeNS) -> None:
         """Create a veth pair across namespaces, configure it, enslave it, delete it."""
-        node, ctr = container_netns(), container_netns()
+        node, ctr = cnilib_container_netns(), cnilib_container_netns()
 
         def build() -> tuple[nl.Link, nl.Link]:
             veth = nl.add_veth("cni-h0", "eth0", peer_netns=ctr.path, mtu=1400)
@@ -72,10 +72,10 @@ class TestLinks:
         assert {"lo", "cni-br0"} == link_names(node)
         assert {"lo"} == link_names(ctr)  # the peer went with it
 
-    def test_creation_attributes(self, container_netns: MakeNS) -> None:
+    def test_creation_attributes(self, cnilib_container_netns: MakeNS) -> None:
         """MACs and MTUs given at creation land on both veth ends and on a bridge;
         links are found by index too."""
-        a, b = container_netns(), container_netns()
+        a, b = cnilib_container_netns(), cnilib_container_netns()
 
         def build() -> tuple[nl.Link, nl.Link]:
             veth = nl.add_veth(
@@ -93,9 +93,9 @@ class TestLinks:
         assert ("02:00:00:00:01:02", 1450) == (peer["address"], peer["mtu"])
         assert veth.peer_index == peer["ifindex"]
 
-    def test_move_link(self, container_netns: MakeNS) -> None:
+    def test_move_link(self, cnilib_container_netns: MakeNS) -> None:
         """move_link puts a link into another namespace, renamed."""
-        a, b = container_netns(), container_netns()
+        a, b = cnilib_container_netns(), cnilib_container_netns()
 
         def make_and_move() -> None:
             nl.add_veth("cni-m0", "cni-m1")
@@ -116,9 +116,9 @@ class TestLinks:
         assert isinstance(info.value, PluginError)
         assert nl.run_in_netns(ns.path, nl.find_link, "eth9") is None
 
-    def test_veth_peer_name_clash_leaves_nothing(self, container_netns: MakeNS) -> None:
+    def test_veth_peer_name_clash_leaves_nothing(self, cnilib_container_netns: MakeNS) -> None:
         """A veth whose peer name is taken in the peer namespace fails as a whole."""
-        a, b = container_netns(), container_netns()
+        a, b = cnilib_container_netns(), cnilib_container_netns()
         b.exec("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "x0")
 
         with pytest.raises(

@@ -91,11 +91,11 @@ class TestFixtures:
     """node_netns and container_netns hand out namespaces and remove them."""
 
     def test_node_and_container_fixtures(
-        self, node_netns: NetNS, container_netns: Callable[[], NetNS]
+        self, cnilib_node_netns: NetNS, cnilib_container_netns: Callable[[], NetNS]
     ) -> None:
         """Both fixtures give live, distinct namespaces with the expected prefixes."""
-        a, b = container_netns(), container_netns()
-        assert node_netns.name.startswith("cnilib-node-")
+        a, b = cnilib_container_netns(), cnilib_container_netns()
+        assert cnilib_node_netns.name.startswith("cnilib-node-")
         assert a.name.startswith("cnilib-ctr-")
-        assert len({node_netns.name, a.name, b.name}) == 3
-        assert all(ns.exists() for ns in (node_netns, a, b))
+        assert len({cnilib_node_netns.name, a.name, b.name}) == 3
+        assert all(ns.exists() for ns in (cnilib_node_netns, a, b))

@@ -42,17 +42,17 @@ def _needs_nft() -> None:
 
 
 @pytest.fixture
-def sides(container_netns: MakeNS, tmp_path: Path) -> tuple[Side, Side]:
+def sides(cnilib_container_netns: MakeNS, tmp_path: Path) -> tuple[Side, Side]:
     """Go's side and ours, each in its own node namespace."""
-    go = Side("go", container_netns(), container_netns, tmp_path / "go")
-    py = Side("py", container_netns(), container_netns, tmp_path / "py")
+    go = Side("go", cnilib_container_netns(), cnilib_container_netns, tmp_path / "go")
+    py = Side("py", cnilib_container_netns(), cnilib_container_netns, tmp_path / "py")
     return go, py
 
 
 @pytest.fixture
-def py(container_netns: MakeNS, tmp_path: Path) -> Side:
+def py(cnilib_container_netns: MakeNS, tmp_path: Path) -> Side:
     """Our side only."""
-    return Side("py", container_netns(), container_netns, tmp_path / "py")
+    return Side("py", cnilib_container_netns(), cnilib_container_netns, tmp_path / "py")
 
 
 def nft_objects(ns: NetNS, *what: str) -> list[JSON]:
@@ -204,16 +204,16 @@ def test_failed_add_removes_macspoofchk_chains(py: Side) -> None:
 
 
 def test_concurrent_go_and_cnilib_attachments_share_the_tables(
-    container_netns: MakeNS, tmp_path: Path
+    cnilib_container_netns: MakeNS, tmp_path: Path
 ) -> None:
     """Eight containers by Go's bridge and eight by ours, all at once on one node, with
     macspoofchk (both use the bridge nat table) and ipMasq: every attachment gets its own
     rules, and after all the DELs only the shared base chains are left."""
     from concurrent.futures import ThreadPoolExecutor
 
-    node = container_netns()
-    go = Side("go", node, container_netns, tmp_path / "go")
-    py = Side("py", node, container_netns, tmp_path / "py")
+    node = cnilib_container_netns()
+    go = Side("go", node, cnilib_container_netns, tmp_path / "go")
+    py = Side("py", node, cnilib_container_netns, tmp_path / "py")
     confs = {
         "go": go.conflist(bridge_conf("10.78.3.0/24", bridge="brgo", isGateway=True,
                                       ipMasq=True, macspoofchk=True)),
@@ -366,12 +366,12 @@ def _plugin(kind: str, **masq: Any) -> JSON:
 @pytest.mark.parametrize("kind", ["bridge", "ptp"])
 @pytest.mark.parametrize("backend", ["iptables", "nftables", None])
 def test_masquerading_lets_the_container_reach_outside(
-    py: Side, container_netns: MakeNS, kind: str, backend: str | None
+    py: Side, cnilib_container_netns: MakeNS, kind: str, backend: str | None
 ) -> None:
     """The outside host answers the container only when the node masquerades (backend
     None: no ipMasq at all, the control case that must fail)."""
     masq: dict[str, Any] = {} if backend is None else {"ipMasq": True, "ipMasqBackend": backend}
-    _outside_host(py.node, container_netns)
+    _outside_host(py.node, cnilib_container_netns)
     conf = py.conflist(_plugin(kind, **masq))
     py.cni.add_network_list(conf, py.rt())
     reached = pings(py.ctr(0), f"{OUTSIDE_NET}.2", tries=5 if backend is None else 20)

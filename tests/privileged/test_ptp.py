@@ -109,7 +109,7 @@ class Side:
 
 
 @pytest.fixture
-def make_ns(privileged: None) -> Iterator[Callable[[str], NetNS]]:
+def make_ns(cnilib_privileged: None) -> Iterator[Callable[[str], NetNS]]:
     """A factory of namespaces ``<prefix>-<random>``; all deleted (workers retired first)."""
     made: list[NetNS] = []
 

@@ -217,35 +217,39 @@ class TestInProcessInChains:
         assert echo.requests[1].prev_result is not None
 
     def test_mixed_chain_passes_prev_result_both_ways(
-        self, tmp_path: Path, cni_bin_dir: Path, recorder_log: Path
+        self, tmp_path: Path, cnilib_cni_bin_dir: Path, cnilib_recorder_log: Path
     ) -> None:
         """in-process → binary → in-process: each gets the previous one's result."""
         echo = Echo()
         chain = ChainExecutor(InProcessExecutor({"echo": echo}), SubprocessExecutor())
-        cni = cnilib.CNI([str(cni_bin_dir)], cache_dir=tmp_path, executor=chain)
+        cni = cnilib.CNI([str(cnilib_cni_bin_dir)], cache_dir=tmp_path, executor=chain)
 
         result = cni.add_network_list(
-            self._conf("echo", "recorder", "echo", log=recorder_log),
+            self._conf("echo", "recorder", "echo", log=cnilib_recorder_log),
             cnilib.RuntimeConf("c1", "/x", "eth0"),
         )
 
-        (recorded,) = read_recording(recorder_log)
+        (recorded,) = read_recording(cnilib_recorder_log)
         stdin: Any = recorded["stdin"]
         assert "10.9.0.2/24" == stdin["prevResult"]["ips"][0]["address"]
         assert echo.requests[1].prev_result is not None
         assert result is not None
         assert "10.9.0.2/24" == json.loads(result.to_json())["ips"][0]["address"]
 
-    def test_chain_order_and_missing_plugins(self, tmp_path: Path, cni_bin_dir: Path) -> None:
+    def test_chain_order_and_missing_plugins(
+        self, tmp_path: Path, cnilib_cni_bin_dir: Path
+    ) -> None:
         """The first executor that has a plugin runs it; one nobody has names every miss."""
         chain = ChainExecutor(
             InProcessExecutor({"echo": Echo()}, builtins=False), SubprocessExecutor()
         )
 
-        assert "<in-process echo>" == chain.find("echo", [str(cni_bin_dir)])
-        assert str(cni_bin_dir / "recorder") == chain.find("recorder", [str(cni_bin_dir)])
+        assert "<in-process echo>" == chain.find("echo", [str(cnilib_cni_bin_dir)])
+        assert str(cnilib_cni_bin_dir / "recorder") == chain.find(
+            "recorder", [str(cnilib_cni_bin_dir)]
+        )
         with pytest.raises(cnilib.PluginNotFoundError) as info:
-            chain.find("ghost", [str(cni_bin_dir)])
+            chain.find("ghost", [str(cnilib_cni_bin_dir)])
         assert 'no in-process plugin "ghost"' in str(info.value)
         assert 'failed to find plugin "ghost" in path' in str(info.value)
 
@@ -308,21 +312,21 @@ class TestDelegation:
         assert "eth0" == echo.requests[0].ifname
 
     def test_delegates_to_binary_ipam(
-        self, tmp_path: Path, cni_bin_dir: Path, recorder_log: Path
+        self, tmp_path: Path, cnilib_cni_bin_dir: Path, cnilib_recorder_log: Path
     ) -> None:
         """An IPAM the executor does not have runs as a binary from CNI_PATH, same stdin."""
         cni = cnilib.CNI(
-            [str(cni_bin_dir)],
+            [str(cnilib_cni_bin_dir)],
             cache_dir=tmp_path,
             executor=InProcessExecutor({"main": Main()}, builtins=False),
         )
-        conf = self._conf({"type": "recorder"}, recorder={"log": str(recorder_log)})
+        conf = self._conf({"type": "recorder"}, recorder={"log": str(cnilib_recorder_log)})
         rt = cnilib.RuntimeConf("c1", "/x", "eth0")
 
         cni.add_network_list(conf, rt)
         cni.delete_network_list(conf, rt)
 
-        calls = read_recording(recorder_log)
+        calls = read_recording(cnilib_recorder_log)
         assert ["ADD", "DEL"] == [c["verb"] for c in calls]
         stdin: Any = calls[0]["stdin"]
         assert "main" == stdin["type"]  # the main plugin's own config, as Go delegates it
