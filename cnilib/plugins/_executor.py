@@ -224,6 +224,17 @@ class InProcessExecutor:
         """Every plugin type this executor can run."""
         return set(self._extra) | (set(BUILTIN_PLUGINS) if self._builtins else set())
 
+    def register(self, plugin_type: str, plugin: BasePlugin) -> None:
+        """Run ``plugin`` for ``plugin_type`` from now on, as if it had been
+        given in ``plugins`` (it wins over every other plugin of that type).
+
+        Calls already started keep the plugin they found.
+        """
+        if not isinstance(plugin, BasePlugin):
+            raise TypeError(f"plugin must be a BasePlugin instance, not {type(plugin).__name__}")
+        with self._lock:
+            self._extra = {**self._extra, plugin_type: plugin}
+
     def plugin(self, plugin_type: str) -> BasePlugin:
         """The plugin instance for ``plugin_type`` (loaded once)."""
         if plugin_type in self._extra:
