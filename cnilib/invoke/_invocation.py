@@ -22,6 +22,7 @@ __all__ = [
     "PluginInfo",
     "check_timeout",
     "format_cni_args",
+    "to_command",
 ]
 
 
@@ -62,6 +63,20 @@ def check_timeout(timeout: float | None) -> None:
         raise InvalidArgumentError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
 
+def to_command(value: Command | str) -> Command:
+    """A verb given as ``Command.ADD`` or as its text ``"ADD"``; anything else
+    is an :class:`cnilib.InvalidArgumentError` naming the verbs there are."""
+    if isinstance(value, Command):
+        return value
+    try:
+        return Command(value)
+    except ValueError:
+        from cnilib.errors import InvalidArgumentError
+
+        verbs = ", ".join(command.value for command in Command)
+        raise InvalidArgumentError(f"unknown CNI verb {value!r}: expected one of {verbs}") from None
+
+
 def format_cni_args(args: Sequence[tuple[str, str]]) -> str:
     """``CNI_ARGS`` text: ``K=V`` pairs joined by ``;`` (no escaping, as libcni)."""
     return ";".join(f"{key}={value}" for key, value in args)
@@ -75,7 +90,7 @@ class Invocation:
     call; ``None`` keeps the default and ``math.inf`` means no deadline.
     """
 
-    command: Command
+    command: Command = attrs.field(converter=to_command)
     plugin_type: str
     stdin: bytes = attrs.field(repr=False)
     container_id: str = ""

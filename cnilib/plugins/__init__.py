@@ -1,6 +1,8 @@
 """In-process reference plugins, the framework they use, and their executor.
 
-Plugins are looked up by their CNI ``type`` in :data:`BUILTIN_PLUGINS` and
+Plugins are looked up by their CNI ``type``: cnilib's own in
+:data:`BUILTIN_PLUGINS`, then those installed packages declare in the
+``cnilib.plugins`` entry-point group (:data:`ENTRY_POINT_GROUP`). Each is
 imported on first use, so asking for one never loads the others (nor
 pyroute2, for the IPAM plugins).
 """
@@ -10,7 +12,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from cnilib.errors import PluginNotFoundError
+from cnilib.plugins._registry import (
+    BUILTIN_PLUGINS as BUILTIN_PLUGINS,
+    ENTRY_POINT_GROUP as ENTRY_POINT_GROUP,
+    load_plugin as load_plugin,
+    plugin_types as plugin_types,
+    refresh as refresh_installed,
+)
 
 if TYPE_CHECKING:
     from cnilib.plugins._base import ALL_VERSIONS, BasePlugin, PluginRequest
@@ -19,10 +27,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ALL_VERSIONS",
     "BUILTIN_PLUGINS",
+    "ENTRY_POINT_GROUP",
     "BasePlugin",
     "InProcessExecutor",
     "PluginRequest",
     "load_plugin",
+    "plugin_types",
+    "refresh_installed",
 ]
 
 # The framework (attrs, cattrs, the result models) and the executor load on
@@ -43,29 +54,3 @@ def __getattr__(name: str) -> object:
     value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value
     return value
-
-
-BUILTIN_PLUGINS: dict[str, str] = {
-    "loopback": "cnilib.plugins.loopback:Loopback",
-    "host-local": "cnilib.plugins.ipam.host_local:HostLocal",
-    "static": "cnilib.plugins.ipam.static:Static",
-    "bridge": "cnilib.plugins.bridge:Bridge",
-    "ptp": "cnilib.plugins.ptp:Ptp",
-}
-"""CNI type → ``module:Class`` of cnilib's own plugins."""
-
-
-def load_plugin(plugin_type: str) -> BasePlugin:
-    """An instance of the built-in plugin for ``plugin_type``."""
-    target = BUILTIN_PLUGINS.get(plugin_type)
-    if target is None:
-        raise PluginNotFoundError(f'no in-process plugin "{plugin_type}"', plugin_type=plugin_type)
-    module_name, _, class_name = target.partition(":")
-    try:
-        plugin_class = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise PluginNotFoundError(
-            f'in-process plugin "{plugin_type}" is not available: {exc}', plugin_type=plugin_type
-        ) from exc
-    plugin: BasePlugin = plugin_class()
-    return plugin

@@ -9,7 +9,7 @@ result or error into the protocol's answer. A plugin only does its job.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import attrs
 
@@ -21,6 +21,8 @@ from cnilib.results import Result
 __all__ = ["ALL_VERSIONS", "BasePlugin", "PluginRequest"]
 
 ALL_VERSIONS: tuple[str, ...] = tuple(str(v) for v in spec.ALL_VERSIONS)
+
+_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -96,9 +98,13 @@ class PluginRequest:
             pairs.add((get_str(item, "containerID", where), get_str(item, "ifname", where)))
         return pairs
 
-    def delegate(self, plugin_type: str, command: Command | None = None) -> bytes:
+    def delegate(self, plugin_type: str, command: Command | str | None = None) -> bytes:
         """Run another plugin (an IPAM) with this request's parameters and stdin,
-        as Go's ``invoke.Delegate*`` do; return its stdout or raise its error."""
+        as Go's ``invoke.Delegate*`` do; return its stdout or raise its error.
+
+        ``command`` defaults to this request's verb; ``"DEL"`` and
+        ``Command.DEL`` are the same.
+        """
         executor = self.delegate_executor
         if executor is None:
             from cnilib.invoke import ChainExecutor, SubprocessExecutor
@@ -126,6 +132,34 @@ class PluginRequest:
             self.delegate(plugin_type, Command.ADD), default_version=self.cni_version
         )
 
+    def get_str(self, key: str, default: str = "") -> str:
+        """The configuration's string ``key`` (``default`` when absent or null)."""
+        return _typed(self.config, key, str, "a string", default)
+
+    def get_int(self, key: str, default: int = 0) -> int:
+        """The configuration's integer ``key`` (``default`` when absent or null)."""
+        value = self.config.get(key)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)  # JSON has one number type: 1500.0 is 1500
+        return _typed(self.config, key, int, "an integer", default)
+
+    def get_bool(self, key: str, default: bool = False) -> bool:
+        """The configuration's boolean ``key`` (``default`` when absent or null)."""
+        return _typed(self.config, key, bool, "true or false", default)
+
+    def get_object(self, key: str) -> Mapping[str, JSONValue]:
+        """The configuration's object ``key`` (empty when absent or null)."""
+        return _typed(self.config, key, dict, "an object", {})
+
+    def get_list(self, key: str) -> list[JSONValue]:
+        """The configuration's array ``key`` (empty when absent or null)."""
+        return _typed(self.config, key, list, "an array", [])
+
+    @property
+    def ipam_type(self) -> str:
+        """``ipam.type``, the plugin to :meth:`delegate_add` to; ``""`` when there is no IPAM."""
+        return _typed(self.get_object("ipam"), "type", str, "a string", "", where="ipam.")
+
     def cni_arg(self, key: str) -> str | None:
         """The value of ``key`` in ``CNI_ARGS`` (the last one wins), or None."""
         value = None
@@ -133,6 +167,30 @@ class PluginRequest:
             if name == key:
                 value = item
         return value
+
+
+def _typed(
+    config: Mapping[str, JSONValue],
+    key: str,
+    kind: type[_T],
+    expected: str,
+    default: _T,
+    *,
+    where: str = "",
+) -> _T:
+    """``config[key]`` if it is a ``kind``; a code-7 error naming the field if not."""
+    value = config.get(key)
+    if value is None:
+        return default
+    # bool is an int in Python, not in JSON.
+    if isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool):
+        return value
+    from cnilib.errors import ErrorCode, PluginError
+
+    raise PluginError(
+        f'invalid network configuration: "{where}{key}" must be {expected}, got {value!r}',
+        code=ErrorCode.INVALID_NETWORK_CONFIG,
+    )
 
 
 class BasePlugin:

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 from cnilib._fork import reset_after_fork
 from cnilib._log import get_logger
-from cnilib.errors import PluginNotFoundError
 from cnilib.invoke import (
     DEFAULT_TIMEOUT,
     ChainExecutor,
@@ -30,8 +29,8 @@ from cnilib.invoke import (
 )
 from cnilib.invoke._invocation import check_timeout
 from cnilib.invoke._subprocess import call_deadline, timeout_error
-from cnilib.plugins import BUILTIN_PLUGINS, load_plugin
 from cnilib.plugins._base import BasePlugin
+from cnilib.plugins._registry import load_plugin, plugin_types
 from cnilib.plugins._skel import handle
 
 __all__ = ["InProcessExecutor"]
@@ -156,9 +155,14 @@ class InProcessExecutor:
     """Calls Python plugins directly: no fork, no exec, no JSON over pipes
     beyond the request and result bytes the protocol defines.
 
-    :param plugins: extra or replacement plugins by CNI type (instances);
-        cnilib's built-in plugins are used for every other type unless
-        ``builtins`` is false.
+    :param plugins: extra or replacement plugins by CNI type (instances of
+        :class:`~cnilib.plugins.BasePlugin` subclasses); they win over every
+        other plugin of the same type.
+    :param builtins: run cnilib's own plugins (``bridge``, ``host-local``, …)
+        for the types ``plugins`` does not name.
+    :param installed: run the plugins installed packages declare in the
+        ``cnilib.plugins`` entry-point group, for the types neither
+        ``plugins`` nor the built-ins have.
     :param host_netns: the namespace that plays the host for the plugins
         (where bridges, host veth ends and iptables rules go); ``None``: this
         process's own, as for a plugin binary. Tests and the demo pass a
@@ -200,6 +204,7 @@ class InProcessExecutor:
         plugins: Mapping[str, BasePlugin] | None = None,
         *,
         builtins: bool = True,
+        installed: bool = True,
         host_netns: str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
@@ -208,6 +213,7 @@ class InProcessExecutor:
         self.timeout = timeout
         self._extra = dict(plugins or {})
         self._builtins = builtins
+        self._installed = installed
         self._loaded: dict[str, BasePlugin] = {}
         self._lock = threading.Lock()
         self._reset_after_fork()
@@ -222,7 +228,8 @@ class InProcessExecutor:
 
     def types(self) -> set[str]:
         """Every plugin type this executor can run."""
-        return set(self._extra) | (set(BUILTIN_PLUGINS) if self._builtins else set())
+        found = plugin_types(builtins=self._builtins, installed=self._installed)
+        return set(self._extra) | set(found)
 
     def register(self, plugin_type: str, plugin: BasePlugin) -> None:
         """Run ``plugin`` for ``plugin_type`` from now on, as if it had been
@@ -242,11 +249,10 @@ class InProcessExecutor:
         with self._lock:
             found = self._loaded.get(plugin_type)
             if found is None:
-                if not self._builtins:
-                    raise PluginNotFoundError(
-                        f'no in-process plugin "{plugin_type}"', plugin_type=plugin_type
-                    )
-                found = self._loaded[plugin_type] = load_plugin(plugin_type)
+                found = load_plugin(
+                    plugin_type, builtins=self._builtins, installed=self._installed
+                )
+                self._loaded[plugin_type] = found
             return found
 
     def _reset_after_fork(self) -> None:

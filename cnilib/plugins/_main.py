@@ -40,7 +40,9 @@ main({type!r})
 
 def main(plugin_type: str) -> None:
     """Run one CNI call of ``plugin_type`` from this process's env and stdin; exit."""
-    if os.environ.get("CNI_COMMAND") == "VERSION":
+    from cnilib.plugins._registry import BUILTIN_PLUGINS
+
+    if os.environ.get("CNI_COMMAND") == "VERSION" and plugin_type in BUILTIN_PLUGINS:
         from cnilib.plugins._versions import version_only
 
         sys.stdout.buffer.write(version_only(plugin_type))
@@ -81,18 +83,34 @@ def import_path() -> list[str]:
 
 
 def install(directory: str | os.PathLike[str], types: Sequence[str] | None = None) -> list[Path]:
-    """Write an executable for each plugin type into ``directory``; return their paths."""
+    """Write an executable for each plugin type into ``directory``; return their paths.
+
+    ``types`` defaults to every in-process plugin: cnilib's own and those of
+    installed packages (the ``cnilib.plugins`` entry points). An unknown type
+    is a :class:`cnilib.PluginNotFoundError`, raised before anything is written.
+    """
     from pathlib import Path
 
-    from cnilib.plugins import BUILTIN_PLUGINS
+    from cnilib.errors import PluginNotFoundError
+    from cnilib.plugins._registry import plugin_types
 
+    available = plugin_types()
+    unknown = [t for t in types or () if t not in available]
+    if unknown:
+        raise PluginNotFoundError(
+            f"no in-process plugin {', '.join(map(repr, unknown))}; "
+            f"available: {', '.join(available)}",
+            plugin_type=unknown[0],
+        )
     path = import_path()
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     written = []
-    for plugin_type in types or sorted(BUILTIN_PLUGINS):
-        if plugin_type not in BUILTIN_PLUGINS:
-            raise SystemExit(f"unknown plugin type {plugin_type!r}")
+    for plugin_type in types or list(available):
+        if os.sep in plugin_type or plugin_type in ("", ".", ".."):
+            raise PluginNotFoundError(
+                f"plugin type {plugin_type!r} cannot be a file name", plugin_type=plugin_type
+            )
         script = target / plugin_type
         tmp = script.with_name(f".{plugin_type}.tmp")
         tmp.write_text(_SCRIPT.format(python=sys.executable, type=plugin_type, path=path))
@@ -103,15 +121,29 @@ def install(directory: str | os.PathLike[str], types: Sequence[str] | None = Non
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    """``python -m cnilib.plugins install DIR [TYPE ...]``."""
+    """``python -m cnilib.plugins install DIR [TYPE ...]`` and ``python -m cnilib.plugins list``."""
     import argparse
+
+    from cnilib.errors import CNIError
+    from cnilib.plugins._registry import plugin_types
 
     parser = argparse.ArgumentParser(prog="python -m cnilib.plugins")
     sub = parser.add_subparsers(dest="command", required=True)
-    inst = sub.add_parser("install", help="write CNI executables for cnilib's plugins into DIR")
+    inst = sub.add_parser("install", help="write CNI executables for in-process plugins into DIR")
     inst.add_argument("directory")
-    inst.add_argument("types", nargs="*", help="plugin types (default: all)")
+    inst.add_argument(
+        "types", nargs="*", help="plugin types (default: all, installed packages' included)"
+    )
+    sub.add_parser("list", help="the in-process plugin types and where each comes from")
     args = parser.parse_args(argv)
-    for path in install(args.directory, args.types or None):
-        print(path)
+    try:
+        if args.command == "list":
+            for plugin_type, origin in plugin_types().items():
+                print(f"{plugin_type}\t{origin}")
+            return 0
+        for path in install(args.directory, args.types or None):
+            print(path)
+    except (CNIError, OSError) as exc:
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     return 0
