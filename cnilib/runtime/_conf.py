@@ -95,13 +95,22 @@ class GCAttachment:
 
 
 def parse_cni_args(text: str) -> tuple[tuple[str, str], ...]:
-    """Parse ``K=V;K=V`` as cnitool does: each pair needs exactly one ``=``."""
+    """Parse ``K=V;K=V`` as cnitool does: each pair needs exactly one ``=``,
+    with a key and a value that are not empty (``""`` itself means no args).
+
+    A bad pair is an :class:`InvalidArgumentError` with cnitool's text and the
+    reason: ``invalid CNI_ARGS pair "K=": empty value``.
+    """
     if not text:
         return ()
     pairs: list[tuple[str, str]] = []
     for item in text.split(";"):
         parts = item.split("=")
         if len(parts) != 2:
-            raise InvalidArgumentError(f"invalid CNI_ARGS pair {item!r}")
-        pairs.append((parts[0], parts[1]))
+            raise InvalidArgumentError(f'invalid CNI_ARGS pair "{item}": expected KEY=VALUE')
+        key, value = parts
+        if not key or not value:
+            empty = "key" if not key else "value"
+            raise InvalidArgumentError(f'invalid CNI_ARGS pair "{item}": empty {empty}')
+        pairs.append((key, value))
     return tuple(pairs)

@@ -342,7 +342,25 @@ class TestRuntimeConf:
         """cnitool's CNI_ARGS parsing: pairs split on ';' then exactly one '='."""
         from cnilib.runtime import parse_cni_args
 
-        assert (("A", "1"), ("B", "")) == parse_cni_args("A=1;B=")
+        assert (("A", "1"), ("B", "2")) == parse_cni_args("A=1;B=2")
         assert () == parse_cni_args("")
         with pytest.raises(cnilib.InvalidArgumentError):
             parse_cni_args("A=1=2")
+
+    @pytest.mark.parametrize(
+        ("text", "reason"),
+        [
+            ("K=", '"K=": empty value'),
+            ("=V", '"=V": empty key'),
+            ("A=1;B=", '"B=": empty value'),
+            ("A=1;", '"": expected KEY=VALUE'),
+        ],
+    )
+    def test_parse_cni_args_refuses_empty_parts(self, text: str, reason: str) -> None:
+        """An empty key or value is refused, as cnitool refuses it."""
+        from cnilib.runtime import parse_cni_args
+
+        with pytest.raises(cnilib.InvalidArgumentError) as caught:
+            parse_cni_args(text)
+
+        assert f"invalid CNI_ARGS pair {reason}" == str(caught.value)
