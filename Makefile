@@ -1,41 +1,104 @@
 # The two commands of the README:
-#   make demo   set up, then run the demo on the embedded example network
-#   make test   install everything, then lint, type-check and run the whole suite
-# Both work as root on a fresh Debian machine from a clean clone.
+#   make demo   create the virtual environment .venv, install cnilib alone into it,
+#               then run the demo on the embedded example network
+#   make test   install the apt packages the tests drive, install cnilib with its test, lint
+#               and docs extras into .venv, then lint, type-check, build the documentation
+#               site and run the whole suite
+# Both work as root on a fresh Debian 12 from a clean clone with only make installed: a missing
+# python3 or python3-venv is installed with apt-get. Debian's Python is externally managed
+# (PEP 668), so nothing is installed into it: every step runs the virtual environment's python.
+#
+# PYTHON is the interpreter the virtual environment is made from (`make demo PYTHON=/usr/bin/python3`);
+# a .venv made from another interpreter is made again. VENV moves the virtual environment.
 
 PYTHON ?= python3
-PIP := $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore
+VENV ?= .venv
+VPYTHON := $(VENV)/bin/python
+PIP := $(VPYTHON) -m pip install --quiet --disable-pip-version-check
+APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
-.PHONY: demo test deps system-deps python-deps lint typecheck unit bench
+.PHONY: demo test venv demo-deps test-deps bench-deps demo-system-deps system-deps \
+	lint typecheck docs bench
 
-# The demo runs cnilib's in-process plugins: no apt package is needed
-# (`python3 examples/demo.py --go` uses Debian's Go plugins instead).
-demo: python-deps
-	$(PYTHON) examples/demo.py
+# The demo runs cnilib's in-process plugins: only `ip` (iproute2) is needed
+# (`.venv/bin/python examples/demo.py --go` uses Debian's Go plugins instead, after `make test`).
+demo: demo-system-deps demo-deps
+	$(VPYTHON) examples/demo.py
 
-test: deps lint typecheck
-	$(PYTHON) -m pytest --cov --cov-report=term:skip-covered -p no:cacheprovider
+test: test-deps lint typecheck docs
+	$(VPYTHON) -m pytest --cov --cov-report=term:skip-covered -p no:cacheprovider
 
-deps: system-deps python-deps
+# The virtual environment: kept while it runs and was made from $(PYTHON)'s interpreter,
+# made again otherwise. Debian ships venv's pip (ensurepip) apart, in python3-venv.
+venv:
+	@if [ ! -x "$$(command -v $(PYTHON))" ] && [ "$(PYTHON)" = python3 ]; then \
+		echo "installing python3, python3-venv"; \
+		$(APT_INSTALL) python3 python3-venv >/dev/null || exit 1; \
+	fi; \
+	want=$$($(PYTHON) -c 'import sys; print(sys.base_prefix, sys.version)') || exit 1; \
+	have=$$($(VPYTHON) -c 'import sys; print(sys.base_prefix, sys.version)' 2>/dev/null); \
+	if [ "$$have" != "$$want" ]; then \
+		if [ -e $(VENV) ] && [ ! -f $(VENV)/pyvenv.cfg ]; then \
+			echo "$(VENV) exists and is not a virtual environment: not replacing it" >&2; exit 1; \
+		fi; \
+		rm -rf $(VENV); \
+		echo "creating $(VENV) with $(PYTHON)"; \
+		if ! $(PYTHON) -m venv $(VENV) >/dev/null 2>&1; then \
+			rm -rf $(VENV); \
+			echo "$(PYTHON) -m venv failed: installing python3-venv"; \
+			$(APT_INSTALL) python3-venv >/dev/null && $(PYTHON) -m venv $(VENV) || exit 1; \
+		fi; \
+	fi
+
+# Each install is redone only when pyproject.toml changed since (stamp files in the venv).
+# The install is editable: the venv runs the checkout's code.
+define install
+	@if [ ! -f $(VENV)/.installed-$(1) ] || [ pyproject.toml -nt $(VENV)/.installed-$(1) ]; then \
+		echo "installing $(2) into $(VENV)"; \
+		$(PIP) -e '$(2)' && touch $(foreach s,$(1) $(3),$(VENV)/.installed-$(s)); \
+	fi
+endef
+
+demo-deps: venv
+	$(call install,demo,.)
+
+# The test extras include everything the demo needs.
+TEST_EXTRAS := test,lint,docs
+test-deps: system-deps venv
+	$(call install,test,.[$(TEST_EXTRAS)],demo)
+
+bench-deps: system-deps venv
+	$(call install,bench,.[bench],demo)
+
+demo-system-deps:
+	@if ! command -v ip >/dev/null; then \
+		echo "installing iproute2"; \
+		$(APT_INSTALL) iproute2 >/dev/null; \
+	fi
 
 # Debian's Go reference plugins are the peer the integration tests compare against.
 system-deps:
 	@if [ ! -x /usr/lib/cni/bridge ] || ! command -v iptables >/dev/null || ! command -v ip >/dev/null \
 			|| ! command -v nft >/dev/null; then \
 		echo "installing containernetworking-plugins, iptables, nftables, iproute2"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			containernetworking-plugins iptables nftables iproute2 >/dev/null; \
+		$(APT_INSTALL) containernetworking-plugins iptables nftables iproute2 >/dev/null; \
 	fi
 
-python-deps:
-	$(PIP) -e '.[test,lint]'
+lint: test-deps
+	$(VPYTHON) -m ruff check .
+	$(VPYTHON) -m ruff format --check .
 
-lint:
-	$(PYTHON) -m ruff check .
-	$(PYTHON) -m ruff format --check .
+typecheck: test-deps
+	$(VPYTHON) -m mypy
 
-typecheck:
-	$(PYTHON) -m mypy
+# The documentation site, into site/; warnings are errors.
+docs: test-deps
+	@if [ -f mkdocs.yml ]; then \
+		echo "$(VPYTHON) -m mkdocs build --strict"; \
+		$(VPYTHON) -m mkdocs build --strict; \
+	else \
+		echo "no mkdocs.yml: no documentation site to build"; \
+	fi
 
-bench: deps
-	$(PYTHON) benchmarks/run_all.py
+bench: bench-deps
+	$(VPYTHON) benchmarks/run_all.py
