@@ -28,14 +28,17 @@ CONFIG = {
 }
 
 
-def _run(*argv: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run(
+    *argv: str | Path, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(a) for a in argv],
+        input=input,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
-        **kwargs,  # type: ignore[call-overload]
     )
 
 
