@@ -51,6 +51,12 @@ from cnilib.errors import (
 )
 
 if TYPE_CHECKING:
+    from cnilib._json import (
+        CapabilityArgs as CapabilityArgs,
+        JSONLike as JSONLike,
+        JSONObject as JSONObject,
+        JSONValue as JSONValue,
+    )
     from cnilib.cache import CacheEntry as CacheEntry, FileCache as FileCache
     from cnilib.config import (
         NetworkConfigList as NetworkConfigList,
@@ -84,6 +90,10 @@ if TYPE_CHECKING:
     from cnilib.spec import SpecVersion as SpecVersion
 
 _LAZY: dict[str, str] = {
+    "CapabilityArgs": "cnilib._json",
+    "JSONLike": "cnilib._json",
+    "JSONObject": "cnilib._json",
+    "JSONValue": "cnilib._json",
     "CNI": "cnilib.runtime",
     "AsyncCNI": "cnilib.runtime",
     "Attached": "cnilib.runtime",
@@ -132,6 +142,11 @@ __all__ = [
     "conflist_from_file",
     "load_conflist",
     "scan_conf_dir",
+    # types for signatures
+    "CapabilityArgs",
+    "JSONLike",
+    "JSONObject",
+    "JSONValue",
     # results, versions, cache
     "CacheEntry",
     "FileCache",

@@ -11,13 +11,39 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TypeAlias
 
-__all__ = ["JSONObject", "JSONValue", "go_dumps", "go_text", "loads", "loads_object"]
+__all__ = [
+    "CapabilityArgs",
+    "JSONLike",
+    "JSONObject",
+    "JSONValue",
+    "go_dumps",
+    "go_text",
+    "loads",
+    "loads_object",
+    "to_json_value",
+]
 
 JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
+"""A decoded JSON value, as :func:`json.loads` returns it (what cnilib hands back)."""
+
 JSONObject: TypeAlias = "dict[str, JSONValue]"
+"""A decoded JSON object."""
+
+JSONLike: TypeAlias = (
+    "bool | int | float | str | Sequence[JSONLike] | Mapping[str, JSONLike] | None"
+)
+"""Anything shaped like JSON, read-only (what cnilib accepts from a caller).
+
+``Sequence`` and ``Mapping`` are covariant, so a ``dict[str, list[dict[str, int]]]``
+built without annotations is accepted, as is a :data:`JSONValue`; tuples and
+other mappings are copied into lists and dicts on the way in.
+"""
+
+CapabilityArgs: TypeAlias = "Mapping[str, JSONLike]"
+"""Capability arguments (``runtimeConfig`` by capability name), as a caller passes them."""
 
 _GO_ESCAPES = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
@@ -124,6 +150,25 @@ def type_name(value: object) -> str:
     if isinstance(value, Mapping):
         return "object"
     return type(value).__name__
+
+
+def to_json_value(value: JSONLike) -> JSONValue:
+    """A deep copy of ``value`` made of dicts and lists only, as :func:`loads` would give.
+
+    Values of any other type are kept as they are, for the caller's JSON check
+    (:func:`go_dumps`) to refuse. A structure nested past Python's recursion
+    limit (or containing itself) raises :class:`RecursionError`.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return {key: to_json_value(item) for key, item in value.items()}
+    if isinstance(value, Sequence):
+        given: object = value  # bytes are a Sequence too, but no JSON: kept for the check
+        if isinstance(given, bytes | bytearray):
+            return value  # type: ignore[return-value]
+        return [to_json_value(item) for item in value]
+    return value
 
 
 def go_dumps(value: object, *, sort_keys: bool = True, indent: int | None = None) -> str:

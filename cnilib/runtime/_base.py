@@ -6,11 +6,12 @@ from __future__ import annotations
 import enum
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
-from cnilib._json import JSONValue
+from cnilib._json import CapabilityArgs
 from cnilib._log import get_logger
 from cnilib.cache import DEFAULT_CACHE_DIR, AttachmentLock, FileCache, LockDir
 from cnilib.config import NetworkConfigList, PluginConf
@@ -21,6 +22,12 @@ from cnilib.invoke._subprocess import NO_DEADLINE_BEYOND
 from cnilib.results import Result
 from cnilib.runtime._conf import GCAttachment, RuntimeConf
 from cnilib.runtime._flows import FlowContext
+from cnilib.runtime._observe import Observer
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from cnilib.events import EventHook
 
 __all__ = [
     "EXECUTOR_DEFAULT",
@@ -124,7 +131,7 @@ def plan(
     ifnames: Sequence[str] | None,
     ifname_prefix: str,
     args: Sequence[tuple[str, str]] = (),
-    capability_args: Mapping[str, JSONValue] | None = None,
+    capability_args: CapabilityArgs | None = None,
 ) -> list[PlannedAttachment]:
     """Pair each network with its interface: ``ifnames`` if given, else
     ``<prefix>0``, ``<prefix>1``, … in order (go-cni's ``WithInterfacePrefix``)."""
@@ -136,7 +143,7 @@ def plan(
         PlannedAttachment(
             conflist,
             RuntimeConf(
-                container_id, netns, ifname, args=tuple(args), capability_args=capability_args or {}
+                container_id, netns, ifname, args=args, capability_args=capability_args or {}
             ),
         )
         for conflist, ifname in zip(networks, ifnames, strict=True)
@@ -244,6 +251,12 @@ class RuntimeBase:
         for them counts against ``timeout`` (the executor's deadline when
         ``timeout`` is left out): past it the call fails with
         :class:`cnilib.LockTimeoutError`.
+    :param events: a hook called with one record per plugin call and per
+        operation (see :mod:`cnilib.events`).
+    :param tracing: OpenTelemetry spans per operation and plugin call:
+        ``True`` (default) sends them to the global tracer provider whenever
+        the application uses OpenTelemetry, a ``TracerProvider`` to that
+        provider, ``False`` nowhere (see :mod:`cnilib.tracing`).
     """
 
     def __init__(
@@ -256,7 +269,10 @@ class RuntimeBase:
         owner: str | None = None,
         rollback: bool = True,
         locking: bool = True,
+        events: EventHook | None = None,
+        tracing: bool | TracerProvider = True,
     ) -> None:
+        self._observer = Observer(events, tracing)
         self.plugin_dirs = tuple(os.fspath(d) for d in plugin_dirs)
         for directory in self.plugin_dirs:
             try:

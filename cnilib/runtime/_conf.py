@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+from typing import TypeAlias
 
 import attrs
 
-from cnilib._json import JSONValue, go_dumps
+from cnilib._json import CapabilityArgs, JSONValue, go_dumps, to_json_value
 from cnilib.errors import InvalidArgumentError
 from cnilib.names import validate_container_id, validate_interface_name, validate_network_name
 
 __all__ = ["GCAttachment", "RuntimeConf", "parse_cni_args"]
 
 
-def _args_tuple(
-    value: Iterable[tuple[str, str]] | Iterable[list[str]],
-) -> tuple[tuple[str, str], ...]:
+CNIArgs: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[list[str]]
+"""``CNI_ARGS`` as a caller gives them: a mapping, or (key, value) pairs in order."""
+
+
+def _args_tuple(value: CNIArgs) -> tuple[tuple[str, str], ...]:
+    given: object = value  # checked as the caller may really pass it, not as typed
+    if isinstance(value, Mapping):
+        # Iterated as-is, a dict would give its keys: "ab" would read as ("a", "b").
+        value = list(value.items())
+    elif isinstance(given, str | bytes):
+        raise InvalidArgumentError(
+            f"CNI_ARGS must be (key, value) pairs or a mapping, not a string: {value!r}"
+        )
     pairs: list[tuple[str, str]] = []
     for pair in value:
         items = tuple(pair)
@@ -28,8 +40,22 @@ def _args_tuple(
     return tuple(pairs)
 
 
-def _freeze_caps(value: Mapping[str, JSONValue]) -> Mapping[str, JSONValue]:
-    return MappingProxyType(dict(value))
+def _freeze_caps(value: CapabilityArgs) -> Mapping[str, JSONValue]:
+    """A read-only copy made of dicts and lists (tuples and other mappings copied)."""
+    try:
+        copied = {key: to_json_value(item) for key, item in value.items()}
+    except RecursionError as exc:
+        raise InvalidArgumentError("capability args are nested too deeply") from exc
+    return MappingProxyType(copied)
+
+
+def _netns_path(value: str | os.PathLike[str]) -> str:
+    """``netns`` as a ``str``: a path object is converted with :func:`os.fspath`."""
+    path: object = os.fspath(value)
+    if not isinstance(path, str):
+        # bytes (directly or from a PathLike): CNI_NETNS is text, and UTF-8 at that.
+        raise InvalidArgumentError(f"netns path must be a str or a str path, not {path!r}")
+    return path
 
 
 def _require_utf8(what: str, value: str) -> None:
@@ -44,13 +70,16 @@ def _require_utf8(what: str, value: str) -> None:
 class RuntimeConf:
     """One attachment: a container's interface in a network namespace (Go ``RuntimeConf``).
 
-    ``args`` become ``CNI_ARGS`` (``K=V;K=V``); ``capability_args`` are
-    offered to plugins as ``runtimeConfig``, each only to the plugins that
-    declare that capability.
+    ``netns`` may be any path object (``pathlib.Path``); it is kept as a
+    ``str``. ``args`` become ``CNI_ARGS`` (``K=V;K=V``), given as a mapping or
+    as (key, value) pairs (pairs keep their order and may repeat a key).
+    ``capability_args`` are offered to plugins as ``runtimeConfig``, each only
+    to the plugins that declare that capability; they are copied into plain
+    dicts and lists, read-only at the top level.
     """
 
     container_id: str
-    netns: str
+    netns: str = attrs.field(converter=_netns_path)
     ifname: str
     args: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_args_tuple)
     capability_args: Mapping[str, JSONValue] = attrs.field(factory=dict, converter=_freeze_caps)
