@@ -23,6 +23,7 @@ import subprocess
 import time
 from typing import TYPE_CHECKING
 
+from cnilib.invoke._calllog import CallLog
 from cnilib.invoke._invocation import Invocation
 from cnilib.invoke._pipes import (
     EXIT_GRACE,
@@ -198,7 +199,19 @@ async def run_plugin(executor: SubprocessExecutor, invocation: Invocation) -> by
     deadline or a cancellation kills its process group, then what is left of
     its output is collected for at most a grace period.
     """
+    call = CallLog(invocation)
+    try:
+        stdout = await _run_plugin(executor, invocation, call)
+    except BaseException as exc:
+        call.ended(exc)
+        raise
+    call.ended()
+    return stdout
+
+
+async def _run_plugin(executor: SubprocessExecutor, invocation: Invocation, call: CallLog) -> bytes:
     argv, env, timeout = executor.prepare(invocation)
+    call.sent(argv[-1], env)
     started = time.monotonic()
     output = Output()
     proc = await _spawn(executor, argv, env)
@@ -222,6 +235,7 @@ async def run_plugin(executor: SubprocessExecutor, invocation: Invocation) -> by
         raise
     finally:
         release(proc)  # no blocking wait here: a thread reaps a plugin still dying
+    call.answered(bytes(output.stdout), proc.returncode)
     return finish(
         invocation, proc.returncode, bytes(output.stdout), bytes(output.stderr), held=held
     )

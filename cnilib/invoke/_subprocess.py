@@ -34,8 +34,10 @@ from cnilib.errors import (
     PluginTimeoutError,
 )
 from cnilib.invoke import _pipes
+from cnilib.invoke._calllog import CallLog
 from cnilib.invoke._decode import decode_failure, decode_version_info, is_pre_version_plugin, tail
 from cnilib.invoke._invocation import Command, Invocation, PluginInfo, check_timeout
+from cnilib.tracing import trace_environ
 
 __all__ = ["DEFAULT_TIMEOUT", "SubprocessExecutor", "find_in_path"]
 
@@ -138,14 +140,34 @@ class SubprocessExecutor:
         return find_in_path(plugin_type, path)
 
     def prepare(self, invocation: Invocation) -> tuple[list[str], dict[str, str], float | None]:
-        """argv, environment and deadline (``None``: none) of one call."""
+        """argv, environment and deadline (``None``: none) of one call.
+
+        The environment carries the current OpenTelemetry trace context, if
+        there is one (see :mod:`cnilib.tracing`).
+        """
         program = self.find(invocation.plugin_type, invocation.path)
         timeout = call_deadline(invocation, self.timeout)
-        return [*self.wrapper, program], invocation.environ(self.env), timeout
+        env = invocation.environ(self.env)
+        env.update(trace_environ())
+        return [*self.wrapper, program], env, timeout
 
     def exec(self, invocation: Invocation) -> bytes:
-        """Run one plugin call; return its stdout or raise a :class:`CNIError`."""
+        """Run one plugin call; return its stdout or raise a :class:`CNIError`.
+
+        Each call is logged at DEBUG (see :mod:`cnilib.invoke._calllog`).
+        """
+        call = CallLog(invocation)
+        try:
+            stdout = self._exec(invocation, call)
+        except BaseException as exc:
+            call.ended(exc)
+            raise
+        call.ended()
+        return stdout
+
+    def _exec(self, invocation: Invocation, call: CallLog) -> bytes:
         argv, env, timeout = self.prepare(invocation)
+        call.sent(argv[-1], env)
         started = time.monotonic()
         output = _pipes.Output()
         proc = self._spawn(argv, env)
@@ -169,6 +191,7 @@ class SubprocessExecutor:
             raise
         finally:
             release(proc, KILL_GRACE)
+        call.answered(bytes(output.stdout), proc.returncode)
         return finish(
             invocation, proc.returncode, bytes(output.stdout), bytes(output.stderr), held=held
         )

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from cnilib._fork import reset_after_fork
 from cnilib._log import get_logger
+from cnilib.events import IN_PROCESS
 from cnilib.invoke import (
     DEFAULT_TIMEOUT,
     ChainExecutor,
@@ -27,11 +28,13 @@ from cnilib.invoke import (
     SubprocessExecutor,
     decode_version_info,
 )
+from cnilib.invoke._calllog import CallLog
 from cnilib.invoke._invocation import check_timeout
 from cnilib.invoke._subprocess import call_deadline, timeout_error
 from cnilib.plugins._base import BasePlugin
 from cnilib.plugins._registry import load_plugin, plugin_types
 from cnilib.plugins._skel import handle
+from cnilib.tracing import trace_environ
 
 __all__ = ["InProcessExecutor"]
 
@@ -269,15 +272,48 @@ class InProcessExecutor:
 
     def run_inline(self, invocation: Invocation) -> bytes:
         """Call the plugin on this thread, with no deadline and no waiting (delegation)."""
+        env = invocation.environ(base={})
+        env.update(trace_environ())  # what SubprocessExecutor gives a binary too
         return handle(
             self.plugin(invocation.plugin_type),
-            invocation.environ(base={}),
+            env,
             invocation.stdin,
             delegate_executor=self._delegates,
             host_netns=self.host_netns,
         )
 
     def exec(self, invocation: Invocation) -> bytes:
+        """Call the plugin; return its stdout or raise its error object as a PluginError.
+
+        Past the deadline, raise :class:`cnilib.PluginTimeoutError` (see the
+        class). Each call is logged at DEBUG on ``cnilib.invoke``.
+        """
+        call = CallLog(invocation, IN_PROCESS)
+        try:
+            call.sent(IN_PROCESS, None)
+            stdout = self._exec(invocation)
+        except BaseException as exc:
+            call.ended(exc)
+            raise
+        call.answered(stdout)
+        call.ended()
+        return stdout
+
+    async def aexec(self, invocation: Invocation) -> bytes:
+        """:meth:`exec` for asyncio: the loop is never blocked; a deadline or a
+        cancellation stops the waiting, as in :meth:`exec`."""
+        call = CallLog(invocation, IN_PROCESS)
+        try:
+            call.sent(IN_PROCESS, None)
+            stdout = await self._aexec(invocation)
+        except BaseException as exc:
+            call.ended(exc)
+            raise
+        call.answered(stdout)
+        call.ended()
+        return stdout
+
+    def _exec(self, invocation: Invocation) -> bytes:
         """Call the plugin; return its stdout or raise its error object as a PluginError.
 
         Past the deadline, raise :class:`cnilib.PluginTimeoutError` (see the class).
@@ -297,9 +333,7 @@ class InProcessExecutor:
                 raise timeout_error(invocation, started, timeout, b"", outcome=outcome)
         return call.result()
 
-    async def aexec(self, invocation: Invocation) -> bytes:
-        """:meth:`exec` for asyncio: the loop is never blocked; a deadline or a
-        cancellation stops the waiting, as in :meth:`exec`."""
+    async def _aexec(self, invocation: Invocation) -> bytes:
         self.plugin(invocation.plugin_type)
         timeout = call_deadline(invocation, self.timeout)
         loop = asyncio.get_running_loop()
