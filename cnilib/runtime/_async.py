@@ -14,6 +14,7 @@ import contextlib
 import os
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from cnilib._json import CapabilityArgs
 from cnilib.cache import DEFAULT_CACHE_DIR, AttachmentLock, CacheEntry
@@ -42,22 +43,32 @@ from cnilib.runtime._base import (
 from cnilib.runtime._conf import GCAttachment, RuntimeConf
 from cnilib.runtime._flows import Flow
 from cnilib.runtime._gc import GCReport, gc_flow
+from cnilib.runtime._observe import Observer, observed, watched
 from cnilib.runtime._sync import resume
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from cnilib.events import EventHook
 
 __all__ = ["AsyncCNI", "run_flow_async"]
 
 
-async def run_flow_async(flow: Flow[_flows.T], executor: Executor) -> _flows.T:
+async def run_flow_async(
+    flow: Flow[_flows.T], executor: Executor, observer: Observer | None = None
+) -> _flows.T:
     """Drive a flow with ``await executor.aexec(...)``.
 
     On cancellation the flow is told (``OperationCancelledError``), its
     cleanup (ADD's rollback) is driven, and then the cancellation goes on.
+    ``observer`` reports each plugin call (events, spans).
     """
     try:
         invocation = next(flow)
         while True:
             try:
-                stdout = await executor.aexec(invocation)
+                with watched(observer, invocation, executor):
+                    stdout = await executor.aexec(invocation)
             except CNIError as exc:
                 invocation = flow.throw(exc)
             except asyncio.CancelledError as cancellation:
@@ -67,7 +78,7 @@ async def run_flow_async(flow: Flow[_flows.T], executor: Executor) -> _flows.T:
                 # A second cancellation while this cleanup runs abandons it
                 # (the flow's rollback re-raises OperationCancelledError).
                 with contextlib.suppress(CNIError):
-                    await run_flow_async(resume(flow, cancelled), executor)
+                    await run_flow_async(resume(flow, cancelled), executor, observer)
                 cancellation.__context__ = cancelled
                 raise
             else:
@@ -96,6 +107,8 @@ class AsyncCNI(RuntimeBase):
         rollback: bool = True,
         locking: bool = True,
         max_concurrency: int | None = None,
+        events: EventHook | None = None,
+        tracing: bool | TracerProvider = True,
     ) -> None:
         super().__init__(
             plugin_dirs,
@@ -105,6 +118,8 @@ class AsyncCNI(RuntimeBase):
             owner=owner,
             rollback=rollback,
             locking=locking,
+            events=events,
+            tracing=tracing,
         )
         if max_concurrency is not None and max_concurrency < 1:
             raise InvalidArgumentError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -133,7 +148,7 @@ class AsyncCNI(RuntimeBase):
         return slots
 
     async def _run(self, flow: Flow[_flows.T]) -> _flows.T:
-        return await run_flow_async(flow, self.executor)
+        return await run_flow_async(flow, self.executor, self._observer)
 
     @contextlib.asynccontextmanager
     async def _locked(
@@ -152,24 +167,28 @@ class AsyncCNI(RuntimeBase):
             yield lock
 
     # -- network lists -------------------------------------------------------------
+    @observed("add")
     async def add_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> Result | None:
         """ADD the attachment; see :meth:`CNI.add_network_list`."""
         rt.validate(conflist.name)
         async with self._locked(conflist.name, rt) as fd:
             return await self._run(_flows.add_flow(holding(self._ctx, fd), conflist, rt))
 
+    @observed("check")
     async def check_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
         """CHECK the attachment; see :meth:`CNI.check_network_list`."""
         rt.validate(conflist.name)
         async with self._locked(conflist.name, rt) as fd:
             await self._run(_flows.check_flow(holding(self._ctx, fd), conflist, rt))
 
+    @observed("delete")
     async def delete_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
         """DEL the attachment; see :meth:`CNI.delete_network_list`."""
         rt.validate(conflist.name)
         async with self._locked(conflist.name, rt) as fd:
             await self._run(_flows.delete_flow(holding(self._ctx, fd), conflist, rt))
 
+    @observed("gc")
     async def gc_network_list(
         self,
         conflist: NetworkConfigList,
@@ -187,10 +206,12 @@ class AsyncCNI(RuntimeBase):
                 self._tidy(conflist.name)
         return report
 
+    @observed("status")
     async def status_network_list(self, conflist: NetworkConfigList) -> None:
         """STATUS; see :meth:`CNI.status_network_list`."""
         await self._run(_flows.status_flow(self._ctx, conflist))
 
+    @observed("validate")
     async def validate_network_list(self, conflist: NetworkConfigList) -> tuple[str, ...]:
         """Validate; see :meth:`CNI.validate_network_list`."""
         return await self._run(_flows.validate_flow(self._ctx, conflist))
@@ -209,11 +230,13 @@ class AsyncCNI(RuntimeBase):
         """Every cached attachment; see :meth:`CNI.cached_attachments`."""
         return await asyncio.to_thread(self.cache.attachments, container_id)
 
+    @observed("version", "version")
     async def get_version_info(self, plugin_type: str) -> PluginInfo:
         """VERSION of one plugin."""
         return await self._run(_flows.version_flow(self._ctx, plugin_type))
 
     # -- several networks at once -----------------------------------------------------
+    @observed("setup_networks", "multi")
     async def setup_networks(
         self,
         container_id: str,
@@ -260,6 +283,7 @@ class AsyncCNI(RuntimeBase):
         )
         note_undo(cause, done, undo)
 
+    @observed("teardown_networks", "multi")
     async def teardown_networks(
         self,
         container_id: str,
@@ -284,6 +308,7 @@ class AsyncCNI(RuntimeBase):
         )
         raise_failures("teardown", container_id, outcomes)
 
+    @observed("check_networks", "multi")
     async def check_networks(
         self,
         container_id: str,
@@ -304,6 +329,7 @@ class AsyncCNI(RuntimeBase):
         raise_failures("check", container_id, outcomes)
 
     # -- single plugins ----------------------------------------------------------------
+    @observed("add", "plugin")
     async def add_network(self, plugin: PluginConf, rt: RuntimeConf) -> Result | None:
         """ADD with one plugin; see :meth:`CNI.add_network`."""
         conflist = as_list(plugin)
@@ -311,6 +337,7 @@ class AsyncCNI(RuntimeBase):
         async with self._locked(conflist.name, rt) as fd:
             return await self._run(_flows.add_flow(holding(self._single_ctx, fd), conflist, rt))
 
+    @observed("check", "plugin")
     async def check_network(self, plugin: PluginConf, rt: RuntimeConf) -> None:
         """CHECK with one plugin."""
         conflist = as_list(plugin)
@@ -318,6 +345,7 @@ class AsyncCNI(RuntimeBase):
         async with self._locked(conflist.name, rt) as fd:
             await self._run(_flows.check_flow(holding(self._single_ctx, fd), conflist, rt))
 
+    @observed("delete", "plugin")
     async def delete_network(self, plugin: PluginConf, rt: RuntimeConf) -> None:
         """DEL with one plugin."""
         conflist = as_list(plugin)

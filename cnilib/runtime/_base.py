@@ -7,6 +7,7 @@ import enum
 import math
 import os
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -21,6 +22,12 @@ from cnilib.invoke._subprocess import NO_DEADLINE_BEYOND
 from cnilib.results import Result
 from cnilib.runtime._conf import GCAttachment, RuntimeConf
 from cnilib.runtime._flows import FlowContext
+from cnilib.runtime._observe import Observer
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from cnilib.events import EventHook
 
 __all__ = [
     "EXECUTOR_DEFAULT",
@@ -244,6 +251,12 @@ class RuntimeBase:
         for them counts against ``timeout`` (the executor's deadline when
         ``timeout`` is left out): past it the call fails with
         :class:`cnilib.LockTimeoutError`.
+    :param events: a hook called with one record per plugin call and per
+        operation (see :mod:`cnilib.events`).
+    :param tracing: OpenTelemetry spans per operation and plugin call:
+        ``True`` (default) sends them to the global tracer provider whenever
+        the application uses OpenTelemetry, a ``TracerProvider`` to that
+        provider, ``False`` nowhere (see :mod:`cnilib.tracing`).
     """
 
     def __init__(
@@ -256,7 +269,10 @@ class RuntimeBase:
         owner: str | None = None,
         rollback: bool = True,
         locking: bool = True,
+        events: EventHook | None = None,
+        tracing: bool | TracerProvider = True,
     ) -> None:
+        self._observer = Observer(events, tracing)
         self.plugin_dirs = tuple(os.fspath(d) for d in plugin_dirs)
         for directory in self.plugin_dirs:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
@@ -32,25 +33,30 @@ from cnilib.runtime._base import (
 from cnilib.runtime._conf import GCAttachment, RuntimeConf
 from cnilib.runtime._flows import Flow
 from cnilib.runtime._gc import GCReport, gc_flow
+from cnilib.runtime._observe import Observer, observed, watched
 
 __all__ = ["CNI", "resume", "run_flow"]
 
 
-def run_flow(flow: Flow[_flows.T], executor: Executor) -> _flows.T:
+def run_flow(
+    flow: Flow[_flows.T], executor: Executor, observer: Observer | None = None
+) -> _flows.T:
     """Drive a flow to completion, carrying out each invocation with ``executor``.
 
     On Ctrl-C the flow is told (``OperationCancelledError``) and its cleanup
-    (ADD's rollback) is driven before the interrupt goes on.
+    (ADD's rollback) is driven before the interrupt goes on. ``observer``
+    reports each plugin call (events, spans).
     """
     try:
         invocation = next(flow)
         while True:
             try:
-                stdout = executor.exec(invocation)
+                with watched(observer, invocation, executor):
+                    stdout = executor.exec(invocation)
             except CNIError as exc:
                 invocation = flow.throw(exc)
             except KeyboardInterrupt:
-                _unwind(flow, invocation, executor)
+                _unwind(flow, invocation, executor, observer)
                 raise
             else:
                 invocation = flow.send(stdout)
@@ -59,11 +65,13 @@ def run_flow(flow: Flow[_flows.T], executor: Executor) -> _flows.T:
         return value
 
 
-def _unwind(flow: Flow[object], invocation: Invocation, executor: Executor) -> None:
+def _unwind(
+    flow: Flow[object], invocation: Invocation, executor: Executor, observer: Observer | None
+) -> None:
     """Let an interrupted flow finish its own cleanup (ADD's rollback), then stop."""
     cancelled = OperationCancelledError(f"{invocation.describe()} was interrupted")
     with contextlib.suppress(CNIError):
-        run_flow(resume(flow, cancelled), executor)
+        run_flow(resume(flow, cancelled), executor, observer)
 
 
 def resume(flow: Flow[_flows.T], error: CNIError) -> Flow[_flows.T]:
@@ -94,7 +102,7 @@ class CNI(RuntimeBase):
     """
 
     def _run(self, flow: Flow[_flows.T]) -> _flows.T:
-        return run_flow(flow, self.executor)
+        return run_flow(flow, self.executor, self._observer)
 
     @contextlib.contextmanager
     def _locked(self, network: str, rt: RuntimeConf | None) -> Iterator[AttachmentLock | None]:
@@ -105,6 +113,7 @@ class CNI(RuntimeBase):
             yield lock
 
     # -- network lists -------------------------------------------------------------
+    @observed("add")
     def add_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> Result | None:
         """ADD the attachment; return the last plugin's result (its own version).
 
@@ -114,18 +123,21 @@ class CNI(RuntimeBase):
         with self._locked(conflist.name, rt) as fd:
             return self._run(_flows.add_flow(holding(self._ctx, fd), conflist, rt))
 
+    @observed("check")
     def check_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
         """CHECK the attachment against the cached result."""
         rt.validate(conflist.name)
         with self._locked(conflist.name, rt) as fd:
             self._run(_flows.check_flow(holding(self._ctx, fd), conflist, rt))
 
+    @observed("delete")
     def delete_network_list(self, conflist: NetworkConfigList, rt: RuntimeConf) -> None:
         """DEL the attachment (plugins in reverse) and drop its cache entry."""
         rt.validate(conflist.name)
         with self._locked(conflist.name, rt) as fd:
             self._run(_flows.delete_flow(holding(self._ctx, fd), conflist, rt))
 
+    @observed("gc")
     def gc_network_list(
         self,
         conflist: NetworkConfigList,
@@ -149,10 +161,12 @@ class CNI(RuntimeBase):
                 self._tidy(conflist.name)
         return report
 
+    @observed("status")
     def status_network_list(self, conflist: NetworkConfigList) -> None:
         """STATUS: raise the first plugin's error (code 50/51) if one is not ready."""
         self._run(_flows.status_flow(self._ctx, conflist))
 
+    @observed("validate")
     def validate_network_list(self, conflist: NetworkConfigList) -> tuple[str, ...]:
         """Check plugins exist and support the list's version; return capabilities."""
         return self._run(_flows.validate_flow(self._ctx, conflist))
@@ -171,11 +185,13 @@ class CNI(RuntimeBase):
         """Every cached attachment, optionally of one container (sorted by file name)."""
         return self.cache.attachments(container_id)
 
+    @observed("version", "version")
     def get_version_info(self, plugin_type: str) -> PluginInfo:
         """Ask a plugin which spec versions it supports."""
         return self._run(_flows.version_flow(self._ctx, plugin_type))
 
     # -- several networks at once (go-cni's Setup / Remove / Check) ---------------
+    @observed("setup_networks", "multi")
     def setup_networks(
         self,
         container_id: str,
@@ -228,6 +244,7 @@ class CNI(RuntimeBase):
         )
         note_undo(cause, done, undo)
 
+    @observed("teardown_networks", "multi")
     def teardown_networks(
         self,
         container_id: str,
@@ -258,6 +275,7 @@ class CNI(RuntimeBase):
         )
         raise_failures("teardown", container_id, outcomes)
 
+    @observed("check_networks", "multi")
     def check_networks(
         self,
         container_id: str,
@@ -308,7 +326,11 @@ class CNI(RuntimeBase):
                     return
             return
         with ThreadPoolExecutor(max_workers=len(planned), thread_name_prefix="cnilib") as pool:
-            futures = {pool.submit(attempt, item): index for index, item in enumerate(planned)}
+            # Each in a copy of this context: the ADDs nest in the caller's operation and span.
+            futures = {
+                pool.submit(contextvars.copy_context().run, attempt, item): index
+                for index, item in enumerate(planned)
+            }
             try:
                 for future in as_completed(futures):
                     outcomes[futures[future]] = future.result()
@@ -320,6 +342,7 @@ class CNI(RuntimeBase):
                         outcomes[index] = future.result()
 
     # -- single plugins (deprecated .conf files) ---------------------------------
+    @observed("add", "plugin")
     def add_network(self, plugin: PluginConf, rt: RuntimeConf) -> Result | None:
         """ADD with one plugin; its own ``name``/``cniVersion``; errors unwrapped."""
         conflist = as_list(plugin)
@@ -327,6 +350,7 @@ class CNI(RuntimeBase):
         with self._locked(conflist.name, rt) as fd:
             return self._run(_flows.add_flow(holding(self._single_ctx, fd), conflist, rt))
 
+    @observed("check", "plugin")
     def check_network(self, plugin: PluginConf, rt: RuntimeConf) -> None:
         """CHECK with one plugin."""
         conflist = as_list(plugin)
@@ -334,6 +358,7 @@ class CNI(RuntimeBase):
         with self._locked(conflist.name, rt) as fd:
             self._run(_flows.check_flow(holding(self._single_ctx, fd), conflist, rt))
 
+    @observed("delete", "plugin")
     def delete_network(self, plugin: PluginConf, rt: RuntimeConf) -> None:
         """DEL with one plugin."""
         conflist = as_list(plugin)
