@@ -1,0 +1,2 @@
+"""Integrations with other libraries, each behind its own extra
+(``pip install 'cnilib[prometheus]'``); importing this package imports none of them."""
