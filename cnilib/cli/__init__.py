@@ -11,18 +11,22 @@ import os
 import sys
 from collections.abc import Sequence
 
+from cnilib._version import __version__
+
 __all__ = ["main"]
 
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 
 _EPILOG = """\
-environment (as cnitool):
-  NETCONFPATH   configuration directory (default /etc/cni/net.d)
-  CNI_PATH      plugin directories, ':'-separated
-  CNI_ARGS      extra CNI_ARGS for plugins, 'K=V;K=V'
-  CAP_ARGS      capability arguments, a JSON object
-  CNI_IFNAME    interface name in the container (default eth0)
+environment (as cnitool, but CNILIB_PLUGINS):
+  NETCONFPATH     configuration directory (default /etc/cni/net.d)
+  CNI_PATH        plugin directories, ':'-separated
+  CNI_ARGS        extra CNI_ARGS for plugins, 'K=V;K=V' (no empty key or value)
+  CAP_ARGS        capability arguments, a JSON object
+  CNI_IFNAME      interface name in the container (default eth0; set but
+                  empty is an error, as in cnitool)
+  CNILIB_PLUGINS  where plugins come from, as --plugins (default binaries-first)
 
 The container ID defaults to cnitool's: 'cnitool-' + 20 hex digits of
 sha512(absolute netns path), so cnitool and cnilib share cache entries.
@@ -41,6 +45,98 @@ exit status:
 """
 
 
+PLUGIN_SOURCES = ("in-process", "binaries", "in-process-first", "binaries-first")
+"""Values of ``--plugins`` / ``CNILIB_PLUGINS``: where plugins come from."""
+
+DEFAULT_PLUGIN_SOURCE = "binaries-first"
+"""A command line that works with cnitool runs the very same binaries; a
+plugin that has no binary on CNI_PATH still runs in-process."""
+
+PLUGINS_ENV = "CNILIB_PLUGINS"
+
+_PLUGINS_HELP = (
+    "where plugins come from: in-process (cnilib's Python plugins only), binaries "
+    "(executables on CNI_PATH only), in-process-first or binaries-first (the other "
+    f"kind for a plugin the first has not). Env {PLUGINS_ENV}; default "
+    f"{DEFAULT_PLUGIN_SOURCE}: a command line that works with cnitool runs the very "
+    "same binaries, and a plugin with no binary still runs in-process. cnilib's "
+    "plugins do their host-side work in this process's network namespace (run the "
+    "CLI under 'ip netns exec <node>' to choose it)"
+)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The options accepted before the command (``top``) and after it.
+
+    After the command they default to SUPPRESS, so that an option given
+    there overrides the same option given before the command, and one not
+    given leaves the value from before the command (or its default) alone.
+    """
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    group = parser if top else parser.add_argument_group("global options (also before COMMAND)")
+    group.add_argument(
+        "--conf-dir",
+        metavar="DIR",
+        default=default(os.environ.get("NETCONFPATH") or DEFAULT_CONF_DIR),
+        help=f"configuration directory (env NETCONFPATH; default {DEFAULT_CONF_DIR})",
+    )
+    group.add_argument(
+        "--cni-path",
+        metavar="PATH",
+        default=default(os.environ.get("CNI_PATH", "")),
+        help="plugin directories, ':'-separated (env CNI_PATH)",
+    )
+    group.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=default(DEFAULT_CACHE_DIR),
+        help=f"result cache (default {DEFAULT_CACHE_DIR})",
+    )
+    group.add_argument(
+        "--plugins",
+        metavar="{" + ",".join(PLUGIN_SOURCES) + "}",
+        # Checked when the command runs, so that a bad value from the option
+        # and from the environment are reported alike (one line, exit 1).
+        default=default(None),
+        help=_PLUGINS_HELP,
+    )
+    group.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=default(60.0),
+        help="seconds per plugin call, binary or in-process (0: none; default 60)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print errors as a CNI error object on stdout; list and validate print JSON",
+    )
+    group.add_argument(
+        "--owner",
+        metavar="TAG",
+        default=default(None),
+        help="owner tag written into cache entries; gc then removes only this owner's",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        # After the command, counted apart and added up in main(): a subcommand
+        # parses into a namespace of its own, so it cannot add to the count.
+        dest="verbose" if top else "verbose_after_command",
+        default=default(0),
+        help="log to stderr: -v one line per plugin call, -vv the whole exchange",
+    )
+
+
+_NETWORK_HELP = "network name in the conf dir, or a config file path"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnilib",
@@ -48,53 +144,25 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--conf-dir",
-        default=os.environ.get("NETCONFPATH") or DEFAULT_CONF_DIR,
-        help="configuration directory (env NETCONFPATH; default %(default)s)",
-    )
-    parser.add_argument(
-        "--cni-path",
-        default=os.environ.get("CNI_PATH", ""),
-        help="plugin directories, ':'-separated (env CNI_PATH)",
-    )
-    parser.add_argument(
-        "--cache-dir", default=DEFAULT_CACHE_DIR, help="result cache (default %(default)s)"
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        help="seconds per plugin call before its process group is killed (0: none)",
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print errors as a CNI error object on stdout"
-    )
-    parser.add_argument(
-        "--owner",
-        default=None,
-        help="owner tag written into cache entries; gc then removes only this owner's",
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="log plugins' stderr and cnilib's warnings to stderr",
-    )
+    parser.add_argument("--version", action="version", version=f"cnilib {__version__}")
+    _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def network_command(name: str, text: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, help=text, description=text)
-        cmd.add_argument("network", help="network name in the conf dir, or a config file path")
+    def command(name: str, text: str, usage: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=text, description=text, usage=f"%(prog)s {usage}")
+        _add_global_options(cmd, top=False)
         return cmd
 
     for name, text in (
         ("gc", "GC the network: DEL every cached attachment, then GC its plugins"),
         ("status", "ask the network's plugins whether they can serve ADD"),
     ):
-        cmd = network_command(name, text)
+        cmd = command(name, text, "[options] NETWORK [NETNS]")
+        cmd.add_argument("network", metavar="NETWORK", help=_NETWORK_HELP)
         # cnitool accepts (and ignores) a netns here too.
-        cmd.add_argument("netns", nargs="?", default="", help="ignored (cnitool compatibility)")
+        cmd.add_argument(
+            "netns", metavar="NETNS", nargs="?", default="", help="ignored (cnitool compatibility)"
+        )
         if name == "gc":
             cmd.add_argument(
                 "--dry-run", action="store_true", help="list what gc would delete; change nothing"
@@ -104,37 +172,52 @@ def _parser() -> argparse.ArgumentParser:
             )
 
     def attachment(name: str, text: str) -> None:
-        cmd = network_command(name, text)
-        cmd.add_argument("netns", help="network namespace path, e.g. /run/netns/ctr1")
+        cmd = command(name, text, "[options] NETWORK NETNS")
+        cmd.add_argument("network", metavar="NETWORK", help=_NETWORK_HELP)
         cmd.add_argument(
-            "--container-id", help="container ID (default: derived from the netns path)"
+            "netns", metavar="NETNS", help="network namespace path, e.g. /run/netns/ctr1"
+        )
+        cmd.add_argument(
+            "--container-id",
+            metavar="ID",
+            help="container ID (default: derived from the netns path)",
         )
         cmd.add_argument(
             "-i",
             "--ifname",
-            default=os.environ.get("CNI_IFNAME") or "eth0",
-            help="interface name (env CNI_IFNAME; default %(default)s)",
+            metavar="NAME",
+            # Set but empty is kept, and refused when the command runs, as cnitool does.
+            default=os.environ.get("CNI_IFNAME", "eth0"),
+            help="interface name (env CNI_IFNAME; default eth0)",
         )
-        cmd.add_argument("--args", default=os.environ.get("CNI_ARGS", ""), help="CNI_ARGS")
         cmd.add_argument(
-            "--cap-args", default=os.environ.get("CAP_ARGS", ""), help="capability args (JSON)"
+            "--args", metavar="K=V;K=V", default=os.environ.get("CNI_ARGS", ""), help="CNI_ARGS"
+        )
+        cmd.add_argument(
+            "--cap-args",
+            metavar="JSON",
+            default=os.environ.get("CAP_ARGS", ""),
+            help="capability args, a JSON object (env CAP_ARGS)",
         )
 
     attachment("add", "ADD the network to a namespace and print the result")
     attachment("check", "CHECK an attachment against its cached result")
     attachment("del", "DEL the network from a namespace")
 
-    version = sub.add_parser("version", help="print the spec versions a plugin supports")
-    version.add_argument("plugin", help="plugin type, looked up on CNI_PATH")
+    version = command("version", "print the spec versions a plugin supports", "[options] PLUGIN")
+    version.add_argument("plugin", metavar="PLUGIN", help="plugin type, found as --plugins chooses")
 
-    validate = sub.add_parser(
-        "validate", help="validate a network: schema and plugin versions, every problem listed"
+    validate = command(
+        "validate",
+        "validate a network: schema and plugin versions, every problem listed",
+        "[options] NETWORK",
     )
-    validate.add_argument("network", help="network name in the conf dir, or a config file path")
+    validate.add_argument("network", metavar="NETWORK", help=_NETWORK_HELP)
 
-    sub.add_parser(
+    command(
         "list",
-        help="list the networks in the conf dir; unloadable files and invalid names: exit 1",
+        "list the networks in the conf dir; unloadable files and invalid names: exit 1",
+        "[options]",
     )
     return parser
 
@@ -142,6 +225,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
     args = _parser().parse_args(argv)
+    # -v before and after the command add up (see _add_global_options).
+    args.verbose += vars(args).pop("verbose_after_command", 0)
     from cnilib.cli._commands import run  # deferred: keeps --help fast
 
     return run(args)

@@ -9,12 +9,15 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cnilib.errors import CNIError, CNIErrorGroup, ConfigError, InvalidArgumentError
 
 if TYPE_CHECKING:
+    from cnilib._json import JSONValue
     from cnilib.config import NetworkConfigList
+    from cnilib.invoke import Executor
     from cnilib.runtime import CNI, RuntimeConf
 
 __all__ = ["cnitool_container_id", "printable", "printable_json", "run"]
@@ -88,11 +91,52 @@ def _timeout(args: argparse.Namespace) -> float | None:
     return float(args.timeout) if args.timeout and args.timeout > 0 else None
 
 
+def plugin_source(args: argparse.Namespace) -> str:
+    """``--plugins``, else ``$CNILIB_PLUGINS`` (unset or empty: the default);
+    a value that is not one of the choices is an :class:`InvalidArgumentError`."""
+    from cnilib.cli import DEFAULT_PLUGIN_SOURCE, PLUGIN_SOURCES, PLUGINS_ENV
+
+    if args.plugins is not None:
+        value, origin = str(args.plugins), "--plugins"
+    else:
+        value, origin = os.environ.get(PLUGINS_ENV, ""), PLUGINS_ENV
+        if not value:
+            return DEFAULT_PLUGIN_SOURCE
+    if value not in PLUGIN_SOURCES:
+        raise InvalidArgumentError(
+            f'invalid {origin} value "{value}": expected one of {", ".join(PLUGIN_SOURCES)}'
+        )
+    return value
+
+
+def _executor(args: argparse.Namespace) -> Executor:
+    """The executor ``--plugins`` chooses, each kind with the ``--timeout`` deadline.
+
+    In-process plugins keep ``host_netns=None``: they do their host-side work
+    in this process's namespace, as a binary the CLI starts would.
+    """
+    from cnilib.invoke import ChainExecutor, SubprocessExecutor
+
+    source = plugin_source(args)
+    binaries = SubprocessExecutor(timeout=_timeout(args))
+    if source == "binaries":
+        return binaries
+    from cnilib.plugins import InProcessExecutor
+
+    in_process = InProcessExecutor(timeout=_timeout(args))
+    if source == "in-process":
+        return in_process
+    if source == "in-process-first":
+        return ChainExecutor(in_process, binaries)
+    return ChainExecutor(binaries, in_process)
+
+
 def _cni(args: argparse.Namespace) -> CNI:
     from cnilib.runtime import CNI
 
+    # No timeout here: the executor carries --timeout, for either kind of plugin.
     return CNI(
-        _plugin_path(args), cache_dir=args.cache_dir, timeout=_timeout(args), owner=args.owner
+        _plugin_path(args), cache_dir=args.cache_dir, executor=_executor(args), owner=args.owner
     )
 
 
@@ -179,12 +223,40 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
-    from cnilib.invoke import SubprocessExecutor
-
-    info = SubprocessExecutor(timeout=_timeout(args)).version_info(args.plugin, _plugin_path(args))
+    info = _executor(args).version_info(args.plugin, _plugin_path(args))
     answer = {"cniVersion": info.cni_version, "supportedVersions": list(info.supported_versions)}
     print(json.dumps(answer))
     return EXIT_OK
+
+
+def _print_json(value: object) -> None:
+    # json.dumps escapes every control and non-ASCII character itself.
+    print(json.dumps(value, indent=4))
+
+
+def _validation(
+    *,
+    network: str | None,
+    source: str,
+    cni_version: str | None,
+    capabilities: Sequence[str],
+    problems: Sequence[str],
+) -> dict[str, JSONValue]:
+    """``validate --json``'s object (documented in docs/cli.md)."""
+    return {
+        "network": network,
+        "source": source,
+        "valid": not problems,
+        "cniVersion": cni_version,
+        "capabilities": list(capabilities),
+        "problems": list(problems),
+    }
+
+
+def _print_problems(header: str, problems: Sequence[str]) -> None:
+    print(f"{header}: {len(problems)} problem(s)", file=sys.stderr)
+    for problem in problems:
+        print(f"  {printable(problem)}", file=sys.stderr)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -195,12 +267,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         # The loader stops at the first problem; the schema can still list them all.
         refused = exc.path or str(args.network)
-        raw_problems = _raw_schema_problems(refused)
+        document, raw_problems = _raw_schema_problems(refused)
         if not raw_problems:
             raise
-        print(f"{printable(refused)}: {len(raw_problems)} problem(s)", file=sys.stderr)
-        for problem in raw_problems:
-            print(f"  {printable(problem)}", file=sys.stderr)
+        if args.json:
+            name, version = (document.get(k) for k in ("name", "cniVersion"))
+            _print_json(
+                _validation(
+                    network=name if isinstance(name, str) else None,
+                    source=refused,
+                    cni_version=version if isinstance(version, str) else None,
+                    capabilities=(),
+                    problems=raw_problems,
+                )
+            )
+        else:
+            _print_problems(printable(refused), raw_problems)
         return EXIT_FAILURE
     problems = schema_problems(conflist)
     try:
@@ -209,19 +291,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         group = getattr(exc, "exceptions", None)
         problems += [str(e) for e in group] if group else [str(exc)]
         capabilities = ()
-    header = f'network "{printable(conflist.name)}" ({printable(conflist.source or args.network)})'
+    source = conflist.source or str(args.network)
+    if args.json:
+        _print_json(
+            _validation(
+                network=conflist.name,
+                source=source,
+                cni_version=conflist.cni_version,
+                capabilities=capabilities,
+                problems=problems,
+            )
+        )
+        return EXIT_FAILURE if problems else EXIT_OK
+    header = f'network "{printable(conflist.name)}" ({printable(source)})'
     if problems:
-        print(f"{header}: {len(problems)} problem(s)", file=sys.stderr)
-        for problem in problems:
-            print(f"  {printable(problem)}", file=sys.stderr)
+        _print_problems(header, problems)
         return EXIT_FAILURE
     caps = printable(", ".join(capabilities) or "none")
     print(f"{header}: valid, cniVersion {printable(conflist.cni_version)}, capabilities: {caps}")
     return EXIT_OK
 
 
-def _raw_schema_problems(path: str) -> list[str]:
-    """Schema problems of a config file that the loader refused (if it is JSON at all)."""
+def _raw_schema_problems(path: str) -> tuple[dict[str, JSONValue], list[str]]:
+    """A config file that the loader refused, if it is JSON at all: its top-level
+    object (empty if it is not one) and its schema problems."""
     from cnilib import schema
     from cnilib._json import JSONSyntaxError, loads
     from cnilib.config._load import read_conf_file
@@ -229,9 +322,10 @@ def _raw_schema_problems(path: str) -> list[str]:
     try:
         document = loads(read_conf_file(path))
     except (ConfigError, JSONSyntaxError):
-        return []
+        return {}, []
     kind = "netconflist" if isinstance(document, dict) and "plugins" in document else "plugin"
-    return schema.schema_problems(kind, document)
+    top = document if isinstance(document, dict) else {}
+    return top, schema.schema_problems(kind, document)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -240,21 +334,55 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     found = scan_conf_dir(args.conf_dir)
     if not found.networks and not found.problems:
-        print(f"no network configurations in {printable(args.conf_dir)}", file=sys.stderr)
+        if args.json:
+            _print_json([])
+        else:
+            print(f"no network configurations in {printable(args.conf_dir)}", file=sys.stderr)
         return EXIT_FAILURE
+    listed: list[dict[str, JSONValue]] = []
     problems: list[ConfigError] = []
     for net in found.networks:
-        plugins = ",".join(p.type for p in net.plugins)
-        fields = [net.name, net.cni_version or "-", plugins, net.source or ""]
+        types = [p.type for p in net.plugins]
         # Still listed, so that it can be found and fixed; flagged, and a problem.
         reason = invalid_name_reason(net.name)
-        invalid = network_name_error(net)
+        invalid = network_name_error(net) if reason is not None else None
+        if invalid is not None:
+            problems.append(invalid)
+        if args.json:
+            listed.append(
+                {
+                    "name": net.name,
+                    "cniVersion": net.cni_version or None,
+                    "plugins": list(types),
+                    "source": net.source,
+                    "invalidName": reason if invalid is not None else None,
+                    "problems": [str(invalid)] if invalid is not None else [],
+                }
+            )
+            continue
+        fields = [net.name, net.cni_version or "-", ",".join(types), net.source or ""]
         if reason is not None and invalid is not None:
             fields.append(f"invalid network name: {reason}")
-            problems.append(invalid)
         print("\t".join(map(printable, fields)))
-    for problem in (*found.problems, *problems):
-        print(f"problem: {printable(str(problem))}", file=sys.stderr)
+    if args.json:
+        # A file that could not be loaded is an entry too: it has only a source and a problem.
+        listed += [
+            {
+                "name": None,
+                "cniVersion": None,
+                "plugins": [],
+                "source": problem.path,
+                "invalidName": None,
+                "problems": [str(problem)],
+            }
+            for problem in found.problems
+        ]
+        # In file-name order, as the text lines are, unloadable files among them.
+        listed.sort(key=lambda entry: os.fsencode(str(entry["source"] or "")))
+        _print_json(listed)
+    else:
+        for problem in (*found.problems, *problems):
+            print(f"problem: {printable(str(problem))}", file=sys.stderr)
     return EXIT_FAILURE if found.problems or problems else EXIT_OK
 
 
@@ -270,10 +398,23 @@ _COMMANDS = {
 }
 
 
+def _error_text(exc: BaseException) -> str:
+    """``str(exc)`` without the trailing whitespace plugins often leave on
+    ``msg`` and ``details`` (Go's ``fmt.Errorf("...\\n")``): it would show as a
+    stray ``\\n`` escape, or before the ``; `` that joins the two."""
+    if isinstance(exc, CNIError) and type(exc).__str__ is CNIError.__str__:
+        text = exc.msg.rstrip()
+        details = exc.details.rstrip()
+        if details:
+            text = f"{text}; {details}"
+        return "".join(exc.context) + text
+    return str(exc).rstrip()
+
+
 def _error_lines(exc: BaseException) -> list[str]:
     """One escaped line per failure: a group's members each get their own."""
     if not isinstance(exc, CNIErrorGroup):
-        return [printable(str(exc))]
+        return [printable(_error_text(exc))]
     # An exception group is never empty.
     first, *rest = [line for member in exc.exceptions for line in _error_lines(member)]
     return [printable("".join(exc.context)) + first, *rest]
@@ -295,15 +436,46 @@ class _PrintableFormatter(logging.Formatter):
         return printable(super().format(record))
 
 
+# What -v shows below INFO: one line per plugin call and per operation, and
+# what plugins write on stderr; not the exchange (env, stdin, stdout), -vv's.
+_SUMMARY_LOGGERS = ("cnilib.invoke", "cnilib.runtime", "cnilib.plugin")
+_EXCHANGE_LOGGER = "cnilib.invoke.exchange"
+
+
+def _below(name: str, parent: str) -> bool:
+    return name == parent or name.startswith(parent + ".")
+
+
+class _SummaryFilter(logging.Filter):
+    """``-v``: INFO and above, and the DEBUG lines of :data:`_SUMMARY_LOGGERS`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.INFO:
+            return True
+        if _below(record.name, _EXCHANGE_LOGGER):
+            return False
+        return any(_below(record.name, name) for name in _SUMMARY_LOGGERS)
+
+
+def _log_to_stderr(verbosity: int) -> None:
+    """``-v`` (1): a summary of each plugin call and operation; ``-vv`` (2 or
+    more): everything cnilib logs, each call's whole exchange included."""
+    if verbosity <= 0:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("%(name)s: %(message)s"))
+    if verbosity == 1:
+        handler.addFilter(_SummaryFilter())
+    library_log = logging.getLogger("cnilib")
+    library_log.addHandler(handler)
+    library_log.setLevel(logging.DEBUG)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; map errors to exit codes."""
-    if args.verbose:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_PrintableFormatter("%(name)s: %(message)s"))
-        library_log = logging.getLogger("cnilib")
-        library_log.addHandler(handler)
-        library_log.setLevel(logging.DEBUG)
+    _log_to_stderr(int(args.verbose or 0))
     try:
+        plugin_source(args)  # a bad --plugins or CNILIB_PLUGINS fails every command alike
         return _COMMANDS[args.command](args)
     except CNIError as exc:
         _report(args, exc)
