@@ -9,6 +9,9 @@ Every invocation appends one JSON line to the log file::
     {"verb": CNI_COMMAND, "env": {every CNI_* variable}, "stdin": <parsed stdin JSON,
      or the raw text if it is not JSON>, "argv0": <basename of argv[0]>}
 
+plus ``"trace": {...}`` holding ``TRACEPARENT``, ``TRACESTATE`` and ``BAGGAGE``
+(those set) when the runtime passed OpenTelemetry trace context.
+
 Behaviour comes from the ``"recorder"`` key of the stdin config::
 
     "recorder": {
@@ -44,6 +47,7 @@ import signal
 import sys
 import time
 
+TRACE_VARIABLES = ("TRACEPARENT", "TRACESTATE", "BAGGAGE")
 ALL_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 V040_SUFFIX = "-v040"
 
@@ -92,6 +96,9 @@ def record(log: str, verb: str, stdin: object, argv0: str) -> None:
         "stdin": stdin,
         "argv0": os.path.basename(argv0),
     }
+    trace = {k: os.environ[k] for k in TRACE_VARIABLES if k in os.environ}
+    if trace:
+        entry["trace"] = trace
     line = (json.dumps(entry, sort_keys=True) + "\n").encode()
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
