@@ -136,7 +136,7 @@ def _parse_bool(raw: Mapping[str, JSONValue], key: str, source: str | None) -> b
 def _select_version(
     raw: Mapping[str, JSONValue], source: str | None
 ) -> tuple[str, tuple[str, ...]]:
-    """Pick the list's version as libcni does (spec-notes 1.3)."""
+    """Pick the list's version as Go libcni's ``ConfListFromBytes`` does."""
     cni_version = raw.get("cniVersion", "")
     if not isinstance(cni_version, str):
         raise ConfigError(

@@ -8,7 +8,7 @@ carries the invocations out; no driver holds any CNI logic.
 Cache reads and writes are small local file operations done by the flows
 themselves through :class:`~cnilib.cache.FileCache`.
 
-Semantics follow Go libcni (spec-notes §3); deliberate differences are
+Semantics follow Go libcni (``libcni/api.go``); deliberate differences are
 marked ``Divergence:``.
 """
 
