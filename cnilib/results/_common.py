@@ -8,7 +8,7 @@ other 1.1 route fields just as libcni's does.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 
@@ -16,6 +16,9 @@ from cnilib._json import JSONObject, go_dumps
 from cnilib.results._codec import ALWAYS_EMIT, unstructure
 from cnilib.results._ip import IPAddress, IPInterface
 from cnilib.spec import SpecVersion
+
+if TYPE_CHECKING:
+    from cnilib.results.v100 import ResultV100
 
 __all__ = ["DNS", "Result", "Route", "routes_tuple"]
 
@@ -105,6 +108,16 @@ class Result:
         from cnilib.results._convert import convert_result  # import cycle
 
         return convert_result(self, version)
+
+    def as_v1(self) -> ResultV100:
+        """This result as a 1.x result: itself if it is one, else converted to 1.1.0.
+
+        See :func:`cnilib.results.as_v1`; raises
+        :class:`~cnilib.errors.ResultConversionError` when libcni cannot convert.
+        """
+        from cnilib.results._view import as_v1  # import cycle
+
+        return as_v1(self)
 
     def to_object(self) -> JSONObject:
         """The result as libcni marshals it: wire names, Go field order and omissions."""

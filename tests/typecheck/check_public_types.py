@@ -6,10 +6,12 @@ Checked by the project's mypy run (``tests`` is in its ``files``) and by
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import assert_type
 
 import cnilib
+from cnilib.results import ResultV100, as_v1, interfaces_view
 
 caps: dict[str, cnilib.JSONValue] = {
     "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}],
@@ -39,3 +41,20 @@ rt4 = cnilib.RuntimeConf("ctr1", "/run/netns/ctr1", "eth0", args=[("IgnoreUnknow
 typed_caps: cnilib.CapabilityArgs = bandwidth
 obj: cnilib.JSONObject = {"cniVersion": "1.1.0", "name": "net", "plugins": [{"type": "bridge"}]}
 assert_type(rt.capability_args["portMappings"], cnilib.JSONValue)
+
+
+def first_address(cni: cnilib.CNI, conflist: cnilib.NetworkConfigList) -> str | None:
+    """A typed 1.x result: .ips needs no isinstance check."""
+    result = as_v1(cni.add_network_list(conflist, rt))
+    assert_type(result, ResultV100 | None)
+    if result is None or not result.ips or result.ips[0].address is None:
+        return None
+    view = interfaces_view(result, ifname=rt.ifname)
+    assert_type(view.ips("eth0"), tuple[IPv4Address | IPv6Address, ...])
+    return str(result.ips[0].address.ip)
+
+
+def all_addresses(cni: cnilib.CNI, nets: list[cnilib.NetworkConfigList]) -> list[str]:
+    """setup_networks' outcome folds into go-cni's view."""
+    view = interfaces_view(cni.setup_networks("ctr1", "/run/netns/ctr1", nets))
+    return [str(c.ip) for info in view.interfaces.values() for c in info.ip_configs]
