@@ -5,7 +5,14 @@
   cleanly where namespaces or veth pairs cannot be made.
 * A recording CNI plugin (``recording_plugin.py``, stdlib only) installed on a
   ``CNI_PATH`` by :func:`install_recording_plugin`; :func:`read_recording` parses its log.
-* pytest fixtures in :mod:`cnilib.testing.pytest_plugin`.
+* :class:`FakePlugin`, an in-process plugin that records its calls and answers
+  as told, and :class:`Container` (a namespace plus a container ID).
+* :func:`conflist` and :func:`with_data_dir` keep host-local's store in a test's
+  directory.
+* pytest fixtures in :mod:`cnilib.testing.pytest_plugin` (all named ``cnilib_*``).
+
+The fake plugin and the container helpers load the runtime on first use, so
+importing this package (which pytest does in every run) stays cheap.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from cnilib.testing._mock import MockExecutor as MockExecutor
 from cnilib.testing._netns import (
@@ -24,17 +31,64 @@ from cnilib.testing._netns import (
     probe_privileged as probe_privileged,
 )
 
+if TYPE_CHECKING:
+    from cnilib.testing._fake import (
+        FakePlugin as FakePlugin,
+        FakePluginFactory as FakePluginFactory,
+        FakeResult as FakeResult,
+    )
+    from cnilib.testing._world import (
+        Container as Container,
+        ContainerFactory as ContainerFactory,
+        conflist as conflist,
+        with_data_dir as with_data_dir,
+    )
+
+_LAZY: dict[str, str] = {
+    "FakePlugin": "cnilib.testing._fake",
+    "FakePluginFactory": "cnilib.testing._fake",
+    "FakeResult": "cnilib.testing._fake",
+    "Container": "cnilib.testing._world",
+    "ContainerFactory": "cnilib.testing._world",
+    "conflist": "cnilib.testing._world",
+    "with_data_dir": "cnilib.testing._world",
+}
+
 __all__ = [
     "RECORDING_PLUGIN",
     "CommandError",
+    "Container",
+    "ContainerFactory",
+    "FakePlugin",
+    "FakePluginFactory",
+    "FakeResult",
     "MockExecutor",
     "NetNS",
+    "conflist",
     "create_netns",
     "install_recording_plugin",
     "node_and_containers",
     "probe_privileged",
     "read_recording",
+    "with_data_dir",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Load the runtime-dependent helpers on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 RECORDING_PLUGIN = Path(__file__).with_name("recording_plugin.py")
 """The recorder's source; runnable as ``python3 -I -S <this path>``."""

@@ -1,43 +1,104 @@
 """pytest fixtures for CNI tests; registered by the ``pytest11`` entry point.
 
-Fixture tree (scope in brackets)::
+Installing cnilib makes these fixtures available in every pytest run; each
+name starts with ``cnilib_`` so none can clash with a project's own.
 
-    cnilib_privileged [session]   probe once; skip with the reason where netns/veth are missing
+Fixture tree (scope in brackets; all others are per test)::
+
+    cnilib_privileged [session]   probe once; skip (or fail, see below) where netns/veth are missing
     ├── cnilib_node_netns         a namespace that plays the host; plugins run inside it
+    │   └── cnilib_executor       InProcessExecutor whose host is the node namespace
+    │       ├── cnilib_fake_plugin    factory: cnilib_fake_plugin("fake") -> FakePlugin
+    │       ├── cnilib_cni            cnilib.CNI wired to all of the above
+    │       └── cnilib_async_cni      cnilib.AsyncCNI, the same for asyncio
     └── cnilib_container_netns    factory: cnilib_container_netns() -> NetNS
-    cnilib_cni_bin_dir            tmp dir holding the recording plugin as "recorder"
+        └── cnilib_container      factory: cnilib_container() -> Container (netns + ID)
+    cnilib_cni_bin_dir            tmp CNI_PATH dir holding the recording plugin as "recorder"
     cnilib_recorder_log           where the recorder should log (a conflist's "recorder.log")
     cnilib_cache_dir              tmp dir for cnilib's result cache
+    cnilib_ipam_dir               tmp dir for host-local's store (its "dataDir")
+    └── cnilib_conflist           factory: cnilib_conflist(doc) -> NetworkConfigList, dataDir set
 
-Every namespace is deleted at teardown, also when the test fails.
+Every namespace is deleted at teardown, also when the test fails; with it
+goes everything plugins made in it (links, addresses, routes, firewall rules,
+sysctls). Set ``CNILIB_REQUIRE_PRIVILEGED=1`` (as CI running as root does) to
+make the privileged fixtures fail instead of skip where namespaces cannot be made.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from cnilib.testing import install_recording_plugin
 from cnilib.testing._netns import NetNS, create_netns, probe_privileged
 
+if TYPE_CHECKING:
+    import cnilib
+    from cnilib.config import NetworkConfigList
+    from cnilib.invoke import ChainExecutor
+    from cnilib.plugins import InProcessExecutor
+    from cnilib.testing._fake import FakePluginFactory
+    from cnilib.testing._world import ContainerFactory
+
 __all__ = [
+    "REQUIRE_PRIVILEGED_ENV",
+    "cnilib_async_cni",
     "cnilib_cache_dir",
+    "cnilib_cni",
     "cnilib_cni_bin_dir",
+    "cnilib_conflist",
+    "cnilib_container",
     "cnilib_container_netns",
+    "cnilib_executor",
+    "cnilib_fake_plugin",
+    "cnilib_ipam_dir",
     "cnilib_node_netns",
     "cnilib_privileged",
     "cnilib_recorder_log",
 ]
 
+REQUIRE_PRIVILEGED_ENV = "CNILIB_REQUIRE_PRIVILEGED"
+"""Set to ``1`` to turn the privileged fixtures' skip into a failure."""
+
+
+def _retire_netlink_worker(ns: NetNS) -> None:
+    """Stop cnilib's netlink worker thread in ``ns``, so it does not keep the
+    namespace alive once its name is deleted (only if cnilib.netlink is in use)."""
+    netlink = sys.modules.get("cnilib.netlink")
+    if netlink is not None:
+        netlink.close_netns(ns.path)
+
+
+def _delete_all(namespaces: list[NetNS]) -> None:
+    """Delete every namespace, newest first; raise the first failure after trying them all."""
+    errors: list[Exception] = []
+    for ns in reversed(namespaces):
+        try:
+            _retire_netlink_worker(ns)
+            ns.delete()
+        except Exception as exc:  # keep deleting the others
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
 
 @pytest.fixture(scope="session")
 def cnilib_privileged() -> None:
-    """Skip the requesting test unless network namespaces and veth pairs can be created."""
+    """Skip the requesting test unless network namespaces and veth pairs can be
+    created here; with ``CNILIB_REQUIRE_PRIVILEGED=1``, fail it instead."""
     reason = probe_privileged()
-    if reason is not None:
-        pytest.skip(f"needs network namespaces and veth pairs: {reason}")
+    if reason is None:
+        return
+    message = f"needs network namespaces and veth pairs: {reason}"
+    if os.environ.get(REQUIRE_PRIVILEGED_ENV) == "1":
+        pytest.fail(f"{message} ({REQUIRE_PRIVILEGED_ENV}=1 requires them)", pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture
@@ -47,7 +108,7 @@ def cnilib_node_netns(cnilib_privileged: None) -> Iterator[NetNS]:
     try:
         yield ns
     finally:
-        ns.delete()
+        _delete_all([ns])
 
 
 @pytest.fixture
@@ -63,14 +124,16 @@ def cnilib_container_netns(cnilib_privileged: None) -> Iterator[Callable[[], Net
     try:
         yield make
     finally:
-        errors: list[Exception] = []
-        for ns in reversed(made):
-            try:
-                ns.delete()
-            except Exception as exc:  # keep deleting the others
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        _delete_all(made)
+
+
+@pytest.fixture
+def cnilib_container(cnilib_container_netns: Callable[[], NetNS]) -> ContainerFactory:
+    """A factory of :class:`cnilib.testing.Container` (a new namespace and a
+    random container ID each, or the ID given); the namespaces are deleted afterwards."""
+    from cnilib.testing._world import ContainerFactory
+
+    return ContainerFactory(cnilib_container_netns)
 
 
 @pytest.fixture
@@ -93,3 +156,81 @@ def cnilib_cache_dir(tmp_path: Path) -> Path:
     path = tmp_path / "cni-cache"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def cnilib_ipam_dir(tmp_path: Path) -> Path:
+    """An empty tmp directory for host-local's store (the IPAM section's ``dataDir``)."""
+    path = tmp_path / "cni-ipam"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def cnilib_conflist(
+    cnilib_ipam_dir: Path,
+) -> Callable[[Mapping[str, Any] | str | bytes], NetworkConfigList]:
+    """A parser of conflist documents (mappings or JSON text) whose host-local
+    stores default to :func:`cnilib_ipam_dir` (see :func:`cnilib.testing.conflist`)."""
+    from cnilib.testing._world import conflist
+
+    def parse(config: Mapping[str, Any] | str | bytes) -> NetworkConfigList:
+        return conflist(config, data_dir=cnilib_ipam_dir)
+
+    return parse
+
+
+@pytest.fixture
+def cnilib_executor(cnilib_node_netns: NetNS) -> InProcessExecutor:
+    """An :class:`cnilib.InProcessExecutor` whose plugins treat the node
+    namespace as the host; register more plugins with its ``register``."""
+    from cnilib.plugins import InProcessExecutor
+
+    return InProcessExecutor(host_netns=cnilib_node_netns.path)
+
+
+@pytest.fixture
+def cnilib_fake_plugin(cnilib_executor: InProcessExecutor) -> FakePluginFactory:
+    """A factory of :class:`cnilib.testing.FakePlugin`, each registered with
+    :func:`cnilib_executor` under the type given (default ``"fake"``)."""
+    from cnilib.testing._fake import FakePluginFactory
+
+    return FakePluginFactory(cnilib_executor)
+
+
+def _chain(executor: InProcessExecutor, node: NetNS) -> ChainExecutor:
+    """In-process plugins first, then executables run under ``ip netns exec <node>``."""
+    from cnilib.invoke import ChainExecutor, SubprocessExecutor
+
+    return ChainExecutor(executor, SubprocessExecutor(wrapper=node.exec_prefix))
+
+
+@pytest.fixture
+def cnilib_cni(
+    cnilib_executor: InProcessExecutor,
+    cnilib_node_netns: NetNS,
+    cnilib_cni_bin_dir: Path,
+    cnilib_cache_dir: Path,
+) -> cnilib.CNI:
+    """A :class:`cnilib.CNI` ready to run plugins in the node namespace:
+    cnilib's plugins and registered fakes in process (:func:`cnilib_executor`),
+    any other type as an executable from :func:`cnilib_cni_bin_dir` under
+    ``ip netns exec <node>``; its cache in :func:`cnilib_cache_dir`."""
+    from cnilib import CNI
+
+    executor = _chain(cnilib_executor, cnilib_node_netns)
+    return CNI([str(cnilib_cni_bin_dir)], cache_dir=cnilib_cache_dir, executor=executor)
+
+
+@pytest.fixture
+def cnilib_async_cni(
+    cnilib_executor: InProcessExecutor,
+    cnilib_node_netns: NetNS,
+    cnilib_cni_bin_dir: Path,
+    cnilib_cache_dir: Path,
+) -> cnilib.AsyncCNI:
+    """:func:`cnilib_cni` for asyncio: a :class:`cnilib.AsyncCNI` wired the same way."""
+    from cnilib import AsyncCNI
+
+    executor = _chain(cnilib_executor, cnilib_node_netns)
+    return AsyncCNI([str(cnilib_cni_bin_dir)], cache_dir=cnilib_cache_dir, executor=executor)
