@@ -1,5 +1,6 @@
 """Network configuration: models, loaders, and the request a plugin receives."""
 
+from cnilib.config._dict import conf_from_dict, conflist_from_dict
 from cnilib.config._inject import inject_conf, request_config, runtime_config_for
 from cnilib.config._load import (
     ConfDir,
@@ -28,9 +29,11 @@ __all__ = [
     "PluginConf",
     "conf_files",
     "conf_from_bytes",
+    "conf_from_dict",
     "conf_from_file",
     "conflist_from_bytes",
     "conflist_from_conf",
+    "conflist_from_dict",
     "conflist_from_file",
     "inject_conf",
     "load_conflist",

@@ -162,6 +162,12 @@ class ConfDir:
     networks: tuple[NetworkConfigList, ...]
     problems: tuple[ConfigError, ...]
 
+    @property
+    def default(self) -> NetworkConfigList | None:
+        """The default network: the first file, in file-name order, that loads
+        (containerd's and go-cni's convention); ``None`` if none does."""
+        return self.networks[0] if self.networks else None
+
     def get(self, name: str) -> NetworkConfigList | None:
         """The first network named ``name``, ``.conflist`` files before others."""
         for want_list in (True, False):
@@ -201,16 +207,34 @@ def _load_any(path: str) -> NetworkConfigList:
     return conflist_from_conf(conf_from_file(path))
 
 
-def scan_conf_dir(directory: str | os.PathLike[str]) -> ConfDir:
-    """Load every configuration in ``directory``; broken files become ``problems``."""
+def scan_conf_dir(directory: str | os.PathLike[str], *, max_networks: int | None = None) -> ConfDir:
+    """Load the configurations in ``directory``; broken files become ``problems``.
+
+    Files are read in file-name order (``.conf``, ``.conflist`` and ``.json``
+    together), as containerd reads them. ``max_networks`` stops after that
+    many networks have loaded: ``1`` loads only the default network
+    (containerd's ``max_conf_num`` default); ``None`` or ``0`` loads all. A
+    file that cannot be loaded, or whose network name breaks the spec's
+    rules, is logged at WARNING and listed in ``problems``; it never hides
+    the files after it.
+    """
+    if max_networks is not None and max_networks < 0:
+        raise InvalidArgumentError(f"max_networks must be 0 or more, got {max_networks}")
     networks: list[NetworkConfigList] = []
     problems: list[ConfigError] = []
     for path in conf_files(directory, ALL_EXTENSIONS):
+        if max_networks and len(networks) >= max_networks:
+            break
         try:
-            networks.append(_load_any(path))
+            conflist = _load_any(path)
+            error = network_name_error(conflist)
+            if error is not None:
+                raise error
         except ConfigError as exc:
             log.warning("skipping unloadable network configuration: %s", exc)
             problems.append(exc)
+            continue
+        networks.append(conflist)
     return ConfDir(str(directory), tuple(networks), tuple(problems))
 
 
