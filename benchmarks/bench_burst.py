@@ -45,6 +45,9 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _charts import BurstPoint, chart_burst
+
 if TYPE_CHECKING:
     import cnilib
 
@@ -387,6 +390,26 @@ def inner(work: str, netns_names: list[str]) -> None:
     phase_table(f"DEL burst ({CONTAINERS} containers)", runs, lambda r: r.delete)
     cycles = cycle_table(runs, baseline=cases[0][0])
     report_best(runs, cycles)
+    chart_burst(
+        {limit: burst_point(runs[f"AsyncCNI max_concurrency={limit}"]) for limit in LIMITS},
+        burst_point(runs[cases[0][0]]),
+        containers=CONTAINERS,
+        rounds=ROUNDS,
+        cpus=os.cpu_count() or 1,
+    )
+
+
+def burst_point(case_runs: list[Run]) -> BurstPoint:
+    """A case's figures for the chart: the same medians over rounds as the tables."""
+    return BurstPoint(
+        add_rate=med([r.add.rate for r in case_runs]),
+        del_rate=med([r.delete.rate for r in case_runs]),
+        cycle_rate=CONTAINERS / med([r.add.total_s + r.delete.total_s for r in case_runs]),
+        add_p50=med([percentile(r.add.own_ms, 50) for r in case_runs]),
+        add_p99=med([percentile(r.add.own_ms, 99) for r in case_runs]),
+        del_p50=med([percentile(r.delete.own_ms, 50) for r in case_runs]),
+        del_p99=med([percentile(r.delete.own_ms, 99) for r in case_runs]),
+    )
 
 
 def report_best(runs: dict[str, list[Run]], cycles: dict[str, float]) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _charts import chart_sequential, chart_sides
 from _harness import measure_interleaved, print_table
 
 import cnilib
@@ -178,6 +179,10 @@ def main() -> None:
             rows = measure_interleaved(cases, runs=RUNS)
             go_add_label = "Go binaries via cnilib: ADD"
             print_table("bridge + host-local, no ipMasq", rows, baseline=go_add_label)
+            row = {r.label: (r.median, r.p90) for r in rows}
+            sides = {label: (row[f"{label}: ADD"], row[f"{label}: DEL"]) for label in runtimes}
+            sides["kernel work only (netlink floor)"] = (row[FLOOR_ADD], row[FLOOR_DEL])
+            chart_sides(sides, runs=RUNS)
             by = {r.label: r.median for r in rows}
             print()
             for label in runtimes:
@@ -192,8 +197,17 @@ def main() -> None:
                 f"({by['in-process Python: ADD'] / go_add:.2f}x)"
             )
             if SEQUENTIAL > 0:
-                sequential(tmp, names[0], ("py",), "in-process alone")
-                sequential(tmp, names[0], ("py", "go", "floor"), "three sides interleaved")
+                alone = sequential(tmp, names[0], ("py",), "in-process alone")
+                mixed = sequential(tmp, names[0], ("py", "go", "floor"), "three sides interleaved")
+                chart_sequential(
+                    {
+                        "in-process Python, run alone": alone["py"],
+                        "in-process Python, interleaved": mixed["py"],
+                        "Go binaries via cnilib, interleaved": mixed["go"],
+                        "kernel work only, interleaved": mixed["floor"],
+                    },
+                    title=f"{SEQUENTIAL} containers attached one after another to one bridge",
+                )
     finally:
         for name in reversed(made):
             subprocess.run(["ip", "netns", "del", name], check=False)
@@ -226,10 +240,13 @@ def _floor_seq_add(node: str, container: str, index: int) -> None:
 _SEQ_LABELS = {"py": "in-process ms", "go": "Go binaries ms", "floor": "kernel work only ms"}
 
 
-def sequential(tmp: str, node_name: str, sides: tuple[str, ...], title: str) -> None:
+def sequential(
+    tmp: str, node_name: str, sides: tuple[str, ...], title: str
+) -> dict[str, list[float]]:
     """SEQUENTIAL containers attached one after another to one bridge per side (in-process,
     Go's binaries, the kernel work alone), each side with its own node namespace; with
-    several sides, interleaved container by container (machine noise hits all alike)."""
+    several sides, interleaved container by container (machine noise hits all alike).
+    Prints the table and returns each side's ADD times in ms, in order."""
     from cnilib import netlink
 
     made: list[str] = []
@@ -291,6 +308,7 @@ def sequential(tmp: str, node_name: str, sides: tuple[str, ...], title: str) -> 
         "\ngrowth, last tenth minus first (ms): "
         + ", ".join(f"{side} {last[side] - first[side]:+.2f}" for side in sides)
     )
+    return times
 
 
 if __name__ == "__main__":
