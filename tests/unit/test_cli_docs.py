@@ -1,0 +1,77 @@
+"""docs/cli.md cannot go stale: its synopses are the parser's usage lines,
+and every option that ``--help`` shows is documented."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from cnilib.cli import _parser
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+
+
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    """The top-level parser ("") and each command's, by command name."""
+    top = _parser()
+    found = {"": top}
+    for action in top._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found.update(action.choices)
+    return found
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _code_lines() -> set[str]:
+    """Every line of the doc's fenced code blocks, whitespace normalized."""
+    blocks = re.findall(r"^```[^\n]*\n(.*?)^```", DOC.read_text(), flags=re.S | re.M)
+    return {_normalized(line) for block in blocks for line in block.splitlines()}
+
+
+@pytest.mark.parametrize("command", list(_parsers()))
+def test_synopsis_is_the_usage_line(command: str) -> None:
+    """Each synopsis in docs/cli.md is what `cnilib [COMMAND] --help` prints as usage."""
+    usage = _normalized(_parsers()[command].format_usage()).removeprefix("usage: ")
+
+    assert usage in _code_lines(), f"docs/cli.md has no synopsis line {usage!r}"
+
+
+@pytest.mark.parametrize("command", list(_parsers()))
+def test_every_option_is_documented(command: str) -> None:
+    """Every option string --help shows appears in docs/cli.md as code (`--name`)."""
+    doc = DOC.read_text()
+    shown = [
+        option
+        for action in _parsers()[command]._actions
+        if action.help != argparse.SUPPRESS
+        for option in action.option_strings
+    ]
+
+    missing = [option for option in shown if f"`{option}" not in doc]
+
+    assert shown, "the parser has no options at all?"
+    assert [] == missing
+
+
+def test_every_command_has_a_section() -> None:
+    """Each command is named in a heading of docs/cli.md."""
+    headings = "\n".join(re.findall(r"^#+ .*$", DOC.read_text(), flags=re.M))
+
+    assert [] == [name for name in _parsers() if name and f"`{name}`" not in headings]
+
+
+def test_plugin_sources_are_documented() -> None:
+    """Every --plugins value, the default and CNILIB_PLUGINS are in the doc."""
+    from cnilib.cli import DEFAULT_PLUGIN_SOURCE, PLUGIN_SOURCES, PLUGINS_ENV
+
+    doc = DOC.read_text()
+
+    assert [] == [value for value in PLUGIN_SOURCES if f"| `{value}` |" not in doc]
+    assert f"`{PLUGINS_ENV}`" in doc
+    assert f"The default is `{DEFAULT_PLUGIN_SOURCE}`" in doc
