@@ -20,13 +20,16 @@ from cnilib.config._parse import (
     conflist_from_conf,
 )
 from cnilib.config._schema import schema_problems, validate_conflist
+from cnilib.config._watch import ConfDirWatcher, awatch_conf_dir, watch_conf_dir
 
 __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_PLUGINS",
     "ConfDir",
+    "ConfDirWatcher",
     "NetworkConfigList",
     "PluginConf",
+    "awatch_conf_dir",
     "conf_files",
     "conf_from_bytes",
     "conf_from_dict",
@@ -43,4 +46,5 @@ __all__ = [
     "scan_conf_dir",
     "schema_problems",
     "validate_conflist",
+    "watch_conf_dir",
 ]
