@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -72,7 +72,7 @@ def watch_conf_dir(
     *,
     max_networks: int | None = None,
     stop_event: threading.Event | None = None,
-) -> Iterator[ConfDir]:
+) -> Generator[ConfDir, None, None]:
     """Yield the directory's configuration now, then again after each change to it.
 
     The first :class:`ConfDir` comes at once; each later one only when what
@@ -109,7 +109,7 @@ async def awatch_conf_dir(
     *,
     max_networks: int | None = None,
     stop_event: asyncio.Event | None = None,
-) -> AsyncIterator[ConfDir]:
+) -> AsyncGenerator[ConfDir, None]:
     """:func:`watch_conf_dir` for asyncio: scans run in a worker thread.
 
     ``stop_event`` (an :class:`asyncio.Event`) ends the watch, as does
