@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         FakeResult as FakeResult,
     )
     from cnilib.testing._world import (
+        ConflistFactory as ConflistFactory,
         Container as Container,
         ContainerFactory as ContainerFactory,
         conflist as conflist,
@@ -48,6 +49,7 @@ _LAZY: dict[str, str] = {
     "FakePlugin": "cnilib.testing._fake",
     "FakePluginFactory": "cnilib.testing._fake",
     "FakeResult": "cnilib.testing._fake",
+    "ConflistFactory": "cnilib.testing._world",
     "Container": "cnilib.testing._world",
     "ContainerFactory": "cnilib.testing._world",
     "conflist": "cnilib.testing._world",
@@ -57,6 +59,7 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "RECORDING_PLUGIN",
     "CommandError",
+    "ConflistFactory",
     "Container",
     "ContainerFactory",
     "FakePlugin",

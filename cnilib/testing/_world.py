@@ -14,13 +14,17 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 from cnilib.config import NetworkConfigList, conflist_from_bytes
 from cnilib.runtime import RuntimeConf
 from cnilib.testing._netns import NetNS
 
-__all__ = ["Container", "ContainerFactory", "conflist", "with_data_dir"]
+__all__ = ["ConflistFactory", "Container", "ContainerFactory", "conflist", "with_data_dir"]
+
+
+ConflistFactory: TypeAlias = Callable[[Mapping[str, Any] | str | bytes], NetworkConfigList]
+"""What the ``cnilib_conflist`` fixture gives a test: document in, parsed conflist out."""
 
 
 def _new_id() -> str:

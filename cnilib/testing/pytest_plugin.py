@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from cnilib.invoke import ChainExecutor
     from cnilib.plugins import InProcessExecutor
     from cnilib.testing._fake import FakePluginFactory
-    from cnilib.testing._world import ContainerFactory
+    from cnilib.testing._world import ConflistFactory, ContainerFactory
 
 __all__ = [
     "REQUIRE_PRIVILEGED_ENV",
@@ -167,9 +167,7 @@ def cnilib_ipam_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cnilib_conflist(
-    cnilib_ipam_dir: Path,
-) -> Callable[[Mapping[str, Any] | str | bytes], NetworkConfigList]:
+def cnilib_conflist(cnilib_ipam_dir: Path) -> ConflistFactory:
     """A parser of conflist documents (mappings or JSON text) whose host-local
     stores default to :func:`cnilib_ipam_dir` (see :func:`cnilib.testing.conflist`)."""
     from cnilib.testing._world import conflist

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 import cnilib
-from cnilib.testing import ContainerFactory, FakePluginFactory, NetNS, read_recording
+from cnilib.testing import (
+    ConflistFactory,
+    ContainerFactory,
+    FakePluginFactory,
+    NetNS,
+    read_recording,
+)
 
 
 def bridge_doc(**extra: Any) -> dict[str, Any]:
@@ -24,15 +30,12 @@ def bridge_doc(**extra: Any) -> dict[str, Any]:
     return {"cniVersion": "1.0.0", "name": "testnet", "plugins": [bridge], **extra}
 
 
-Conflist = Any  # the cnilib_conflist factory
-
-
 class TestReadyWiredRuntime:
     def test_bridge_add_lands_in_the_node_and_the_container(
         self,
         cnilib_cni: cnilib.CNI,
         cnilib_container: ContainerFactory,
-        cnilib_conflist: Conflist,
+        cnilib_conflist: ConflistFactory,
         cnilib_node_netns: NetNS,
         cnilib_ipam_dir: Path,
         cnilib_cache_dir: Path,
@@ -62,7 +65,7 @@ class TestReadyWiredRuntime:
         self,
         cnilib_async_cni: cnilib.AsyncCNI,
         cnilib_container: ContainerFactory,
-        cnilib_conflist: Conflist,
+        cnilib_conflist: ConflistFactory,
     ) -> None:
         ctr = cnilib_container("ctr-async")
         conf = cnilib_conflist(bridge_doc())
@@ -75,7 +78,7 @@ class TestReadyWiredRuntime:
         self,
         cnilib_cni: cnilib.CNI,
         cnilib_container: ContainerFactory,
-        cnilib_conflist: Conflist,
+        cnilib_conflist: ConflistFactory,
         cnilib_fake_plugin: FakePluginFactory,
     ) -> None:
         """A fake registered after the runtime was made runs in its chain and sees
@@ -94,7 +97,7 @@ class TestReadyWiredRuntime:
         self,
         cnilib_cni: cnilib.CNI,
         cnilib_container: ContainerFactory,
-        cnilib_conflist: Conflist,
+        cnilib_conflist: ConflistFactory,
         cnilib_recorder_log: Path,
         cnilib_node_netns: NetNS,
     ) -> None:
