@@ -88,6 +88,7 @@ if TYPE_CHECKING:
         GCAttachment as GCAttachment,
         GCReport as GCReport,
         RuntimeConf as RuntimeConf,
+        StatusReport as StatusReport,
     )
     from cnilib.spec import SpecVersion as SpecVersion
 
@@ -102,6 +103,7 @@ _LAZY: dict[str, str] = {
     "GCReport": "cnilib.runtime",
     "GCAttachment": "cnilib.runtime",
     "RuntimeConf": "cnilib.runtime",
+    "StatusReport": "cnilib.runtime",
     "CacheEntry": "cnilib.cache",
     "FileCache": "cnilib.cache",
     "NetworkConfigList": "cnilib.config",
@@ -135,6 +137,7 @@ __all__ = [
     "GCReport",
     "GCAttachment",
     "RuntimeConf",
+    "StatusReport",
     # configuration
     "NetworkConfigList",
     "PluginConf",

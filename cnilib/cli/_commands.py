@@ -328,62 +328,79 @@ def _raw_schema_problems(path: str) -> tuple[dict[str, JSONValue], list[str]]:
     return top, schema.schema_problems(kind, document)
 
 
+def _scan(conf_dir: str) -> list[NetworkConfigList | ConfigError]:
+    """Every configuration file in ``conf_dir``, in file-name order: its network,
+    or why it could not be loaded. A network whose name is invalid is loaded
+    all the same, so that ``list`` can show it to be found and fixed."""
+    from cnilib.config import conf_files, conf_from_file, conflist_from_conf, conflist_from_file
+
+    found: list[NetworkConfigList | ConfigError] = []
+    for path in conf_files(conf_dir, (".conf", ".conflist", ".json")):
+        try:
+            if path.endswith(".conflist"):
+                found.append(conflist_from_file(path))
+            else:
+                found.append(conflist_from_conf(conf_from_file(path)))
+        except ConfigError as exc:
+            found.append(exc)
+    return found
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
-    from cnilib.config import scan_conf_dir
     from cnilib.config._load import invalid_name_reason, network_name_error
 
-    found = scan_conf_dir(args.conf_dir)
-    if not found.networks and not found.problems:
+    found = _scan(args.conf_dir)
+    if not found:
         if args.json:
             _print_json([])
         else:
             print(f"no network configurations in {printable(args.conf_dir)}", file=sys.stderr)
         return EXIT_FAILURE
-    listed: list[dict[str, JSONValue]] = []
+    listed: list[JSONValue] = []
     problems: list[ConfigError] = []
-    for net in found.networks:
+    unloadable: list[ConfigError] = []
+    for net in found:
+        if isinstance(net, ConfigError):
+            unloadable.append(net)
+            # In JSON a file that could not be loaded is an entry too: a source and a problem.
+            listed.append(
+                {
+                    "name": None,
+                    "cniVersion": None,
+                    "plugins": [],
+                    "source": net.path,
+                    "invalidName": None,
+                    "problems": [str(net)],
+                }
+            )
+            continue
         types = [p.type for p in net.plugins]
         # Still listed, so that it can be found and fixed; flagged, and a problem.
         reason = invalid_name_reason(net.name)
         invalid = network_name_error(net) if reason is not None else None
         if invalid is not None:
             problems.append(invalid)
-        if args.json:
-            listed.append(
-                {
-                    "name": net.name,
-                    "cniVersion": net.cni_version or None,
-                    "plugins": list(types),
-                    "source": net.source,
-                    "invalidName": reason if invalid is not None else None,
-                    "problems": [str(invalid)] if invalid is not None else [],
-                }
-            )
-            continue
-        fields = [net.name, net.cni_version or "-", ",".join(types), net.source or ""]
-        if reason is not None and invalid is not None:
-            fields.append(f"invalid network name: {reason}")
-        print("\t".join(map(printable, fields)))
-    if args.json:
-        # A file that could not be loaded is an entry too: it has only a source and a problem.
-        listed += [
+        listed.append(
             {
-                "name": None,
-                "cniVersion": None,
-                "plugins": [],
-                "source": problem.path,
-                "invalidName": None,
-                "problems": [str(problem)],
+                "name": net.name,
+                "cniVersion": net.cni_version or None,
+                "plugins": list(types),
+                "source": net.source,
+                "invalidName": reason if invalid is not None else None,
+                "problems": [str(invalid)] if invalid is not None else [],
             }
-            for problem in found.problems
-        ]
-        # In file-name order, as the text lines are, unloadable files among them.
-        listed.sort(key=lambda entry: os.fsencode(str(entry["source"] or "")))
+        )
+        if not args.json:
+            fields = [net.name, net.cni_version or "-", ",".join(types), net.source or ""]
+            if reason is not None and invalid is not None:
+                fields.append(f"invalid network name: {reason}")
+            print("\t".join(map(printable, fields)))
+    if args.json:
         _print_json(listed)
     else:
-        for problem in (*found.problems, *problems):
+        for problem in (*unloadable, *problems):
             print(f"problem: {printable(str(problem))}", file=sys.stderr)
-    return EXIT_FAILURE if found.problems or problems else EXIT_OK
+    return EXIT_FAILURE if unloadable or problems else EXIT_OK
 
 
 _COMMANDS = {

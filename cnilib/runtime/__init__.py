@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from cnilib.runtime._base import Attached
 from cnilib.runtime._conf import GCAttachment, RuntimeConf, parse_cni_args
 from cnilib.runtime._gc import GCReport
+from cnilib.runtime._ready import NetworkStatus, PluginCheck, StatusReport
 from cnilib.runtime._sync import CNI, run_flow
 
 if TYPE_CHECKING:
@@ -29,7 +30,10 @@ __all__ = [
     "Attached",
     "GCAttachment",
     "GCReport",
+    "NetworkStatus",
+    "PluginCheck",
     "RuntimeConf",
+    "StatusReport",
     "parse_cni_args",
     "run_flow",
     "run_flow_async",

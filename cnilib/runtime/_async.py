@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 from cnilib._json import CapabilityArgs
 from cnilib.cache import DEFAULT_CACHE_DIR, AttachmentLock, CacheEntry
-from cnilib.config import NetworkConfigList, PluginConf
+from cnilib.config import ConfDir, NetworkConfigList, PluginConf
 from cnilib.errors import CNIError, InvalidArgumentError, OperationCancelledError
 from cnilib.invoke import Executor, PluginInfo
 from cnilib.results import Result
-from cnilib.runtime import _flows
+from cnilib.runtime import _flows, _ready
 from cnilib.runtime._base import (
     EXECUTOR_DEFAULT,
     NOT_RUN,
@@ -234,6 +234,42 @@ class AsyncCNI(RuntimeBase):
     async def get_version_info(self, plugin_type: str) -> PluginInfo:
         """VERSION of one plugin."""
         return await self._run(_flows.version_flow(self._ctx, plugin_type))
+
+    # -- readiness (go-cni's Status) ---------------------------------------------------
+    async def status_report(
+        self,
+        networks: Iterable[NetworkConfigList] | ConfDir,
+        *,
+        min_networks: int = 1,
+        status: bool = True,
+    ) -> _ready.StatusReport:
+        """:meth:`CNI.status_report`; lookups run in a worker thread, STATUS as a coroutine."""
+        conflists, problems = _ready.networks_of(networks, min_networks)
+        lines = []
+        for conflist in conflists:
+            plugins = await asyncio.to_thread(
+                _ready.find_plugins, self.executor, self.plugin_dirs, conflist
+            )
+            checked = status and _ready.runs_status(conflist, plugins)
+            error: CNIError | None = None
+            if checked:
+                try:
+                    await self.status_network_list(conflist)
+                except CNIError as exc:
+                    error = exc
+            lines.append(_ready.network_status(conflist, plugins, checked, error))
+        return _ready.StatusReport(tuple(lines), problems, min_networks)
+
+    async def ready(
+        self,
+        networks: Iterable[NetworkConfigList] | ConfDir,
+        *,
+        min_networks: int = 1,
+        status: bool = True,
+    ) -> None:
+        """:meth:`CNI.ready`: raise unless :meth:`status_report` says ready."""
+        report = await self.status_report(networks, min_networks=min_networks, status=status)
+        report.raise_for_status()
 
     # -- several networks at once -----------------------------------------------------
     @observed("setup_networks", "multi")

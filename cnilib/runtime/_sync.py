@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 
 from cnilib._json import CapabilityArgs
 from cnilib.cache import AttachmentLock, CacheEntry
-from cnilib.config import NetworkConfigList, PluginConf
+from cnilib.config import ConfDir, NetworkConfigList, PluginConf
 from cnilib.errors import CNIError, OperationCancelledError
 from cnilib.invoke import Executor, Invocation, PluginInfo
 from cnilib.results import Result
-from cnilib.runtime import _flows
+from cnilib.runtime import _flows, _ready
 from cnilib.runtime._base import (
     NOT_RUN,
     Attached,
@@ -189,6 +189,42 @@ class CNI(RuntimeBase):
     def get_version_info(self, plugin_type: str) -> PluginInfo:
         """Ask a plugin which spec versions it supports."""
         return self._run(_flows.version_flow(self._ctx, plugin_type))
+
+    # -- readiness (go-cni's Status) ---------------------------------------------------
+    def status_report(
+        self,
+        networks: Iterable[NetworkConfigList] | ConfDir,
+        *,
+        min_networks: int = 1,
+        status: bool = True,
+    ) -> _ready.StatusReport:
+        """Which networks are loaded, whether the executor finds each of their
+        plugins (and IPAM plugins), and, for spec 1.1 lists whose plugins are
+        all found, what STATUS answers (``status=False`` skips it)."""
+        conflists, problems = _ready.networks_of(networks, min_networks)
+        lines = []
+        for conflist in conflists:
+            plugins = _ready.find_plugins(self.executor, self.plugin_dirs, conflist)
+            checked = status and _ready.runs_status(conflist, plugins)
+            error: CNIError | None = None
+            if checked:
+                try:
+                    self.status_network_list(conflist)
+                except CNIError as exc:
+                    error = exc
+            lines.append(_ready.network_status(conflist, plugins, checked, error))
+        return _ready.StatusReport(tuple(lines), problems, min_networks)
+
+    def ready(
+        self,
+        networks: Iterable[NetworkConfigList] | ConfDir,
+        *,
+        min_networks: int = 1,
+        status: bool = True,
+    ) -> None:
+        """Raise unless :meth:`status_report` says ready: the one error, or a
+        :class:`cnilib.CNIErrorGroup` of several (go-cni ``Status()``)."""
+        self.status_report(networks, min_networks=min_networks, status=status).raise_for_status()
 
     # -- several networks at once (go-cni's Setup / Remove / Check) ---------------
     @observed("setup_networks", "multi")
