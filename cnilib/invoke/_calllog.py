@@ -20,7 +20,6 @@ from collections.abc import Mapping
 
 from cnilib._log import get_logger
 from cnilib.invoke._invocation import Invocation
-from cnilib.tracing import trace_environ
 
 __all__ = ["CallLog", "exchange_log", "summary_log"]
 
@@ -64,7 +63,7 @@ class CallLog:
         if not exchange_log.isEnabledFor(logging.DEBUG):
             return
         if env is None:
-            env = {**self.invocation.environ(base={}), **trace_environ()}
+            env = self.invocation.environ(base={})
         shown = " ".join(
             f"{key}={value}"
             for key, value in env.items()

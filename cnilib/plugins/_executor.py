@@ -34,7 +34,6 @@ from cnilib.invoke._subprocess import call_deadline, timeout_error
 from cnilib.plugins._base import BasePlugin
 from cnilib.plugins._registry import load_plugin, plugin_types
 from cnilib.plugins._skel import handle
-from cnilib.tracing import trace_environ
 
 __all__ = ["InProcessExecutor"]
 
@@ -272,11 +271,11 @@ class InProcessExecutor:
 
     def run_inline(self, invocation: Invocation) -> bytes:
         """Call the plugin on this thread, with no deadline and no waiting (delegation)."""
-        env = invocation.environ(base={})
-        env.update(trace_environ())  # what SubprocessExecutor gives a binary too
+        # No TRACEPARENT here: the plugin runs in the caller's context (copied
+        # into its call thread), so OpenTelemetry's current span is the call's own.
         return handle(
             self.plugin(invocation.plugin_type),
-            env,
+            invocation.environ(base={}),
             invocation.stdin,
             delegate_executor=self._delegates,
             host_netns=self.host_netns,
