@@ -5,9 +5,12 @@ Propagation. When the current OpenTelemetry context holds a valid span, every
 plugin gets it in its environment as ``TRACEPARENT`` and ``TRACESTATE`` (W3C
 Trace Context) and ``BAGGAGE`` (W3C Baggage), the environment carriers of
 OpenTelemetry's OTEP 258; an inherited variable of the same name is replaced.
-Without a valid span the environment is left as it is, as in Go. The
-subprocess executor does this for binaries; in-process plugins get the same
-variables in the environment mapping they are handed.
+Without a valid span the environment is left as it is, as in Go.
+:class:`cnilib.SubprocessExecutor` does this for every binary, whatever
+runtime drives it, and with ``tracing=False`` too: like Go libcni, it passes
+on the caller's context. In-process plugins need no variable: they run in
+the caller's context (copied into their call thread), where
+``opentelemetry.trace.get_current_span()`` is their call's span.
 
 Spans. ``CNI``/``AsyncCNI`` open one span per network operation (``cni.add``,
 ``cni.gc``, ``cni.setup_networks``, ...) and a child span per plugin call
