@@ -71,9 +71,7 @@ def run(node: NetNS, ctr: NetNS, tmp: Path) -> None:
         bridge = load_bridge_conflist(tmp / "ipam", "bridge.conflist")
         print("plugins: Debian's Go binaries, exec'd inside the node namespace")
     else:
-        from cnilib.plugins._executor import InProcessExecutor
-
-        executor = InProcessExecutor(host_netns=node.path)
+        executor = cnilib.InProcessExecutor(host_netns=node.path)
         bridge = load_bridge_conflist(tmp / "ipam", "inprocess.conflist")
         print("plugins: cnilib's own, in-process (no plugin process is started)")
     cni = cnilib.CNI([PLUGIN_DIR], cache_dir=str(tmp / "cache"), executor=executor)
