@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer, TracerProvider
 
-__all__ = ["ENVIRONMENT_CARRIERS", "in_use", "trace_environ"]
+__all__ = ["ENVIRONMENT_CARRIERS", "get_tracer", "in_use", "trace_environ"]
 
 ENVIRONMENT_CARRIERS = {"traceparent": "TRACEPARENT", "tracestate": "TRACESTATE"}
 """The W3C Trace Context fields and the variables that carry them (``BAGGAGE`` too)."""
