@@ -152,7 +152,7 @@ class Observer:
             return
         op = _current.get()
         network = op.network if op is not None else ""
-        executable = _executable(invocation, executor)
+        executable = ""
         started = time.monotonic()
         error: BaseException | None = None
         try:
@@ -165,10 +165,14 @@ class Observer:
                         "cni.plugin": invocation.plugin_type,
                         "cni.container_id": invocation.container_id,
                         "cni.ifname": invocation.ifname,
-                        "cni.plugin.executable": executable,
                     }
                     name = f"cni.plugin.{invocation.command.value.lower()}"
                     span = stack.enter_context(_span(tracer, name, attributes))
+                # A lookup of its own (a few stats): only for someone who will see it.
+                if self.events is not None or (span is not None and span.is_recording()):
+                    executable = _executable(invocation, executor)
+                    if span is not None:
+                        span.set_attribute("cni.plugin.executable", executable)
                 try:
                     yield
                 except BaseException as exc:
