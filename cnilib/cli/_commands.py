@@ -453,14 +453,44 @@ class _PrintableFormatter(logging.Formatter):
         return printable(super().format(record))
 
 
+# What -v shows below INFO: one line per plugin call and per operation, and
+# what plugins write on stderr; not the exchange (env, stdin, stdout), -vv's.
+_SUMMARY_LOGGERS = ("cnilib.invoke", "cnilib.runtime", "cnilib.plugin")
+_EXCHANGE_LOGGER = "cnilib.invoke.exchange"
+
+
+def _below(name: str, parent: str) -> bool:
+    return name == parent or name.startswith(parent + ".")
+
+
+class _SummaryFilter(logging.Filter):
+    """``-v``: INFO and above, and the DEBUG lines of :data:`_SUMMARY_LOGGERS`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.INFO:
+            return True
+        if _below(record.name, _EXCHANGE_LOGGER):
+            return False
+        return any(_below(record.name, name) for name in _SUMMARY_LOGGERS)
+
+
+def _log_to_stderr(verbosity: int) -> None:
+    """``-v`` (1): a summary of each plugin call and operation; ``-vv`` (2 or
+    more): everything cnilib logs, each call's whole exchange included."""
+    if verbosity <= 0:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("%(name)s: %(message)s"))
+    if verbosity == 1:
+        handler.addFilter(_SummaryFilter())
+    library_log = logging.getLogger("cnilib")
+    library_log.addHandler(handler)
+    library_log.setLevel(logging.DEBUG)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; map errors to exit codes."""
-    if args.verbose:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_PrintableFormatter("%(name)s: %(message)s"))
-        library_log = logging.getLogger("cnilib")
-        library_log.addHandler(handler)
-        library_log.setLevel(logging.DEBUG)
+    _log_to_stderr(int(args.verbose or 0))
     try:
         plugin_source(args)  # a bad --plugins or CNILIB_PLUGINS fails every command alike
         return _COMMANDS[args.command](args)
