@@ -4,6 +4,7 @@
 
     CNIError                                  base; .code .msg .details (the spec's error object)
     ├── InvalidArgumentError (+ ValueError)   bad container ID, network, ifname, CNI_ARGS
+    ├── ClosedError (+ RuntimeError)          a CNI, AsyncCNI or executor used after close()
     ├── ConfigError                           loading/parsing network configuration (.path .field)
     │   ├── ConfigNotFoundError (+ FileNotFoundError)   .directory .name
     │   ├── NoConfigsFoundError                         .directory
@@ -194,6 +195,11 @@ class InvalidArgumentError(CNIError, ValueError):
     name, CNI_ARGS or capability arguments. Raised before any plugin runs."""
 
     default_code = ErrorCode.INVALID_ENVIRONMENT_VARIABLES
+
+
+class ClosedError(CNIError, RuntimeError):
+    """A :class:`cnilib.CNI`, :class:`cnilib.AsyncCNI` or in-process executor was
+    used after ``close()``. Nothing was done."""
 
 
 class ConfigError(CNIError):

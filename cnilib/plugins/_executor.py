@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from cnilib._fork import reset_after_fork
 from cnilib._log import get_logger
+from cnilib.errors import ClosedError, ErrorCode
 from cnilib.events import IN_PROCESS
 from cnilib.invoke import (
     DEFAULT_TIMEOUT,
@@ -83,6 +84,7 @@ class _CallThreads:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._idle: list[_CallThread] = []  # most recently idle last
+        self._closed = False
 
     def submit(self, job: Callable[[], None]) -> None:
         with self._lock:
@@ -93,9 +95,22 @@ class _CallThreads:
                 return
         _CallThread(self, job)
 
-    def idle(self, worker: _CallThread) -> None:
+    def idle(self, worker: _CallThread) -> bool:
+        """Park ``worker`` for the next call; False once closed: it should end."""
         with self._lock:
+            if self._closed:
+                return False
             self._idle.append(worker)
+            return True
+
+    def close(self) -> None:
+        """End every idle thread now; busy ones end when their call finishes."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.job = None
+            worker.wake.release()
 
     def retire(self, worker: _CallThread) -> bool:
         """Remove an idle ``worker``; False if a job was handed to it meanwhile."""
@@ -119,10 +134,12 @@ class _CallThread:
     def _main(self) -> None:
         while True:
             job, self.job = self.job, None
-            assert job is not None
+            if job is None:
+                return  # woken by close()
             job()  # never raises: the call keeps its outcome
             del job
-            self.threads.idle(self)
+            if not self.threads.idle(self):
+                return
             if not self.wake.acquire(timeout=IDLE_TIMEOUT):
                 if self.threads.retire(self):
                     return
@@ -228,6 +245,31 @@ class InProcessExecutor:
     def __repr__(self) -> str:
         return f"InProcessExecutor(types={sorted(self.types())!r}, timeout={self.timeout!r})"
 
+    closed = False
+    """``close()`` was called: calls raise :class:`cnilib.ClosedError`."""
+
+    def close(self) -> None:
+        """End the idle call threads; later calls raise :class:`cnilib.ClosedError`.
+
+        A call still running finishes on its thread (a Python function cannot
+        be stopped), which then ends. Idempotent. ``CNI.close()`` calls this.
+        """
+        self.closed = True
+        self._threads.close()
+
+    def __enter__(self) -> InProcessExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_open(self, invocation: Invocation) -> None:
+        if self.closed:
+            raise ClosedError(
+                f"InProcessExecutor is closed: cannot run {invocation.describe()}",
+                code=ErrorCode.INTERNAL,
+            )
+
     def types(self) -> set[str]:
         """Every plugin type this executor can run."""
         found = plugin_types(builtins=self._builtins, installed=self._installed)
@@ -317,6 +359,7 @@ class InProcessExecutor:
 
         Past the deadline, raise :class:`cnilib.PluginTimeoutError` (see the class).
         """
+        self._check_open(invocation)
         self.plugin(invocation.plugin_type)
         timeout = call_deadline(invocation, self.timeout)
         started = time.monotonic()
@@ -333,6 +376,7 @@ class InProcessExecutor:
         return call.result()
 
     async def _aexec(self, invocation: Invocation) -> bytes:
+        self._check_open(invocation)
         self.plugin(invocation.plugin_type)
         timeout = call_deadline(invocation, self.timeout)
         loop = asyncio.get_running_loop()

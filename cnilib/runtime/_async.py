@@ -148,12 +148,32 @@ class AsyncCNI(RuntimeBase):
         return slots
 
     async def _run(self, flow: Flow[_flows.T]) -> _flows.T:
+        self._check_open()
         return await run_flow_async(flow, self.executor, self._observer)
+
+    async def aclose(self) -> None:
+        """Close the executor (its ``aclose()`` if it has one, else ``close()``);
+        later verbs raise :class:`cnilib.ClosedError`. Idempotent."""
+        if self._closed:
+            return
+        aclose = getattr(self.executor, "aclose", None)
+        if callable(aclose):
+            self._closed = True
+            await aclose()
+        else:
+            self._close_executor()
+
+    async def __aenter__(self) -> AsyncCNI:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     @contextlib.asynccontextmanager
     async def _locked(
         self, network: str, rt: RuntimeConf | None
     ) -> AsyncIterator[AttachmentLock | None]:
+        self._check_open()
         async with contextlib.AsyncExitStack() as stack:
             # Locks first: waiting for one network must not hold a slot that
             # another network's calls could use.

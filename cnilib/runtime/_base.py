@@ -15,7 +15,7 @@ from cnilib._json import CapabilityArgs
 from cnilib._log import get_logger
 from cnilib.cache import DEFAULT_CACHE_DIR, AttachmentLock, FileCache, LockDir
 from cnilib.config import NetworkConfigList, PluginConf
-from cnilib.errors import CNIError, InvalidArgumentError, TeardownError
+from cnilib.errors import ClosedError, CNIError, ErrorCode, InvalidArgumentError, TeardownError
 from cnilib.invoke import DEFAULT_TIMEOUT, Executor, SubprocessExecutor
 from cnilib.invoke._invocation import check_timeout
 from cnilib.invoke._subprocess import NO_DEADLINE_BEYOND
@@ -325,6 +325,27 @@ class RuntimeBase:
     def owner(self) -> str | None:
         """The tag written into this runtime's cache entries."""
         return self._ctx.owner
+
+    _closed = False
+
+    @property
+    def closed(self) -> bool:
+        """``close()`` (``aclose()``) was called: verbs now raise :class:`cnilib.ClosedError`."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"{type(self).__name__} is closed", code=ErrorCode.INTERNAL)
+
+    def _close_executor(self) -> None:
+        """Mark closed, and close the executor if it has something to close (as an
+        httpx client closes its transport)."""
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self.executor, "close", None)
+        if callable(close):
+            close()
 
     def __repr__(self) -> str:
         return (

@@ -102,10 +102,23 @@ class CNI(RuntimeBase):
     """
 
     def _run(self, flow: Flow[_flows.T]) -> _flows.T:
+        self._check_open()
         return run_flow(flow, self.executor, self._observer)
+
+    def close(self) -> None:
+        """Close the executor (an in-process one ends its idle threads); later
+        verbs raise :class:`cnilib.ClosedError`. Idempotent."""
+        self._close_executor()
+
+    def __enter__(self) -> CNI:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @contextlib.contextmanager
     def _locked(self, network: str, rt: RuntimeConf | None) -> Iterator[AttachmentLock | None]:
+        self._check_open()
         if self.locks is None:
             yield None
             return
