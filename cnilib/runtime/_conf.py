@@ -16,7 +16,7 @@ from cnilib.names import validate_container_id, validate_interface_name, validat
 __all__ = ["GCAttachment", "RuntimeConf", "parse_cni_args"]
 
 
-CNIArgs: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[list[str]]
+CNIArgs: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str] | list[str]]
 """``CNI_ARGS`` as a caller gives them: a mapping, or (key, value) pairs in order."""
 
 
@@ -31,6 +31,10 @@ def _args_tuple(value: CNIArgs) -> tuple[tuple[str, str], ...]:
         )
     pairs: list[tuple[str, str]] = []
     for pair in value:
+        if isinstance(pair, str):  # "ab" would read as ("a", "b")
+            raise InvalidArgumentError(
+                f"CNI_ARGS entries must be (key, value) string pairs: {pair!r}"
+            )
         items = tuple(pair)
         if len(items) != 2 or not all(isinstance(s, str) for s in items):
             raise InvalidArgumentError(

@@ -59,12 +59,17 @@ class TestArgs:
     def test_mapping_values_must_be_strings(self) -> None:
         """A non-string value in a mapping is refused like a bad pair."""
         with pytest.raises(cnilib.InvalidArgumentError, match="string pairs"):
-            cnilib.RuntimeConf("c", "", "eth0", args={"K": 1})  # type: ignore[dict-item]
+            cnilib.RuntimeConf("c", "", "eth0", args={"K": 1})  # type: ignore[arg-type]
 
     def test_string_is_refused(self) -> None:
         """A 'K=V' string is not taken for pairs of characters."""
         with pytest.raises(cnilib.InvalidArgumentError, match="not a string"):
             cnilib.RuntimeConf("c", "", "eth0", args="ab")  # type: ignore[arg-type]
+
+    def test_string_items_are_refused(self) -> None:
+        """A list of 'K=V'-like two-letter strings is not read as pairs of letters."""
+        with pytest.raises(cnilib.InvalidArgumentError, match="string pairs"):
+            cnilib.RuntimeConf("c", "", "eth0", args=["ab"])  # type: ignore[list-item]
 
     def test_pairs_still_work(self) -> None:
         """Pairs and two-item lists are accepted as before, repeats kept."""
@@ -76,12 +81,12 @@ class TestArgs:
 class TestCapabilityArgs:
     def test_nested_containers_become_dicts_and_lists(self) -> None:
         """Tuples and read-only mappings inside become lists and dicts, as JSON decodes."""
-        inner = MappingProxyType({"hostPort": 8080, "protocol": "tcp"})
+        inner: MappingProxyType[str, cnilib.JSONValue] = MappingProxyType(
+            {"hostPort": 8080, "protocol": "tcp"}
+        )
         rt = cnilib.RuntimeConf("c", "", "eth0", capability_args={"portMappings": (inner,)})
 
-        assert {"portMappings": [{"hostPort": 8080, "protocol": "tcp"}]} == dict(
-            rt.capability_args
-        )
+        assert {"portMappings": [{"hostPort": 8080, "protocol": "tcp"}]} == dict(rt.capability_args)
         assert isinstance(rt.capability_args["portMappings"], list)
 
     def test_plugin_receives_them(self) -> None:
@@ -121,4 +126,3 @@ class TestCapabilityArgs:
 
         with pytest.raises(cnilib.InvalidArgumentError, match="not JSON"):
             rt.validate("net")
-
