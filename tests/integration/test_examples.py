@@ -60,11 +60,14 @@ def web_addresses(out: str) -> dict[str, ipaddress.IPv4Interface | ipaddress.IPv
     return {ifname: ipaddress.ip_interface(address) for ifname, address in found}
 
 
-class TestRuntimeExample:
-    @pytest.fixture(scope="class")
-    def run(self, cnilib_privileged: None) -> subprocess.CompletedProcess[str]:
-        return run_example("runtime.py")
+# At module level: pytest deprecates class-scoped fixtures defined as instance methods.
+@pytest.fixture(scope="class", name="run")
+def runtime_example_run(cnilib_privileged: None) -> subprocess.CompletedProcess[str]:
+    """One run of examples/runtime.py, shared by the class's tests."""
+    return run_example("runtime.py")
 
+
+class TestRuntimeExample:
     def test_exits_zero_and_leaves_no_namespace(
         self, run: subprocess.CompletedProcess[str]
     ) -> None:
