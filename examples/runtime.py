@@ -98,17 +98,26 @@ def reservations(ipam_dir: Path) -> list[str]:
 
 
 def run(node: NetNS, web: NetNS, batch: NetNS, tmp: Path) -> None:
-    """The runtime's part: everything CNI."""
+    """Open the runtime's CNI handle, use it, close it (ending the executor's idle threads)."""
     ipam_dir = tmp / "ipam"
-    networks = load_networks(ipam_dir)
-    cni = cnilib.CNI(
+    with cnilib.CNI(
         ["/usr/lib/cni"],  # CNI_PATH: plugins need one, even when none is exec'd
         cache_dir=tmp / "cache",
         executor=cnilib.InProcessExecutor(host_netns=node.path),  # host side in the node ns
         owner=OWNER,
-    )
-    print(f"node namespace {node.name}; containers web ({web.name}), batch ({batch.name})")
+    ) as cni:
+        print(f"node namespace {node.name}; containers web ({web.name}), batch ({batch.name})")
+        lifecycle(cni, load_networks(ipam_dir), web, batch, ipam_dir)
 
+
+def lifecycle(
+    cni: cnilib.CNI,
+    networks: Sequence[cnilib.NetworkConfigList],
+    web: NetNS,
+    batch: NetNS,
+    ipam_dir: Path,
+) -> None:
+    """The runtime's part: everything CNI."""
     # Start "web": ADD both networks, eth0 and eth1 (all or nothing).
     for item in cni.setup_networks("web", web.path, networks):
         print(f"ADD web {item.ifname} {item.network}: {describe(item.result)}")
