@@ -3,6 +3,7 @@ in a virtual environment, then listed, installed as a CNI executable and run."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -49,6 +50,12 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     made = _run(sys.executable, "-m", "venv", "--system-site-packages", root / "venv")
     assert 0 == made.returncode, made.stderr
     python = root / "venv" / "bin" / "python"
+    # The system site is the base interpreter's: when this run is itself in a virtual
+    # environment (make test's .venv), cnilib's dependencies are not in it, and the
+    # plugin executables (-IS) only see this environment's directories.
+    deps = [r for r in importlib.metadata.requires("cnilib") or [] if "extra ==" not in r]
+    installed = _run(python, "-m", "pip", "install", "--quiet", *deps)
+    assert 0 == installed.returncode, installed.stderr
     # A copy, so that the build leaves nothing in the checkout.
     source = root / "src"
     _run("cp", "-r", EXAMPLE, source)
