@@ -70,3 +70,10 @@ class ChainExecutor:
     def version_info(self, plugin_type: str, path: Sequence[str]) -> PluginInfo:
         """VERSION from the first executor that has the plugin."""
         return self._pick(plugin_type, path).version_info(plugin_type, path)
+
+    def close(self) -> None:
+        """Close every executor of the chain that can be closed (once each)."""
+        for executor in dict.fromkeys(self.executors):
+            close = getattr(executor, "close", None)
+            if callable(close):
+                close()

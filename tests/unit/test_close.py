@@ -116,3 +116,15 @@ class TestInProcessExecutorClose:
             pass
 
         assert executor.closed
+
+    def test_cni_closes_a_chain_and_its_members_once(self, tmp_path: Path) -> None:
+        """A chain closes each of its executors once, the ones without close() left alone."""
+        inprocess = cnilib.InProcessExecutor()
+        closable = _Closable()
+        chain = cnilib.ChainExecutor(inprocess, closable, closable, cnilib.SubprocessExecutor())
+
+        with cnilib.CNI(cache_dir=tmp_path, executor=chain):
+            pass
+
+        assert inprocess.closed
+        assert 1 == closable.closes
