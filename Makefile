@@ -95,7 +95,7 @@ typecheck: test-deps
 docs: test-deps
 	@if [ -f mkdocs.yml ]; then \
 		echo "$(VPYTHON) -m mkdocs build --strict"; \
-		$(VPYTHON) -m mkdocs build --strict; \
+		NO_MKDOCS_2_WARNING=1 $(VPYTHON) -m mkdocs build --strict; \
 	else \
 		echo "no mkdocs.yml: no documentation site to build"; \
 	fi
