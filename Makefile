@@ -1,9 +1,9 @@
 # The two commands of the README:
 #   make demo   create the virtual environment .venv, install cnilib alone into it,
 #               then run the demo on the embedded example network
-#   make test   install the apt packages the tests drive, install cnilib with its test, lint
-#               and docs extras into .venv, then lint, type-check, build the documentation
-#               site and run the whole suite
+#   make test   install the apt packages the tests drive, install cnilib with its test, lint,
+#               docs and bench extras into .venv, then lint, type-check, build the
+#               documentation site and run the whole suite
 # Both work as root on a fresh Debian 12 from a clean clone with only make installed: a missing
 # python3 or python3-venv is installed with apt-get. Debian's Python is externally managed
 # (PEP 668), so nothing is installed into it: every step runs the virtual environment's python.
@@ -50,10 +50,11 @@ venv:
 		fi; \
 	fi
 
-# Each install is redone only when pyproject.toml changed since (stamp files in the venv).
-# The install is editable: the venv runs the checkout's code.
+# Each install is redone only when pyproject.toml (the dependencies) or this Makefile (the
+# extras) changed since (stamp files in the venv). Editable: the venv runs the checkout's code.
 define install
-	@if [ ! -f $(VENV)/.installed-$(1) ] || [ pyproject.toml -nt $(VENV)/.installed-$(1) ]; then \
+	@if [ ! -f $(VENV)/.installed-$(1) ] || [ pyproject.toml -nt $(VENV)/.installed-$(1) ] \
+			|| [ Makefile -nt $(VENV)/.installed-$(1) ]; then \
 		echo "installing $(2) into $(VENV)"; \
 		$(PIP) -e '$(2)' && touch $(foreach s,$(1) $(3),$(VENV)/.installed-$(s)); \
 	fi
@@ -62,10 +63,11 @@ endef
 demo-deps: venv
 	$(call install,demo,.)
 
-# The test extras include everything the demo needs.
-TEST_EXTRAS := test,lint,docs
+# Everything the checks need, which includes what the demo and the benchmarks need:
+# mypy checks the benchmarks' charts against matplotlib's types (the bench extra).
+TEST_EXTRAS := test,lint,docs,bench
 test-deps: system-deps venv
-	$(call install,test,.[$(TEST_EXTRAS)],demo)
+	$(call install,test,.[$(TEST_EXTRAS)],demo bench)
 
 bench-deps: system-deps venv
 	$(call install,bench,.[bench],demo)
