@@ -293,9 +293,7 @@ class InProcessExecutor:
         with self._lock:
             found = self._loaded.get(plugin_type)
             if found is None:
-                found = load_plugin(
-                    plugin_type, builtins=self._builtins, installed=self._installed
-                )
+                found = load_plugin(plugin_type, builtins=self._builtins, installed=self._installed)
                 self._loaded[plugin_type] = found
             return found
 
