@@ -243,7 +243,11 @@ class InProcessExecutor:
         self._delegates = ChainExecutor(_Delegates(self), SubprocessExecutor())
 
     def __repr__(self) -> str:
-        return f"InProcessExecutor(types={sorted(self.types())!r}, timeout={self.timeout!r})"
+        # Not types(): a repr must not read every installed package's metadata.
+        return (
+            f"InProcessExecutor(plugins={sorted(self._extra)!r}, builtins={self._builtins!r}, "
+            f"installed={self._installed!r}, timeout={self.timeout!r})"
+        )
 
     closed = False
     """``close()`` was called: calls raise :class:`cnilib.ClosedError`."""

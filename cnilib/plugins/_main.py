@@ -102,15 +102,17 @@ def install(directory: str | os.PathLike[str], types: Sequence[str] | None = Non
             f"available: {', '.join(available)}",
             plugin_type=unknown[0],
         )
-    path = import_path()
-    target = Path(directory)
-    target.mkdir(parents=True, exist_ok=True)
-    written = []
-    for plugin_type in types or list(available):
+    chosen = list(types or available)
+    for plugin_type in chosen:
         if os.sep in plugin_type or plugin_type in ("", ".", ".."):
             raise PluginNotFoundError(
                 f"plugin type {plugin_type!r} cannot be a file name", plugin_type=plugin_type
             )
+    path = import_path()
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for plugin_type in chosen:
         script = target / plugin_type
         tmp = script.with_name(f".{plugin_type}.tmp")
         tmp.write_text(_SCRIPT.format(python=sys.executable, type=plugin_type, path=path))

@@ -43,13 +43,17 @@ BUILTIN_ORIGIN = "cnilib"
 
 
 @functools.cache
-def _installed() -> dict[str, list[EntryPoint]]:
-    """Every entry point of the group, by name (a name two packages declare has two)."""
+def _installed() -> dict[str, list[tuple[EntryPoint, str]]]:
+    """Every entry point of the group with its origin, by name (a name two packages
+    declare has two). Built-in types are reserved: an entry point of that name is
+    ignored, whether or not the built-ins are in use."""
     from importlib.metadata import entry_points
 
-    found: dict[str, list[EntryPoint]] = {}
+    found: dict[str, list[tuple[EntryPoint, str]]] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(entry.name, []).append(entry)
+        if entry.name not in BUILTIN_PLUGINS:
+            # The origin reads the distribution's metadata: once, here.
+            found.setdefault(entry.name, []).append((entry, _origin(entry)))
     return found
 
 
@@ -67,15 +71,16 @@ def plugin_types(*, builtins: bool = True, installed: bool = True) -> dict[str, 
     """Every plugin type that can run in-process → where it comes from.
 
     ``"cnilib"`` for a built-in plugin, else the declaring distribution and
-    its version (``"cni-plugin-dns 1.0"``). A built-in type wins over an
-    entry point of the same name: installing a package never replaces
-    cnilib's ``bridge`` behind the user's back (pass the plugin to
-    :class:`~cnilib.plugins.InProcessExecutor` to do that on purpose).
+    its version (``"cni-plugin-dns 1.0"``). The built-in types are reserved:
+    an entry point named like one is ignored, also with ``builtins=False``,
+    so installing a package never replaces cnilib's ``bridge`` behind the
+    user's back (pass the plugin to :class:`~cnilib.plugins.InProcessExecutor`
+    to do that on purpose).
     """
     types: dict[str, str] = {}
     if installed:
         for name, entries in _installed().items():
-            types[name] = ", ".join(_origin(entry) for entry in entries)
+            types[name] = ", ".join(origin for _, origin in entries)
     if builtins:
         types.update(dict.fromkeys(BUILTIN_PLUGINS, BUILTIN_ORIGIN))
     return dict(sorted(types.items()))
@@ -103,22 +108,23 @@ def load_plugin(plugin_type: str, *, builtins: bool = True, installed: bool = Tr
     if not entries:
         raise PluginNotFoundError(f'no in-process plugin "{plugin_type}"', plugin_type=plugin_type)
     if len(entries) > 1:
-        origins = " and ".join(_origin(entry) for entry in entries)
+        origins = " and ".join(origin for _, origin in entries)
         raise PluginNotFoundError(
             f'in-process plugin "{plugin_type}" is declared by {origins}: '
             "uninstall one, or pass the plugin to the executor",
             plugin_type=plugin_type,
         )
-    entry = entries[0]
+    entry, origin = entries[0]
+    where = f"{origin}, entry point {entry.value!r}"
     try:
         found = entry.load()
     except Exception as exc:  # a broken package: any error its import raises
         raise PluginNotFoundError(
-            f'in-process plugin "{plugin_type}" ({_origin(entry)}, entry point '
-            f"{entry.value!r}) could not be loaded: {type(exc).__name__}: {exc}",
+            f'in-process plugin "{plugin_type}" ({where}) could not be loaded: '
+            f"{type(exc).__name__}: {exc}",
             plugin_type=plugin_type,
         ) from exc
-    return _instance(plugin_type, found, f"{_origin(entry)}, entry point {entry.value!r}")
+    return _instance(plugin_type, found, where)
 
 
 def _instance(plugin_type: str, found: object, origin: str) -> BasePlugin:

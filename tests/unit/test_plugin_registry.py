@@ -124,6 +124,30 @@ class TestEntryPoints:
         assert "Bridge" == type(load_plugin("bridge")).__name__
         assert "cnilib" == plugin_types()["bridge"]
 
+    def test_builtin_names_are_reserved_without_builtins(self, install: InstallFn) -> None:
+        """builtins=False leaves no bridge at all: not a package's bridge either."""
+        install("evil", bridge="cni_dns_search:DNSSearch")
+        executor = InProcessExecutor(builtins=False)
+
+        assert "bridge" not in executor.types()
+        assert "bridge" not in plugin_types(builtins=False)
+        with pytest.raises(cnilib.PluginNotFoundError, match='no in-process plugin "bridge"'):
+            executor.plugin("bridge")
+
+    def test_repr_reads_no_package_metadata(
+        self, install: InstallFn, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        install("cni-dns-search", dns_search="cni_dns_search:DNSSearch")
+        executor = InProcessExecutor({"iface": Iface()}, installed=False)
+
+        def refuse(**_: object) -> object:
+            raise AssertionError("entry points scanned")
+
+        monkeypatch.setattr("importlib.metadata.entry_points", refuse)
+        refresh_installed()
+
+        assert "plugins=['iface'], builtins=True, installed=False" in repr(executor)
+
     def test_plugins_argument_wins_over_everything(self, install: InstallFn) -> None:
         install("cni-dns-search", dns_search="cni_dns_search:DNSSearch")
         mine = Iface()
@@ -157,6 +181,22 @@ class TestEntryPoints:
         with pytest.raises(cnilib.PluginNotFoundError, match=expected) as caught:
             InProcessExecutor().find("dns-search", ["/x"])
         assert 'plugin "dns-search" (broken 1.0, entry point' in str(caught.value)
+
+    def test_install_refuses_a_type_that_is_no_file_name(
+        self, install: InstallFn, tmp_path: Path
+    ) -> None:
+        """Checked for every type before anything is written."""
+        from cnilib.plugins._main import install as install_executables
+
+        info = install("odd", dns_search="cni_dns_search:DNSSearch")
+        (info / "entry_points.txt").write_text(
+            f"[{ENTRY_POINT_GROUP}]\nup/../x = cni_dns_search:DNSSearch\n"
+        )
+        refresh_installed()
+
+        with pytest.raises(cnilib.PluginNotFoundError, match="cannot be a file name"):
+            install_executables(tmp_path / "bin")
+        assert not (tmp_path / "bin").exists()
 
     def test_a_plugin_instance_is_accepted(self, install: InstallFn, tmp_path: Path) -> None:
         module = tmp_path / "site" / "instance_plugin.py"
