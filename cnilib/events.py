@@ -66,7 +66,8 @@ class PluginCallEvent:
     ifname: str
     """``CNI_IFNAME`` (``""`` for GC, STATUS and VERSION)."""
     executable: str
-    """The plugin's path, :data:`IN_PROCESS`, or ``""`` if it was not found."""
+    """Where the executor runs the plugin from, as its ``find()`` answers: the
+    binary's path as found, :data:`IN_PROCESS`, or ``""`` if it was not found."""
     duration: float
     """Seconds from the start of the call to its end."""
     outcome: Outcome

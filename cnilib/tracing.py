@@ -21,6 +21,9 @@ Cost. Nothing here imports OpenTelemetry. An application that uses
 OpenTelemetry has imported ``opentelemetry.trace`` (nothing else can hold a
 span or a tracer provider); until then every function here returns at once.
 So ``python -m cnilib`` and plugin executables never pay its import time.
+With the global provider, spans are opened only once the application has
+set one (an SDK's): OpenTelemetry's own placeholder records nothing, and
+its no-op spans would still cost tens of microseconds each.
 """
 
 from __future__ import annotations
@@ -31,7 +34,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer, TracerProvider
 
-__all__ = ["ENVIRONMENT_CARRIERS", "get_tracer", "in_use", "trace_environ"]
+__all__ = [
+    "ENVIRONMENT_CARRIERS",
+    "get_tracer",
+    "global_provider_set",
+    "in_use",
+    "trace_environ",
+]
 
 ENVIRONMENT_CARRIERS = {"traceparent": "TRACEPARENT", "tracestate": "TRACESTATE"}
 """The W3C Trace Context fields and the variables that carry them (``BAGGAGE`` too)."""
@@ -64,6 +73,17 @@ def trace_environ() -> dict[str, str]:
         if carrier.get("baggage"):
             env["BAGGAGE"] = carrier["baggage"]
     return env
+
+
+def global_provider_set() -> bool:
+    """Whether the application has set a global tracer provider (an SDK's):
+    until then every span would be a no-op, and cnilib opens none."""
+    if not in_use():
+        return False
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
 def get_tracer(provider: TracerProvider | None) -> Tracer:

@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "cnilib.contrib.prometheus needs prometheus-client: pip install 'cnilib[prometheus]'"
     ) from exc
 
-from cnilib.events import MULTI_NETWORK_VERBS, Event, OperationEvent, PluginCallEvent
+from cnilib.events import Event, OperationEvent, PluginCallEvent
 
 __all__ = ["DEFAULT_BUCKETS", "PrometheusEvents"]
 
@@ -106,6 +106,6 @@ class PrometheusEvents:
         self.operation_duration.labels(event.verb, event.network, event.outcome).observe(
             event.duration
         )
-        if event.outcome == "error" and event.verb not in MULTI_NETWORK_VERBS:
+        if event.outcome == "error":
             code = "none" if event.error_code is None else str(event.error_code)
             self.errors.labels(event.verb, code).inc()

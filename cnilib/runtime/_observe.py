@@ -15,7 +15,6 @@ import contextvars
 import functools
 import inspect
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -72,11 +71,17 @@ class Observer:
     """
 
     def __init__(self, events: EventHook | None, tracing_: bool | TracerProvider) -> None:
+        from cnilib.errors import InvalidArgumentError
+
         given: object = events  # checked as a caller may really pass it, not as typed
         if given is not None and not callable(given):
-            from cnilib.errors import InvalidArgumentError
-
             raise InvalidArgumentError(f"events must be a callable, got {given!r}")
+        # Checked now: a wrong value would otherwise fail only once OpenTelemetry is in use.
+        given = tracing_
+        if not isinstance(given, bool) and not callable(getattr(given, "get_tracer", None)):
+            raise InvalidArgumentError(
+                f"tracing must be True, False or an OpenTelemetry TracerProvider, got {given!r}"
+            )
         self.events = events
         self._tracing = tracing_
         self._tracer: Tracer | None = None
@@ -84,6 +89,8 @@ class Observer:
     def tracer(self) -> Tracer | None:
         """The tracer of this runtime's spans, if spans are wanted now."""
         if self._tracing is False or not tracing.in_use():
+            return None
+        if self._tracing is True and not tracing.global_provider_set():
             return None
         if self._tracer is None:
             provider = None if self._tracing is True else self._tracing
@@ -104,8 +111,8 @@ class Observer:
     ) -> Iterator[None]:
         """Around one public operation: time it, report it, span it."""
         op = _Operation(verb, network, container_id, ifname)
-        token = _current.set(op)
         tracer = self.tracer()
+        token = _current.set(op)
         started = time.monotonic()
         error: BaseException | None = None
         try:
@@ -205,7 +212,9 @@ def _executable(invocation: Invocation, executor: Executor) -> str:
         found = executor.find(invocation.plugin_type, invocation.path)
     except CNIError:
         return ""
-    return found if os.path.isabs(found) else IN_PROCESS
+    # InProcessExecutor.find names its plugins "<in-process TYPE>"; anything else
+    # is where the executor runs it from, as it says (a relative CNI_PATH stays so).
+    return IN_PROCESS if found.startswith("<in-process ") else found
 
 
 def _attributes(op: _Operation) -> dict[str, str]:

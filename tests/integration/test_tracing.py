@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import cnilib
+import cnilib.tracing
 from cnilib.plugins import BasePlugin, PluginRequest
 from cnilib.results import Result, decode_result
 from cnilib.testing import read_recording
@@ -201,6 +202,40 @@ class TestPropagation:
         expected = {"TRACEPARENT": traceparent(pod_span), "BAGGAGE": "tenant=blue"}
         assert pod.get_span_context().is_valid
         assert [expected, expected] == [e["trace"] for e in read_recording(cnilib_recorder_log)]
+
+    def test_no_spans_before_a_global_provider_is_set(
+        self,
+        tmp_path: Path,
+        cnilib_cni_bin_dir: Path,
+        conflist: cnilib.NetworkConfigList,
+        provider: TracerProvider,
+        exporter: InMemorySpanExporter,
+        cnilib_recorder_log: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """tracing=True while the global provider is OpenTelemetry's placeholder:
+        cnilib opens no span of its own (they would be no-ops that cost), and
+        the caller's span still reaches the plugins."""
+        assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        cni = cnilib.CNI([cnilib_cni_bin_dir], cache_dir=tmp_path / "cache")
+
+        def no_tracer(provider: object) -> None:
+            raise AssertionError("cnilib asked for a tracer")
+
+        monkeypatch.setattr(cnilib.tracing, "get_tracer", no_tracer)
+
+        with provider.get_tracer("runtime").start_as_current_span("create-pod"):
+            cni.add_network_list(conflist, RT)
+
+        (pod_span,) = exporter.get_finished_spans()
+        expected = {"TRACEPARENT": traceparent(pod_span)}
+        assert [expected, expected] == [e["trace"] for e in read_recording(cnilib_recorder_log)]
+
+    @pytest.mark.parametrize("value", [None, 0, "off", object()])
+    def test_a_bad_tracing_value_is_refused_at_once(self, tmp_path: Path, value: object) -> None:
+        """Refused when the runtime is made, not on the day OpenTelemetry gets imported."""
+        with pytest.raises(cnilib.InvalidArgumentError, match="tracing must be True, False or"):
+            cnilib.CNI(cache_dir=tmp_path, tracing=value)  # type: ignore[arg-type]
 
     def test_nothing_without_a_span(
         self,

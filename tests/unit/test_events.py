@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 
 import attrs
@@ -67,11 +68,8 @@ class TestSyncEvents:
         first, second, operation = events
         assert [("ADD", "a", "net1", "ok", None), ("ADD", "b", "net1", "ok", None)] == calls(events)
         assert isinstance(first, PluginCallEvent)
-        assert ("ctr1", "eth0", "in-process") == (
-            first.container_id,
-            first.ifname,
-            first.executable,
-        )
+        # What the executor's find() answers: MockExecutor names the type.
+        assert ("ctr1", "eth0", "a") == (first.container_id, first.ifname, first.executable)
         assert first.duration >= 0
         assert isinstance(operation, OperationEvent)
         assert ("add", "net1", "ctr1", "eth0", "ok") == (
@@ -242,3 +240,34 @@ class TestAsyncEvents:
         assert [("add", "error", None, "CancelledError")] == [
             (e.verb, e.outcome, e.error_code, e.error_type) for e in added
         ]
+
+
+class TestExecutable:
+    """Where a call ran from, as its executor says: a path, or "in-process"."""
+
+    def test_in_process(self, tmp_path: Path) -> None:
+        from cnilib.testing import FakePlugin
+
+        seen: list[Event] = []
+        executor = cnilib.InProcessExecutor({"fake": FakePlugin()}, builtins=False)
+        cni = cnilib.CNI(["/unused"], cache_dir=tmp_path, executor=executor, events=seen.append)
+
+        cni.get_version_info("fake")
+
+        assert ["in-process"] == [e.executable for e in seen if isinstance(e, PluginCallEvent)]
+
+    def test_binary_through_a_relative_path(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A binary found through a relative CNI_PATH entry is a binary, not in-process."""
+        from cnilib.testing import install_recording_plugin
+
+        install_recording_plugin(tmp_path / "bin")
+        monkeypatch.chdir(tmp_path)
+        seen: list[Event] = []
+        cni = cnilib.CNI(["bin"], cache_dir=tmp_path / "cache", events=seen.append)
+
+        cni.get_version_info("recorder")
+
+        executables = [e.executable for e in seen if isinstance(e, PluginCallEvent)]
+        assert [os.path.join("bin", "recorder")] == executables

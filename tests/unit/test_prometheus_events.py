@@ -76,18 +76,32 @@ class TestPrometheusEvents:
             registry.get_sample_value("cnilib_errors_total", {"verb": "add", "code": "7"}) is None
         )
 
-    def test_multi_network_failure_counted_once(
+    def test_multi_network_failure_counted_under_each_verb(
         self, cni: cnilib.CNI, registry: CollectorRegistry
     ) -> None:
-        """A failed teardown_networks counts its network's DEL failure, not one more."""
+        """A failed teardown_networks counts once as itself, and its network's DEL once."""
         cni.add_network_list(CONF, RT)
-        with pytest.raises(cnilib.TeardownError):
+        with pytest.raises(cnilib.TeardownError) as caught:
             cni.teardown_networks("ctr1", "/run/netns/x", [CONF])
 
-        total = registry.get_sample_value("cnilib_errors_total", {"verb": "delete", "code": "7"})
-        assert 1.0 == total
+        def errors(verb: str, code: int) -> float | None:
+            labels = {"verb": verb, "code": str(code)}
+            return registry.get_sample_value("cnilib_errors_total", labels)
+
+        own = errors("teardown_networks", int(caught.value.code))
+        assert (1.0, 1.0) == (errors("delete", 7), own)
         labels = {"verb": "teardown_networks", "network": "net1", "outcome": "error"}
         assert 1.0 == registry.get_sample_value("cnilib_operation_duration_seconds_count", labels)
+
+    def test_multi_network_refused_up_front_is_counted(
+        self, cni: cnilib.CNI, registry: CollectorRegistry
+    ) -> None:
+        """setup_networks that tries no network (wrong number of names) still counts."""
+        with pytest.raises(cnilib.InvalidArgumentError):
+            cni.setup_networks("ctr1", "/run/netns/x", [CONF, CONF], ifnames=["eth0"])
+
+        labels = {"verb": "setup_networks", "code": "4"}
+        assert 1.0 == registry.get_sample_value("cnilib_errors_total", labels)
 
     def test_prefix_and_buckets(self, registry: CollectorRegistry) -> None:
         """prefix names the metrics; buckets are the histogram's bounds."""
