@@ -7,18 +7,22 @@ watchdog ends the watch after a generous minute, which fails the test.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import logging
 import os
+import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import cnilib
 from cnilib.config import ConfDir, ConfDirWatcher, awatch_conf_dir, watch_conf_dir
+from cnilib.errors import ConfigError
 
-pytest.importorskip("watchfiles")
+watchfiles = pytest.importorskip("watchfiles")
 
 GENEROUS = 60.0
 
@@ -50,6 +54,41 @@ def _until(updates: Iterator[ConfDir], wanted: Callable[[ConfDir], bool]) -> Con
         if wanted(conf_dir):
             return conf_dir
     pytest.fail("the watch ended before the expected reload")
+
+
+def _watcher_until(watcher: ConfDirWatcher, wanted: Callable[[ConfDir], bool]) -> ConfDir:
+    """Wait (each change at most GENEROUS) until the watcher's current state is wanted."""
+    while True:
+        generation = watcher.generation
+        current = watcher.current
+        if wanted(current):
+            return current
+        if not watcher.wait_for_change(generation, timeout=GENEROUS):
+            pytest.fail("no reload came")
+
+
+def _is_gone(conf_dir: ConfDir) -> bool:
+    return not conf_dir.networks and any("gone" in str(p) for p in conf_dir.problems)
+
+
+def _limit_reached(*args: object, **kwargs: object) -> Iterator[set[tuple[int, str]]]:
+    """watchfiles.watch when the inotify watch limit is reached."""
+    raise OSError(errno.ENOSPC, "inotify watch limit reached")
+    yield set()  # type: ignore[unreachable]  # a generator, as watchfiles.watch is
+
+
+def _fails_after_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first watch (made at once to check one can start) works; later ones fail."""
+    real = watchfiles.watch
+    calls: list[object] = []
+
+    def watch(*args: object, **kwargs: object) -> Iterator[set[tuple[int, str]]]:
+        calls.append(args)
+        if len(calls) == 1:
+            return real(*args, **kwargs)  # type: ignore[no-any-return]
+        return _limit_reached()
+
+    monkeypatch.setattr(watchfiles, "watch", watch)
 
 
 class TestWatchConfDir:
@@ -138,6 +177,75 @@ class TestWatchConfDir:
 
         assert [] == list(updates)
 
+    def test_unwatchable_directory_raises_at_once(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A watch that cannot start (inotify's limit) is a ConfigError naming the directory."""
+        monkeypatch.setattr(watchfiles, "watch", _limit_reached)
+
+        with pytest.raises(ConfigError, match="watch limit") as info:
+            next(watch_conf_dir(tmp_path))
+        assert str(tmp_path) in str(info.value)
+        assert isinstance(info.value.__cause__, OSError)
+
+    def test_watch_failing_later_raises_config_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: threading.Event
+    ) -> None:
+        """A watch that fails after the first state ends the generator with a ConfigError."""
+        _fails_after_probe(monkeypatch)
+        updates = watch_conf_dir(tmp_path, stop_event=stop)
+        next(updates)
+
+        with pytest.raises(ConfigError, match="watch limit"):
+            next(updates)
+
+    def test_removed_directory_is_reported_then_watched_again(
+        self, tmp_path: Path, stop: threading.Event, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A removed directory empties the state with a problem; once back it is watched."""
+        caplog.set_level(logging.WARNING, logger="cnilib.config")
+        directory = tmp_path / "net.d"
+        directory.mkdir()
+        _write(directory, "10-a.conflist", "a")
+        updates = watch_conf_dir(directory, stop_event=stop)
+        assert ["a"] == _names(next(updates))
+
+        shutil.rmtree(directory)
+        gone = _until(updates, _is_gone)
+        assert str(directory) in str(gone.problems[0])
+        assert any(
+            r.levelno == logging.WARNING and str(directory) in r.getMessage()
+            for r in caplog.records
+        )
+
+        directory.mkdir()
+        _write(directory, "20-b.conflist", "b")
+        back = _until(updates, lambda c: _names(c) == ["b"])
+        assert () == back.problems
+
+        _write(directory, "30-c.conflist", "c")  # and the new directory is watched
+        assert ["b", "c"] == _names(_until(updates, lambda c: len(c.networks) == 2))
+        updates.close()
+
+    def test_directory_replaced_at_once_is_watched(
+        self, tmp_path: Path, stop: threading.Event
+    ) -> None:
+        """A directory removed and made again before the watch noticed is still followed."""
+        directory = tmp_path / "net.d"
+        directory.mkdir()
+        _write(directory, "10-a.conflist", "a")
+        updates = watch_conf_dir(directory, stop_event=stop)
+        assert ["a"] == _names(next(updates))
+
+        shutil.rmtree(directory)
+        directory.mkdir()
+        _write(directory, "20-b.conflist", "b")
+
+        assert ["b"] == _names(_until(updates, lambda c: _names(c) == ["b"]))
+        _write(directory, "30-c.conflist", "c")
+        assert ["b", "c"] == _names(_until(updates, lambda c: len(c.networks) == 2))
+        updates.close()
+
 
 class TestConfDirWatcher:
     def test_current_and_callback_follow_changes(self, tmp_path: Path) -> None:
@@ -173,6 +281,71 @@ class TestConfDirWatcher:
         watcher.close()
         watcher.close()
 
+    def test_unwatchable_directory_raises_from_constructor(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """What keeps the watch from starting raises before the constructor returns."""
+        monkeypatch.setattr(watchfiles, "watch", _limit_reached)
+
+        with pytest.raises(ConfigError, match="watch limit") as info:
+            ConfDirWatcher(tmp_path)
+        assert str(tmp_path) in str(info.value)
+
+    def test_failing_watch_is_logged_and_seen(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A watch that fails later is logged at ERROR, ends alive, is error, and is raised."""
+        caplog.set_level(logging.ERROR, logger="cnilib.config")
+        _fails_after_probe(monkeypatch)
+        watcher = ConfDirWatcher(tmp_path)
+        try:
+            with pytest.raises(ConfigError, match="watch limit"):
+                watcher.wait_for_change(0, timeout=GENEROUS)
+            assert not watcher.alive
+            assert isinstance(watcher.error, ConfigError)
+            assert str(tmp_path) in str(watcher.error)
+            assert any(
+                r.levelno == logging.ERROR
+                and r.name == "cnilib.config"
+                and str(tmp_path) in r.getMessage()
+                for r in caplog.records
+            )
+        finally:
+            watcher.close()
+
+    def test_wait_for_change_returns_once_closed(self, tmp_path: Path) -> None:
+        """wait_for_change without a timeout does not hang on a closed watcher."""
+        watcher = ConfDirWatcher(tmp_path)
+        was_alive = watcher.alive
+        watcher.close()
+        results: list[bool] = []
+        waiter = threading.Thread(
+            target=lambda: results.append(watcher.wait_for_change(watcher.generation)), daemon=True
+        )
+        waiter.start()
+        waiter.join(GENEROUS)
+
+        assert [False] == results
+        assert was_alive
+        assert not watcher.alive
+        assert watcher.error is None
+
+    def test_removed_directory_comes_back(self, tmp_path: Path) -> None:
+        """rmtree then a new directory with a new file: the watcher sees the new network."""
+        directory = tmp_path / "net.d"
+        with ConfDirWatcher(directory) as watcher:
+            _write(directory, "10-a.conflist", "a")
+            _watcher_until(watcher, lambda c: _names(c) == ["a"])
+
+            shutil.rmtree(directory)
+            _watcher_until(watcher, _is_gone)
+
+            directory.mkdir()
+            _write(directory, "20-b.conflist", "b")
+            back = _watcher_until(watcher, lambda c: _names(c) == ["b"])
+            assert () == back.problems
+            assert watcher.alive
+
 
 class TestAwatchConfDir:
     def test_async_reloads(self, tmp_path: Path) -> None:
@@ -191,6 +364,60 @@ class TestAwatchConfDir:
             return states
 
         assert [[], ["a"]] == asyncio.run(main())
+
+    def test_async_failing_watch_raises_config_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A watch that fails after the first state ends the async generator with a ConfigError."""
+
+        async def limit_reached(*args: object, **kwargs: object) -> AsyncIterator[set[object]]:
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+            yield set()  # type: ignore[unreachable]  # an async generator, as awatch is
+
+        monkeypatch.setattr(watchfiles, "awatch", limit_reached)
+
+        async def main() -> None:
+            updates = awatch_conf_dir(tmp_path)
+            await anext(updates)
+            with pytest.raises(ConfigError, match="watch limit"):
+                await anext(updates)
+
+        asyncio.run(main())
+
+    def test_async_unwatchable_directory_raises_at_once(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The first state is not given for a directory that cannot be watched."""
+        monkeypatch.setattr(watchfiles, "watch", _limit_reached)
+
+        async def main() -> None:
+            with pytest.raises(ConfigError, match="watch limit"):
+                await anext(awatch_conf_dir(tmp_path))
+
+        asyncio.run(main())
+
+    def test_async_removed_directory_comes_back(self, tmp_path: Path) -> None:
+        """The asyncio variant reports a removed directory and follows the new one."""
+        directory = tmp_path / "net.d"
+
+        async def main() -> list[str]:
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(GENEROUS, stop.set)
+            seen: list[str] = []
+            async for conf_dir in awatch_conf_dir(directory, stop_event=stop):
+                if not seen:
+                    seen.append("start")
+                    await asyncio.to_thread(shutil.rmtree, directory)
+                elif _is_gone(conf_dir) and seen[-1] != "gone":
+                    seen.append("gone")
+                    await asyncio.to_thread(directory.mkdir)
+                    await asyncio.to_thread(_write, directory, "20-b.conflist", "b")
+                elif _names(conf_dir) == ["b"]:
+                    seen.append("b")
+                    break
+            return seen
+
+        assert ["start", "gone", "b"] == asyncio.run(main())
 
 
 def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
