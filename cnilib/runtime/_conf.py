@@ -20,7 +20,9 @@ CNIArgs: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str] | list[str]]
 """``CNI_ARGS`` as a caller gives them: a mapping, or (key, value) pairs in order."""
 
 
-def _args_tuple(value: CNIArgs) -> tuple[tuple[str, str], ...]:
+def _args_tuple(value: CNIArgs | None) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
     given: object = value  # checked as the caller may really pass it, not as typed
     if isinstance(value, Mapping):
         # Iterated as-is, a dict would give its keys: "ab" would read as ("a", "b").
@@ -44,8 +46,17 @@ def _args_tuple(value: CNIArgs) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _freeze_caps(value: CapabilityArgs) -> Mapping[str, JSONValue]:
+def _freeze_caps(value: CapabilityArgs | None) -> Mapping[str, JSONValue]:
     """A read-only copy made of dicts and lists (tuples and other mappings copied)."""
+    if value is None:
+        return MappingProxyType({})
+    given: object = value  # checked as the caller may really pass it, not as typed
+    if not isinstance(given, Mapping):
+        # Python's own exception for a value of the wrong type, with what was expected.
+        raise TypeError(
+            "capability_args must be a mapping of capability names to values, "
+            f"not {type(given).__name__}"
+        )
     try:
         copied = {key: to_json_value(item) for key, item in value.items()}
     except RecursionError as exc:
@@ -53,8 +64,13 @@ def _freeze_caps(value: CapabilityArgs) -> Mapping[str, JSONValue]:
     return MappingProxyType(copied)
 
 
-def _netns_path(value: str | os.PathLike[str]) -> str:
-    """``netns`` as a ``str``: a path object is converted with :func:`os.fspath`."""
+def _netns_path(value: str | os.PathLike[str] | None) -> str:
+    """``netns`` as a ``str``: a path object is converted with :func:`os.fspath`.
+
+    ``None`` is ``""``, no namespace: a DEL after the container's namespace is gone.
+    """
+    if value is None:
+        return ""
     path: object = os.fspath(value)
     if not isinstance(path, str):
         # bytes (directly or from a PathLike): CNI_NETNS is text, and UTF-8 at that.
@@ -75,11 +91,13 @@ class RuntimeConf:
     """One attachment: a container's interface in a network namespace (Go ``RuntimeConf``).
 
     ``netns`` may be any path object (``pathlib.Path``); it is kept as a
-    ``str``. ``args`` become ``CNI_ARGS`` (``K=V;K=V``), given as a mapping or
-    as (key, value) pairs (pairs keep their order and may repeat a key).
-    ``capability_args`` are offered to plugins as ``runtimeConfig``, each only
-    to the plugins that declare that capability; they are copied into plain
-    dicts and lists, read-only at the top level.
+    ``str`` (``None`` is ``""``: no namespace, as for a DEL after the
+    namespace is gone). ``args`` become ``CNI_ARGS`` (``K=V;K=V``), given as
+    a mapping or as (key, value) pairs (pairs keep their order and may repeat
+    a key); ``None`` is none. ``capability_args`` are offered to plugins as
+    ``runtimeConfig``, each only to the plugins that declare that capability;
+    they are copied into plain dicts and lists, read-only at the top level
+    (``None`` is none).
     """
 
     container_id: str

@@ -37,6 +37,13 @@ class TestNetnsPath:
         with pytest.raises(cnilib.InvalidArgumentError, match="netns path must be a str"):
             cnilib.RuntimeConf("ctr1", netns, "eth0")  # type: ignore[arg-type]
 
+    def test_none_is_no_namespace(self) -> None:
+        """netns=None (the namespace is gone, as for a late DEL) is the empty path."""
+        rt = cnilib.RuntimeConf("ctr1", None, "eth0")
+
+        assert "" == rt.netns
+        rt.validate("net")
+
     def test_other_types_are_type_errors(self) -> None:
         """A value that is no path at all is Python's TypeError, as os.fspath raises it."""
         with pytest.raises(TypeError):
@@ -70,6 +77,12 @@ class TestArgs:
         """A list of 'K=V'-like two-letter strings is not read as pairs of letters."""
         with pytest.raises(cnilib.InvalidArgumentError, match="string pairs"):
             cnilib.RuntimeConf("c", "", "eth0", args=["ab"])  # type: ignore[list-item]
+
+    def test_none_is_no_args(self) -> None:
+        """args=None is no CNI_ARGS at all."""
+        rt = cnilib.RuntimeConf("c", "", "eth0", args=None)
+
+        assert () == rt.args
 
     def test_pairs_still_work(self) -> None:
         """Pairs and two-item lists are accepted as before, repeats kept."""
@@ -119,6 +132,19 @@ class TestCapabilityArgs:
 
         with pytest.raises(cnilib.InvalidArgumentError, match="nested too deeply"):
             cnilib.RuntimeConf("c", "", "eth0", capability_args={"x": loop})
+
+    def test_none_is_no_capability_args(self) -> None:
+        """capability_args=None is an empty mapping, which validates."""
+        rt = cnilib.RuntimeConf("c", "", "eth0", capability_args=None)
+
+        assert {} == dict(rt.capability_args)
+        rt.validate("net")
+
+    @pytest.mark.parametrize("caps", [[("portMappings", [])], "portMappings", 3])
+    def test_not_a_mapping_is_a_type_error(self, caps: object) -> None:
+        """A value that is no mapping is Python's TypeError, saying what is expected."""
+        with pytest.raises(TypeError, match="capability_args must be a mapping"):
+            cnilib.RuntimeConf("c", "", "eth0", capability_args=caps)  # type: ignore[arg-type]
 
     def test_non_json_value_still_fails_validation(self) -> None:
         """A value that is no JSON is kept, and validate() refuses it as before."""
