@@ -78,12 +78,13 @@ demo-system-deps:
 		$(APT_INSTALL) iproute2 >/dev/null; \
 	fi
 
-# Debian's Go reference plugins are the peer the integration tests compare against.
+# Debian's Go reference plugins are the peer the integration tests compare against; procps
+# (pgrep, sysctl) is in a full Debian install but not in minimal images.
 system-deps:
 	@if [ ! -x /usr/lib/cni/bridge ] || ! command -v iptables >/dev/null || ! command -v ip >/dev/null \
-			|| ! command -v nft >/dev/null; then \
-		echo "installing containernetworking-plugins, iptables, nftables, iproute2"; \
-		$(APT_INSTALL) containernetworking-plugins iptables nftables iproute2 >/dev/null; \
+			|| ! command -v nft >/dev/null || ! command -v pgrep >/dev/null; then \
+		echo "installing containernetworking-plugins, iptables, nftables, iproute2, procps"; \
+		$(APT_INSTALL) containernetworking-plugins iptables nftables iproute2 procps >/dev/null; \
 	fi
 
 lint: test-deps

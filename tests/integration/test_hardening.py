@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -96,7 +97,9 @@ class TestDeadlines:
 
     def test_setsid_grandchild_cannot_stretch_the_deadline(self, tmp_path: Path) -> None:
         """A process outside the plugin's group holding its pipes cannot stretch the deadline."""
-        script(tmp_path, "p", "setsid sleep 30 & sleep 30")
+        # A duration of its own marks this test's sleeps, so that only they are killed below.
+        seconds = f"30.{secrets.randbelow(10**6):06d}"
+        script(tmp_path, "p", f"setsid sleep {seconds} & sleep {seconds}")
         call = Invocation(command=Command.ADD, plugin_type="p", stdin=b"", path=(str(tmp_path),))
         executor = SubprocessExecutor(timeout=0.5)
 
@@ -107,7 +110,7 @@ class TestDeadlines:
             asyncio.run(executor.aexec(call))
 
         assert time.monotonic() - started < 10
-        subprocess.run(["pkill", "-f", "sleep 30"], check=False)
+        subprocess.run(["pkill", "-f", f"^sleep {seconds}$"], check=False)
 
 
 class TestHostileInput:
