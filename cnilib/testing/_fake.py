@@ -9,6 +9,7 @@ from typing import TypeAlias
 from cnilib.invoke import Command
 from cnilib.plugins import BasePlugin, InProcessExecutor, PluginRequest
 from cnilib.results import Result, decode_result
+from cnilib.spec import CURRENT
 
 __all__ = ["FakePlugin", "FakePluginFactory", "FakeResult"]
 
@@ -30,9 +31,10 @@ class FakePlugin(BasePlugin):
         ``prevResult`` on, as a chained plugin that adds nothing does, or,
         first in a chain, answers one interface (``CNI_IFNAME`` in
         ``CNI_NETNS``) and no addresses. A :class:`cnilib.Result` or its JSON
-        object (a mapping; ``cniVersion`` defaults to the config's) is
-        answered as given; a callable gets the :class:`PluginRequest` and
-        returns the result.
+        object (a mapping, read as the ``cniVersion`` it names, else as
+        1.1.0) is answered as given; a callable gets the
+        :class:`PluginRequest` and returns the result. The answer is
+        converted to the config's ``cniVersion``, as a plugin's would be.
     :param errors: an exception to raise per verb (``"ADD"``, ``"DEL"``,
         ``"CHECK"``, ``"STATUS"``, ``"GC"``): a :class:`cnilib.PluginError`
         becomes the plugin's error object with its code, any other exception
@@ -109,7 +111,10 @@ class FakePlugin(BasePlugin):
         if isinstance(answer, Result):
             return answer
         if answer is not None:
-            return decode_result(answer, default_version=req.cni_version)
+            # Read as the version it names (else the newest, whose shape the
+            # mapping most likely has); the framework converts it to the
+            # config's, as it does any plugin's answer.
+            return decode_result(answer, default_version=CURRENT.text)
         prev = req.prev_result
         if prev is not None:
             return prev

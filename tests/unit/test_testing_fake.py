@@ -124,6 +124,39 @@ class TestFakePlugin:
             assert result is not None
             assert version == result.cni_version
 
+    @pytest.mark.parametrize("version", ["0.1.0", "0.3.1", "0.4.0", "1.0.0"])
+    def test_mapping_answer_is_converted_to_the_config_version(
+        self, tmp_path: Path, version: str
+    ) -> None:
+        """A mapping without cniVersion is read as the newest result, then converted."""
+        fake = FakePlugin({"ips": [{"address": "10.1.0.5/24"}]})
+        cni = runtime(fake_only(fake=fake), tmp_path)
+
+        result = cni.add_network_list(chain("fake", version=version), RT)
+
+        assert result is not None
+        doc = json.loads(result.to_json())
+        assert version == result.cni_version == doc["cniVersion"]
+        if version == "0.1.0":  # 0.1.0/0.2.0 results have ip4, not ips
+            assert "10.1.0.5/24" == doc["ip4"]["ip"]
+        elif version == "1.0.0":
+            assert [{"address": "10.1.0.5/24"}] == doc["ips"]
+        else:  # 0.3.x and 0.4.0 name each address's IP version
+            assert [{"version": "4", "address": "10.1.0.5/24"}] == doc["ips"]
+
+    def test_mapping_answer_naming_its_version_is_converted(self, tmp_path: Path) -> None:
+        """A mapping that names its cniVersion is read as that version, then converted."""
+        fake = FakePlugin(
+            {"cniVersion": "0.4.0", "ips": [{"version": "4", "address": "10.1.0.5/24"}]}
+        )
+        cni = runtime(fake_only(fake=fake), tmp_path)
+
+        result = cni.add_network_list(chain("fake", version="1.0.0"), RT)
+
+        assert result is not None
+        assert "1.0.0" == result.cni_version
+        assert ["10.1.0.5/24"] == ips(result)
+
     def test_unknown_verbs_and_errors_are_refused(self) -> None:
         with pytest.raises(ValueError, match="unknown CNI verb 'ADDD'"):
             FakePlugin(errors={"ADDD": RuntimeError()})
