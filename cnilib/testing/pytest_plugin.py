@@ -21,7 +21,7 @@ Fixture tree (scope in brackets; all others are per test)::
 
 Every namespace is deleted at teardown, also when the test fails; with it
 goes everything plugins made in it (links, addresses, routes, firewall rules,
-sysctls). Set ``CNILIB_REQUIRE_PRIVILEGED=1`` (as CI running as root does) to
+sysctls). The runtimes and the executor are closed before that. Set ``CNILIB_REQUIRE_PRIVILEGED=1`` (as CI running as root does) to
 make the privileged fixtures fail instead of skip where namespaces cannot be made.
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,12 +179,17 @@ def cnilib_conflist(cnilib_ipam_dir: Path) -> ConflistFactory:
 
 
 @pytest.fixture
-def cnilib_executor(cnilib_node_netns: NetNS) -> InProcessExecutor:
+def cnilib_executor(cnilib_node_netns: NetNS) -> Iterator[InProcessExecutor]:
     """An :class:`cnilib.InProcessExecutor` whose plugins treat the node
-    namespace as the host; register more plugins with its ``register``."""
+    namespace as the host; register more plugins with its ``register``.
+    Closed at teardown (its idle call threads end), before the namespace goes."""
     from cnilib.plugins import InProcessExecutor
 
-    return InProcessExecutor(host_netns=cnilib_node_netns.path)
+    executor = InProcessExecutor(host_netns=cnilib_node_netns.path)
+    try:
+        yield executor
+    finally:
+        executor.close()
 
 
 @pytest.fixture
@@ -194,6 +199,22 @@ def cnilib_fake_plugin(cnilib_executor: InProcessExecutor) -> FakePluginFactory:
     from cnilib.testing._fake import FakePluginFactory
 
     return FakePluginFactory(cnilib_executor)
+
+
+def _run_aside(coro: Coroutine[object, object, None]) -> None:
+    """Run ``coro`` to the end on an event loop of its own.
+
+    The test's loop is over (or belongs to a plugin) by teardown; a private
+    loop, never made the thread's current one, leaves the asyncio plugins'
+    loop handling alone.
+    """
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(coro)
+    finally:
+        loop.close()
 
 
 def _chain(executor: InProcessExecutor, node: NetNS) -> ChainExecutor:
@@ -209,15 +230,20 @@ def cnilib_cni(
     cnilib_node_netns: NetNS,
     cnilib_cni_bin_dir: Path,
     cnilib_cache_dir: Path,
-) -> cnilib.CNI:
+) -> Iterator[cnilib.CNI]:
     """A :class:`cnilib.CNI` ready to run plugins in the node namespace:
     cnilib's plugins and registered fakes in process (:func:`cnilib_executor`),
     any other type as an executable from :func:`cnilib_cni_bin_dir` under
-    ``ip netns exec <node>``; its cache in :func:`cnilib_cache_dir`."""
+    ``ip netns exec <node>``; its cache in :func:`cnilib_cache_dir`. Closed
+    at teardown."""
     from cnilib import CNI
 
     executor = _chain(cnilib_executor, cnilib_node_netns)
-    return CNI([str(cnilib_cni_bin_dir)], cache_dir=cnilib_cache_dir, executor=executor)
+    cni = CNI([str(cnilib_cni_bin_dir)], cache_dir=cnilib_cache_dir, executor=executor)
+    try:
+        yield cni
+    finally:
+        cni.close()
 
 
 @pytest.fixture
@@ -226,9 +252,17 @@ def cnilib_async_cni(
     cnilib_node_netns: NetNS,
     cnilib_cni_bin_dir: Path,
     cnilib_cache_dir: Path,
-) -> cnilib.AsyncCNI:
-    """:func:`cnilib_cni` for asyncio: a :class:`cnilib.AsyncCNI` wired the same way."""
+) -> Iterator[cnilib.AsyncCNI]:
+    """:func:`cnilib_cni` for asyncio: a :class:`cnilib.AsyncCNI` wired the same
+    way, closed (``aclose()``) at teardown.
+
+    A plain fixture, not an async one, so that it needs no asyncio plugin
+    (pytest-asyncio in strict mode, anyio) and serves the tests of any."""
     from cnilib import AsyncCNI
 
     executor = _chain(cnilib_executor, cnilib_node_netns)
-    return AsyncCNI([str(cnilib_cni_bin_dir)], cache_dir=cnilib_cache_dir, executor=executor)
+    cni = AsyncCNI([str(cnilib_cni_bin_dir)], cache_dir=cnilib_cache_dir, executor=executor)
+    try:
+        yield cni
+    finally:
+        _run_aside(cni.aclose())

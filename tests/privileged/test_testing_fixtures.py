@@ -4,12 +4,14 @@ cnilib_container, cnilib_fake_plugin, cnilib_conflist."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import cnilib
+from cnilib.plugins import InProcessExecutor
 from cnilib.testing import (
     ConflistFactory,
     ContainerFactory,
@@ -125,3 +127,35 @@ class TestContainers:
         assert [a, b] == cnilib_container.made
         assert ["lo"] == a.link_names()
         assert ["127.0.0.1/8", "::1/128"] == a.addresses("lo")
+
+
+@pytest.fixture
+def closed_at_teardown() -> Iterator[list[cnilib.CNI | cnilib.AsyncCNI | InProcessExecutor]]:
+    """Requested before the fixtures it checks, so that its teardown runs after theirs:
+    everything the test put in the list must be closed by then."""
+    kept: list[cnilib.CNI | cnilib.AsyncCNI | InProcessExecutor] = []
+    yield kept
+    assert [] == [thing for thing in kept if not thing.closed]
+
+
+class TestTeardown:
+    def test_runtime_and_executor_are_closed(
+        self,
+        closed_at_teardown: list[cnilib.CNI | cnilib.AsyncCNI | InProcessExecutor],
+        cnilib_cni: cnilib.CNI,
+        cnilib_executor: InProcessExecutor,
+    ) -> None:
+        """cnilib_cni and cnilib_executor are closed at teardown: no idle call threads stay."""
+        closed_at_teardown += [cnilib_cni, cnilib_executor]
+        assert not cnilib_cni.closed
+        assert not cnilib_executor.closed
+
+    def test_async_runtime_is_closed(
+        self,
+        closed_at_teardown: list[cnilib.CNI | cnilib.AsyncCNI | InProcessExecutor],
+        cnilib_async_cni: cnilib.AsyncCNI,
+        cnilib_executor: InProcessExecutor,
+    ) -> None:
+        """cnilib_async_cni is closed at teardown too (it needs no event loop of the test's)."""
+        closed_at_teardown += [cnilib_async_cni, cnilib_executor]
+        assert not cnilib_async_cni.closed
