@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from cnilib._fork import reset_after_fork
 from cnilib._log import get_logger
-from cnilib.errors import ClosedError, ErrorCode
+from cnilib.errors import ClosedError, ErrorCode, PluginError, error_from_object
 from cnilib.events import IN_PROCESS
 from cnilib.invoke import (
     DEFAULT_TIMEOUT,
@@ -317,13 +317,19 @@ class InProcessExecutor:
         """Call the plugin on this thread, with no deadline and no waiting (delegation)."""
         # No TRACEPARENT here: the plugin runs in the caller's context (copied
         # into its call thread), so OpenTelemetry's current span is the call's own.
-        return handle(
-            self.plugin(invocation.plugin_type),
-            invocation.environ(base={}),
-            invocation.stdin,
-            delegate_executor=self._delegates,
-            host_netns=self.host_netns,
-        )
+        try:
+            return handle(
+                self.plugin(invocation.plugin_type),
+                invocation.environ(base={}),
+                invocation.stdin,
+                delegate_executor=self._delegates,
+                host_netns=self.host_netns,
+            )
+        except PluginError as exc:
+            # The error object a binary would print, read back as a binary's is:
+            # the same class by code (TryAgainLaterError for 11, ...), whatever
+            # class the plugin raised.
+            raise error_from_object(exc.to_object()) from exc
 
     def exec(self, invocation: Invocation) -> bytes:
         """Call the plugin; return its stdout or raise its error object as a PluginError.

@@ -372,7 +372,7 @@ class TestCallThreads:
 
         assert delegates.version_info("slow", []) == executor.version_info("slow", [])
         assert await delegates.aexec(call(Command.ADD)) == executor.exec(call(Command.ADD))
-        assert "delegates of InProcessExecutor(types=['slow']" in repr(delegates)
+        assert "delegates of InProcessExecutor(plugins=['slow'], builtins=False" in repr(delegates)
 
 
 def slow_net() -> cnilib.NetworkConfigList:
