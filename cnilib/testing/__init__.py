@@ -11,8 +11,9 @@
   directory.
 * pytest fixtures in :mod:`cnilib.testing.pytest_plugin` (all named ``cnilib_*``).
 
-The fake plugin and the container helpers load the runtime on first use, so
-importing this package (which pytest does in every run) stays cheap.
+The fake plugin, the mock executor and the container helpers load the
+runtime on first use, so importing this package (which pytest does in every
+run) stays cheap.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from cnilib.testing._mock import MockExecutor as MockExecutor
 from cnilib.testing._netns import (
     CommandError as CommandError,
     NetNS as NetNS,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         FakePluginFactory as FakePluginFactory,
         FakeResult as FakeResult,
     )
+    from cnilib.testing._mock import MockExecutor as MockExecutor
     from cnilib.testing._world import (
         ConflistFactory as ConflistFactory,
         Container as Container,
@@ -49,6 +50,7 @@ _LAZY: dict[str, str] = {
     "FakePlugin": "cnilib.testing._fake",
     "FakePluginFactory": "cnilib.testing._fake",
     "FakeResult": "cnilib.testing._fake",
+    "MockExecutor": "cnilib.testing._mock",
     "ConflistFactory": "cnilib.testing._world",
     "Container": "cnilib.testing._world",
     "ContainerFactory": "cnilib.testing._world",

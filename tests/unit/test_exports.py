@@ -50,3 +50,25 @@ class TestExports:
         )
 
         assert "[]" == out.stdout.strip()
+
+    def test_pytest_plugin_import_is_cheap(self) -> None:
+        """The pytest plugin, loaded by every pytest run where cnilib is installed,
+        loads neither the invoke layer nor the runtime, nor attrs."""
+        code = (
+            "import sys, cnilib.testing.pytest_plugin\n"
+            "print(sorted(m for m in ('cnilib.invoke', 'cnilib.runtime', 'cnilib.plugins', "
+            "'attrs') if m in sys.modules))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+
+        assert "[]" == out.stdout.strip()
+
+    def test_mock_executor_is_still_exported(self) -> None:
+        """MockExecutor, loaded on first use, is the class of cnilib.testing._mock."""
+        import cnilib.testing
+        from cnilib.testing._mock import MockExecutor
+
+        assert cnilib.testing.MockExecutor is MockExecutor
+        assert "MockExecutor" in dir(cnilib.testing)
