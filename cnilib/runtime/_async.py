@@ -264,6 +264,7 @@ class AsyncCNI(RuntimeBase):
         status: bool = True,
     ) -> _ready.StatusReport:
         """:meth:`CNI.status_report`; lookups run in a worker thread, STATUS as a coroutine."""
+        self._check_open()
         conflists, problems = _ready.networks_of(networks, min_networks)
         lines = []
         for conflist in conflists:

@@ -213,7 +213,9 @@ class CNI(RuntimeBase):
     ) -> _ready.StatusReport:
         """Which networks are loaded, whether the executor finds each of their
         plugins (and IPAM plugins), and, for spec 1.1 lists whose plugins are
-        all found, what STATUS answers (``status=False`` skips it)."""
+        all found, what STATUS answers (``status=False`` skips it). A closed
+        runtime raises :class:`cnilib.ClosedError`."""
+        self._check_open()
         conflists, problems = _ready.networks_of(networks, min_networks)
         lines = []
         for conflist in conflists:

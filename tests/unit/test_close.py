@@ -57,6 +57,20 @@ class TestCNIClose:
             cni.status_network_list(LIST)
         assert [] == executor.invocations
 
+    def test_status_report_after_close_raises(self, tmp_path: Path) -> None:
+        """status_report and ready refuse a closed runtime rather than report on it."""
+        executor = _Closable()
+        cni = cnilib.CNI(cache_dir=tmp_path, executor=executor)
+        cni.close()
+
+        with pytest.raises(cnilib.ClosedError, match="CNI is closed"):
+            cni.status_report([LIST])
+        with pytest.raises(cnilib.ClosedError):
+            cni.status_report([LIST], status=False)
+        with pytest.raises(cnilib.ClosedError):
+            cni.ready([LIST])
+        assert [] == executor.invocations
+
     def test_executor_without_close(self, tmp_path: Path) -> None:
         """An executor with nothing to close (SubprocessExecutor) is fine."""
         with cnilib.CNI(cache_dir=tmp_path) as cni:
@@ -82,6 +96,24 @@ class TestAsyncCNIClose:
 
         assert cni.closed
         assert 1 == executor.closes
+
+    def test_status_report_after_aclose_raises(self, tmp_path: Path) -> None:
+        """AsyncCNI.status_report and ready refuse a closed runtime too."""
+        executor = _Closable()
+
+        async def main() -> None:
+            cni = cnilib.AsyncCNI(cache_dir=tmp_path, executor=executor)
+            await cni.aclose()
+            with pytest.raises(cnilib.ClosedError, match="AsyncCNI is closed"):
+                await cni.status_report([LIST])
+            with pytest.raises(cnilib.ClosedError):
+                await cni.status_report([LIST], status=False)
+            with pytest.raises(cnilib.ClosedError):
+                await cni.ready([LIST])
+
+        asyncio.run(main())
+
+        assert [] == executor.invocations
 
 
 class TestInProcessExecutorClose:
