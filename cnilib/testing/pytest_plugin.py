@@ -21,8 +21,9 @@ Fixture tree (scope in brackets; all others are per test)::
 
 Every namespace is deleted at teardown, also when the test fails; with it
 goes everything plugins made in it (links, addresses, routes, firewall rules,
-sysctls). The runtimes and the executor are closed before that. Set ``CNILIB_REQUIRE_PRIVILEGED=1`` (as CI running as root does) to
-make the privileged fixtures fail instead of skip where namespaces cannot be made.
+sysctls). The runtimes and the executor are closed before that. Set
+``CNILIB_REQUIRE_PRIVILEGED=1`` (as CI running as root does) to make the
+privileged fixtures fail instead of skip where namespaces cannot be made.
 """
 
 from __future__ import annotations
