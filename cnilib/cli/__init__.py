@@ -26,7 +26,7 @@ environment (as cnitool, but CNILIB_PLUGINS):
   CAP_ARGS        capability arguments, a JSON object
   CNI_IFNAME      interface name in the container (default eth0; set but
                   empty is an error, as in cnitool)
-  CNILIB_PLUGINS  where plugins come from, as --plugins (default binaries-first)
+  CNILIB_PLUGINS  where plugins come from, as --plugins (default binaries)
 
 The container ID defaults to cnitool's: 'cnitool-' + 20 hex digits of
 sha512(absolute netns path), so cnitool and cnilib share cache entries.
@@ -48,9 +48,11 @@ exit status:
 PLUGIN_SOURCES = ("in-process", "binaries", "in-process-first", "binaries-first")
 """Values of ``--plugins`` / ``CNILIB_PLUGINS``: where plugins come from."""
 
-DEFAULT_PLUGIN_SOURCE = "binaries-first"
-"""A command line that works with cnitool runs the very same binaries; a
-plugin that has no binary on CNI_PATH still runs in-process."""
+DEFAULT_PLUGIN_SOURCE = "binaries"
+"""Exactly cnitool: only binaries on CNI_PATH. A command line that fails with
+cnitool fails here too, instead of silently running an in-process plugin (and
+``add`` and ``del`` of one attachment can never run different plugins because
+CNI_PATH differed between them); in-process plugins run only on request."""
 
 PLUGINS_ENV = "CNILIB_PLUGINS"
 
@@ -58,10 +60,10 @@ _PLUGINS_HELP = (
     "where plugins come from: in-process (cnilib's Python plugins only), binaries "
     "(executables on CNI_PATH only), in-process-first or binaries-first (the other "
     f"kind for a plugin the first has not). Env {PLUGINS_ENV}; default "
-    f"{DEFAULT_PLUGIN_SOURCE}: a command line that works with cnitool runs the very "
-    "same binaries, and a plugin with no binary still runs in-process. cnilib's "
-    "plugins do their host-side work in this process's network namespace (run the "
-    "CLI under 'ip netns exec <node>' to choose it)"
+    f"{DEFAULT_PLUGIN_SOURCE}, exactly as cnitool: a missing binary is an error, never "
+    "a silent switch to an in-process plugin. cnilib's plugins do their host-side "
+    "work in this process's network namespace (run the CLI under 'ip netns exec "
+    "<node>' to choose it)"
 )
 
 

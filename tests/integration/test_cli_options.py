@@ -208,17 +208,18 @@ class TestPluginSource:
         assert all(getattr(part, "timeout", None) == 7.0 for part in parts)
         assert all(getattr(part, "host_netns", None) is None for part in parts)
 
-    def test_default_is_binaries_first(self, conf_dir: Path) -> None:
-        """With neither option nor environment, binaries come first, then in-process."""
+    def test_default_is_binaries_only(self, conf_dir: Path) -> None:
+        """With neither option nor environment, only binaries on CNI_PATH, as cnitool:
+        no silent fallback to an in-process plugin."""
         executor = _executor(_parser().parse_args(["list"]))
 
-        assert "binaries-first" == DEFAULT_PLUGIN_SOURCE
-        assert isinstance(executor, ChainExecutor)
-        assert [SubprocessExecutor, InProcessExecutor] == [type(e) for e in executor.executors]
+        assert "binaries" == DEFAULT_PLUGIN_SOURCE
+        assert isinstance(executor, SubprocessExecutor)
 
     def test_no_timeout(self, conf_dir: Path) -> None:
         """--timeout 0 means no deadline for either kind."""
-        executor = _executor(_parser().parse_args(["--timeout", "0", "list"]))
+        args = ["--plugins", "binaries-first", "--timeout", "0", "list"]
+        executor = _executor(_parser().parse_args(args))
 
         assert isinstance(executor, ChainExecutor)
         assert [None, None] == [getattr(e, "timeout", 1) for e in executor.executors]

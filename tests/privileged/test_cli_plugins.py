@@ -170,13 +170,38 @@ class TestInProcessThroughTheCLI:
             f'failed to find plugin "bridge" in path [{empty_bin}]'
         ] == proc.stderr.splitlines()
 
-    def test_default_runs_a_plugin_without_binary_in_process(
+    def test_default_is_binaries_only(
         self, node: NetNS, ctr: NetNS, conf_dir: Path, empty_bin: Path, tmp_path: Path
     ) -> None:
-        """The default (binaries-first) still runs bridge in-process when it has no binary."""
+        """The default (binaries) fails as cnitool does when bridge has no binary:
+        it never falls back to the in-process bridge, so nothing changes."""
         proc = run_cli(
             node,
             empty_bin,
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "add",
+            "brnet",
+            ctr.path,
+            env={"NETCONFPATH": str(conf_dir)},
+        )
+
+        assert 1 == proc.returncode
+        assert [
+            'cnilib add: error: plugin type="bridge" failed (add): '
+            f'failed to find plugin "bridge" in path [{empty_bin}]'
+        ] == proc.stderr.splitlines()
+        assert "eth0" not in ctr.exec("ip", "-o", "link").stdout
+
+    def test_binaries_first_runs_a_plugin_without_binary_in_process(
+        self, node: NetNS, ctr: NetNS, conf_dir: Path, empty_bin: Path, tmp_path: Path
+    ) -> None:
+        """binaries-first, when asked for, runs bridge in-process when it has no binary."""
+        proc = run_cli(
+            node,
+            empty_bin,
+            "--plugins",
+            "binaries-first",
             "--cache-dir",
             str(tmp_path / "cache"),
             "add",
