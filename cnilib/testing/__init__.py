@@ -19,6 +19,7 @@ run) stays cheap.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -111,7 +112,7 @@ sys.exit(_mod.main(sys.argv[0]))
 '''
 
 
-def install_recording_plugin(bin_dir: Path, name: str = "recorder") -> Path:
+def install_recording_plugin(bin_dir: str | os.PathLike[str], name: str = "recorder") -> Path:
     """Write an executable ``bin_dir/name`` that runs the recording plugin; return its path.
 
     With *bin_dir* on ``CNI_PATH`` a plugin ``"type": "<name>"`` finds it. A
@@ -119,17 +120,18 @@ def install_recording_plugin(bin_dir: Path, name: str = "recorder") -> Path:
     The shebang says ``-IS`` rather than ``-I -S``: Linux hands everything after
     the interpreter to it as one argument, and Python rejects ``"-I -S"``.
     """
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    path = bin_dir / name
+    directory = Path(bin_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
     path.write_text(_WRAPPER.format(python=sys.executable, name=name, source=str(RECORDING_PLUGIN)))
     path.chmod(0o755)
     return path
 
 
-def read_recording(log: Path) -> list[dict[str, object]]:
+def read_recording(log: str | os.PathLike[str]) -> list[dict[str, object]]:
     """The invocations recorded in *log*, oldest first (empty if nothing was recorded)."""
     try:
-        text = log.read_text()
+        text = Path(log).read_text()
     except FileNotFoundError:
         return []
     return [cast("dict[str, object]", json.loads(line)) for line in text.splitlines() if line]

@@ -13,7 +13,12 @@ from cnilib.spec import CURRENT
 
 __all__ = ["FakePlugin", "FakePluginFactory", "FakeResult"]
 
-FakeResult: TypeAlias = Result | Mapping[str, object] | Callable[[PluginRequest], Result] | None
+FakeResult: TypeAlias = (
+    Result
+    | Mapping[str, object]
+    | Callable[[PluginRequest], Result | Mapping[str, object] | None]
+    | None
+)
 """What :class:`FakePlugin` answers ADD with (see there)."""
 
 _VERBS = frozenset(str(c) for c in Command if c is not Command.VERSION)
@@ -33,7 +38,7 @@ class FakePlugin(BasePlugin):
         ``CNI_NETNS``) and no addresses. A :class:`cnilib.Result` or its JSON
         object (a mapping, read as the ``cniVersion`` it names, else as
         1.1.0) is answered as given; a callable gets the
-        :class:`PluginRequest` and returns the result. The answer is
+        :class:`PluginRequest` and returns any of these. The answer is
         converted to the config's ``cniVersion``, as a plugin's would be.
     :param errors: an exception to raise per verb (``"ADD"``, ``"DEL"``,
         ``"CHECK"``, ``"STATUS"``, ``"GC"``): a :class:`cnilib.PluginError`
@@ -107,7 +112,8 @@ class FakePlugin(BasePlugin):
         self._record(req)
         answer = self.result
         if callable(answer):
-            return answer(req)
+            # A function's answer means what the same value given directly would.
+            answer = answer(req)
         if isinstance(answer, Result):
             return answer
         if answer is not None:

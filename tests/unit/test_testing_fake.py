@@ -7,6 +7,7 @@ plugins), and the fake touches no kernel state.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,16 @@ class TestFakePlugin:
         else:  # 0.3.x and 0.4.0 name each address's IP version
             assert [{"version": "4", "address": "10.1.0.5/24"}] == doc["ips"]
 
+    def test_callable_may_answer_a_mapping(self, tmp_path: Path) -> None:
+        """A function's mapping is read like a mapping given directly (it was code 999)."""
+        fake = FakePlugin(lambda req: {"ips": [{"address": f"10.1.0.{len(req.ifname)}/24"}]})
+        cni = runtime(fake_only(fake=fake), tmp_path)
+
+        result = cni.add_network_list(chain("fake", version="1.0.0"), RT)
+
+        assert result is not None
+        assert [{"address": "10.1.0.4/24"}] == json.loads(result.to_json())["ips"]
+
     def test_mapping_answer_naming_its_version_is_converted(self, tmp_path: Path) -> None:
         """A mapping that names its cniVersion is read as that version, then converted."""
         fake = FakePlugin(
@@ -226,3 +237,14 @@ class TestConflist:
         assert "n" == conflist(text.encode(), data_dir=tmp_path).name
         with pytest.raises(cnilib.ConfigError):
             conflist("{")
+
+
+def test_recording_plugin_helpers_take_text_paths(tmp_path: Path) -> None:
+    """install_recording_plugin and read_recording take str as well as Path."""
+    from cnilib.testing import install_recording_plugin, read_recording
+
+    installed = install_recording_plugin(str(tmp_path / "bin"), "rec")
+
+    assert tmp_path / "bin" / "rec" == installed
+    assert os.access(installed, os.X_OK)
+    assert [] == read_recording(str(tmp_path / "none.log"))
