@@ -20,11 +20,17 @@ if TYPE_CHECKING:
     from cnilib.invoke import Executor
     from cnilib.runtime import CNI, RuntimeConf
 
-__all__ = ["cnitool_container_id", "printable", "printable_json", "run"]
+__all__ = ["NO_PLUGIN_PATH", "cnitool_container_id", "printable", "printable_json", "run"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
+
+NO_PLUGIN_PATH = (
+    "no plugin path: set CNI_PATH or --cni-path (in-process plugins get it as CNI_PATH "
+    "too, as Go's skel requires, and it is searched for plugins cnilib does not have)"
+)
+"""The error of a command that runs in-process plugins with an empty plugin path."""
 
 
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -488,11 +494,27 @@ def _log_to_stderr(verbosity: int) -> None:
     library_log.setLevel(logging.DEBUG)
 
 
+_NEED_PLUGIN_PATH = frozenset({"add", "check", "del", "gc", "status"})
+"""Commands whose plugins get ``CNI_PATH`` and require it (all but VERSION's)."""
+
+
+def _check_plugin_path(args: argparse.Namespace, source: str) -> None:
+    """Refuse, before anything runs, in-process plugins with an empty plugin path.
+
+    They would each fail with skel's ``required env variables [CNI_PATH]
+    missing`` (half-way through a chain); binaries alone keep libcni's own
+    ``no paths provided``.
+    """
+    if source != "binaries" and args.command in _NEED_PLUGIN_PATH and not _plugin_path(args):
+        raise InvalidArgumentError(NO_PLUGIN_PATH)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; map errors to exit codes."""
     _log_to_stderr(int(args.verbose or 0))
     try:
-        plugin_source(args)  # a bad --plugins or CNILIB_PLUGINS fails every command alike
+        # A bad --plugins or CNILIB_PLUGINS fails every command alike.
+        _check_plugin_path(args, plugin_source(args))
         return _COMMANDS[args.command](args)
     except CNIError as exc:
         _report(args, exc)

@@ -15,7 +15,7 @@ import pytest
 
 from cnilib import InProcessExecutor
 from cnilib.cli import DEFAULT_PLUGIN_SOURCE, PLUGIN_SOURCES, _parser, main
-from cnilib.cli._commands import _executor
+from cnilib.cli._commands import NO_PLUGIN_PATH, _executor
 from cnilib.invoke import ChainExecutor, SubprocessExecutor
 from cnilib.testing import install_recording_plugin, read_recording
 
@@ -223,6 +223,69 @@ class TestPluginSource:
 
         assert isinstance(executor, ChainExecutor)
         assert [None, None] == [getattr(e, "timeout", 1) for e in executor.executors]
+
+
+class TestInProcessNeedsAPluginPath:
+    """In-process plugins get the plugin path as CNI_PATH, which they require
+    (Go's skel rule): with none, the CLI refuses before anything runs."""
+
+    @pytest.mark.parametrize("source", ["in-process", "in-process-first", "binaries-first"])
+    @pytest.mark.parametrize("verb", ["add", "check", "del", "gc", "status"])
+    def test_empty_path_is_refused_up_front(
+        self,
+        conf_dir: Path,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        log: Path,
+        source: str,
+        verb: str,
+    ) -> None:
+        monkeypatch.setenv("CNI_PATH", "")
+        target = ["/run/netns/x"] if verb in ("add", "check", "del") else []
+
+        status = main(
+            ["--plugins", source, "--cache-dir", str(tmp_path / "c"), verb, "net1", *target]
+        )
+
+        assert 1 == status
+        assert [f"cnilib {verb}: error: {NO_PLUGIN_PATH}"] == capsys.readouterr().err.splitlines()
+        assert [] == read_recording(log)
+
+    def test_json_error_object(
+        self,
+        conf_dir: Path,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """--cni-path '' (over a set CNI_PATH) counts as empty; --json prints code 4."""
+        args = ["--plugins", "in-process", "--cni-path", "", "--json"]
+
+        assert 1 == main([*args, "--cache-dir", str(tmp_path / "c"), "del", "net1", "/run/netns/x"])
+        assert {"code": 4, "msg": NO_PLUGIN_PATH} == json.loads(capsys.readouterr().out)
+
+    def test_version_and_validate_need_no_path(
+        self, conf_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """VERSION needs no CNI_PATH (skel sends "dummy"), so these still run."""
+        monkeypatch.setenv("CNI_PATH", "")
+
+        assert 0 == main(["--plugins", "in-process", "version", "loopback"])
+        assert "1.1.0" in json.loads(capsys.readouterr().out)["supportedVersions"]
+
+    def test_binaries_keep_libcnis_error(
+        self,
+        conf_dir: Path,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """With binaries only (the default), an empty path fails as in libcni."""
+        monkeypatch.setenv("CNI_PATH", "")
+
+        assert 1 == main(["--cache-dir", str(tmp_path / "c"), "add", "net1", "/run/netns/x"])
+        assert "no paths provided" in capsys.readouterr().err
 
 
 class TestCnitoolRefusals:

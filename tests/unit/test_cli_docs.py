@@ -75,3 +75,10 @@ def test_plugin_sources_are_documented() -> None:
     assert [] == [value for value in PLUGIN_SOURCES if f"| `{value}` |" not in doc]
     assert f"`{PLUGINS_ENV}`" in doc
     assert f"The default is `{DEFAULT_PLUGIN_SOURCE}`" in doc
+
+
+def test_no_plugin_path_error_is_documented() -> None:
+    """The refusal of in-process plugins without a plugin path is shown word for word."""
+    from cnilib.cli._commands import NO_PLUGIN_PATH
+
+    assert f"cnilib add: error: {NO_PLUGIN_PATH}\n" in DOC.read_text()
