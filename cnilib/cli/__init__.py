@@ -224,14 +224,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the process exit code."""
-    args = _parser().parse_args(argv)
-    # -v before and after the command add up (see _add_global_options).
-    args.verbose += vars(args).pop("verbose_after_command", 0)
-    from cnilib.cli._commands import run  # deferred: keeps --help fast
+def discard_stdout() -> None:
+    """stdout's reader has gone (a closed pipe, ``| head``): point stdout at
+    /dev/null, as Python's documentation recommends for a BrokenPipeError, so
+    that later writes, and the flush at exit, do not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
-    return run(args)
+
+def _flush_stdout() -> None:
+    """Flush now, while a reader that has gone can still be handled quietly
+    (at interpreter exit it would be an ``Exception ignored`` message)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        discard_stdout()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the process exit code.
+
+    A reader of stdout that stops early changes neither: the rest of the
+    output is discarded and the status is the command's own (docs/cli.md).
+    """
+    try:
+        args = _parser().parse_args(argv)
+        # -v before and after the command add up (see _add_global_options).
+        args.verbose += vars(args).pop("verbose_after_command", 0)
+        from cnilib.cli._commands import run  # deferred: keeps --help fast
+
+        return run(args)
+    finally:
+        _flush_stdout()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -81,6 +81,18 @@ def printable_json(text: str) -> str:
     return "".join(ch if ch.isprintable() or ch == "\n" else _json_escape(ch) for ch in text)
 
 
+def _out(line: str) -> None:
+    """Print ``line`` on stdout. If the reader has gone (``cnilib list | head``),
+    the rest of the output is discarded and the command runs on to its end, so
+    that its exit status is still the operation's outcome."""
+    try:
+        print(line)
+    except BrokenPipeError:
+        from cnilib.cli import discard_stdout
+
+        discard_stdout()
+
+
 def cnitool_container_id(netns: str) -> str:
     """cnitool's container ID: ``cnitool-`` + hex of the first 10 bytes of
     sha512(absolute netns path)."""
@@ -195,7 +207,7 @@ def _runtime_conf(args: argparse.Namespace) -> RuntimeConf:
 def _cmd_add(args: argparse.Namespace) -> int:
     result = _cni(args).add_network_list(_load_network(args), _runtime_conf(args))
     if result is not None:
-        print(printable_json(result.to_json(indent=4)))
+        _out(printable_json(result.to_json(indent=4)))
     return EXIT_OK
 
 
@@ -217,7 +229,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     entries = report.stale if args.dry_run else report.deleted
     for entry in entries:
         fields = (entry.network_name, entry.container_id, entry.ifname)
-        print("\t".join((verb, *map(printable, fields))))
+        _out("\t".join((verb, *map(printable, fields))))
     if report.skipped_owners:
         print(f"kept {report.skipped_owners} attachment(s) of other owners", file=sys.stderr)
     return EXIT_OK
@@ -231,13 +243,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_version(args: argparse.Namespace) -> int:
     info = _executor(args).version_info(args.plugin, _plugin_path(args))
     answer = {"cniVersion": info.cni_version, "supportedVersions": list(info.supported_versions)}
-    print(json.dumps(answer))
+    _out(json.dumps(answer))
     return EXIT_OK
 
 
 def _print_json(value: object) -> None:
     # json.dumps escapes every control and non-ASCII character itself.
-    print(json.dumps(value, indent=4))
+    _out(json.dumps(value, indent=4))
 
 
 def _validation(
@@ -314,7 +326,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         _print_problems(header, problems)
         return EXIT_FAILURE
     caps = printable(", ".join(capabilities) or "none")
-    print(f"{header}: valid, cniVersion {printable(conflist.cni_version)}, capabilities: {caps}")
+    _out(f"{header}: valid, cniVersion {printable(conflist.cni_version)}, capabilities: {caps}")
     return EXIT_OK
 
 
@@ -400,7 +412,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             fields = [net.name, net.cni_version or "-", ",".join(types), net.source or ""]
             if reason is not None and invalid is not None:
                 fields.append(f"invalid network name: {reason}")
-            print("\t".join(map(printable, fields)))
+            _out("\t".join(map(printable, fields)))
     if args.json:
         _print_json(listed)
     else:
@@ -446,7 +458,7 @@ def _error_lines(exc: BaseException) -> list[str]:
 def _report(args: argparse.Namespace, exc: CNIError) -> None:
     if args.json:
         # json.dumps escapes every control and non-ASCII character itself.
-        print(json.dumps(exc.to_object(), indent=4))
+        _out(json.dumps(exc.to_object(), indent=4))
     else:
         text = "\n  ".join(_error_lines(exc))
         print(f"cnilib {args.command}: error: {text}", file=sys.stderr)
