@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from cnilib.errors import CNIError, CNIErrorGroup, ConfigError, InvalidArgumentError
@@ -492,18 +492,34 @@ class _SummaryFilter(logging.Filter):
         return any(_below(record.name, name) for name in _SUMMARY_LOGGERS)
 
 
-def _log_to_stderr(verbosity: int) -> None:
+def _log_to_stderr(verbosity: int) -> Callable[[], None]:
     """``-v`` (1): a summary of each plugin call and operation; ``-vv`` (2 or
-    more): everything cnilib logs, each call's whole exchange included."""
+    more): everything cnilib logs, each call's whole exchange included (its
+    logger is opt-in, see :mod:`cnilib.invoke._calllog`).
+
+    Returns what undoes it, so that ``main()`` called in-process (tests, an
+    application) leaves logging as it found it.
+    """
     if verbosity <= 0:
-        return
+        return lambda: None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_PrintableFormatter("%(name)s: %(message)s"))
     if verbosity == 1:
         handler.addFilter(_SummaryFilter())
     library_log = logging.getLogger("cnilib")
+    exchange_log = logging.getLogger(_EXCHANGE_LOGGER)
+    levels = {library_log: library_log.level, exchange_log: exchange_log.level}
     library_log.addHandler(handler)
     library_log.setLevel(logging.DEBUG)
+    if verbosity >= 2:
+        exchange_log.setLevel(logging.DEBUG)
+
+    def restore() -> None:
+        library_log.removeHandler(handler)
+        for log, level in levels.items():
+            log.setLevel(level)
+
+    return restore
 
 
 _NEED_PLUGIN_PATH = frozenset({"add", "check", "del", "gc", "status"})
@@ -523,7 +539,7 @@ def _check_plugin_path(args: argparse.Namespace, source: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; map errors to exit codes."""
-    _log_to_stderr(int(args.verbose or 0))
+    restore_logging = _log_to_stderr(int(args.verbose or 0))
     try:
         # A bad --plugins or CNILIB_PLUGINS fails every command alike.
         _check_plugin_path(args, plugin_source(args))
@@ -534,3 +550,5 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"cnilib {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        restore_logging()

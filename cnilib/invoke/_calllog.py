@@ -7,7 +7,8 @@ Two loggers, so that a summary can be had without the whole exchange:
   ``...: failed (code 7) in 3.1 ms: <the error>``;
 * ``cnilib.invoke.exchange``: what was exchanged: the ``CNI_*`` (and trace)
   environment and stdin when the call starts, the exit status and stdout
-  when it ends. The plugin's stderr lines are logged on ``cnilib.plugin``.
+  when it ends. Its own level is INFO, so it is logged only once enabled by
+  name. The plugin's stderr lines are logged on ``cnilib.plugin``.
 
 Nothing is formatted unless the logger is enabled for DEBUG.
 """
@@ -25,6 +26,11 @@ __all__ = ["CallLog", "exchange_log", "summary_log"]
 
 summary_log = get_logger("cnilib.invoke")
 exchange_log = get_logger("cnilib.invoke.exchange")
+# Opt-in: the exchange carries runtimeConfig and addresses, so it must not
+# follow "cnilib.invoke" (or "cnilib") to DEBUG; only setLevel(DEBUG) on this
+# logger itself turns it on. A level set before this (lazy) import is kept.
+if exchange_log.level == logging.NOTSET:
+    exchange_log.setLevel(logging.INFO)
 
 SHOWN_BYTES = 64 << 10
 """How much of stdin or stdout one log line shows."""

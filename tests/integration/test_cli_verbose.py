@@ -6,12 +6,15 @@ The recording plugin touches nothing, so it runs here without a namespace.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from cnilib.cli import main
 
 
 @pytest.fixture
@@ -96,6 +99,29 @@ class TestVerbose:
         assert "net1" == json.loads(stdin)["name"]
         assert "0" == status
         assert "10.250.0.2/24" == json.loads(stdout)["ips"][0]["address"]
+
+    def test_in_process_run_restores_logging(
+        self,
+        cli_env: dict[str, str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """main() with -vv shows the exchange, then leaves logging as it found it
+        (the exchange logger back at its opt-in INFO, no handler left behind)."""
+        for name in ("NETCONFPATH", "CNI_PATH"):
+            monkeypatch.setenv(name, cli_env[name])
+        library, exchange = logging.getLogger("cnilib"), logging.getLogger("cnilib.invoke.exchange")
+        before = (list(library.handlers), library.level, exchange.level)
+
+        status = main(
+            ["--cache-dir", str(tmp_path / "cache"), "-vv", "add", "net1", "/run/netns/x"]
+        )
+
+        assert 0 == status
+        assert 4 == len(_lines(capsys.readouterr().err, "cnilib.invoke.exchange"))
+        assert before == (list(library.handlers), library.level, exchange.level)
+        assert logging.INFO == exchange.level
 
     def test_plugin_text_is_escaped(self, cli_env: dict[str, str], tmp_path: Path) -> None:
         """-vv: what a plugin prints reaches the terminal escaped."""
