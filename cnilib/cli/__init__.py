@@ -1,4 +1,5 @@
-"""``python -m cnilib``: cnitool's commands, plus ``version``, ``validate`` and ``list``.
+"""``python -m cnilib``: cnitool's commands, plus ``version``, ``validate``,
+``list`` and ``doctor``.
 
 Only argparse is imported up front; each command imports what it needs, so
 ``--help`` starts as fast as Python itself.
@@ -215,6 +216,16 @@ def _parser() -> argparse.ArgumentParser:
         "[options] NETWORK",
     )
     validate.add_argument("network", metavar="NETWORK", help=_NETWORK_HELP)
+
+    doctor = command(
+        "doctor",
+        "report whether networks can attach containers: where each plugin runs from, its "
+        "spec versions against the list's, STATUS; exit 1 unless every one is ready",
+        "[options] [NETWORK]",
+    )
+    doctor.add_argument(
+        "network", metavar="NETWORK", nargs="?", default="", help=_NETWORK_HELP + " (default: all)"
+    )
 
     command(
         "list",

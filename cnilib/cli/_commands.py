@@ -421,6 +421,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if unloadable or problems else EXIT_OK
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from cnilib.cli._doctor import doctor  # its own module; it uses the helpers above
+
+    return doctor(args)
+
+
 _COMMANDS = {
     "add": _cmd_add,
     "check": _cmd_check,
@@ -428,6 +434,7 @@ _COMMANDS = {
     "gc": _cmd_gc,
     "status": _cmd_status,
     "version": _cmd_version,
+    "doctor": _cmd_doctor,
     "validate": _cmd_validate,
     "list": _cmd_list,
 }
@@ -522,7 +529,7 @@ def _log_to_stderr(verbosity: int) -> Callable[[], None]:
     return restore
 
 
-_NEED_PLUGIN_PATH = frozenset({"add", "check", "del", "gc", "status"})
+_NEED_PLUGIN_PATH = frozenset({"add", "check", "del", "gc", "status", "doctor"})
 """Commands whose plugins get ``CNI_PATH`` and require it (all but VERSION's)."""
 
 
