@@ -199,14 +199,8 @@ async def run_plugin(executor: SubprocessExecutor, invocation: Invocation) -> by
     deadline or a cancellation kills its process group, then what is left of
     its output is collected for at most a grace period.
     """
-    call = CallLog(invocation)
-    try:
-        stdout = await _run_plugin(executor, invocation, call)
-    except BaseException as exc:
-        call.ended(exc)
-        raise
-    call.ended()
-    return stdout
+    with CallLog(invocation) as call:
+        return await _run_plugin(executor, invocation, call)
 
 
 async def _run_plugin(executor: SubprocessExecutor, invocation: Invocation, call: CallLog) -> bytes:

@@ -47,9 +47,10 @@ def _text(data: bytes) -> str:
 
 
 class CallLog:
-    """The log of one call: create it when the call starts, then call
-    :meth:`sent` once the environment is known and :meth:`ended` (or
-    :meth:`answered` first) at its end."""
+    """The log of one call, used as a context manager around it: call
+    :meth:`sent` once the environment is known and :meth:`answered` with the
+    plugin's output; leaving the block logs the summary (:meth:`ended`), with
+    the exception if one ends the call."""
 
     __slots__ = ("executable", "invocation", "started")
 
@@ -57,6 +58,14 @@ class CallLog:
         self.invocation = invocation
         self.executable = executable
         self.started = time.monotonic()
+
+    def __enter__(self) -> CallLog:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self.ended(exc)
 
     def _name(self) -> str:
         where = f" {self.executable}" if self.executable else ""

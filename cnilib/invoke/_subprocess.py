@@ -156,14 +156,8 @@ class SubprocessExecutor:
 
         Each call is logged at DEBUG (see :mod:`cnilib.invoke._calllog`).
         """
-        call = CallLog(invocation)
-        try:
-            stdout = self._exec(invocation, call)
-        except BaseException as exc:
-            call.ended(exc)
-            raise
-        call.ended()
-        return stdout
+        with CallLog(invocation) as call:
+            return self._exec(invocation, call)
 
     def _exec(self, invocation: Invocation, call: CallLog) -> bytes:
         argv, env, timeout = self.prepare(invocation)

@@ -337,30 +337,20 @@ class InProcessExecutor:
         Past the deadline, raise :class:`cnilib.PluginTimeoutError` (see the
         class). Each call is logged at DEBUG on ``cnilib.invoke``.
         """
-        call = CallLog(invocation, IN_PROCESS)
-        try:
+        with CallLog(invocation, IN_PROCESS) as call:
             call.sent(IN_PROCESS, None)
             stdout = self._exec(invocation)
-        except BaseException as exc:
-            call.ended(exc)
-            raise
-        call.answered(stdout)
-        call.ended()
-        return stdout
+            call.answered(stdout)
+            return stdout
 
     async def aexec(self, invocation: Invocation) -> bytes:
         """:meth:`exec` for asyncio: the loop is never blocked; a deadline or a
         cancellation stops the waiting, as in :meth:`exec`."""
-        call = CallLog(invocation, IN_PROCESS)
-        try:
+        with CallLog(invocation, IN_PROCESS) as call:
             call.sent(IN_PROCESS, None)
             stdout = await self._aexec(invocation)
-        except BaseException as exc:
-            call.ended(exc)
-            raise
-        call.answered(stdout)
-        call.ended()
-        return stdout
+            call.answered(stdout)
+            return stdout
 
     def _exec(self, invocation: Invocation) -> bytes:
         """Call the plugin; return its stdout or raise its error object as a PluginError.

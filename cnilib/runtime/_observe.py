@@ -117,15 +117,12 @@ class Observer:
         error: BaseException | None = None
         try:
             with contextlib.ExitStack() as stack:
-                span = None
                 if tracer is not None:
-                    span = stack.enter_context(_span(tracer, f"cni.{verb}", _attributes(op)))
+                    stack.enter_context(_span(tracer, f"cni.{verb}", _attributes(op)))
                 try:
                     yield
                 except BaseException as exc:
                     error = exc
-                    if span is not None:
-                        _span_failed(span, exc)
                     raise
         finally:
             _current.reset(token)
@@ -184,8 +181,6 @@ class Observer:
                     yield
                 except BaseException as exc:
                     error = exc
-                    if span is not None:
-                        _span_failed(span, exc)
                     raise
         finally:
             if self.events is not None:
@@ -228,11 +223,16 @@ def _attributes(op: _Operation) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _span(tracer: Tracer, name: str, attributes: dict[str, str]) -> Iterator[Span]:
-    # Status and exception are set by _span_failed, with the CNI error code.
+    """A current span for the block; an exception ending it is recorded by
+    :func:`_span_failed` (with the CNI error code), not by OpenTelemetry."""
     with tracer.start_as_current_span(
         name, attributes=attributes, record_exception=False, set_status_on_exception=False
     ) as span:
-        yield span
+        try:
+            yield span
+        except BaseException as exc:
+            _span_failed(span, exc)
+            raise
 
 
 def _span_failed(span: Span, error: BaseException) -> None:
