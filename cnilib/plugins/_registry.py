@@ -31,11 +31,11 @@ ENTRY_POINT_GROUP = "cnilib.plugins"
 """The entry-point group installed packages declare their plugins in."""
 
 BUILTIN_PLUGINS: dict[str, str] = {
-    "loopback": "cnilib.plugins.loopback:Loopback",
+    "loopback": "cnilib.plugins.main.loopback:Loopback",
     "host-local": "cnilib.plugins.ipam.host_local:HostLocal",
     "static": "cnilib.plugins.ipam.static:Static",
-    "bridge": "cnilib.plugins.bridge:Bridge",
-    "ptp": "cnilib.plugins.ptp:Ptp",
+    "bridge": "cnilib.plugins.main.bridge:Bridge",
+    "ptp": "cnilib.plugins.main.ptp:Ptp",
 }
 """CNI type → ``module:Class`` of cnilib's own plugins."""
 

@@ -25,8 +25,8 @@ import cnilib
 from cnilib.invoke import SubprocessExecutor
 from cnilib.plugins._executor import InProcessExecutor
 from cnilib.plugins._skel import handle
-from cnilib.plugins.bridge import Bridge
-from cnilib.plugins.loopback import Loopback
+from cnilib.plugins.main.bridge import Bridge
+from cnilib.plugins.main.loopback import Loopback
 from cnilib.results import ResultV100
 from cnilib.testing import NetNS, create_netns
 from tests.privileged._bridge_world import CONTAINER_ID, NETWORK, Side, bridge_conf, tables

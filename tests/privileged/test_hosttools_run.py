@@ -18,9 +18,9 @@ import pytest
 
 from cnilib.errors import ErrorCode, PluginError
 from cnilib.netlink import run_in_netns
-from cnilib.plugins import _hosttools
-from cnilib.plugins._hosttools import run_tool
-from cnilib.plugins._masq import backend_works
+from cnilib.plugins._hosttools import tools as _hosttools
+from cnilib.plugins._hosttools.masq import backend_works
+from cnilib.plugins._hosttools.tools import run_tool
 from cnilib.testing import NetNS
 
 

@@ -6,7 +6,7 @@ in-process executor and the executables use). Each gets its own fresh container
 namespace, made with a bare ``ip netns add`` (``lo`` down, no addresses), and
 the answers and the kernel state of ``lo`` are compared.
 
-Deliberate differences, asserted as such (see :mod:`cnilib.plugins.loopback`):
+Deliberate differences, asserted as such (see :mod:`cnilib.plugins.main.loopback`):
 Go 1.1.1 prints a 1.x-shaped result for every version (no ``ip4``/``ip6``
 for 0.1.0/0.2.0, no ``version`` in 0.3.x/0.4.0 ``ips``) with ``"dns": {}``;
 ours converts to the configured version; and a missing namespace is worded
@@ -29,7 +29,7 @@ import pytest
 from cnilib import netlink
 from cnilib.errors import ErrorCode, PluginError
 from cnilib.plugins._skel import handle
-from cnilib.plugins.loopback import Loopback
+from cnilib.plugins.main.loopback import Loopback
 from cnilib.testing import NetNS
 
 GO_LOOPBACK = Path("/usr/lib/cni/loopback")

@@ -164,7 +164,7 @@ def test_del_survives_a_failing_spoofcheck_teardown(
 ) -> None:
     """As Go's bridge, DEL only reports a macspoofchk teardown failure (here nft cannot
     list the table): the address is released and the masquerading chain still removed."""
-    from cnilib.plugins import _spoofcheck
+    from cnilib.plugins._hosttools import spoofcheck as _spoofcheck
 
     conf = py.conflist(bridge_conf(V4, isGateway=True, ipMasq=True, macspoofchk=True))
     py.cni.add_network_list(conf, py.rt())
@@ -182,7 +182,7 @@ def test_del_survives_a_failing_spoofcheck_teardown(
 def test_both_backends_work_in_a_node_namespace(py: Side) -> None:
     """The probe that decides whether a backend's failure counts says yes for both here."""
     from cnilib.netlink import run_in_netns
-    from cnilib.plugins._masq import backend_works
+    from cnilib.plugins._hosttools.masq import backend_works
 
     assert run_in_netns(py.node.path, backend_works, "iptables") is True
     assert run_in_netns(py.node.path, backend_works, "nftables") is True

@@ -9,7 +9,7 @@ JSON (modulo random MACs, veth and namespace names) and the kernel state
 (container and node links, addresses, routes, sysctls, the node's
 ``iptables-save``/``ip6tables-save``, host-local's store) must be equal.
 
-Deliberate differences asserted as such (see :mod:`cnilib.plugins.ptp`):
+Deliberate differences asserted as such (see :mod:`cnilib.plugins.main.ptp`):
 a veth's ``txqueuelen`` is not compared (Go 1.1.1 makes them with 0), and
 DEL after the container namespace is gone leaks Go's ipMasq chain, not ours.
 """

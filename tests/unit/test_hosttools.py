@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cnilib.errors import ErrorCode, PluginError
-from cnilib.plugins._hosttools import find_tool, tool_exists
+from cnilib.plugins._hosttools.tools import find_tool, tool_exists
 
 FAKE = "cnilib-fake-tool"
 

@@ -9,9 +9,9 @@ import pytest
 
 from cnilib.errors import ErrorCode, PluginError
 from cnilib.netlink import NotOnWorkerError
-from cnilib.plugins import _hosttools, _masq
-from cnilib.plugins._ipmasq_nft import instance_comment
-from cnilib.plugins._nft import nft_list, rules_commented
+from cnilib.plugins._hosttools import masq as _masq, tools as _hosttools
+from cnilib.plugins._hosttools.ipmasq_nft import instance_comment
+from cnilib.plugins._hosttools.nft import nft_list, rules_commented
 
 
 def _tools(monkeypatch: pytest.MonkeyPatch, *present: str) -> None:
@@ -122,7 +122,7 @@ def test_gc_keeps_valid_rules_whatever_their_comment_tail(monkeypatch: pytest.Mo
     """GC tells attachments apart by the hashes at the head of the comment: a valid rule
     whose readable tail Go cut at 128 bytes (not characters, as here) is kept; the rule of
     an attachment that is not valid goes."""
-    from cnilib.plugins import _ipmasq_nft
+    from cnilib.plugins._hosttools import ipmasq_nft as _ipmasq_nft
 
     ifname, cid = "ethé", "c" * 120
     go_cut = instance_comment("net1", ifname, cid).encode()[:128].decode("utf-8", "replace")

@@ -11,7 +11,7 @@ Keys: ``ipam`` (required), ``ipMasq``, ``ipMasqBackend``, ``mtu``, ``dns``.
   host end gets ``<gw>/32`` and a route ``<ip>/32 dev <host veth> scope
   host``; ``ipMasq`` adds Go's ``CNI-<hash>`` nat chain (or, with
   ``ipMasqBackend: "nftables"``, a rule in Go's ``cni_plugins_masquerade``
-  table, :mod:`cnilib.plugins._masq`). Result:
+  table, :mod:`cnilib.plugins._hosttools.masq`). Result:
   ``interfaces = [host veth, container]``, every ``ips[].interface = 1``;
   ``dns`` from the config when it sets any DNS field, else IPAM's.
 - DEL: IPAM DEL first, then the container link is deleted (an empty or
@@ -21,7 +21,7 @@ Keys: ``ipam`` (required), ``ipMasq``, ``ipMasqBackend``, ``mtu``, ``dns``.
   every address and route.
 
 Host-side work happens in ``PluginRequest.host_netns``, with the building
-blocks of :mod:`cnilib.plugins._hostside` and :mod:`cnilib.plugins._ipmasq`
+blocks of :mod:`cnilib.plugins._hostside` and :mod:`cnilib.plugins._hosttools.ipmasq`
 (shared with ``bridge``).
 
 Deliberate differences from Go's ptp 1.1.1:
@@ -43,7 +43,7 @@ Deliberate differences from Go's ptp 1.1.1:
   it); DEL clears both backends, as Go 1.5 does.
 - A missing namespace reads ``failed to open netns "<path>": netns: open
   <path>: No such file or directory`` (Go: ``... failed to Statfs ...``);
-  a 1.x result omits an empty ``dns`` (see :mod:`cnilib.plugins.loopback`);
+  a 1.x result omits an empty ``dns`` (see :mod:`cnilib.plugins.main.loopback`);
   IPAM routes are added with ``NLM_F_EXCL`` (Go's ``RouteAddEcmp`` appends
   a second route to an existing destination).
 """
@@ -90,7 +90,7 @@ from cnilib.plugins._hostside import (
     validate_expected_interface_ips,
     validate_expected_routes,
 )
-from cnilib.plugins._masq import IPTABLES, Masquerade, gc_masquerade, masq_backend
+from cnilib.plugins._hosttools.masq import IPTABLES, Masquerade, gc_masquerade, masq_backend
 from cnilib.plugins._netconf import conf_bool, conf_int, dns_override, ipam_type
 from cnilib.results import DNS, IPAddress, IPInterface, Result, Route
 from cnilib.results.v100 import Interface, IPConfig, ResultV100

@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from cnilib.plugins._nft import Command, nft_apply, nft_list, rules_commented
+from cnilib.plugins._hosttools.nft import Command, nft_apply, nft_list, rules_commented
 from cnilib.results import IPInterface
 
 __all__ = ["gc_ipmasq_nft", "instance_comment", "setup_ipmasq_nft", "teardown_ipmasq_nft"]

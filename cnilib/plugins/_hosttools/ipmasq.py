@@ -27,7 +27,7 @@ import re
 import shlex
 from collections.abc import Iterable, Sequence
 
-from cnilib.plugins._hosttools import find_tool, run_tool, tool_failure
+from cnilib.plugins._hosttools.tools import find_tool, run_tool, tool_failure
 from cnilib.results import IPInterface
 
 __all__ = [

@@ -24,7 +24,7 @@ from typing import Any
 
 from cnilib.errors import PluginError
 from cnilib.plugins._hostside import fail
-from cnilib.plugins._nft import Command, nft_apply, nft_list, rules_commented
+from cnilib.plugins._hosttools.nft import Command, nft_apply, nft_list, rules_commented
 
 __all__ = ["check_spoofcheck", "setup_spoofcheck", "spoofcheck_ref", "teardown_spoofcheck"]
 

@@ -6,7 +6,7 @@ or nothing. Reads use ``nft -j list ...``. Names and comments travel as JSON
 strings, so no value needs quoting for nft's own syntax.
 
 As with iptables, these run as children of a namespace worker (see
-:mod:`cnilib.plugins._hosttools`), so the rules land in that namespace.
+:mod:`cnilib.plugins._hosttools.tools`), so the rules land in that namespace.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cnilib.plugins._hosttools import find_tool, run_tool, tool_exists, tool_failure
+from cnilib.plugins._hosttools.tools import find_tool, run_tool, tool_exists, tool_failure
 
 __all__ = [
     "Command",

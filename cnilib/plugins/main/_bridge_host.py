@@ -48,7 +48,7 @@ from cnilib.plugins._hostside import (
     try_sysctl,
     wait_oper_up,
 )
-from cnilib.plugins._masq import Masquerade
+from cnilib.plugins._hosttools.masq import Masquerade
 from cnilib.results import IPInterface, Route
 from cnilib.results.v100 import Interface, IPConfig
 

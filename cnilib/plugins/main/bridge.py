@@ -20,7 +20,7 @@ ADD, DEL, CHECK and their error texts follow Go's 1.1.1 plugin; STATUS
 - CHECK without IPAM (layer 2) skips the IPAM CHECK (Go delegates to an
   IPAM of type "" and fails); a missing route is named readably
   (``Expected Route 0.0.0.0/0 via 10.1.0.1 not found in routing table``);
-- ipMasq (:mod:`cnilib.plugins._ipmasq`): same rules, but two iptables
+- ipMasq (:mod:`cnilib.plugins._hosttools.ipmasq`): same rules, but two iptables
   execs per family instead of about eight per address; DEL with the
   namespace, the link or ``CNI_NETNS`` gone still removes the chain (Go
   leaks it); DEL of an attachment with two addresses of one family
@@ -33,12 +33,12 @@ ADD, DEL, CHECK and their error texts follow Go's 1.1.1 plugin; STATUS
   looks for the clash in the wrong namespace); the bridge is looked up
   before it is created; the port is polled every 5 ms for operstate UP
   (Go: after 0/50/500/1000/1000 ms);
-- ``macspoofchk`` (:mod:`cnilib.plugins._spoofcheck`): Go's nftables rule
+- ``macspoofchk`` (:mod:`cnilib.plugins._hosttools.spoofcheck`): Go's nftables rule
   set, made in one nft transaction instead of two; CHECK also verifies it
   (Go's does not look);
 - ``ipMasqBackend`` (``iptables``/``nftables``, Go 1.5's key, which Debian's
   1.1.1 ignores): the nftables backend is Go's ``cni_plugins_masquerade``
-  table (:mod:`cnilib.plugins._masq`); DEL clears both backends;
+  table (:mod:`cnilib.plugins._hosttools.masq`); DEL clears both backends;
 - GC (spec 1.1; Debian's 1.1.1 has none): IPAM GC, then the masquerading
   rules of attachments not in ``cni.dev/valid-attachments``: nftables per
   attachment (as Go 1.5+), iptables per container (Go 1.1.1's chain is
@@ -66,7 +66,6 @@ from cnilib.netlink import (
     close_netns,
     run_in_netns,
 )
-from cnilib.plugins import _bridge_host as host_ops
 from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins._hostside import (
     del_link_by_name_addr,
@@ -76,7 +75,13 @@ from cnilib.plugins._hostside import (
     validate_expected_interface_ips,
     validate_expected_routes,
 )
-from cnilib.plugins._masq import IPTABLES, Masquerade, gc_masquerade, masq_backend
+from cnilib.plugins._hosttools.masq import IPTABLES, Masquerade, gc_masquerade, masq_backend
+from cnilib.plugins._hosttools.spoofcheck import (
+    check_spoofcheck,
+    setup_spoofcheck,
+    spoofcheck_ref,
+    teardown_spoofcheck,
+)
 from cnilib.plugins._netconf import (
     conf_bool,
     conf_int,
@@ -86,18 +91,13 @@ from cnilib.plugins._netconf import (
     mac_from_request,
     parse_mac,
 )
-from cnilib.plugins._spoofcheck import (
-    check_spoofcheck,
-    setup_spoofcheck,
-    spoofcheck_ref,
-    teardown_spoofcheck,
-)
+from cnilib.plugins.main import _bridge_host as host_ops
 from cnilib.results import IPInterface, Result, Route
 from cnilib.results.v100 import Interface, IPConfig, ResultV100
 
 __all__ = ["Bridge", "BridgeConf"]
 
-log = get_logger("cnilib.plugins.bridge")
+log = get_logger("cnilib.plugins.main.bridge")
 
 DEFAULT_BRIDGE = "cni0"
 

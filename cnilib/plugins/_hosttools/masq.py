@@ -3,8 +3,8 @@
 ``ipMasqBackend`` picks the backend as Go's plugins (1.5 and later) do:
 ``"iptables"``, ``"nftables"``, or unset, meaning iptables unless the host
 has no ``iptables`` tool and has ``nft``. The iptables rules are Go 1.1.1's
-(:mod:`cnilib.plugins._ipmasq`), the nftables ones Go's newer table
-(:mod:`cnilib.plugins._ipmasq_nft`).
+(:mod:`cnilib.plugins._hosttools.ipmasq`), the nftables ones Go's newer table
+(:mod:`cnilib.plugins._hosttools.ipmasq_nft`).
 
 Teardown clears both backends, as Go's ``TeardownIPMasqForNetworks`` does:
 the attachment may have been made under another configuration or by another
@@ -22,17 +22,21 @@ import attrs
 
 from cnilib._json import JSONValue
 from cnilib.errors import ErrorCode, PluginError
-from cnilib.plugins._hosttools import find_tool, run_tool, tool_exists
-from cnilib.plugins._ipmasq import (
+from cnilib.plugins._hosttools.ipmasq import (
     format_chain_name,
     format_comment,
     gc_ipmasq,
     setup_ipmasq,
     teardown_ipmasq,
 )
-from cnilib.plugins._ipmasq_nft import gc_ipmasq_nft, setup_ipmasq_nft, teardown_ipmasq_nft
+from cnilib.plugins._hosttools.ipmasq_nft import (
+    gc_ipmasq_nft,
+    setup_ipmasq_nft,
+    teardown_ipmasq_nft,
+)
+from cnilib.plugins._hosttools.nft import NFT, nft_available
+from cnilib.plugins._hosttools.tools import find_tool, run_tool, tool_exists
 from cnilib.plugins._netconf import conf_str
-from cnilib.plugins._nft import NFT, nft_available
 from cnilib.results import IPInterface
 
 __all__ = [

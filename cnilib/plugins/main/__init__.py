@@ -1,0 +1,7 @@
+"""Main plugins: the ones that make the container's interface (Go ``plugins/main``).
+
+``loopback``, ``bridge`` and ``ptp``. Each module is imported on its own by
+the plugin registry, so this package imports nothing.
+"""
+
+__all__: list[str] = []
