@@ -45,8 +45,10 @@ __all__ = [
     "move_link",
     "set_link_down",
     "set_link_mac",
+    "set_link_alias",
     "set_link_master",
     "set_link_mtu",
+    "set_link_name",
     "set_link_promisc",
     "set_link_up",
 ]
@@ -72,6 +74,12 @@ class Link:
     peer_index: int | None = None
     """``IFLA_LINK``: a veth's peer index (in ``peer_netnsid``'s namespace if set)."""
     peer_netnsid: int | None = None
+    alias: str = ""
+    """``IFLA_IFALIAS`` (``ip link set X alias ...``)."""
+    mode: str = ""
+    """A macvlan's or ipvlan's mode (``bridge``, ``l2``, ...); ``""`` for other kinds."""
+    vlan_id: int | None = None
+    """An 802.1Q vlan's id."""
 
     @property
     def up(self) -> bool:
@@ -82,11 +90,27 @@ class Link:
 LinkRef: TypeAlias = "str | int | Link"
 
 
+def _kind_data_from_msg(kind: str, msg: Any) -> tuple[str, int | None]:
+    """(mode, vlan id) from a pyroute2 message's ``IFLA_INFO_DATA``."""
+    data = msg.get(("linkinfo", "data"))
+    if data is None:
+        return "", None
+    if kind == "macvlan":
+        return str(data.get("IFLA_MACVLAN_MODE") or ""), None
+    if kind == "ipvlan":
+        return _IPVLAN_MODE_NAMES.get(data.get("IFLA_IPVLAN_MODE"), ""), None
+    if kind == "vlan":
+        return "", data.get("IFLA_VLAN_ID")
+    return "", None
+
+
 def _link_from_msg(msg: Any) -> Link:
+    kind = str(msg.get(("linkinfo", "kind")) or "")
+    mode, vlan_id = _kind_data_from_msg(kind, msg)
     return Link(
         index=int(msg["index"]),
         name=str(msg.get("ifname") or ""),
-        kind=str(msg.get(("linkinfo", "kind")) or ""),
+        kind=kind,
         mac=str(msg.get("address") or ""),
         mtu=int(msg.get("mtu") or 0),
         flags=int(msg["flags"]),
@@ -94,6 +118,9 @@ def _link_from_msg(msg: Any) -> Link:
         master=msg.get("master"),
         peer_index=msg.get("link"),
         peer_netnsid=msg.get("link_netnsid"),
+        alias=str(msg.get("ifalias") or ""),
+        mode=mode,
+        vlan_id=vlan_id,
     )
 
 
@@ -108,15 +135,20 @@ IFLA_MASTER = 10
 IFLA_OPERSTATE = 16
 IFLA_LINKINFO = 18
 IFLA_NET_NS_FD = 28
+IFLA_TXQLEN = 13
+IFLA_IFALIAS = 20
 IFLA_LINK_NETNSID = 37
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
 VETH_INFO_PEER = 1
 IFLA_BR_VLAN_FILTERING = 7
+_MACVLAN_MODE_NAMES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}
+_IPVLAN_MODE_NAMES = {0: "l2", 1: "l3", 2: "l3s"}
 _OPER_STATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
 _IFINFO = struct.Struct("=BxHiII")
 _U32 = struct.Struct("=I")
 _S32 = struct.Struct("=i")
+_U16 = struct.Struct("=H")
 
 
 def _text(value: memoryview) -> str:
@@ -127,11 +159,13 @@ def _link_from_raw(payload: memoryview) -> Link:
     """A :class:`Link` from an ``RTM_NEWLINK`` payload: what pyroute2's decode gives."""
     _, _, index, flags, _ = _IFINFO.unpack_from(payload, 0)
     found = parse_attrs(payload, _IFINFO.size)
-    kind = ""
+    kind, mode, vlan_id = "", "", None
     if IFLA_LINKINFO in found:
         info = parse_attrs(found[IFLA_LINKINFO])
         if IFLA_INFO_KIND in info:
             kind = _text(info[IFLA_INFO_KIND])
+        if IFLA_INFO_DATA in info:
+            mode, vlan_id = _kind_data_from_raw(kind, info[IFLA_INFO_DATA])
     mac = found.get(IFLA_ADDRESS)
     oper = found.get(IFLA_OPERSTATE)
     master, peer = found.get(IFLA_MASTER), found.get(IFLA_LINK)
@@ -150,14 +184,33 @@ def _link_from_raw(payload: memoryview) -> Link:
         master=_U32.unpack(master)[0] if master is not None else None,
         peer_index=_U32.unpack(peer)[0] if peer is not None else None,
         peer_netnsid=_S32.unpack(netnsid)[0] if netnsid is not None else None,
+        alias=_text(found[IFLA_IFALIAS]) if IFLA_IFALIAS in found else "",
+        mode=mode,
+        vlan_id=vlan_id,
     )
 
 
-def _ifname(name: str) -> bytes:
+def _kind_data_from_raw(kind: str, payload: memoryview) -> tuple[str, int | None]:
+    """(mode, vlan id) from ``IFLA_INFO_DATA``: the first attribute (type 1) of a
+    macvlan (u32 mode), an ipvlan (u16 mode) or a vlan (u16 id)."""
+    first = parse_attrs(payload).get(1)
+    if first is None:
+        return "", None
+    if kind == "macvlan" and len(first) >= 4:
+        return _MACVLAN_MODE_NAMES.get(_U32.unpack_from(first)[0], ""), None
+    if kind == "ipvlan" and len(first) >= 2:
+        return _IPVLAN_MODE_NAMES.get(_U16.unpack_from(first)[0], ""), None
+    if kind == "vlan" and len(first) >= 2:
+        return "", _U16.unpack_from(first)[0]
+    return "", None
+
+
+def ifname_attr(name: str) -> bytes:
+    """``IFLA_IFNAME``."""
     return attr(IFLA_IFNAME, name.encode() + b"\0")
 
 
-def _mac(mac: str) -> bytes:
+def mac_attr(mac: str) -> bytes:
     """``IFLA_ADDRESS`` from ``aa:bb:cc:dd:ee:ff``; :class:`ValueError` if it is not one."""
     return attr(IFLA_ADDRESS, bytes(int(part, 16) for part in mac.split(":")))
 
@@ -169,7 +222,8 @@ def _get(body: bytes) -> Link:
     return _link_from_raw(replies[0][1])
 
 
-def _change(body: bytes, flags: int = 0) -> None:
+def change_link(body: bytes, flags: int = 0) -> None:
+    """Send one ``RTM_NEWLINK`` (acknowledged) with ``body``."""
     raw().request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | flags, body)
 
 
@@ -190,7 +244,7 @@ def _index(link: LinkRef) -> int:
 def get_link(name: str) -> Link:
     """The link called ``name``; :class:`NetlinkError` (``ENODEV``) when there is none."""
     with netlink_errors(f"get link {name}", netns_label()):
-        return _get(ifinfomsg() + _ifname(name))
+        return _get(ifinfomsg() + ifname_attr(name))
 
 
 def find_link(name: str) -> Link | None:
@@ -233,9 +287,9 @@ def add_veth(
     """
     # The attributes and their order are pyroute2's for ``link("add", kind="veth", peer=...)``.
     mtu_attr = attr(IFLA_MTU, _U32.pack(mtu)) if mtu is not None else b""
-    peer = ifinfomsg() + _ifname(peer_name) + mtu_attr
+    peer = ifinfomsg() + ifname_attr(peer_name) + mtu_attr
     if peer_mac is not None:
-        peer += _mac(peer_mac)
+        peer += mac_attr(peer_mac)
     where = ""
     handle = None
     if peer_netns is not None:
@@ -244,12 +298,12 @@ def add_veth(
         where = f" in {handle.label}"
     try:
         with netlink_errors(f"add veth {name} (peer {peer_name}{where})", netns_label()):
-            body = ifinfomsg() + _ifname(name) + mtu_attr
+            body = ifinfomsg() + ifname_attr(name) + mtu_attr
             if mac is not None:
-                body += _mac(mac)
+                body += mac_attr(mac)
             info = attr(IFLA_INFO_KIND, b"veth\0")
             info += attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer))
-            _change(body + attr(IFLA_LINKINFO, info), NLM_F_CREATE | NLM_F_EXCL)
+            change_link(body + attr(IFLA_LINKINFO, info), NLM_F_CREATE | NLM_F_EXCL)
     finally:
         if handle is not None:
             handle.close()
@@ -260,16 +314,16 @@ def add_bridge(
     name: str, *, mtu: int | None = None, mac: str | None = None, vlan_filtering: bool = False
 ) -> Link:
     """Create a bridge ``name`` (with VLAN filtering on, if asked); returns it."""
-    body = ifinfomsg() + _ifname(name)
+    body = ifinfomsg() + ifname_attr(name)
     if mtu is not None:
         body += attr(IFLA_MTU, _U32.pack(mtu))
     if mac is not None:
-        body += _mac(mac)
+        body += mac_attr(mac)
     info = attr(IFLA_INFO_KIND, b"bridge\0")
     if vlan_filtering:
         info += attr(IFLA_INFO_DATA, attr(IFLA_BR_VLAN_FILTERING, b"\1"))
     with netlink_errors(f"add bridge {name}", netns_label()):
-        _change(body + attr(IFLA_LINKINFO, info), NLM_F_CREATE | NLM_F_EXCL)
+        change_link(body + attr(IFLA_LINKINFO, info), NLM_F_CREATE | NLM_F_EXCL)
         return get_link(name)
 
 
@@ -286,9 +340,9 @@ def _set(
     with netlink_errors(f"{what} {_name(link)}", netns_label()):
         if isinstance(link, str) and not renames:
             # index 0 + IFLA_IFNAME: the kernel finds the link by name (one request, not two)
-            _change(ifinfomsg(0, flags, change) + _ifname(link) + attrs_)
+            change_link(ifinfomsg(0, flags, change) + ifname_attr(link) + attrs_)
         else:
-            _change(ifinfomsg(_index(link), flags, change) + attrs_)
+            change_link(ifinfomsg(_index(link), flags, change) + attrs_)
 
 
 def set_link_up(link: LinkRef) -> None:
@@ -314,7 +368,7 @@ def set_link_mtu(link: LinkRef, mtu: int) -> None:
 
 def set_link_mac(link: LinkRef, mac: str) -> None:
     """Set the hardware address of ``link``."""
-    _set(link, f"set mac {mac} on", _mac(mac))
+    _set(link, f"set mac {mac} on", mac_attr(mac))
 
 
 def set_link_master(link: LinkRef, master: LinkRef | None) -> None:
@@ -331,8 +385,18 @@ def move_link(link: LinkRef, netns: NetnsTarget, *, new_name: str | None = None)
     with open_netns(netns) as handle:
         changes = attr(IFLA_NET_NS_FD, _U32.pack(handle.fd))
         if new_name is not None:
-            changes = _ifname(new_name) + changes
+            changes = ifname_attr(new_name) + changes
         _set(link, f"move to {handle.label}:", changes, renames=new_name is not None)
+
+
+def set_link_name(link: LinkRef, name: str) -> None:
+    """Rename ``link`` (it must be down, unless the kernel allows renaming it up)."""
+    _set(link, f"rename to {name}:", ifname_attr(name), renames=True)
+
+
+def set_link_alias(link: LinkRef, alias: str) -> None:
+    """Set the alias of ``link``; ``""`` clears it."""
+    _set(link, f"set alias {alias!r} on", attr(IFLA_IFALIAS, alias.encode()))
 
 
 def delete_link(link: LinkRef) -> None:
