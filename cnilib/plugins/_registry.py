@@ -36,6 +36,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "static": "cnilib.plugins.ipam.static:Static",
     "bridge": "cnilib.plugins.main.bridge:Bridge",
     "ptp": "cnilib.plugins.main.ptp:Ptp",
+    "macvlan": "cnilib.plugins.main.macvlan:Macvlan",
 }
 """CNI type → ``module:Class`` of cnilib's own plugins."""
 

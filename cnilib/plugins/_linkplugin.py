@@ -1,0 +1,372 @@
+"""What the interface plugins share (macvlan, ipvlan, vlan, dummy, host-device).
+
+Go's interface plugins repeat one shape; it lives here once:
+
+- the namespaces: :func:`container_netns` and :func:`host_netns` open them
+  for the length of a call (Go's ``ns.GetNS``, with its error text);
+- the master: :func:`find_master` looks it up by name or, when the config
+  names none, as the interface of the default route, in the host or (with
+  ``linkInContainer``) the container; :func:`check_mtu` bounds the MTU by
+  the master's;
+- the link: :func:`new_link` creates it under a temporary name where the
+  master lives, straight into the container, renames it to ``CNI_IFNAME``
+  there, and deletes it again if the rest of ADD fails;
+- IPAM: :func:`ipam_lease` runs IPAM ADD and releases the address if the
+  rest of ADD fails; :func:`configure_container` applies the result
+  (sysctls, addresses, routes) or, without IPAM, just sets the link up;
+- the answer: :func:`interface_result` (one interface, in the sandbox);
+- DEL: :func:`delete_container_link` (an empty or missing ``CNI_NETNS``
+  and a missing link are success);
+- CHECK: :func:`check_interface` (``prevResult``, the sandbox, the link's
+  kind and MAC, then addresses and routes).
+
+Texts follow Go's latest release (``required prevResult missing``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from collections.abc import Callable, Iterator, Sequence
+
+from cnilib.errors import CNIError
+from cnilib.invoke import Command
+from cnilib.netlink import (
+    Link,
+    NetlinkError,
+    NetNSError,
+    NetNSHandle,
+    NetNSNotFoundError,
+    add_link,
+    close_netns,
+    delete_link,
+    find_link,
+    get_link,
+    get_link_by_index,
+    list_routes,
+    open_netns,
+    run_in_netns,
+    set_link_name,
+)
+from cnilib.plugins._base import PluginRequest
+from cnilib.plugins._hostside import (
+    bring_up,
+    configure_iface,
+    del_link_by_name_addr,
+    fail,
+    go_strerror,
+    open_host_netns,
+    random_veth_name,
+    try_sysctl,
+    validate_expected_interface_ips,
+    validate_expected_routes,
+)
+from cnilib.plugins._netconf import conf_str, mac_from_request, parse_mac
+from cnilib.results import DNS, Result, Route
+from cnilib.results.v100 import Interface, IPConfig, ResultV100
+
+__all__ = [
+    "as_v100",
+    "check_interface",
+    "check_mtu",
+    "configure_container",
+    "container_netns",
+    "delete_container_link",
+    "find_master",
+    "host_netns",
+    "interface_result",
+    "ipam_lease",
+    "new_link",
+    "prev_result_or_none",
+    "requested_mac",
+]
+
+
+def as_v100(result: Result) -> ResultV100:
+    """``result`` as a 1.x result (what the plugins build and inspect)."""
+    converted = result.convert_to(ResultV100.IMPLEMENTED_VERSION)
+    assert isinstance(converted, ResultV100)
+    return converted
+
+
+# ----------------------------------------------------------------------- namespaces
+
+
+@contextlib.contextmanager
+def container_netns(req: PluginRequest) -> Iterator[NetNSHandle]:
+    """``CNI_NETNS``, open for the block; ``failed to open netns "<path>": ...``."""
+    try:
+        handle = open_netns(req.netns)
+    except NetNSError as exc:
+        raise fail(f'failed to open netns "{req.netns}": {exc}') from exc
+    with handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def host_netns(req: PluginRequest) -> Iterator[NetNSHandle]:
+    """The namespace playing the host for this call, open for the block."""
+    with contextlib.closing(open_host_netns(req.host_netns)) as handle:
+        yield handle
+
+
+# --------------------------------------------------------------------------- master
+
+
+def _default_route_interface() -> str:
+    """The link of the first default route (IPv4, then IPv6), as Go's
+    ``getDefaultRouteInterfaceName``; ``""`` when there is none."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for route in list_routes(family=family):
+            if route.dst.prefixlen == 0 and route.oif:
+                return get_link_by_index(route.oif).name
+    return ""
+
+
+def _lookup_master(name: str) -> Link:
+    if not name:
+        name = _default_route_interface()
+        if not name:
+            raise fail("no default route interface found")
+    try:
+        return get_link(name)
+    except NetlinkError as exc:
+        if exc.errno == errno.ENODEV:
+            raise fail(f'failed to lookup master "{name}": Link not found') from exc
+        raise fail(f'failed to lookup master "{name}": {go_strerror(exc)}') from exc
+
+
+def find_master(name: str, where: NetNSHandle) -> Link:
+    """The master link called ``name`` in ``where`` (the host, or the container
+    with ``linkInContainer``); with ``name`` empty, the default route's link."""
+    return run_in_netns(where, _lookup_master, name)
+
+
+def check_mtu(mtu: int, master: Link) -> None:
+    """Go's bound on a sub-interface's MTU: 0 (inherit) up to the master's."""
+    if mtu < 0 or mtu > master.mtu:
+        raise fail(f"invalid MTU {mtu}, must be [0, master MTU({master.mtu})]")
+
+
+def requested_mac(req: PluginRequest) -> str:
+    """The container MAC asked for: the config's ``mac``, overridden by ``CNI_ARGS
+    MAC=``, ``args.cni.mac`` and ``runtimeConfig.mac``; normalised; ``""`` for none."""
+    mac = mac_from_request(req, req.config) or conf_str(req.config, "mac")
+    if not mac:
+        return ""
+    try:
+        return parse_mac(mac)
+    except ValueError as exc:
+        raise fail(f"invalid args {mac} for MAC addr: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- link
+
+
+def _rename_new(tmp: str, ifname: str, kind: str) -> Link:
+    """In the container: the new link ``tmp`` becomes ``ifname``; on failure it is deleted."""
+    try:
+        set_link_name(tmp, ifname)
+    except NetlinkError as exc:
+        with contextlib.suppress(NetlinkError):
+            delete_link(tmp)
+        raise fail(f'failed to rename {kind} to "{ifname}": {go_strerror(exc)}') from exc
+    return get_link(ifname)
+
+
+def _delete_if_present(ifname: str) -> None:
+    link = find_link(ifname)
+    if link is not None:
+        delete_link(link)
+
+
+@contextlib.contextmanager
+def new_link(
+    ctr: NetNSHandle,
+    ifname: str,
+    kind: str,
+    *,
+    made_in: NetNSHandle,
+    master: Link | None = None,
+    mtu: int = 0,
+    mac: str = "",
+    data: bytes = b"",
+    txqlen: int | None = None,
+) -> Iterator[Link]:
+    """Create a ``kind`` link called ``ifname`` in the container ``ctr``.
+
+    The request is sent from ``made_in``, the namespace of ``master`` (the
+    host, or the container itself with ``linkInContainer``), under a random
+    ``vethXXXXXXXX`` name that cannot clash with the container's interfaces;
+    the link is then renamed in the container. If the block raises, the
+    link is deleted again (Go's macvlan does so; its ipvlan and vlan leak it).
+    """
+    tmp = random_veth_name()
+    try:
+        run_in_netns(
+            made_in, add_link, tmp, kind, parent=master.index if master else None,
+            netns=ctr, mtu=mtu or None, mac=mac or None, txqlen=txqlen, data=data,
+        )  # fmt: skip
+    except NetlinkError as exc:
+        raise fail(f"failed to create {kind}: {exc}") from exc
+    link = run_in_netns(ctr, _rename_new, tmp, ifname, kind)
+    try:
+        yield link
+    except BaseException:
+        with contextlib.suppress(Exception):
+            run_in_netns(ctr, _delete_if_present, ifname)
+        raise
+
+
+# ----------------------------------------------------------------------------- IPAM
+
+
+@contextlib.contextmanager
+def ipam_lease(req: PluginRequest, ipam_type: str) -> Iterator[ResultV100 | None]:
+    """IPAM ADD through ``ipam_type`` (None without IPAM); if the block raises,
+    IPAM DEL releases the address again."""
+    if not ipam_type:
+        yield None
+        return
+    result = as_v100(req.delegate_add(ipam_type))
+    try:
+        if not result.ips:
+            raise fail("IPAM plugin returned missing IP config")
+        yield result
+    except BaseException:
+        with contextlib.suppress(Exception):
+            req.delegate(ipam_type, Command.DEL)
+        raise
+
+
+def _configure(
+    ifname: str, ips: Sequence[IPConfig], routes: Sequence[Route], sysctls: Sequence[str]
+) -> None:
+    for name in sysctls:  # Go ignores failures of these
+        try_sysctl(name.format(ifname=ifname), "1")
+    if ips:
+        configure_iface(ifname, ips, routes)
+    else:
+        bring_up(
+            ifname, f'failed to find interface name "{ifname}"', f'failed to set "{ifname}" UP'
+        )
+
+
+ANNOUNCE_SYSCTLS = ("net/ipv4/conf/{ifname}/arp_notify", "net/ipv6/conf/{ifname}/ndisc_notify")
+"""Announce the interface's addresses (gratuitous ARP, unsolicited NA) when it
+comes up or its MAC changes: macvlan and ipvlan set these, as Go's do."""
+
+
+def container_ips(ipam: ResultV100 | None) -> list[IPConfig]:
+    """IPAM's addresses, each on interface 0 (the only interface of the result)."""
+    if ipam is None:
+        return []
+    return [IPConfig(interface=0, address=ipc.address, gateway=ipc.gateway) for ipc in ipam.ips]
+
+
+def configure_container(
+    ctr: NetNSHandle,
+    ifname: str,
+    ipam: ResultV100 | None,
+    *,
+    sysctls: Sequence[str] = (),
+) -> None:
+    """In the container: write ``sysctls`` (``{ifname}`` filled in) to 1, then apply
+    IPAM's addresses and routes and set ``ifname`` up; without IPAM, only set it up."""
+    routes = ipam.routes if ipam is not None else []
+    run_in_netns(ctr, _configure, ifname, container_ips(ipam), routes, tuple(sysctls))
+
+
+def interface_result(
+    req: PluginRequest, link: Link, ipam: ResultV100 | None, dns: DNS | None
+) -> ResultV100:
+    """The answer of an interface plugin: the container interface (index 0) with
+    IPAM's addresses and routes, and ``dns`` (else IPAM's)."""
+    return ResultV100(
+        cni_version=ResultV100.IMPLEMENTED_VERSION,
+        interfaces=[Interface(name=link.name, mac=link.mac, sandbox=req.netns)],
+        ips=container_ips(ipam),
+        routes=ipam.routes if ipam is not None else [],
+        dns=dns if dns is not None else (ipam.dns if ipam is not None else DNS()),
+    )
+
+
+# ------------------------------------------------------------------------------ DEL
+
+
+def delete_container_link(req: PluginRequest) -> None:
+    """Delete ``CNI_IFNAME`` in ``CNI_NETNS``: an empty or missing namespace and
+    a missing link are success (DEL must be idempotent)."""
+    if not req.netns:
+        return
+    try:
+        run_in_netns(req.netns, del_link_by_name_addr, req.ifname)
+    except NetNSNotFoundError:
+        return
+    close_netns(req.netns)  # the container is going away: do not keep it open
+
+
+# ---------------------------------------------------------------------------- CHECK
+
+
+def _validate(
+    iface: Interface,
+    kind: str | None,
+    validate: Callable[[Link], None] | None,
+    ips: Sequence[IPConfig],
+    routes: Sequence[Route] | None,
+) -> None:
+    link = find_link(iface.name)
+    if link is None:
+        raise fail(f"container Interface name in prevResult: {iface.name} not found")
+    if kind is not None and link.kind != kind:
+        raise fail(f"error: Container interface {iface.name} not of type {kind}")
+    if validate is not None:
+        validate(link)
+    if iface.mac and iface.mac.lower() != link.mac.lower():
+        raise fail(
+            f"interface {iface.name} Mac {iface.mac} doesn't match container Mac: {link.mac}"
+        )
+    validate_expected_interface_ips(iface.name, ips)
+    if routes is not None:
+        validate_expected_routes(routes)
+
+
+def check_interface(
+    req: PluginRequest,
+    ipam_type: str,
+    *,
+    kind: str | None,
+    validate: Callable[[Link], None] | None = None,
+    routes: bool = True,
+) -> None:
+    """CHECK of an interface plugin: IPAM CHECK, then the container interface of
+    ``prevResult`` exists in ``CNI_NETNS``, is a ``kind`` link, passes ``validate``
+    (run in the container), has its MAC, addresses and (if ``routes``) routes."""
+    with container_netns(req) as ctr:
+        if ipam_type:
+            req.delegate(ipam_type, Command.CHECK)
+        if req.config.get("prevResult") is None:
+            raise fail("required prevResult missing")
+        prev = req.prev_result
+        assert prev is not None
+        result = as_v100(prev)
+        found = [i for i in result.interfaces if i.name == req.ifname]
+        sandbox = found[0].sandbox if found else ""
+        if sandbox != req.netns:
+            raise fail(
+                f"sandbox in prevResult {sandbox} doesn't match configured netns: {req.netns}"
+            )
+        iface = found[0]
+        mine = [ipc for ipc in result.ips if ipc.address is not None]
+        run_in_netns(ctr, _validate, iface, kind, validate, mine, result.routes if routes else None)
+
+
+def prev_result_or_none(req: PluginRequest) -> ResultV100 | None:
+    """``prevResult`` as a 1.x result; None when absent or unreadable."""
+    try:
+        prev = req.prev_result
+    except CNIError:
+        return None
+    return as_v100(prev) if prev is not None else None

@@ -1,0 +1,152 @@
+"""The ``macvlan`` plugin: a macvlan of a host interface, in the container
+(Go ``plugins/main/macvlan``, latest release).
+
+Keys: ``master`` (default: the interface of the default route), ``mode``
+(``bridge`` by default, ``private``, ``vepa``, ``passthru``), ``mtu`` (0 up to
+the master's), ``mac`` (also ``CNI_ARGS MAC=`` and ``runtimeConfig.mac``,
+which win), ``linkInContainer`` (the master is in the container namespace),
+``bcqueuelen``, ``ipam`` (optional: without it the interface is layer 2
+only, up and without addresses), ``dns``.
+
+- ADD creates the macvlan on the master straight into the container under a
+  temporary name and renames it ``CNI_IFNAME``; with IPAM it sets
+  ``arp_notify`` and ``ndisc_notify`` (the neighbours learn the new MAC) and
+  applies IPAM's addresses and routes. Result: ``interfaces = [the
+  macvlan (sandbox)]``, every ``ips[].interface = 0``. A failed ADD deletes
+  the link and releases IPAM's address.
+- DEL: IPAM DEL, then the link; an empty or missing ``CNI_NETNS``, a missing
+  link and a missing master are success.
+- CHECK: IPAM CHECK; the interface of ``prevResult`` is a macvlan in
+  ``CNI_NETNS`` with the configured mode and the result's MAC, addresses
+  and routes; the master exists.
+- STATUS: IPAM STATUS.
+
+Host-side work (the master lookup, the request that creates the link)
+happens in ``PluginRequest.host_netns``.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from cnilib.invoke import Command
+from cnilib.netlink import Link, macvlan_data
+from cnilib.plugins._base import BasePlugin, PluginRequest
+from cnilib.plugins._hostside import fail
+from cnilib.plugins._linkplugin import (
+    ANNOUNCE_SYSCTLS,
+    check_interface,
+    check_mtu,
+    configure_container,
+    container_netns,
+    delete_container_link,
+    find_master,
+    host_netns,
+    interface_result,
+    ipam_lease,
+    new_link,
+    requested_mac,
+)
+from cnilib.plugins._netconf import conf_bool, conf_int, conf_str, dns_override, ipam_type
+from cnilib.results import DNS, Result
+
+__all__ = ["Macvlan", "MacvlanConf"]
+
+_MODES = ("bridge", "private", "vepa", "passthru")
+
+
+@attrs.frozen
+class MacvlanConf:
+    """The keys macvlan reads from its configuration."""
+
+    master: str
+    mode: str
+    mtu: int
+    link_in_container: bool
+    bc_queue_len: int
+    ipam: str
+    dns: DNS | None
+
+    @classmethod
+    def load(cls, req: PluginRequest) -> MacvlanConf:
+        """Decode ``req.config`` as Go's ``json.Unmarshal`` into macvlan's ``NetConf``."""
+        config = req.config
+        bc_queue_len = conf_int(config, "bcqueuelen")
+        if not 0 <= bc_queue_len <= 0xFFFFFFFF:
+            raise fail(f"invalid bcqueuelen {bc_queue_len}: must be [0, 4294967295]")
+        return cls(
+            master=conf_str(config, "master"),
+            mode=conf_str(config, "mode") or "bridge",
+            mtu=conf_int(config, "mtu"),
+            link_in_container=conf_bool(config, "linkInContainer"),
+            bc_queue_len=bc_queue_len,
+            ipam=ipam_type(config),
+            dns=dns_override(config),
+        )
+
+    def check_mode(self) -> None:
+        """``unknown macvlan mode: "<mode>"`` unless the mode is one macvlan has."""
+        if self.mode not in _MODES:
+            raise fail(f'unknown macvlan mode: "{self.mode}"')
+
+
+class Macvlan(BasePlugin):
+    """Go's macvlan plugin, in process."""
+
+    type = "macvlan"
+
+    def add(self, req: PluginRequest) -> Result:
+        """The macvlan in the container, then IPAM's addresses (or just up, without IPAM)."""
+        conf = MacvlanConf.load(req)
+        mac = requested_mac(req)
+        with container_netns(req) as ctr, host_netns(req) as host:
+            conf.check_mode()
+            where = ctr if conf.link_in_container else host
+            master = find_master(conf.master, where)
+            check_mtu(conf.mtu, master)
+            data = macvlan_data(conf.mode, bc_queue_len=conf.bc_queue_len)
+            with (
+                new_link(
+                    ctr,
+                    req.ifname,
+                    "macvlan",
+                    made_in=where,
+                    master=master,
+                    mtu=conf.mtu,
+                    mac=mac,
+                    data=data,
+                ) as link,  # fmt: skip
+                ipam_lease(req, conf.ipam) as ipam,
+            ):
+                sysctls = ANNOUNCE_SYSCTLS if ipam is not None else ()
+                configure_container(ctr, req.ifname, ipam, sysctls=sysctls)
+            return interface_result(req, link, ipam, conf.dns)
+
+    def delete(self, req: PluginRequest) -> None:
+        """IPAM DEL, then the link; what is gone already (even the master) is fine."""
+        conf = MacvlanConf.load(req)
+        if conf.ipam:
+            req.delegate(conf.ipam, Command.DEL)
+        delete_container_link(req)
+
+    def check(self, req: PluginRequest) -> None:
+        """IPAM CHECK, then the macvlan against ``prevResult`` and the config."""
+        conf = MacvlanConf.load(req)
+        conf.check_mode()
+
+        def same_mode(link: Link) -> None:
+            if link.mode != conf.mode:
+                raise fail(
+                    f"container macvlan mode {link.mode} does not match expected value: {conf.mode}"
+                )
+
+        if not conf.link_in_container:
+            with host_netns(req) as host:
+                find_master(conf.master, host)
+        check_interface(req, conf.ipam, kind="macvlan", validate=same_mode)
+
+    def status(self, req: PluginRequest) -> None:
+        """STATUS: IPAM's."""
+        conf = MacvlanConf.load(req)
+        if conf.ipam:
+            req.delegate(conf.ipam, Command.STATUS)
