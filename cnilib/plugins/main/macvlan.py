@@ -23,6 +23,18 @@ only, up and without addresses), ``dns``.
 
 Host-side work (the master lookup, the request that creates the link)
 happens in ``PluginRequest.host_netns``.
+
+Against Go's macvlan: the latest release is followed where it differs from
+Debian's 1.1.1 (``linkInContainer``, ``bcqueuelen``, ``ndisc_notify``, a
+DEL that does not look the master up, STATUS, spec 1.1.0, the kernel's
+default transmit queue length, lower-case CHECK texts). Deliberately
+different from both:
+
+- A missing master reads ``failed to lookup master "eth9": Link not found``
+  (Go: a bare ``Link not found``, from its MTU probe); a namespace that
+  cannot be opened is named (Go prints ``%!q(<nil>)``).
+- CHECK fails for an unknown ``mode`` (1.1.1 ignored it); a 1.x result
+  omits an empty ``dns`` (see :mod:`cnilib.plugins.main.loopback`).
 """
 
 from __future__ import annotations
