@@ -1,6 +1,6 @@
 """Run every benchmark in one go and print their tables (``make bench``).
 
-The privileged ones (bridge, burst) are skipped with a note when not root.
+The privileged ones (bridge, burst, in-process, links) are skipped with a note when not root.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ SCRIPTS = [
     "bench_bridge.py",
     "bench_burst.py",
     "bench_inprocess.py",
+    "bench_links.py",
 ]
-PRIVILEGED = {"bench_bridge.py", "bench_burst.py", "bench_inprocess.py"}
+PRIVILEGED = {"bench_bridge.py", "bench_burst.py", "bench_inprocess.py", "bench_links.py"}
 
 
 def main() -> int:

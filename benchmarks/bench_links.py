@@ -1,0 +1,195 @@
+"""The interface plugins macvlan and host-device: cnilib's plugins in-process
+against Debian's Go 1.1.1 binaries, both through the same runtime
+(``cnilib.CNI``), side by side in one run.
+
+- in-process: ``cnilib.CNI`` with ``InProcessExecutor`` (cnilib's macvlan,
+  host-device and host-local, no process at all);
+- Go binaries: ``cnilib.CNI`` with ``SubprocessExecutor`` running
+  ``/usr/lib/cni/macvlan`` (``host-device``), which execs Go's ``host-local``.
+
+Cases: macvlan without IPAM (layer 2) and with host-local, host-device with
+host-local; ADD and DEL of each. The script re-runs itself inside a
+throwaway node namespace (``ip netns exec``), so both sides' calls start
+there and the Go binaries are exec'd directly, not each under an
+``ip netns exec`` of its own. The node namespace has an "uplink" veth (the
+macvlan master; its peer in a throwaway namespace); host-device gets a fresh
+veth in the node namespace before every ADD (its peer in another throwaway
+namespace), made and removed in a step of its own that is timed apart and
+left out of the table. Container namespaces are made before any timing. All
+namespaces are deleted at the end, also on failure.
+
+Goal: in-process ADD at most 0.5x Go's, in-process DEL no slower than Go's.
+Needs root and /usr/lib/cni. Run: ``python3 benchmarks/bench_links.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _harness import Row, measure_interleaved, print_table
+
+import cnilib
+
+GO_DIR = "/usr/lib/cni"
+RUNS = int(os.environ.get("BENCH_RUNS", "30"))
+UPLINK = "uplink0"  # the macvlan master, in the node namespace
+PY, GO = "in-process", "Go binaries"
+ADD_GOAL, DEL_GOAL = 0.5, 1.0  # in-process over Go: ADD at most half, DEL not slower
+# Namespace roles; the container ones are "<case>-<side>".
+CONTAINERS = ("mvl2-py", "mvl2-go", "mvip-py", "mvip-go", "hd-py", "hd-go")
+
+
+def _netns(name: str) -> None:
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+
+
+def _host_local(data_dir: str, subnet: str) -> dict[str, object]:
+    return {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": subnet}]]}
+
+
+def _conflist(name: str, plugin: dict[str, object]) -> cnilib.NetworkConfigList:
+    doc = {"cniVersion": "1.0.0", "name": name, "plugins": [plugin]}
+    return cnilib.conflist_from_bytes(json.dumps(doc).encode())
+
+
+def _fresh_device(name: str, peer_netns: str) -> None:
+    """A new veth ``name`` in this (the node) namespace, its peer in ``peer_netns``;
+    the one the previous round's DEL gave back is deleted first. Runs on a
+    ``cnilib.netlink`` worker (``run_here``)."""
+    from cnilib import netlink
+
+    if netlink.find_link(name) is not None:
+        netlink.delete_link(name)
+    netlink.add_veth(name, f"{name}p", peer_netns=peer_netns)
+
+
+def inner(prefix: str, with_host_device: bool) -> None:
+    """The measurement, already running inside the node namespace."""
+    from cnilib import netlink
+    from cnilib.invoke import SubprocessExecutor
+    from cnilib.plugins._executor import InProcessExecutor
+
+    def ns(role: str) -> str:
+        return f"/run/netns/{prefix}-{role}"
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # The in-process side gets an empty plugin directory: nothing it runs can be exec'd.
+        empty = os.path.join(tmp, "empty")
+        os.mkdir(empty)
+        cnis = {
+            "py": cnilib.CNI([empty], cache_dir=f"{tmp}/cache-py", executor=InProcessExecutor()),
+            "go": cnilib.CNI([GO_DIR], cache_dir=f"{tmp}/cache-go", executor=SubprocessExecutor()),
+        }
+        macvlan: dict[str, object] = {"type": "macvlan", "master": UPLINK, "mode": "bridge"}
+        plugins: dict[str, tuple[str, Callable[[str, int], dict[str, object]]]] = {
+            "mvl2": ("macvlan, no IPAM (L2)", lambda side, n: macvlan),
+            "mvip": (
+                "macvlan + host-local",
+                lambda side, n: {
+                    **macvlan,
+                    "ipam": _host_local(f"{tmp}/ipam-mvip-{side}", f"10.250.{80 + n}.0/24"),
+                },
+            ),
+        }
+        if with_host_device:
+            plugins["hd"] = (
+                "host-device + host-local",
+                lambda side, n: {
+                    "type": "host-device",
+                    "device": f"hd{side}0",
+                    "ipam": _host_local(f"{tmp}/ipam-hd-{side}", f"10.250.{90 + n}.0/24"),
+                },
+            )
+        cases: list[tuple[str, Callable[[], object]]] = []
+        for key, (title, plugin) in plugins.items():
+            for n, (side, side_label) in enumerate((("py", PY), ("go", GO))):
+                conf = _conflist(f"bench-{key}-{side}", plugin(side, n))
+                rt = cnilib.RuntimeConf(f"bench-{key}-{side}", ns(f"{key}-{side}"), "eth0")
+                if key == "hd":
+                    setup = functools.partial(
+                        netlink.run_here, _fresh_device, f"hd{side}0", ns("hdpeer")
+                    )
+                    cases.append((f"{title}: setup {side}", setup))
+                add = functools.partial(cnis[side].add_network_list, conf, rt)
+                delete = functools.partial(cnis[side].delete_network_list, conf, rt)
+                cases.append((f"{title}, {side_label}: ADD", add))
+                cases.append((f"{title}, {side_label}: DEL", delete))
+        rows = measure_interleaved(cases, runs=RUNS)
+        by = {row.label: row for row in rows}
+        verdicts: list[str] = []
+        for title, _ in plugins.values():
+            # The table names the plugin once, in its title; the rows only the side and verb.
+            table = [
+                Row(f"{side}: {verb}", by[f"{title}, {side}: {verb}"].samples_ms)
+                for side in (PY, GO)
+                for verb in ("ADD", "DEL")
+            ]
+            print_table(f"{title} (inside a node namespace)", table, baseline=table[2].label)
+            verdicts += _verdicts(title, *table)
+        print()
+        for line in verdicts:
+            print(line)
+        if not with_host_device:
+            print('\n(host-device not measured: no in-process "host-device" plugin in this cnilib)')
+
+
+def _verdicts(title: str, py_add: Row, py_del: Row, go_add: Row, go_del: Row) -> list[str]:
+    """One line per goal: MET or MISSED, with the figures."""
+    add_ratio = py_add.median / go_add.median
+    del_ratio = py_del.median / go_del.median
+    return [
+        f"{title}: in-process ADD at most {ADD_GOAL}x Go's: "
+        f"{'MET' if add_ratio <= ADD_GOAL else 'MISSED'}, {add_ratio:.2f}x "
+        f"({py_add.median:.2f} ms against {go_add.median:.2f} ms; "
+        f"{ADD_GOAL}x is {go_add.median * ADD_GOAL:.2f} ms)",
+        f"{title}: in-process DEL no slower than Go's: "
+        f"{'MET' if del_ratio <= DEL_GOAL else 'MISSED'}, {del_ratio:.2f}x "
+        f"({py_del.median:.2f} ms against {go_del.median:.2f} ms)",
+    ]
+
+
+def main() -> None:
+    needed = ("macvlan", "host-device", "host-local")
+    if os.geteuid() != 0 or not all(os.access(f"{GO_DIR}/{p}", os.X_OK) for p in needed):
+        sys.exit("needs root and Debian's containernetworking-plugins in /usr/lib/cni")
+    from cnilib.plugins._registry import BUILTIN_PLUGINS
+
+    prefix = f"cnilib-bench-{os.urandom(3).hex()}"
+    node, uplink_peer = f"{prefix}-node", f"{prefix}-uplinkpeer"
+    made: list[str] = []
+    try:
+        for role in ("node", "uplinkpeer", "hdpeer", *CONTAINERS):
+            _netns(f"{prefix}-{role}")
+            made.append(f"{prefix}-{role}")
+        link = ["ip", "-n", node, "link"]
+        subprocess.run(
+            [*link, "add", UPLINK, "type", "veth", "peer", "name", "uplinkp", "netns", uplink_peer],
+            check=True,
+        )
+        subprocess.run([*link, "set", UPLINK, "up"], check=True)
+        subprocess.run(["ip", "-n", uplink_peer, "link", "set", "uplinkp", "up"], check=True)
+        with_host_device = "host-device" in BUILTIN_PLUGINS
+        subprocess.run(
+            ["ip", "netns", "exec", node, sys.executable, __file__, "--inner", prefix]
+            + (["host-device"] if with_host_device else []),
+            check=True,
+        )
+    finally:
+        for name in reversed(made):
+            subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "--inner":
+        inner(sys.argv[2], with_host_device="host-device" in sys.argv[3:])
+    else:
+        main()
