@@ -223,13 +223,22 @@ def new_link(
 
 
 @contextlib.contextmanager
-def ipam_lease(req: PluginRequest, ipam_type: str) -> Iterator[ResultV100 | None]:
+def ipam_lease(
+    req: PluginRequest, ipam_type: str, *, error_prefix: str = ""
+) -> Iterator[ResultV100 | None]:
     """IPAM ADD through ``ipam_type`` (None without IPAM); if the block raises,
-    IPAM DEL releases the address again."""
+    IPAM DEL releases the address again. ``error_prefix`` starts the text of
+    IPAM ADD's own error (its code is kept): vlan's ``failed to execute IPAM
+    delegate: ``."""
     if not ipam_type:
         yield None
         return
-    result = as_v100(req.delegate_add(ipam_type))
+    try:
+        result = as_v100(req.delegate_add(ipam_type))
+    except CNIError as exc:
+        if not error_prefix:
+            raise
+        raise exc.with_context(error_prefix) from exc
     try:
         if not result.ips:
             raise fail("IPAM plugin returned missing IP config")

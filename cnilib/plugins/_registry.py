@@ -37,6 +37,9 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "bridge": "cnilib.plugins.main.bridge:Bridge",
     "ptp": "cnilib.plugins.main.ptp:Ptp",
     "macvlan": "cnilib.plugins.main.macvlan:Macvlan",
+    "ipvlan": "cnilib.plugins.main.ipvlan:Ipvlan",
+    "vlan": "cnilib.plugins.main.vlan:Vlan",
+    "dummy": "cnilib.plugins.main.dummy:Dummy",
 }
 """CNI type → ``module:Class`` of cnilib's own plugins."""
 

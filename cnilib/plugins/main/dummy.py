@@ -1,0 +1,110 @@
+"""The ``dummy`` plugin: a dummy interface in the container
+(Go ``plugins/main/dummy``, latest release; Debian's 1.1.1 has none).
+
+Keys: ``ipam`` (required). No other key: a dummy has no master, mode or
+MTU setting, and ``dns`` is not read (the result carries IPAM's, as Go's).
+
+- ADD creates the dummy in the container and applies IPAM's addresses and
+  routes. Result: ``interfaces = [the dummy (sandbox)]``, every
+  ``ips[].interface = 0``, IPAM's DNS. A failed ADD deletes the link and
+  releases IPAM's address.
+- DEL: IPAM DEL, then the link; an empty or missing ``CNI_NETNS`` and a
+  missing link are success.
+- CHECK: IPAM CHECK; the interface of ``prevResult`` is a dummy in
+  ``CNI_NETNS``, up, with the result's MAC and addresses (no route check,
+  as Go's).
+- STATUS: IPAM STATUS.
+
+A kernel built without dummy links fails ADD with ``failed to create
+dummy: ...`` naming ``CONFIG_DUMMY``.
+
+Deliberate differences from Go's dummy:
+
+- The link is created under a temporary name and renamed ``CNI_IFNAME`` in
+  the container, as the other interface plugins do (Go creates it with its
+  final name). A name taken in the container reads ``failed to rename dummy
+  to "eth0": file exists`` (Go: ``failed to create dummy: file exists``).
+- DEL runs IPAM DEL only when ``ipam`` is configured, so it succeeds
+  without (Go fails: ``no plugin name provided``); STATUS without ``ipam``
+  says ``dummy interface requires an IPAM configuration`` (Go: ``no plugin
+  name provided``).
+- The kernel's lack of dummy links reads ``failed to create dummy: ...
+  built without CONFIG_DUMMY (operation not supported)`` (Go: ``failed to
+  create dummy: operation not supported``); a namespace that cannot be
+  opened is named (Go prints ``%!q(<nil>)``), and a missing one reads
+  ``failed to open netns "<path>": netns: open <path>: No such file or
+  directory`` (Go: ``... failed to Statfs ...``).
+- CHECK texts are the interface plugins' shared ones, lower-case as Go's
+  latest macvlan (Go's dummy: ``dummy: Required prevResult missing``,
+  ``Error: Container interface eth0 not of type dummy``); ``Interface eth0
+  is down`` is Go's. A 1.x result omits an empty ``dns`` (see
+  :mod:`cnilib.plugins.main.loopback`).
+"""
+
+from __future__ import annotations
+
+from cnilib.invoke import Command
+from cnilib.netlink import Link
+from cnilib.plugins._base import BasePlugin, PluginRequest
+from cnilib.plugins._hostside import fail
+from cnilib.plugins._linkplugin import (
+    check_interface,
+    configure_container,
+    container_netns,
+    delete_container_link,
+    host_netns,
+    interface_result,
+    ipam_lease,
+    new_link,
+)
+from cnilib.plugins._netconf import ipam_type
+from cnilib.results import Result
+
+__all__ = ["Dummy"]
+
+
+def _required_ipam(req: PluginRequest) -> str:
+    """``ipam.type``; ``dummy interface requires an IPAM configuration`` without."""
+    ipam = ipam_type(req.config)
+    if not ipam:
+        raise fail("dummy interface requires an IPAM configuration")
+    return ipam
+
+
+def _up(link: Link) -> None:
+    if not link.up:
+        raise fail(f"Interface {link.name} is down")
+
+
+class Dummy(BasePlugin):
+    """Go's dummy plugin, in process."""
+
+    type = "dummy"
+
+    def add(self, req: PluginRequest) -> Result:
+        """The dummy in the container, then IPAM's addresses."""
+        ipam_plugin = _required_ipam(req)
+        with (
+            container_netns(req) as ctr,
+            host_netns(req) as host,
+            new_link(ctr, req.ifname, "dummy", made_in=host) as link,
+            ipam_lease(req, ipam_plugin) as ipam,
+        ):
+            configure_container(ctr, req.ifname, ipam)
+        return interface_result(req, link, ipam, None)
+
+    def delete(self, req: PluginRequest) -> None:
+        """IPAM DEL, then the link; what is gone already is fine."""
+        ipam = ipam_type(req.config)
+        if ipam:
+            req.delegate(ipam, Command.DEL)
+        delete_container_link(req)
+
+    def check(self, req: PluginRequest) -> None:
+        """IPAM CHECK, then the dummy against ``prevResult``: up, its MAC and addresses."""
+        ipam = _required_ipam(req)
+        check_interface(req, ipam, kind="dummy", validate=_up, routes=False)
+
+    def status(self, req: PluginRequest) -> None:
+        """STATUS: IPAM's."""
+        req.delegate(_required_ipam(req), Command.STATUS)
