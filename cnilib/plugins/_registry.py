@@ -40,6 +40,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "ipvlan": "cnilib.plugins.main.ipvlan:Ipvlan",
     "vlan": "cnilib.plugins.main.vlan:Vlan",
     "dummy": "cnilib.plugins.main.dummy:Dummy",
+    "host-device": "cnilib.plugins.main.host_device:HostDevice",
 }
 """CNI type → ``module:Class`` of cnilib's own plugins."""
 
