@@ -164,7 +164,7 @@ def add_link(
     down. ``data`` is the kind's ``IFLA_INFO_DATA`` (:func:`macvlan_data`...).
     """
     handle = open_netns(netns) if netns is not None else None
-    where = f" in {handle.label}" if handle is not None else ""
+    where = f" into {handle.label}" if handle is not None else ""
     on = f" on link #{parent}" if parent is not None else ""
     try:
         body = link_request(

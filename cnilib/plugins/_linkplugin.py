@@ -34,6 +34,7 @@ from cnilib.errors import CNIError
 from cnilib.invoke import Command
 from cnilib.netlink import (
     Link,
+    LinkKindUnsupportedError,
     NetlinkError,
     NetNSError,
     NetNSHandle,
@@ -208,8 +209,13 @@ def new_link(
             made_in, add_link, tmp, kind, parent=master.index if master else None,
             netns=ctr, mtu=mtu or None, mac=mac or None, txqlen=txqlen, data=data,
         )  # fmt: skip
+    except LinkKindUnsupportedError as exc:
+        raise fail(
+            f"failed to create {kind}: this kernel has no {kind} links: it was built "
+            f"without {exc.option} (operation not supported)"
+        ) from exc
     except NetlinkError as exc:
-        raise fail(f"failed to create {kind}: {exc}") from exc
+        raise fail(f"failed to create {kind}: {go_strerror(exc)}") from exc
     link = run_in_netns(ctr, _rename_new, tmp, ifname, kind)
     try:
         yield link
