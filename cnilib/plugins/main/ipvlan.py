@@ -32,8 +32,8 @@ Deliberate differences from Go:
 - A failed ADD deletes the ipvlan (Go leaks it until DEL, also when the
   rename fails).
 - ``mtu`` is bounded by the master's MTU: ``invalid MTU 9000, must be [0,
-  master MTU(1500)]``, as macvlan and vlan say (Go has no check: the kernel
-  refuses a larger MTU with ``invalid argument``, and ignores a negative one).
+  master MTU(1500)]``, as macvlan and vlan say (Go has no check and leaves
+  a larger MTU to the kernel, and ignores a negative one).
 - Without ``ipam`` and without ``prevResult`` addresses, ADD fails before
   creating anything: ``ipvlan needs an "ipam" configuration, or chained, a
   prevResult with IPs`` (Go creates the link, then fails to run a plugin
