@@ -85,6 +85,7 @@ from cnilib.netlink._route import (
     replace_route,
 )
 from cnilib.netlink._sysctl import read_sysctl, sysctl_path, write_sysctl
+from cnilib.netlink._sysfs import Sysfs, namespace_sysfs
 
 __all__ = [
     "IFF_PROMISC",
@@ -109,6 +110,7 @@ __all__ = [
     "NotOnWorkerError",
     "RouteEntry",
     "SysctlError",
+    "Sysfs",
     "add_address",
     "add_bridge",
     "add_link",
@@ -130,6 +132,7 @@ __all__ = [
     "list_links",
     "list_routes",
     "macvlan_data",
+    "namespace_sysfs",
     "move_link",
     "netns_label",
     "open_netns",

@@ -68,15 +68,12 @@ Deliberate differences from Go's host-device:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import glob
 import ipaddress
 import json
 import os
 import re
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +86,14 @@ from cnilib.netlink import (
     NetNSError,
     NetNSHandle,
     NetNSNotFoundError,
+    Sysfs,
     add_address,
     find_link,
     get_link,
     list_addresses,
     list_links,
     move_link,
+    namespace_sysfs,
     open_netns,
     run_in_netns,
     set_link_alias,
@@ -114,6 +113,7 @@ from cnilib.plugins._linkplugin import (
     ipam_lease,
 )
 from cnilib.plugins._netconf import conf_str, dns_override, ipam_type
+from cnilib.plugins._statefile import drop_state, read_state, state_path, write_state
 from cnilib.results import DNS, Result
 from cnilib.results.v100 import Interface
 
@@ -129,72 +129,6 @@ _SYS_BUS_PCI = "/sys/bus/pci/devices"
 _SYS_BUS_AUX = "/sys/bus/auxiliary/devices"
 _IFA_F_PERMANENT = 0x80
 _IFA_F_NODAD = 0x02
-
-
-# ---------------------------------------------------------------------------- sysfs
-
-_FSOPEN, _FSCONFIG, _FSMOUNT = 430, 431, 432  # the same number on every architecture
-_FSCONFIG_CMD_CREATE = 6
-
-
-def _mount_sysfs() -> int:
-    """A detached sysfs instance of the calling worker's namespace: its fd, or -1."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fs = libc.syscall(_FSOPEN, b"sysfs", 0)
-    if fs < 0:
-        return -1
-    try:
-        if libc.syscall(_FSCONFIG, fs, _FSCONFIG_CMD_CREATE, None, None, 0) < 0:
-            return -1
-        return int(libc.syscall(_FSMOUNT, fs, 0, 0))
-    finally:
-        os.close(fs)
-
-
-@attrs.frozen
-class _Sysfs:
-    """sysfs as the host namespace sees it: Go's ``/sys/...`` paths map under ``root``."""
-
-    root: str = "/sys"
-
-    def real(self, path: str) -> str:
-        return self.root + path[len("/sys") :] if path.startswith("/sys/") else path
-
-    def exists(self, path: str) -> bool:
-        return os.path.exists(self.real(path))
-
-    def lexists(self, path: str) -> bool:
-        return os.path.lexists(self.real(path))
-
-    def read_dir(self, path: str) -> list[str]:
-        """Go ``os.ReadDir``: names, sorted; ``OSError`` as it fails."""
-        return sorted(os.listdir(self.real(path)))
-
-    def glob(self, pattern: str) -> list[str]:
-        """Go ``filepath.Glob`` of ``/sys/...``: sorted ``/sys/...`` paths."""
-        found = glob.glob(self.real(pattern))
-        return sorted("/sys" + p[len(self.root) :] for p in found)
-
-    def readlink(self, path: str) -> str:
-        return os.readlink(self.real(path))
-
-
-@contextlib.contextmanager
-def _host_sysfs(req: PluginRequest, needed: bool) -> Iterator[_Sysfs]:
-    """The host namespace's sysfs for the block (the caller's ``/sys`` when the host
-    is the caller's namespace, when nothing is read, or when mounting is refused)."""
-    if not needed or req.host_netns is None:
-        yield _Sysfs()
-        return
-    with host_netns(req) as host:
-        fd = run_in_netns(host, _mount_sysfs)
-    if fd < 0:
-        yield _Sysfs()
-        return
-    try:
-        yield _Sysfs(f"/proc/self/fd/{fd}")
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- config
@@ -235,7 +169,7 @@ class HostDeviceConf:
         """Whether resolving the device reads sysfs."""
         return bool(self.device_id or self.pci_bus_id or self.kernelpath)
 
-    def resolve(self, sysfs: _Sysfs, *, lenient: bool = False) -> HostDeviceConf:
+    def resolve(self, sysfs: Sysfs, *, lenient: bool = False) -> HostDeviceConf:
         """Go's ``loadConf`` after unmarshalling: ``deviceID``, the one-key rule, DPDK.
 
         ``lenient`` (DEL) treats a failed DPDK probe as "not DPDK".
@@ -260,7 +194,7 @@ class HostDeviceConf:
         return conf
 
 
-def _has_dpdk_driver(sysfs: _Sysfs, pci: str) -> bool:
+def _has_dpdk_driver(sysfs: Sysfs, pci: str) -> bool:
     """Go ``hasDpdkDriver``; its ``EvalSymlinks`` error names the first missing part,
     the device's symlink resolved (``lstat /sys/devices/pci0000:00/<id>/driver``)."""
     device = f"{_SYS_BUS_PCI}/{pci}"
@@ -290,7 +224,7 @@ def parse_hwaddr(text: str) -> bytes:
     raise ValueError(f"address {text}: invalid MAC address")
 
 
-def _link_from_path(sysfs: _Sysfs, path: str) -> Link:
+def _link_from_path(sysfs: Sysfs, path: str) -> Link:
     """Go ``linkFromPath``: the first entry of ``path``, looked up by name."""
     try:
         entries = sysfs.read_dir(path)
@@ -311,7 +245,7 @@ def _by_name(name: str) -> Link:
         raise fail(go_strerror(exc)) from exc
 
 
-def _lookup(conf: HostDeviceConf, sysfs: _Sysfs) -> Link:
+def _lookup(conf: HostDeviceConf, sysfs: Sysfs) -> Link:
     """Go ``getLink`` (in the host): device > hwaddr > kernelpath > pciBusID > auxiliary."""
     if conf.device:
         return _by_name(conf.device)
@@ -341,7 +275,7 @@ def _lookup(conf: HostDeviceConf, sysfs: _Sysfs) -> Link:
     raise fail("failed to find physical interface")
 
 
-def _find_device(conf: HostDeviceConf, sysfs: _Sysfs) -> Link:
+def _find_device(conf: HostDeviceConf, sysfs: Sysfs) -> Link:
     try:
         return _lookup(conf, sysfs)
     except Exception as exc:
@@ -417,44 +351,19 @@ class DeviceState:
             set_link_up(link)
 
 
-def _record_path(conf: HostDeviceConf, req: PluginRequest) -> Path:
-    name = f"{req.container_id}_{req.ifname}.json"
-    if "/" in name or name.startswith("."):
-        raise fail(f"invalid container ID or interface name for a record file: {name!r}")
-    return conf.data_dir / name
-
-
-def _write_record(path: Path, state: DeviceState) -> None:
-    """Atomically (temporary file + rename), readable by root only."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(state.to_json())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise fail(f"failed to save host device state to {path}: {exc.strerror}") from exc
-
-
 def _read_record(path: Path) -> DeviceState | None:
-    try:
-        return DeviceState.from_json(path.read_text())
-    except FileNotFoundError:
+    text = read_state(path, what="host device state")
+    if text is None:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    try:
+        return DeviceState.from_json(text)
+    except (ValueError, KeyError, TypeError) as exc:
         raise fail(f"failed to read host device state from {path}: {exc}") from exc
 
 
-def _drop_record(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+def _host_sysfs(req: PluginRequest, needed: bool) -> contextlib.AbstractContextManager[Sysfs]:
+    """The host namespace's sysfs (the caller's ``/sys`` when nothing is read)."""
+    return namespace_sysfs(req.host_netns if needed else None)
 
 
 # ------------------------------------------------------------------------------ moves
@@ -577,8 +486,8 @@ class HostDevice(BasePlugin):
                 raise fail(f'failed to move link failed to move "{req.ifname}" '
                            f'(host: "{dev.name}") to container NS: file exists')  # fmt: skip
             state = run_in_netns(host, DeviceState.of, dev)
-            record = _record_path(conf, req)
-            _write_record(record, state)
+            record = state_path(conf.data_dir, req)
+            write_state(record, state.to_json(), what="host device state")
             try:
                 try:
                     run_in_netns(host, _move_in, dev, ctr, req.ifname)
@@ -589,7 +498,7 @@ class HostDevice(BasePlugin):
                 link = run_in_netns(ctr, get_link, req.ifname)
             except BaseException:
                 _undo_add(ctr, host, state, req.ifname)
-                _drop_record(record)
+                drop_state(record)
                 raise
             return interface_result(req, link, ipam, conf.dns)
 
@@ -609,7 +518,7 @@ class HostDevice(BasePlugin):
             req.delegate(conf.ipam, Command.DEL)
         if conf.dpdk:
             return
-        record = _record_path(conf, req)
+        record = state_path(conf.data_dir, req)
         state = _read_record(record)
         with host_netns(req) as host:
             ctr = _open_or_none(req.netns)
@@ -617,7 +526,7 @@ class HostDevice(BasePlugin):
                 if state is not None:
                     with contextlib.suppress(Exception):
                         run_in_netns(host, _reclaim, state)
-                _drop_record(record)
+                drop_state(record)
                 return
             with ctr:
                 try:
@@ -629,7 +538,7 @@ class HostDevice(BasePlugin):
                     raise
             if moved is not None:
                 run_in_netns(host, _restore_in_host, moved)
-        _drop_record(record)
+        drop_state(record)
 
     def check(self, req: PluginRequest) -> None:
         """IPAM CHECK, then the device against ``prevResult`` (any link kind)."""

@@ -1,0 +1,62 @@
+"""Per-attachment state a plugin keeps between ADD and DEL (Go's ``dataDir`` files).
+
+``<dataDir>/<containerID>_<ifname>.json``, as Go's tuning plugin names its
+backups: written atomically (temporary file, fsync, rename) and readable by
+root only, so a crash never leaves half a record that a later DEL would
+trust. Errors name the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from cnilib.plugins._base import PluginRequest
+from cnilib.plugins._hostside import fail
+
+__all__ = ["drop_state", "read_state", "state_path", "write_state"]
+
+
+def state_path(data_dir: Path, req: PluginRequest) -> Path:
+    """``<data_dir>/<containerID>_<ifname>.json``; refused if that would leave ``data_dir``."""
+    name = f"{req.container_id}_{req.ifname}.json"
+    if "/" in name or name.startswith("."):
+        raise fail(f"invalid container ID or interface name for a state file: {name!r}")
+    return data_dir / name
+
+
+def write_state(path: Path, text: str, *, what: str) -> None:
+    """Write ``text`` to ``path`` atomically, mode 0600 (``what``: for the error)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise fail(f"failed to save {what} to {path}: {exc.strerror}") from exc
+
+
+def read_state(path: Path, *, what: str) -> str | None:
+    """The content of ``path``; None when there is none."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise fail(f"failed to read {what} from {path}: {exc.strerror}") from exc
+
+
+def drop_state(path: Path) -> None:
+    """Delete ``path`` (gone already is fine)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
