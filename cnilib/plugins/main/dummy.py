@@ -38,7 +38,9 @@ Deliberate differences from Go's dummy:
   latest macvlan (Go's dummy: ``dummy: Required prevResult missing``,
   ``Error: Container interface eth0 not of type dummy``); ``Interface eth0
   is down`` is Go's. A 1.x result omits an empty ``dns`` (see
-  :mod:`cnilib.plugins.main.loopback`).
+  :mod:`cnilib.plugins.main.loopback`); a wrongly typed ``ipam`` reads
+  ``failed to load netconf: json: ...`` as in the other plugins (Go's
+  dummy: ``failed to parse network config: ...``).
 """
 
 from __future__ import annotations
