@@ -44,7 +44,8 @@ UPLINK = "uplink0"  # the macvlan master, in the node namespace
 PY, GO = "in-process", "Go binaries"
 ADD_GOAL, DEL_GOAL = 0.5, 1.0  # in-process over Go: ADD at most half, DEL not slower
 # Namespace roles; the container ones are "<case>-<side>".
-CONTAINERS = ("mvl2-py", "mvl2-go", "mvip-py", "mvip-go", "hd-py", "hd-go")
+CONTAINERS = ("mvl2-py", "mvl2-go", "mvl2-fl", "mvip-py", "mvip-go", "hd-py", "hd-go", "hd-fl")
+FLOOR = "kernel work only"
 
 
 def _netns(name: str) -> None:
@@ -70,6 +71,57 @@ def _fresh_device(name: str, peer_netns: str) -> None:
     if netlink.find_link(name) is not None:
         netlink.delete_link(name)
     netlink.add_veth(name, f"{name}p", peer_netns=peer_netns)
+
+
+# The kernel work alone, no CNI: the requests the plugins make, through cnilib.netlink.
+
+
+def _floor_macvlan_add(ctr: str, master: int) -> None:
+    """A bridge-mode macvlan of the uplink (index ``master``) created straight into
+    the container as eth0, then set up there (macvlan without IPAM does that, and
+    renames; the plugin also looks the master up)."""
+    from cnilib import netlink
+
+    data = netlink.macvlan_data("bridge")
+    netlink.run_here(netlink.add_link, "eth0", "macvlan", parent=master, netns=ctr, data=data)
+    netlink.run_in_netns(ctr, netlink.set_link_up, "eth0")
+
+
+def _floor_delete(ctr: str) -> None:
+    """Delete the container's eth0 (a macvlan's DEL)."""
+    from cnilib import netlink
+
+    netlink.run_in_netns(ctr, netlink.delete_link, "eth0")
+
+
+def _floor_device_add(device: str, ctr: str) -> None:
+    """The device moved into the container renamed eth0 (one request), set up and
+    given an address there."""
+    from cnilib import netlink
+
+    netlink.run_here(netlink.move_link, device, ctr, new_name="eth0")
+    netlink.run_in_netns(ctr, _floor_device_up)
+
+
+def _floor_device_up() -> None:
+    from cnilib import netlink
+
+    netlink.set_link_up("eth0")
+    netlink.add_address("eth0", "10.250.99.2/24")
+
+
+def _floor_device_del(device: str, ctr: str, node: str) -> None:
+    """The device set down in the container and moved back to ``node`` renamed ``device``."""
+    from cnilib import netlink
+
+    netlink.run_in_netns(ctr, _floor_device_out, device, node)
+
+
+def _floor_device_out(device: str, node: str) -> None:
+    from cnilib import netlink
+
+    netlink.set_link_down("eth0")
+    netlink.move_link("eth0", node, new_name=device)
 
 
 def inner(prefix: str, with_host_device: bool) -> None:
@@ -106,6 +158,8 @@ def inner(prefix: str, with_host_device: bool) -> None:
                 lambda side, n: {
                     "type": "host-device",
                     "device": f"hd{side}0",
+                    # cnilib's record of the device's host state (Go ignores the key).
+                    "dataDir": f"{tmp}/hd-state-{side}",
                     "ipam": _host_local(f"{tmp}/ipam-hd-{side}", f"10.250.{90 + n}.0/24"),
                 },
             )
@@ -123,6 +177,21 @@ def inner(prefix: str, with_host_device: bool) -> None:
                 delete = functools.partial(cnis[side].delete_network_list, conf, rt)
                 cases.append((f"{title}, {side_label}: ADD", add))
                 cases.append((f"{title}, {side_label}: DEL", delete))
+        master = netlink.run_here(netlink.get_link, UPLINK).index
+        floors = {"mvl2": (functools.partial(_floor_macvlan_add, ns("mvl2-fl"), master),
+                           functools.partial(_floor_delete, ns("mvl2-fl")))}  # fmt: skip
+        if with_host_device:
+            cases.append(
+                (f"{plugins['hd'][0]}: setup floor",
+                 functools.partial(netlink.run_here, _fresh_device, "hdfl0", ns("hdpeer")))
+            )  # fmt: skip
+            floors["hd"] = (
+                functools.partial(_floor_device_add, "hdfl0", ns("hd-fl")),
+                functools.partial(_floor_device_del, "hdfl0", ns("hd-fl"), ns("node")),
+            )
+        for key, (add_floor, del_floor) in floors.items():
+            cases.append((f"{plugins[key][0]}, {FLOOR}: ADD", add_floor))
+            cases.append((f"{plugins[key][0]}, {FLOOR}: DEL", del_floor))
         rows = measure_interleaved(cases, runs=RUNS)
         by = {row.label: row for row in rows}
         verdicts: list[str] = []
@@ -130,11 +199,12 @@ def inner(prefix: str, with_host_device: bool) -> None:
             # The table names the plugin once, in its title; the rows only the side and verb.
             table = [
                 Row(f"{side}: {verb}", by[f"{title}, {side}: {verb}"].samples_ms)
-                for side in (PY, GO)
+                for side in (PY, GO, FLOOR)
                 for verb in ("ADD", "DEL")
+                if f"{title}, {side}: {verb}" in by
             ]
             print_table(f"{title} (inside a node namespace)", table, baseline=table[2].label)
-            verdicts += _verdicts(title, *table)
+            verdicts += _verdicts(title, *table[:4])
         print()
         for line in verdicts:
             print(line)
