@@ -15,8 +15,11 @@ there and the Go binaries are exec'd directly, not each under an
 macvlan master; its peer in a throwaway namespace); host-device gets a fresh
 veth in the node namespace before every ADD (its peer in another throwaway
 namespace), made and removed in a step of its own that is timed apart and
-left out of the table. Container namespaces are made before any timing. All
-namespaces are deleted at the end, also on failure.
+left out of the table. Container namespaces are made before any timing.
+Beside the two sides, the kernel work alone (no CNI, through cnilib.netlink)
+of a macvlan ADD/DEL without IPAM and of a host-device ADD/DEL. All
+namespaces are deleted at the end, also on failure. Without an in-process
+host-device plugin, only macvlan is measured (and a line says so).
 
 Goal: in-process ADD at most 0.5x Go's, in-process DEL no slower than Go's.
 Needs root and /usr/lib/cni. Run: ``python3 benchmarks/bench_links.py``.
