@@ -30,6 +30,8 @@ import errno
 import socket
 from collections.abc import Callable, Iterator, Sequence
 
+import attrs
+
 from cnilib.errors import CNIError
 from cnilib.invoke import Command
 from cnilib.netlink import (
@@ -68,7 +70,10 @@ from cnilib.results import DNS, Result, Route
 from cnilib.results.v100 import Interface, IPConfig, ResultV100
 
 __all__ = [
+    "SubLink",
+    "add_on_master",
     "as_v100",
+    "check_master",
     "check_interface",
     "check_mtu",
     "configure_container",
@@ -223,6 +228,71 @@ def new_link(
         with contextlib.suppress(Exception):
             run_in_netns(ctr, _delete_if_present, ifname)
         raise
+
+
+@attrs.frozen(kw_only=True)
+class SubLink:
+    """A link that ADD makes on a master (macvlan, ipvlan, vlan)."""
+
+    kind: str
+    master: str
+    """The master's name; ``""``: the default route's link."""
+    link_in_container: bool = False
+    """The master is in the container (``linkInContainer``), not the host."""
+    mtu: int = 0
+    mac: str = ""
+    data: Callable[[], bytes] = bytes
+    """Builds the kind's ``IFLA_INFO_DATA`` (:func:`cnilib.netlink.macvlan_data`...),
+    after ADD's ``validate``."""
+
+
+def add_on_master(
+    req: PluginRequest,
+    link: SubLink,
+    ipam_type: str,
+    dns: DNS | None,
+    *,
+    sysctls: Sequence[str] = (),
+    ipam_error_prefix: str = "",
+    addresses: ResultV100 | None = None,
+    validate: Callable[[], None] | None = None,
+) -> ResultV100:
+    """ADD of a link on a master: find the master, bound the MTU, make the link in
+    the container, run IPAM (else use ``addresses``, else none: layer 2), write
+    ``sysctls`` and configure the container; the answer has the one interface.
+    A failure deletes the link and releases IPAM's address. ``validate`` runs
+    once the namespaces are open (where Go checks a link's mode)."""
+    with container_netns(req) as ctr, host_netns(req) as host:
+        if validate is not None:
+            validate()
+        where = ctr if link.link_in_container else host
+        master = find_master(link.master, where)
+        check_mtu(link.mtu, master)
+        with (
+            new_link(
+                ctr,
+                req.ifname,
+                link.kind,
+                made_in=where,
+                master=master,
+                mtu=link.mtu,
+                mac=link.mac,
+                data=link.data(),
+            ) as made,  # fmt: skip
+            ipam_lease(req, ipam_type, error_prefix=ipam_error_prefix) as ipam,
+        ):
+            if ipam is not None:
+                addresses = ipam
+            configure_container(
+                ctr, req.ifname, addresses, sysctls=sysctls if addresses is not None else ()
+            )
+        return interface_result(req, made, addresses, dns)
+
+
+def check_master(req: PluginRequest, name: str, *, link_in_container: bool) -> None:
+    """CHECK: the master (``""``: the default route's link) is still there."""
+    with container_netns(req) as ctr, host_netns(req) as host:
+        find_master(name, ctr if link_in_container else host)
 
 
 # ----------------------------------------------------------------------------- IPAM

@@ -61,6 +61,8 @@ Deliberate differences from Go:
 
 from __future__ import annotations
 
+from functools import partial
+
 import attrs
 
 from cnilib.invoke import Command
@@ -69,17 +71,12 @@ from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._linkplugin import (
     ANNOUNCE_SYSCTLS,
+    SubLink,
+    add_on_master,
     as_v100,
     check_interface,
-    check_mtu,
-    configure_container,
-    container_netns,
+    check_master,
     delete_container_link,
-    find_master,
-    host_netns,
-    interface_result,
-    ipam_lease,
-    new_link,
 )
 from cnilib.plugins._netconf import conf_bool, conf_int, conf_str, dns_override, ipam_type
 from cnilib.results import DNS, Result
@@ -145,27 +142,20 @@ class Ipvlan(BasePlugin):
     def add(self, req: PluginRequest) -> Result:
         """The ipvlan in the container, then the addresses of IPAM or ``prevResult``."""
         conf = IpvlanConf.load(req)
-        master_name, reuse = _chained(req, conf)
-        with container_netns(req) as ctr, host_netns(req) as host:
-            conf.check_mode()
-            where = ctr if conf.link_in_container else host
-            master = find_master(master_name, where)
-            check_mtu(conf.mtu, master)
-            with (
-                new_link(
-                    ctr,
-                    req.ifname,
-                    "ipvlan",
-                    made_in=where,
-                    master=master,
-                    mtu=conf.mtu,
-                    data=ipvlan_data(conf.mode),
-                ) as link,  # fmt: skip
-                ipam_lease(req, conf.ipam) as ipam,
-            ):
-                addresses = ipam if ipam is not None else reuse
-                configure_container(ctr, req.ifname, addresses, sysctls=ANNOUNCE_SYSCTLS)
-            return interface_result(req, link, addresses, conf.dns)
+        master, reuse = _chained(req, conf)
+        link = SubLink(
+            kind="ipvlan", master=master, link_in_container=conf.link_in_container,
+            mtu=conf.mtu, data=partial(ipvlan_data, conf.mode),
+        )  # fmt: skip
+        return add_on_master(
+            req,
+            link,
+            conf.ipam,
+            conf.dns,
+            sysctls=ANNOUNCE_SYSCTLS,
+            addresses=reuse,
+            validate=conf.check_mode,
+        )
 
     def delete(self, req: PluginRequest) -> None:
         """IPAM DEL (when configured), then the link; what is gone already (even the
@@ -187,8 +177,7 @@ class Ipvlan(BasePlugin):
                 )
 
         if conf.master:
-            with container_netns(req) as ctr, host_netns(req) as host:
-                find_master(conf.master, ctr if conf.link_in_container else host)
+            check_master(req, conf.master, link_in_container=conf.link_in_container)
         check_interface(req, conf.ipam, kind="ipvlan", validate=same_mode)
 
     def status(self, req: PluginRequest) -> None:

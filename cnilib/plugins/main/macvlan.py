@@ -39,6 +39,8 @@ different from both:
 
 from __future__ import annotations
 
+from functools import partial
+
 import attrs
 
 from cnilib.invoke import Command
@@ -47,16 +49,11 @@ from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._linkplugin import (
     ANNOUNCE_SYSCTLS,
+    SubLink,
+    add_on_master,
     check_interface,
-    check_mtu,
-    configure_container,
-    container_netns,
+    check_master,
     delete_container_link,
-    find_master,
-    host_netns,
-    interface_result,
-    ipam_lease,
-    new_link,
     requested_mac,
 )
 from cnilib.plugins._netconf import conf_bool, conf_int, conf_str, dns_override, ipam_type
@@ -111,28 +108,14 @@ class Macvlan(BasePlugin):
         """The macvlan in the container, then IPAM's addresses (or just up, without IPAM)."""
         conf = MacvlanConf.load(req)
         mac = requested_mac(req)
-        with container_netns(req) as ctr, host_netns(req) as host:
-            conf.check_mode()
-            where = ctr if conf.link_in_container else host
-            master = find_master(conf.master, where)
-            check_mtu(conf.mtu, master)
-            data = macvlan_data(conf.mode, bc_queue_len=conf.bc_queue_len)
-            with (
-                new_link(
-                    ctr,
-                    req.ifname,
-                    "macvlan",
-                    made_in=where,
-                    master=master,
-                    mtu=conf.mtu,
-                    mac=mac,
-                    data=data,
-                ) as link,  # fmt: skip
-                ipam_lease(req, conf.ipam) as ipam,
-            ):
-                sysctls = ANNOUNCE_SYSCTLS if ipam is not None else ()
-                configure_container(ctr, req.ifname, ipam, sysctls=sysctls)
-            return interface_result(req, link, ipam, conf.dns)
+        link = SubLink(
+            kind="macvlan", master=conf.master, link_in_container=conf.link_in_container,
+            mtu=conf.mtu, mac=mac,
+            data=partial(macvlan_data, conf.mode, bc_queue_len=conf.bc_queue_len),
+        )  # fmt: skip
+        return add_on_master(
+            req, link, conf.ipam, conf.dns, sysctls=ANNOUNCE_SYSCTLS, validate=conf.check_mode
+        )
 
     def delete(self, req: PluginRequest) -> None:
         """IPAM DEL, then the link; what is gone already (even the master) is fine."""
@@ -152,9 +135,7 @@ class Macvlan(BasePlugin):
                     f"container macvlan mode {link.mode} does not match expected value: {conf.mode}"
                 )
 
-        if not conf.link_in_container:
-            with host_netns(req) as host:
-                find_master(conf.master, host)
+        check_master(req, conf.master, link_in_container=conf.link_in_container)
         check_interface(req, conf.ipam, kind="macvlan", validate=same_mode)
 
     def status(self, req: PluginRequest) -> None:

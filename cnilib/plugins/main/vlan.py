@@ -62,6 +62,8 @@ final period, STATUS, spec 1.1.0). Deliberate differences from Go:
 
 from __future__ import annotations
 
+from functools import partial
+
 import attrs
 
 from cnilib.invoke import Command
@@ -69,16 +71,11 @@ from cnilib.netlink import Link, vlan_data
 from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._linkplugin import (
+    SubLink,
+    add_on_master,
     check_interface,
-    check_mtu,
-    configure_container,
-    container_netns,
+    check_master,
     delete_container_link,
-    find_master,
-    host_netns,
-    interface_result,
-    ipam_lease,
-    new_link,
 )
 from cnilib.plugins._netconf import conf_bool, conf_int, conf_str, dns_override, ipam_type
 from cnilib.results import DNS, Result
@@ -139,26 +136,13 @@ class Vlan(BasePlugin):
         """The vlan in the container, then IPAM's addresses."""
         conf = VlanConf.load(req)
         conf.require_ipam()
-        with container_netns(req) as ctr, host_netns(req) as host:
-            where = ctr if conf.link_in_container else host
-            master = find_master(conf.master, where)
-            check_mtu(conf.mtu, master)
-            with (
-                new_link(
-                    ctr,
-                    req.ifname,
-                    "vlan",
-                    made_in=where,
-                    master=master,
-                    mtu=conf.mtu,
-                    data=vlan_data(conf.vlan_id),
-                ) as link,  # fmt: skip
-                ipam_lease(
-                    req, conf.ipam, error_prefix="failed to execute IPAM delegate: "
-                ) as ipam,
-            ):
-                configure_container(ctr, req.ifname, ipam)
-            return interface_result(req, link, ipam, conf.dns)
+        link = SubLink(
+            kind="vlan", master=conf.master, link_in_container=conf.link_in_container,
+            mtu=conf.mtu, data=partial(vlan_data, conf.vlan_id),
+        )  # fmt: skip
+        return add_on_master(
+            req, link, conf.ipam, conf.dns, ipam_error_prefix="failed to execute IPAM delegate: "
+        )
 
     def delete(self, req: PluginRequest) -> None:
         """IPAM DEL, then the link; what is gone already (even the master) is fine."""
@@ -183,8 +167,7 @@ class Vlan(BasePlugin):
                     f"container vlan MTU {link.mtu} does not match expected value: {conf.mtu}"
                 )
 
-        with container_netns(req) as ctr, host_netns(req) as host:
-            find_master(conf.master, ctr if conf.link_in_container else host)
+        check_master(req, conf.master, link_in_container=conf.link_in_container)
         check_interface(req, conf.ipam, kind="vlan", validate=same_vlan)
 
     def status(self, req: PluginRequest) -> None:
