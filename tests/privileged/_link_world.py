@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ import cnilib
 from cnilib.invoke import ChainExecutor, Executor, SubprocessExecutor
 from cnilib.testing import NetNS, create_netns
 from tests.privileged._bridge_world import Side, norm_name, norm_result, ns_state, sysctls
-from tests.privileged._kernel import IPAM_LEFTOVERS, JSON, ip_json
+from tests.privileged._kernel import GO_PLUGINS, IPAM_LEFTOVERS, JSON, ip_json
 
 __all__ = [
     "CONTAINER_ID",
@@ -143,6 +145,17 @@ def link_state(
 # -------------------------------------------------------------------------------- side
 
 
+def install_plugins(dest: Path) -> Path:
+    """``python -m cnilib.plugins install <dest>``: every in-process plugin as a CNI
+    executable in *dest*, which is returned."""
+    subprocess.run(
+        [sys.executable, "-m", "cnilib.plugins", "install", str(dest)],
+        check=True,
+        capture_output=True,
+    )
+    return dest
+
+
 @dataclass
 class LinkSide(Side):
     """A :class:`~tests.privileged._bridge_world.Side` whose node has the uplink
@@ -161,6 +174,18 @@ class LinkSide(Side):
         node, lan = make_ns(), make_ns()
         add_veth(node, MASTER, lan, LAN_PEER)
         return cls(kind, node, make_ns, tmp, executor=executor, lan=lan)
+
+    @classmethod
+    def executables(cls, make_ns: MakeNS, tmp: Path, bin_dir: Path) -> LinkSide:
+        """A fresh side running cnilib's plugins *installed as executables* in *bin_dir*
+        (:func:`install_plugins`), exec'd as Go's are, under ``ip netns exec <node>``;
+        Go's binaries come after them on the plugin path."""
+        side = cls.build("go", make_ns, tmp)
+        side.kind = "exe"
+        side.cni = cnilib.CNI(
+            [str(bin_dir), str(GO_PLUGINS)], cache_dir=tmp / "cache", executor=side.executor
+        )
+        return side
 
     @classmethod
     def mixed_link(cls, like: LinkSide, tmp: Path, first: Executor, *, binaries_first: bool = False,

@@ -43,6 +43,7 @@ from tests.privileged._link_world import (
     LinkSide,
     MakeNS,
     add_veth,
+    install_plugins,
     link_kind_missing,
     require_link_kind,
 )
@@ -180,6 +181,25 @@ def test_add_without_the_kernel_kind_names_the_option(py: LinkSide, kind: str) -
         f"{KERNEL_OPTION[kind]} (operation not supported)"
     )
     assert_nothing_left(py)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_installed_executable_without_the_kernel_kind(
+    cnilib_container_netns: MakeNS, tmp_path: Path, kind: str
+) -> None:
+    """Installed as an executable and exec'd under ``ip netns exec <node>``, the plugin
+    fails as in process: code 999, the kernel option named, nothing left behind."""
+    without_kind(kind)
+    bin_dir = install_plugins(tmp_path / "bin")
+    exe = LinkSide.executables(cnilib_container_netns, tmp_path / "exe", bin_dir)
+    try:
+        err = exe.add_error(plugin_conf(kind))
+        assert err.code == 999
+        assert KERNEL_OPTION[kind] in err.msg
+        assert err.msg.startswith(f"failed to create {kind}: this kernel has no {kind} links")
+        assert_nothing_left(exe)
+    finally:
+        exe.cni.close()
 
 
 @pytest.mark.parametrize("kind", GO_KINDS)

@@ -52,6 +52,7 @@ from tests.privileged._link_world import (
     LinkSide,
     MakeNS,
     add_veth,
+    install_plugins,
     require_link_kind,
 )
 from tests.privileged._netstate import assert_same
@@ -693,3 +694,28 @@ def test_concurrency_50_attachments_on_one_master(py: LinkSide) -> None:
     assert all(macvlans(ctr) == [] for ctr in ctrs)
     assert macvlans(py.node) == []
     assert set(py.store()) <= IPAM_LEFTOVERS
+
+
+# -------------------------------------------------------------------------- executable
+
+
+@pytest.mark.parametrize("case", ["vepa", "l2-no-ipam", "static-ipam-dns"])
+def test_installed_executable_matches_go(
+    go: LinkSide, cnilib_container_netns: MakeNS, tmp_path: Path, case: str
+) -> None:
+    """Our macvlan (and host-local) installed as executables and exec'd like Go's, under
+    ``ip netns exec <node>``: the same result and kernel state as Go's binary, through
+    ADD, CHECK and DEL."""
+    bin_dir = install_plugins(tmp_path / "bin")
+    exe = LinkSide.executables(cnilib_container_netns, tmp_path / "exe", bin_dir)
+    try:
+        plugin = CASES[case]
+        both_add(go, exe, plugin)
+        assert_same_state(go, exe)
+        for side in (go, exe):
+            side.check(plugin)
+            side.delete(plugin)
+        assert_same_state(go, exe)
+        assert macvlans(exe.ctr()) == []
+    finally:
+        exe.cni.close()
