@@ -52,7 +52,7 @@ from cnilib.netlink import (
     run_in_netns,
     set_link_name,
 )
-from cnilib.plugins._base import PluginRequest
+from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins._hostside import (
     bring_up,
     configure_iface,
@@ -65,11 +65,12 @@ from cnilib.plugins._hostside import (
     validate_expected_interface_ips,
     validate_expected_routes,
 )
-from cnilib.plugins._netconf import conf_str, mac_from_request, parse_mac
+from cnilib.plugins._netconf import conf_str, ipam_type, mac_from_request, parse_mac
 from cnilib.results import DNS, Result, Route
 from cnilib.results.v100 import Interface, IPConfig, ResultV100
 
 __all__ = [
+    "InterfacePlugin",
     "SubLink",
     "add_on_master",
     "as_v100",
@@ -94,6 +95,31 @@ def as_v100(result: Result) -> ResultV100:
     converted = result.convert_to(ResultV100.IMPLEMENTED_VERSION)
     assert isinstance(converted, ResultV100)
     return converted
+
+
+class InterfacePlugin(BasePlugin):
+    """Base of the interface plugins: their STATUS and GC are their IPAM's.
+
+    Go's interface plugins pass STATUS to IPAM and leave GC out (a no-op),
+    so a host-local store behind them is never collected; here GC reaches
+    IPAM too, as bridge's and ptp's do.
+    """
+
+    def ipam_of(self, req: PluginRequest) -> str:
+        """The configuration's IPAM type (``""``: none); raise if it must have one."""
+        return ipam_type(req.config)
+
+    def status(self, req: PluginRequest) -> None:
+        """STATUS: IPAM's."""
+        ipam = self.ipam_of(req)
+        if ipam:
+            req.delegate(ipam, Command.STATUS)
+
+    def gc(self, req: PluginRequest) -> None:
+        """GC: IPAM's (it releases the addresses of attachments no longer valid)."""
+        ipam = self.ipam_of(req)
+        if ipam:
+            req.delegate(ipam, Command.GC)
 
 
 # ----------------------------------------------------------------------- namespaces

@@ -48,6 +48,7 @@ from tests.privileged._kernel import (
     wait_until,
 )
 from tests.privileged._link_world import (
+    CONTAINER_ID,
     MASTER,
     LinkSide,
     MakeNS,
@@ -288,6 +289,21 @@ def test_spec_1_1_0_is_ours_only(go: LinkSide, py: LinkSide) -> None:
     py.delete(plugin, "1.1.0")
     assert macvlans(py.ctr()) == []
     assert py.allocated() == set()
+
+
+def test_gc_reaches_ipam(py: LinkSide) -> None:
+    """GC (1.1.0) passes to IPAM: host-local frees an address no valid attachment holds
+    (one allocated behind the runtime's back), and keeps the valid container's."""
+    plugin = macvlan()
+    res = py.add(plugin, "1.1.0")
+    kept = res["ips"][0]["address"].split("/")[0]
+    store = py.data_dir / py.network
+    (store / "10.66.1.99").write_bytes(b"ghost-container\r\neth0")
+    assert py.allocated() == {kept, "10.66.1.99"}
+    py.cni.gc_network_list(py.conflist(plugin, version="1.1.0"), [(CONTAINER_ID, "eth0")])
+    assert py.allocated() == {kept}
+    assert macvlans(py.ctr()) == ["eth0"]
+    py.delete(plugin, "1.1.0")
 
 
 def test_status_passes_ipam_through(py: LinkSide) -> None:

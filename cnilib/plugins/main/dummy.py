@@ -13,7 +13,7 @@ MTU setting, and ``dns`` is not read (the result carries IPAM's, as Go's).
 - CHECK: IPAM CHECK; the interface of ``prevResult`` is a dummy in
   ``CNI_NETNS``, up, with the result's MAC and addresses (no route check,
   as Go's).
-- STATUS: IPAM STATUS.
+- STATUS and GC: IPAM's (Go has no GC: a no-op).
 
 A kernel built without dummy links fails ADD with ``failed to create
 dummy: ...`` naming ``CONFIG_DUMMY``.
@@ -47,9 +47,10 @@ from __future__ import annotations
 
 from cnilib.invoke import Command
 from cnilib.netlink import Link
-from cnilib.plugins._base import BasePlugin, PluginRequest
+from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._linkplugin import (
+    InterfacePlugin,
     check_interface,
     configure_container,
     container_netns,
@@ -78,7 +79,7 @@ def _up(link: Link) -> None:
         raise fail(f"Interface {link.name} is down")
 
 
-class Dummy(BasePlugin):
+class Dummy(InterfacePlugin):
     """Go's dummy plugin, in process."""
 
     type = "dummy"
@@ -107,6 +108,6 @@ class Dummy(BasePlugin):
         ipam = _required_ipam(req)
         check_interface(req, ipam, kind="dummy", validate=_up, routes=False)
 
-    def status(self, req: PluginRequest) -> None:
-        """STATUS: IPAM's."""
-        req.delegate(_required_ipam(req), Command.STATUS)
+    def ipam_of(self, req: PluginRequest) -> str:
+        """``ipam.type``; dummy requires one."""
+        return _required_ipam(req)

@@ -28,7 +28,7 @@ configured, only IPAM runs.
   are success.
 - CHECK: IPAM CHECK; the interface of ``prevResult`` exists in
   ``CNI_NETNS`` with the result's MAC, addresses and routes (any kind).
-- STATUS: IPAM STATUS.
+- STATUS and GC: IPAM's (Go has no GC: a no-op).
 
 The sysfs lookups (``kernelpath``, ``pciBusID``, ``deviceID``) read the
 host namespace's view of sysfs: a network device's ``net/`` entry shows only
@@ -102,9 +102,10 @@ from cnilib.netlink import (
     set_link_name,
     set_link_up,
 )
-from cnilib.plugins._base import BasePlugin, PluginRequest
+from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail, go_strerror
 from cnilib.plugins._linkplugin import (
+    InterfacePlugin,
     check_interface,
     configure_container,
     container_netns,
@@ -465,7 +466,7 @@ def _reclaim(state: DeviceState) -> None:
 # ---------------------------------------------------------------------------- plugin
 
 
-class HostDevice(BasePlugin):
+class HostDevice(InterfacePlugin):
     """Go's host-device plugin, in process."""
 
     type = "host-device"
@@ -553,12 +554,6 @@ class HostDevice(BasePlugin):
                     raise fail("required prevResult missing")
             return
         check_interface(req, conf.ipam, kind=None)
-
-    def status(self, req: PluginRequest) -> None:
-        """STATUS: IPAM's."""
-        ipam = ipam_type(req.config)
-        if ipam:
-            req.delegate(ipam, Command.STATUS)
 
 
 def _open_or_none(path: str) -> NetNSHandle | None:

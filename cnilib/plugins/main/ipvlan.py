@@ -19,7 +19,7 @@ There is no ``mac``: an ipvlan has its master's MAC.
 - CHECK: IPAM CHECK; the interface of ``prevResult`` is an ipvlan in
   ``CNI_NETNS`` with the configured mode and the result's MAC, addresses
   and routes; the configured master exists.
-- STATUS: IPAM STATUS (when configured).
+- STATUS and GC: IPAM's, when configured (Go has no GC: a no-op).
 
 Host-side work (the master lookup, the request that creates the link)
 happens in ``PluginRequest.host_netns``. A kernel built without ipvlan
@@ -67,10 +67,11 @@ import attrs
 
 from cnilib.invoke import Command
 from cnilib.netlink import Link, ipvlan_data
-from cnilib.plugins._base import BasePlugin, PluginRequest
+from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._linkplugin import (
     ANNOUNCE_SYSCTLS,
+    InterfacePlugin,
     SubLink,
     add_on_master,
     as_v100,
@@ -134,7 +135,7 @@ def _chained(req: PluginRequest, conf: IpvlanConf) -> tuple[str, ResultV100 | No
     return master, reuse
 
 
-class Ipvlan(BasePlugin):
+class Ipvlan(InterfacePlugin):
     """Go's ipvlan plugin, in process."""
 
     type = "ipvlan"
@@ -179,9 +180,3 @@ class Ipvlan(BasePlugin):
         if conf.master:
             check_master(req, conf.master, link_in_container=conf.link_in_container)
         check_interface(req, conf.ipam, kind="ipvlan", validate=same_mode)
-
-    def status(self, req: PluginRequest) -> None:
-        """STATUS: IPAM's (when configured)."""
-        conf = IpvlanConf.load(req)
-        if conf.ipam:
-            req.delegate(conf.ipam, Command.STATUS)

@@ -19,7 +19,7 @@ only, up and without addresses), ``dns``.
 - CHECK: IPAM CHECK; the interface of ``prevResult`` is a macvlan in
   ``CNI_NETNS`` with the configured mode and the result's MAC, addresses
   and routes; the master exists.
-- STATUS: IPAM STATUS.
+- STATUS and GC: IPAM's (Go has no GC: a no-op).
 
 Host-side work (the master lookup, the request that creates the link)
 happens in ``PluginRequest.host_netns``.
@@ -45,10 +45,11 @@ import attrs
 
 from cnilib.invoke import Command
 from cnilib.netlink import Link, macvlan_data
-from cnilib.plugins._base import BasePlugin, PluginRequest
+from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._linkplugin import (
     ANNOUNCE_SYSCTLS,
+    InterfacePlugin,
     SubLink,
     add_on_master,
     check_interface,
@@ -99,7 +100,7 @@ class MacvlanConf:
             raise fail(f'unknown macvlan mode: "{self.mode}"')
 
 
-class Macvlan(BasePlugin):
+class Macvlan(InterfacePlugin):
     """Go's macvlan plugin, in process."""
 
     type = "macvlan"
@@ -137,9 +138,3 @@ class Macvlan(BasePlugin):
 
         check_master(req, conf.master, link_in_container=conf.link_in_container)
         check_interface(req, conf.ipam, kind="macvlan", validate=same_mode)
-
-    def status(self, req: PluginRequest) -> None:
-        """STATUS: IPAM's."""
-        conf = MacvlanConf.load(req)
-        if conf.ipam:
-            req.delegate(conf.ipam, Command.STATUS)

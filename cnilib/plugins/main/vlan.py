@@ -15,7 +15,7 @@ namespace), ``ipam`` (required), ``dns``.
 - CHECK: IPAM CHECK; the interface of ``prevResult`` is a vlan in
   ``CNI_NETNS`` with the configured vlan id, MTU (when configured) and the
   result's MAC, addresses and routes; the master exists.
-- STATUS: IPAM STATUS.
+- STATUS and GC: IPAM's (Go has no GC: a no-op).
 
 Host-side work (the master lookup, the request that creates the link)
 happens in ``PluginRequest.host_netns``. A kernel built without 802.1Q
@@ -68,9 +68,10 @@ import attrs
 
 from cnilib.invoke import Command
 from cnilib.netlink import Link, vlan_data
-from cnilib.plugins._base import BasePlugin, PluginRequest
+from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._linkplugin import (
+    InterfacePlugin,
     SubLink,
     add_on_master,
     check_interface,
@@ -127,7 +128,7 @@ class VlanConf:
             raise fail("vlan interface requires an IPAM configuration")
 
 
-class Vlan(BasePlugin):
+class Vlan(InterfacePlugin):
     """Go's vlan plugin, in process."""
 
     type = "vlan"
@@ -170,8 +171,8 @@ class Vlan(BasePlugin):
         check_master(req, conf.master, link_in_container=conf.link_in_container)
         check_interface(req, conf.ipam, kind="vlan", validate=same_vlan)
 
-    def status(self, req: PluginRequest) -> None:
-        """STATUS: IPAM's."""
+    def ipam_of(self, req: PluginRequest) -> str:
+        """``ipam.type``; vlan requires one."""
         conf = VlanConf.load(req)
         conf.require_ipam()
-        req.delegate(conf.ipam, Command.STATUS)
+        return conf.ipam
