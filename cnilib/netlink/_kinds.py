@@ -14,7 +14,9 @@ option to turn on, instead of the bare ``operation not supported``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
 import struct
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,7 @@ from cnilib.netlink._link import (
     IFLA_NET_NS_FD,
     IFLA_TXQLEN,
     change_link,
+    delete_link,
     ifname_attr,
     mac_attr,
 )
@@ -145,6 +148,30 @@ def link_request(
     return body + attr(IFLA_LINKINFO, info)
 
 
+def _kind_missing(kind: str, parent: int | None) -> bool:
+    """After ``EOPNOTSUPP``: is it the kernel that lacks ``kind``?
+
+    A parentless link (dummy) fails so only then. A vlan on a master that
+    cannot carry VLANs fails the same way with 802.1Q built in, so ask the
+    kernel again without the parent: a kernel with the kind refuses that
+    with ``EINVAL`` ("link not specified"), one without it with
+    ``EOPNOTSUPP`` again. (Should the probe make a link after all, it is
+    deleted at once.)
+    """
+    if kind not in KERNEL_OPTIONS:
+        return False
+    if parent is None:
+        return True
+    probe = f"cniprobe{os.urandom(3).hex()}"
+    try:
+        change_link(link_request(probe, kind), NLM_F_CREATE | NLM_F_EXCL)
+    except OSError as exc:
+        return exc.errno == errno.EOPNOTSUPP
+    with contextlib.suppress(Exception):
+        delete_link(probe)
+    return False
+
+
 def add_link(
     name: str,
     kind: str,
@@ -176,7 +203,7 @@ def add_link(
             with netlink_errors(operation, netns_label()):
                 change_link(body, NLM_F_CREATE | NLM_F_EXCL)
         except NetlinkError as exc:
-            if exc.errno == errno.EOPNOTSUPP and kind in KERNEL_OPTIONS:
+            if exc.errno == errno.EOPNOTSUPP and _kind_missing(kind, parent):
                 raise LinkKindUnsupportedError(operation, exc.netns, kind) from exc
             raise
     finally:

@@ -141,6 +141,69 @@ class TestLinks:
             nl.run_in_netns(ns.path, dummy)
 
 
+class TestLinkKinds:
+    """``add_link`` (macvlan, ipvlan, vlan, dummy) and what its errors say."""
+
+    def test_macvlan_attributes_read_back(self, cnilib_container_netns: MakeNS) -> None:
+        """A macvlan made straight into another namespace: mode, MTU, MAC, parent,
+        alias set and cleared, as the kernel reports them."""
+        node, ctr = cnilib_container_netns(), cnilib_container_netns()
+
+        def make() -> None:
+            nl.add_veth("up0", "up1")
+            parent = nl.get_link("up0").index
+            data = nl.macvlan_data("vepa", bc_queue_len=64)
+            nl.add_link("mv0", "macvlan", parent=parent, netns=ctr.path, mtu=1400,
+                        mac="02:11:22:33:44:55", data=data)  # fmt: skip
+
+        nl.run_in_netns(node.path, make)
+
+        def read() -> nl.Link:
+            nl.set_link_alias("mv0", "orig0")
+            link = nl.get_link("mv0")
+            assert nl.get_link("mv0") == next(x for x in nl.list_links() if x.name == "mv0")
+            nl.set_link_alias("mv0", "")
+            assert nl.get_link("mv0").alias == ""
+            return link
+
+        link = nl.run_in_netns(ctr.path, read)
+        assert (link.kind, link.mode, link.mtu, link.mac, link.alias) == (
+            "macvlan", "vepa", 1400, "02:11:22:33:44:55", "orig0")  # fmt: skip
+        assert link.peer_index is not None
+        assert link.peer_netnsid is not None
+        details = ip_json(ctr, "-d", "link", "show", "mv0")[0]["linkinfo"]["info_data"]
+        assert (details["mode"], details["bcqueuelen"]) == ("vepa", 64)
+
+    def test_eopnotsupp_blames_the_kernel_only_when_it_lacks_the_kind(
+        self, cnilib_container_netns: MakeNS, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``EOPNOTSUPP`` for a link on a master is the kernel's lack of the kind
+        only if a parentless request of the kind fails the same way; a kernel that
+        has the kind answers that with ``EINVAL``, and the error stays the kernel's
+        (a vlan on a master that cannot carry VLANs)."""
+        from cnilib.netlink import _kinds
+
+        ns = cnilib_container_netns()
+        answers: list[int] = []
+
+        def change_link(body: bytes, flags: int = 0) -> None:
+            raise OSError(answers.pop(0), "refused")
+
+        monkeypatch.setattr(_kinds, "change_link", change_link)
+        for probe, expected in ((errno.EINVAL, nl.NetlinkError),
+                                (errno.EOPNOTSUPP, nl.LinkKindUnsupportedError)):  # fmt: skip
+            answers[:] = [errno.EOPNOTSUPP, probe]
+            with pytest.raises(nl.NetlinkError) as info:
+                nl.run_in_netns(ns.path, nl.add_link, "v0", "vlan", parent=1, data=nl.vlan_data(5))
+            assert type(info.value) is expected
+            assert answers == []
+        answers[:] = [errno.EOPNOTSUPP]  # a dummy has no parent: nothing to ask again
+        with pytest.raises(nl.LinkKindUnsupportedError) as unsupported:
+            nl.run_in_netns(ns.path, nl.add_link, "d0", "dummy")
+        assert unsupported.value.option == "CONFIG_DUMMY"
+        assert "CONFIG_DUMMY" in str(unsupported.value)
+
+
 class TestAddresses:
     """Address helpers, checked with ``ip -j addr``."""
 
