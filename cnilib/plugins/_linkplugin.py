@@ -8,15 +8,16 @@ Go's interface plugins repeat one shape; it lives here once:
   names none, as the interface of the default route, in the host or (with
   ``linkInContainer``) the container; :func:`check_mtu` bounds the MTU by
   the master's;
-- the link: :func:`new_link` creates it under a temporary name where the
-  master lives, straight into the container, renames it to ``CNI_IFNAME``
-  there, and deletes it again if the rest of ADD fails;
+- the link: :func:`new_link` creates it from where the master lives
+  straight into the container as ``CNI_IFNAME``, and deletes it again if the
+  rest of ADD fails; :func:`add_on_master` is the whole ADD of a link on a
+  master (macvlan, ipvlan, vlan);
 - IPAM: :func:`ipam_lease` runs IPAM ADD and releases the address if the
   rest of ADD fails; :func:`configure_container` applies the result
   (sysctls, addresses, routes) or, without IPAM, just sets the link up;
 - the answer: :func:`interface_result` (one interface, in the sandbox);
-- DEL: :func:`delete_container_link` (an empty or missing ``CNI_NETNS``
-  and a missing link are success);
+- DEL, STATUS and GC: :class:`InterfacePlugin` (IPAM's, then the link;
+  an empty or missing ``CNI_NETNS`` and a missing link are success);
 - CHECK: :func:`check_interface` (``prevResult``, the sandbox, the link's
   kind and MAC, then addresses and routes).
 
@@ -29,10 +30,11 @@ import contextlib
 import errno
 import socket
 from collections.abc import Callable, Iterator, Sequence
+from typing import ClassVar
 
 import attrs
 
-from cnilib.errors import CNIError
+from cnilib.errors import CNIError, ErrorCode, PluginError
 from cnilib.invoke import Command
 from cnilib.netlink import (
     Link,
@@ -50,7 +52,6 @@ from cnilib.netlink import (
     list_routes,
     open_netns,
     run_in_netns,
-    set_link_name,
 )
 from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins._hostside import (
@@ -60,7 +61,6 @@ from cnilib.plugins._hostside import (
     fail,
     go_strerror,
     open_host_netns,
-    random_veth_name,
     try_sysctl,
     validate_expected_interface_ips,
     validate_expected_routes,
@@ -70,22 +70,25 @@ from cnilib.results import DNS, Result, Route
 from cnilib.results.v100 import Interface, IPConfig, ResultV100
 
 __all__ = [
+    "ANNOUNCE_SYSCTLS",
     "InterfacePlugin",
     "SubLink",
     "add_on_master",
     "as_v100",
-    "check_master",
     "check_interface",
+    "check_master",
     "check_mtu",
     "configure_container",
+    "container_ips",
     "container_netns",
     "delete_container_link",
     "find_master",
     "host_netns",
     "interface_result",
     "ipam_lease",
+    "mode_matches",
     "new_link",
-    "prev_result_or_none",
+    "require_layer2_version",
     "requested_mac",
 ]
 
@@ -98,16 +101,39 @@ def as_v100(result: Result) -> ResultV100:
 
 
 class InterfacePlugin(BasePlugin):
-    """Base of the interface plugins: their STATUS and GC are their IPAM's.
+    """Base of the interface plugins: DEL, STATUS and GC.
 
-    Go's interface plugins pass STATUS to IPAM and leave GC out (a no-op),
-    so a host-local store behind them is never collected; here GC reaches
-    IPAM too, as bridge's and ptp's do.
+    DEL is IPAM's (when configured), then the container link
+    (:func:`delete_container_link`). STATUS and GC are IPAM's: Go's interface
+    plugins leave GC out (a no-op), so a host-local store behind them is
+    never collected; here GC reaches IPAM, as bridge's and ptp's does.
+    Subclasses decode their configuration in :meth:`load_ipam`.
     """
 
-    def ipam_of(self, req: PluginRequest) -> str:
-        """The configuration's IPAM type (``""``: none); raise if it must have one."""
+    requires_ipam: ClassVar[bool] = False
+    """ADD, CHECK, STATUS and GC refuse a configuration without ``ipam``."""
+
+    def load_ipam(self, req: PluginRequest) -> str:
+        """Decode the configuration (its errors as ADD's); its IPAM type, ``""`` for none."""
         return ipam_type(req.config)
+
+    def ipam_of(self, req: PluginRequest) -> str:
+        """:meth:`load_ipam`, refusing none when :attr:`requires_ipam`."""
+        return self.require_ipam(self.load_ipam(req))
+
+    def require_ipam(self, ipam: str) -> str:
+        """``ipam``; ``<type> interface requires an IPAM configuration`` when it is
+        empty and :attr:`requires_ipam`."""
+        if self.requires_ipam and not ipam:
+            raise fail(f"{self.type} interface requires an IPAM configuration")
+        return ipam
+
+    def delete(self, req: PluginRequest) -> None:
+        """IPAM DEL (when configured), then the link; what is gone already is fine."""
+        ipam = self.load_ipam(req)
+        if ipam:
+            req.delegate(ipam, Command.DEL)
+        delete_container_link(req)
 
     def status(self, req: PluginRequest) -> None:
         """STATUS: IPAM's."""
@@ -183,8 +209,9 @@ def check_mtu(mtu: int, master: Link) -> None:
 
 def requested_mac(req: PluginRequest) -> str:
     """The container MAC asked for: the config's ``mac``, overridden by ``CNI_ARGS
-    MAC=``, ``args.cni.mac`` and ``runtimeConfig.mac``; normalised; ``""`` for none."""
-    mac = mac_from_request(req, req.config) or conf_str(req.config, "mac")
+    MAC=`` and ``runtimeConfig.mac``; normalised; ``""`` for none."""
+    # {}: Go's macvlan has no ``args`` in its NetConf, so ``args.cni.mac`` is not read.
+    mac = mac_from_request(req, {}) or conf_str(req.config, "mac")
     if not mac:
         return ""
     try:
@@ -196,21 +223,22 @@ def requested_mac(req: PluginRequest) -> str:
 # ----------------------------------------------------------------------------- link
 
 
-def _rename_new(tmp: str, ifname: str, kind: str) -> Link:
-    """In the container: the new link ``tmp`` becomes ``ifname``; on failure it is deleted."""
-    try:
-        set_link_name(tmp, ifname)
-    except NetlinkError as exc:
-        with contextlib.suppress(NetlinkError):
-            delete_link(tmp)
-        raise fail(f'failed to rename {kind} to "{ifname}": {go_strerror(exc)}') from exc
-    return get_link(ifname)
-
-
 def _delete_if_present(ifname: str) -> None:
     link = find_link(ifname)
     if link is not None:
         delete_link(link)
+
+
+def _create_error(exc: NetlinkError, kind: str, ifname: str, ctr: NetNSHandle) -> PluginError:
+    if isinstance(exc, LinkKindUnsupportedError):
+        return fail(
+            f"failed to create {kind}: this kernel has no {kind} links: it was built "
+            f"without {exc.option} (operation not supported)"
+        )
+    if exc.errno == errno.EEXIST and run_in_netns(ctr, find_link, ifname) is not None:
+        # Go learns this when renaming its temporary link, and says so
+        return fail(f'failed to rename {kind} to "{ifname}": file exists')
+    return fail(f"failed to create {kind}: {go_strerror(exc)}")
 
 
 @contextlib.contextmanager
@@ -224,32 +252,25 @@ def new_link(
     mtu: int = 0,
     mac: str = "",
     data: bytes = b"",
-    txqlen: int | None = None,
-) -> Iterator[Link]:
+) -> Iterator[None]:
     """Create a ``kind`` link called ``ifname`` in the container ``ctr``.
 
     The request is sent from ``made_in``, the namespace of ``master`` (the
-    host, or the container itself with ``linkInContainer``), under a random
-    ``vethXXXXXXXX`` name that cannot clash with the container's interfaces;
-    the link is then renamed in the container. If the block raises, the
-    link is deleted again (Go's macvlan does so; its ipvlan and vlan leak it).
+    host, or the container itself with ``linkInContainer``); the kernel
+    makes the link in the container directly, so only the container's names
+    can clash (Go makes it under a temporary name and renames it there, one
+    request more for the same outcome). If the block raises, the link is
+    deleted again (Go's macvlan does so; its ipvlan and vlan leak it).
     """
-    tmp = random_veth_name()
     try:
         run_in_netns(
-            made_in, add_link, tmp, kind, parent=master.index if master else None,
-            netns=ctr, mtu=mtu or None, mac=mac or None, txqlen=txqlen, data=data,
+            made_in, add_link, ifname, kind, parent=master.index if master else None,
+            netns=ctr, mtu=mtu or None, mac=mac or None, data=data,
         )  # fmt: skip
-    except LinkKindUnsupportedError as exc:
-        raise fail(
-            f"failed to create {kind}: this kernel has no {kind} links: it was built "
-            f"without {exc.option} (operation not supported)"
-        ) from exc
     except NetlinkError as exc:
-        raise fail(f"failed to create {kind}: {go_strerror(exc)}") from exc
-    link = run_in_netns(ctr, _rename_new, tmp, ifname, kind)
+        raise _create_error(exc, kind, ifname, ctr) from exc
     try:
-        yield link
+        yield
     except BaseException:
         with contextlib.suppress(Exception):
             run_in_netns(ctr, _delete_if_present, ifname)
@@ -288,6 +309,8 @@ def add_on_master(
     ``sysctls`` and configure the container; the answer has the one interface.
     A failure deletes the link and releases IPAM's address. ``validate`` runs
     once the namespaces are open (where Go checks a link's mode)."""
+    if not ipam_type and addresses is None:
+        require_layer2_version(req)
     with container_netns(req) as ctr, host_netns(req) as host:
         if validate is not None:
             validate()
@@ -304,15 +327,27 @@ def add_on_master(
                 mtu=link.mtu,
                 mac=link.mac,
                 data=link.data(),
-            ) as made,  # fmt: skip
+            ),  # fmt: skip
             ipam_lease(req, ipam_type, error_prefix=ipam_error_prefix) as ipam,
         ):
             if ipam is not None:
                 addresses = ipam
-            configure_container(
+            made = configure_container(
                 ctr, req.ifname, addresses, sysctls=sysctls if addresses is not None else ()
             )
         return interface_result(req, made, addresses, dns)
+
+
+def require_layer2_version(req: PluginRequest) -> None:
+    """Refuse, before anything is made, a layer-2 attachment (no addresses) whose
+    result version cannot carry it: a 0.1.0 or 0.2.0 result is IP addresses only.
+    (Go makes the interface, then fails to print the result, and leaves it.)"""
+    if req.cni_version in ("0.1.0", "0.2.0"):
+        raise PluginError(
+            f"cannot convert: no valid IP addresses (a {req.cni_version} result has only "
+            'IP addresses: configure "ipam", or use cniVersion 0.3.0 or later)',
+            code=ErrorCode.INCOMPATIBLE_CNI_VERSION,
+        )
 
 
 def check_master(req: PluginRequest, name: str, *, link_in_container: bool) -> None:
@@ -353,15 +388,14 @@ def ipam_lease(
 
 def _configure(
     ifname: str, ips: Sequence[IPConfig], routes: Sequence[Route], sysctls: Sequence[str]
-) -> None:
+) -> Link:
     for name in sysctls:  # Go ignores failures of these
         try_sysctl(name.format(ifname=ifname), "1")
-    if ips:
-        configure_iface(ifname, ips, routes)
-    else:
-        bring_up(
-            ifname, f'failed to find interface name "{ifname}"', f'failed to set "{ifname}" UP'
-        )
+    if not ips:
+        lookup_error = f'failed to find interface name "{ifname}"'
+        return bring_up(ifname, lookup_error, f'failed to set "{ifname}" UP')
+    configure_iface(ifname, ips, routes)
+    return get_link(ifname)
 
 
 ANNOUNCE_SYSCTLS = ("net/ipv4/conf/{ifname}/arp_notify", "net/ipv6/conf/{ifname}/ndisc_notify")
@@ -382,11 +416,12 @@ def configure_container(
     ipam: ResultV100 | None,
     *,
     sysctls: Sequence[str] = (),
-) -> None:
+) -> Link:
     """In the container: write ``sysctls`` (``{ifname}`` filled in) to 1, then apply
-    IPAM's addresses and routes and set ``ifname`` up; without IPAM, only set it up."""
+    IPAM's addresses and routes and set ``ifname`` up; without IPAM, only set it up.
+    Returns the link as configured."""
     routes = ipam.routes if ipam is not None else []
-    run_in_netns(ctr, _configure, ifname, container_ips(ipam), routes, tuple(sysctls))
+    return run_in_netns(ctr, _configure, ifname, container_ips(ipam), routes, tuple(sysctls))
 
 
 def interface_result(
@@ -444,6 +479,16 @@ def _validate(
         validate_expected_routes(routes)
 
 
+def mode_matches(kind: str, mode: str) -> Callable[[Link], None]:
+    """A CHECK ``validate``: the link's mode is ``mode``."""
+
+    def validate(link: Link) -> None:
+        if link.mode != mode:
+            raise fail(f"container {kind} mode {link.mode} does not match expected value: {mode}")
+
+    return validate
+
+
 def check_interface(
     req: PluginRequest,
     ipam_type: str,
@@ -472,12 +517,3 @@ def check_interface(
         iface = found[0]
         mine = [ipc for ipc in result.ips if ipc.address is not None]
         run_in_netns(ctr, _validate, iface, kind, validate, mine, result.routes if routes else None)
-
-
-def prev_result_or_none(req: PluginRequest) -> ResultV100 | None:
-    """``prevResult`` as a 1.x result; None when absent or unreadable."""
-    try:
-        prev = req.prev_result
-    except CNIError:
-        return None
-    return as_v100(prev) if prev is not None else None

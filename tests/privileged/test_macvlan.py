@@ -561,6 +561,33 @@ def test_bad_config(go: LinkSide, py: LinkSide, extra: JSON, go_msg: str, py_msg
     assert_same_state(go, py)
 
 
+@pytest.mark.parametrize("version", ["0.1.0", "0.2.0"])
+def test_layer2_below_030_is_refused_before_anything_is_made(
+    go: LinkSide, py: LinkSide, version: str
+) -> None:
+    """Without IPAM a 0.1.0/0.2.0 result (IP addresses only) cannot describe the
+    attachment: ours refuses before making the link (code 1); Go makes it, then
+    fails to print its result, and leaves the link in the container."""
+    plugin = macvlan({})
+    py_err = py.add_error(plugin, version)
+    assert py_err.code == 1
+    assert py_err.msg.startswith("cannot convert: no valid IP addresses")
+    assert macvlans(py.ctr()) == []
+    go_err = go.add_error(plugin, version)
+    assert "no valid IP addresses" in go_err.msg
+    assert macvlans(go.ctr()) == ["eth0"]
+
+
+@pytest.mark.parametrize("args", [{"cni": {"mac": MAC}}, {"cni": "not an object"}])
+def test_args_cni_is_not_read(go: LinkSide, py: LinkSide, args: JSON) -> None:
+    """Go's macvlan has no ``args`` in its configuration: ``args.cni.mac`` sets
+    nothing and a malformed ``args`` fails nothing, on both sides (without IPAM:
+    host-local reads ``args.cni``)."""
+    res = both_add(go, py, macvlan({}, args=args))
+    assert link(py.ctr(), "eth0")["address"] != MAC
+    assert res["interfaces"][0]["mac"] == "<mac>"
+
+
 def test_del_of_a_bad_config_is_lenient(go: LinkSide, py: LinkSide) -> None:
     """DEL only parses the JSON (latest Go): a missing master does not fail it (1.1.1's does)."""
     plugin = macvlan(master="nosuch0")

@@ -20,10 +20,9 @@ dummy: ...`` naming ``CONFIG_DUMMY``.
 
 Deliberate differences from Go's dummy:
 
-- The link is created under a temporary name and renamed ``CNI_IFNAME`` in
-  the container, as the other interface plugins do (Go creates it with its
-  final name). A name taken in the container reads ``failed to rename dummy
-  to "eth0": file exists`` (Go: ``failed to create dummy: file exists``).
+- A name taken in the container reads ``failed to rename dummy to "eth0":
+  file exists``, as the other interface plugins say it (Go's dummy:
+  ``failed to create dummy: file exists``).
 - DEL runs IPAM DEL only when ``ipam`` is configured, so it succeeds
   without (Go fails: ``no plugin name provided``); STATUS without ``ipam``
   says ``dummy interface requires an IPAM configuration`` (Go: ``no plugin
@@ -45,7 +44,6 @@ Deliberate differences from Go's dummy:
 
 from __future__ import annotations
 
-from cnilib.invoke import Command
 from cnilib.netlink import Link
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
@@ -54,24 +52,14 @@ from cnilib.plugins._linkplugin import (
     check_interface,
     configure_container,
     container_netns,
-    delete_container_link,
     host_netns,
     interface_result,
     ipam_lease,
     new_link,
 )
-from cnilib.plugins._netconf import ipam_type
 from cnilib.results import Result
 
 __all__ = ["Dummy"]
-
-
-def _required_ipam(req: PluginRequest) -> str:
-    """``ipam.type``; ``dummy interface requires an IPAM configuration`` without."""
-    ipam = ipam_type(req.config)
-    if not ipam:
-        raise fail("dummy interface requires an IPAM configuration")
-    return ipam
 
 
 def _up(link: Link) -> None:
@@ -83,31 +71,21 @@ class Dummy(InterfacePlugin):
     """Go's dummy plugin, in process."""
 
     type = "dummy"
+    requires_ipam = True
 
     def add(self, req: PluginRequest) -> Result:
         """The dummy in the container, then IPAM's addresses."""
-        ipam_plugin = _required_ipam(req)
+        ipam_plugin = self.ipam_of(req)
         with (
             container_netns(req) as ctr,
             host_netns(req) as host,
-            new_link(ctr, req.ifname, "dummy", made_in=host) as link,
+            new_link(ctr, req.ifname, "dummy", made_in=host),
             ipam_lease(req, ipam_plugin) as ipam,
         ):
-            configure_container(ctr, req.ifname, ipam)
+            link = configure_container(ctr, req.ifname, ipam)
         return interface_result(req, link, ipam, None)
-
-    def delete(self, req: PluginRequest) -> None:
-        """IPAM DEL, then the link; what is gone already is fine."""
-        ipam = ipam_type(req.config)
-        if ipam:
-            req.delegate(ipam, Command.DEL)
-        delete_container_link(req)
 
     def check(self, req: PluginRequest) -> None:
         """IPAM CHECK, then the dummy against ``prevResult``: up, its MAC and addresses."""
-        ipam = _required_ipam(req)
+        ipam = self.ipam_of(req)
         check_interface(req, ipam, kind="dummy", validate=_up, routes=False)
-
-    def ipam_of(self, req: PluginRequest) -> str:
-        """``ipam.type``; dummy requires one."""
-        return _required_ipam(req)

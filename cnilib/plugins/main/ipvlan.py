@@ -8,8 +8,8 @@ master is in the container namespace), ``ipam`` (optional when chained:
 without it, ``prevResult``'s addresses and routes are reused), ``dns``.
 There is no ``mac``: an ipvlan has its master's MAC.
 
-- ADD creates the ipvlan on the master straight into the container under a
-  temporary name and renames it ``CNI_IFNAME``, sets ``arp_notify`` and
+- ADD creates the ipvlan on the master straight into the container as
+  ``CNI_IFNAME`` (Go: under a temporary name, then renamed), sets ``arp_notify`` and
   ``ndisc_notify``, and applies the addresses and routes of IPAM (or of
   ``prevResult``). Result: ``interfaces = [the ipvlan (sandbox)]`` (it
   replaces ``prevResult``'s), every ``ips[].interface = 0``. A failed ADD
@@ -29,8 +29,7 @@ Against Go's ipvlan: the latest release is followed where it differs from
 Debian's 1.1.1 (``linkInContainer``, ``ndisc_notify``, STATUS, spec 1.1.0).
 Deliberate differences from Go:
 
-- A failed ADD deletes the ipvlan (Go leaks it until DEL, also when the
-  rename fails).
+- A failed ADD deletes the ipvlan (Go leaks it until DEL).
 - ``mtu`` is bounded by the master's MTU: ``invalid MTU 9000, must be [0,
   master MTU(1500)]``, as macvlan and vlan say (Go has no check and leaves
   a larger MTU to the kernel, and ignores a negative one).
@@ -65,8 +64,7 @@ from functools import partial
 
 import attrs
 
-from cnilib.invoke import Command
-from cnilib.netlink import Link, ipvlan_data
+from cnilib.netlink import ipvlan_data
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._linkplugin import (
@@ -77,7 +75,7 @@ from cnilib.plugins._linkplugin import (
     as_v100,
     check_interface,
     check_master,
-    delete_container_link,
+    mode_matches,
 )
 from cnilib.plugins._netconf import conf_bool, conf_int, conf_str, dns_override, ipam_type
 from cnilib.results import DNS, Result
@@ -158,25 +156,14 @@ class Ipvlan(InterfacePlugin):
             validate=conf.check_mode,
         )
 
-    def delete(self, req: PluginRequest) -> None:
-        """IPAM DEL (when configured), then the link; what is gone already (even the
-        master) is fine."""
-        conf = IpvlanConf.load(req)
-        if conf.ipam:
-            req.delegate(conf.ipam, Command.DEL)
-        delete_container_link(req)
-
     def check(self, req: PluginRequest) -> None:
         """IPAM CHECK, then the ipvlan against ``prevResult`` and the config."""
         conf = IpvlanConf.load(req)
         conf.check_mode()
-
-        def same_mode(link: Link) -> None:
-            if link.mode != conf.mode:
-                raise fail(
-                    f"container ipvlan mode {link.mode} does not match expected value: {conf.mode}"
-                )
-
         if conf.master:
             check_master(req, conf.master, link_in_container=conf.link_in_container)
-        check_interface(req, conf.ipam, kind="ipvlan", validate=same_mode)
+        check_interface(req, conf.ipam, kind="ipvlan", validate=mode_matches("ipvlan", conf.mode))
+
+    def load_ipam(self, req: PluginRequest) -> str:
+        """ipvlan's configuration decoded; its IPAM type."""
+        return IpvlanConf.load(req).ipam

@@ -8,8 +8,8 @@ which win), ``linkInContainer`` (the master is in the container namespace),
 ``bcqueuelen``, ``ipam`` (optional: without it the interface is layer 2
 only, up and without addresses), ``dns``.
 
-- ADD creates the macvlan on the master straight into the container under a
-  temporary name and renames it ``CNI_IFNAME``; with IPAM it sets
+- ADD creates the macvlan on the master straight into the container as
+  ``CNI_IFNAME`` (Go: under a temporary name, then renamed); with IPAM it sets
   ``arp_notify`` and ``ndisc_notify`` (the neighbours learn the new MAC) and
   applies IPAM's addresses and routes. Result: ``interfaces = [the
   macvlan (sandbox)]``, every ``ips[].interface = 0``. A failed ADD deletes
@@ -43,8 +43,7 @@ from functools import partial
 
 import attrs
 
-from cnilib.invoke import Command
-from cnilib.netlink import Link, macvlan_data
+from cnilib.netlink import macvlan_data
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._linkplugin import (
@@ -54,10 +53,17 @@ from cnilib.plugins._linkplugin import (
     add_on_master,
     check_interface,
     check_master,
-    delete_container_link,
+    mode_matches,
     requested_mac,
 )
-from cnilib.plugins._netconf import conf_bool, conf_int, conf_str, dns_override, ipam_type
+from cnilib.plugins._netconf import (
+    conf_bool,
+    conf_int,
+    conf_str,
+    dns_override,
+    ipam_type,
+    load_error,
+)
 from cnilib.results import DNS, Result
 
 __all__ = ["Macvlan", "MacvlanConf"]
@@ -82,8 +88,11 @@ class MacvlanConf:
         """Decode ``req.config`` as Go's ``json.Unmarshal`` into macvlan's ``NetConf``."""
         config = req.config
         bc_queue_len = conf_int(config, "bcqueuelen")
-        if not 0 <= bc_queue_len <= 0xFFFFFFFF:
-            raise fail(f"invalid bcqueuelen {bc_queue_len}: must be [0, 4294967295]")
+        if not 0 <= bc_queue_len <= 0xFFFFFFFF:  # a uint32 in Go's NetConf
+            raise load_error(
+                f"json: cannot unmarshal number {bc_queue_len} into Go struct field "
+                "NetConf.bcqueuelen of type uint32"
+            )
         return cls(
             master=conf_str(config, "master"),
             mode=conf_str(config, "mode") or "bridge",
@@ -118,23 +127,13 @@ class Macvlan(InterfacePlugin):
             req, link, conf.ipam, conf.dns, sysctls=ANNOUNCE_SYSCTLS, validate=conf.check_mode
         )
 
-    def delete(self, req: PluginRequest) -> None:
-        """IPAM DEL, then the link; what is gone already (even the master) is fine."""
-        conf = MacvlanConf.load(req)
-        if conf.ipam:
-            req.delegate(conf.ipam, Command.DEL)
-        delete_container_link(req)
-
     def check(self, req: PluginRequest) -> None:
         """IPAM CHECK, then the macvlan against ``prevResult`` and the config."""
         conf = MacvlanConf.load(req)
         conf.check_mode()
-
-        def same_mode(link: Link) -> None:
-            if link.mode != conf.mode:
-                raise fail(
-                    f"container macvlan mode {link.mode} does not match expected value: {conf.mode}"
-                )
-
         check_master(req, conf.master, link_in_container=conf.link_in_container)
-        check_interface(req, conf.ipam, kind="macvlan", validate=same_mode)
+        check_interface(req, conf.ipam, kind="macvlan", validate=mode_matches("macvlan", conf.mode))
+
+    def load_ipam(self, req: PluginRequest) -> str:
+        """macvlan's configuration decoded; its IPAM type."""
+        return MacvlanConf.load(req).ipam

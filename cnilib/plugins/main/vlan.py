@@ -5,8 +5,8 @@ Keys: ``master`` (required), ``vlanId`` (0 to 4094; 0 when absent), ``mtu``
 (0 up to the master's), ``linkInContainer`` (the master is in the container
 namespace), ``ipam`` (required), ``dns``.
 
-- ADD creates the vlan on the master straight into the container under a
-  temporary name, renames it ``CNI_IFNAME`` and applies IPAM's addresses
+- ADD creates the vlan on the master straight into the container as
+  ``CNI_IFNAME`` (Go: under a temporary name, then renamed) and applies IPAM's addresses
   and routes. Result: ``interfaces = [the vlan (sandbox)]``, every
   ``ips[].interface = 0``. A failed ADD deletes the link and releases
   IPAM's address.
@@ -25,8 +25,7 @@ Against Go's vlan: the latest release is followed where it differs from
 Debian's 1.1.1 (``linkInContainer``, the master-required text without a
 final period, STATUS, spec 1.1.0). Deliberate differences from Go:
 
-- A failed ADD deletes the vlan (Go leaks it until DEL, also when the
-  rename fails).
+- A failed ADD deletes the vlan (Go leaks it until DEL).
 - An out-of-range id reads ``invalid VLAN ID 4095 (must be between 0 and
   4094 inclusive)``: Go's text says 4095, which it refuses.
 - Without ``ipam``, ADD fails before creating anything: ``vlan interface
@@ -66,7 +65,6 @@ from functools import partial
 
 import attrs
 
-from cnilib.invoke import Command
 from cnilib.netlink import Link, vlan_data
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
@@ -76,7 +74,6 @@ from cnilib.plugins._linkplugin import (
     add_on_master,
     check_interface,
     check_master,
-    delete_container_link,
 )
 from cnilib.plugins._netconf import conf_bool, conf_int, conf_str, dns_override, ipam_type
 from cnilib.results import DNS, Result
@@ -122,21 +119,17 @@ class VlanConf:
             )
         return conf
 
-    def require_ipam(self) -> None:
-        """``vlan interface requires an IPAM configuration`` without ``ipam``."""
-        if not self.ipam:
-            raise fail("vlan interface requires an IPAM configuration")
-
 
 class Vlan(InterfacePlugin):
     """Go's vlan plugin, in process."""
 
     type = "vlan"
+    requires_ipam = True
 
     def add(self, req: PluginRequest) -> Result:
         """The vlan in the container, then IPAM's addresses."""
         conf = VlanConf.load(req)
-        conf.require_ipam()
+        self.require_ipam(conf.ipam)
         link = SubLink(
             kind="vlan", master=conf.master, link_in_container=conf.link_in_container,
             mtu=conf.mtu, data=partial(vlan_data, conf.vlan_id),
@@ -145,17 +138,10 @@ class Vlan(InterfacePlugin):
             req, link, conf.ipam, conf.dns, ipam_error_prefix="failed to execute IPAM delegate: "
         )
 
-    def delete(self, req: PluginRequest) -> None:
-        """IPAM DEL, then the link; what is gone already (even the master) is fine."""
-        conf = VlanConf.load(req)
-        if conf.ipam:
-            req.delegate(conf.ipam, Command.DEL)
-        delete_container_link(req)
-
     def check(self, req: PluginRequest) -> None:
         """IPAM CHECK, then the vlan against ``prevResult`` and the config."""
         conf = VlanConf.load(req)
-        conf.require_ipam()
+        self.require_ipam(conf.ipam)
 
         def same_vlan(link: Link) -> None:
             if link.vlan_id != conf.vlan_id:
@@ -171,8 +157,6 @@ class Vlan(InterfacePlugin):
         check_master(req, conf.master, link_in_container=conf.link_in_container)
         check_interface(req, conf.ipam, kind="vlan", validate=same_vlan)
 
-    def ipam_of(self, req: PluginRequest) -> str:
-        """``ipam.type``; vlan requires one."""
-        conf = VlanConf.load(req)
-        conf.require_ipam()
-        return conf.ipam
+    def load_ipam(self, req: PluginRequest) -> str:
+        """vlan's configuration decoded (``master`` and ``vlanId`` checked); its IPAM type."""
+        return VlanConf.load(req).ipam
