@@ -175,6 +175,18 @@ def test_status_delegates_to_ipam(py: Side) -> None:
     py.cni.status_network_list(py.conflist(bridge_conf(ipam=False), version="1.1.0"))
 
 
+@pytest.mark.parametrize("version", ["0.1.0", "0.2.0"])
+def test_layer2_below_030_is_refused_before_anything_is_made(py: Side, version: str) -> None:
+    """A bridge without IPAM cannot be answered in a 0.1.0/0.2.0 result (IP addresses
+    only): refused with code 1 before the bridge or the veth pair is made."""
+    with pytest.raises(cnilib.CNIError) as info:
+        py.cni.add_network_list(py.conflist(bridge_conf(ipam=False), version=version), py.rt())
+    assert info.value.code == 1
+    assert "no valid IP addresses" in info.value.msg
+    assert [link["ifname"] for link in ip_json(py.node, "link")] == ["lo"]
+    assert [link["ifname"] for link in ip_json(py.ctr(), "link")] == ["lo"]
+
+
 # ----------------------------------------------------------------------- mixed chains
 
 

@@ -17,6 +17,9 @@ ADD, DEL, CHECK and their error texts follow Go's 1.1.1 plugin; STATUS
 
 - a failed ADD is rolled back (container veth deleted, IPAM DEL, masq
   rules removed); Go 1.1.1 leaves the veth behind;
+- without IPAM, a 0.1.0/0.2.0 configuration is refused before anything is
+  made (code 1): those results hold only IP addresses (Go attaches the
+  container, then fails to print its result and leaves it attached);
 - CHECK without IPAM (layer 2) skips the IPAM CHECK (Go delegates to an
   IPAM of type "" and fails); a missing route is named readably
   (``Expected Route 0.0.0.0/0 via 10.1.0.1 not found in routing table``);
@@ -82,6 +85,7 @@ from cnilib.plugins._hosttools.spoofcheck import (
     spoofcheck_ref,
     teardown_spoofcheck,
 )
+from cnilib.plugins._linkplugin import require_layer2_version
 from cnilib.plugins._netconf import (
     conf_bool,
     conf_int,
@@ -193,6 +197,8 @@ class Bridge(BasePlugin):
         conf = BridgeConf.load(req)
         if conf.hairpin and conf.promisc:
             raise fail("cannot set hairpin mode and promiscuous mode at the same time")
+        if not conf.ipam:
+            require_layer2_version(req)
         mac = ""
         if conf.mac:
             try:
