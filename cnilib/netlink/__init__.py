@@ -85,7 +85,7 @@ from cnilib.netlink._route import (
     replace_route,
 )
 from cnilib.netlink._sysctl import read_sysctl, sysctl_path, write_sysctl
-from cnilib.netlink._sysfs import Sysfs, namespace_sysfs
+from cnilib.netlink._sysfs import Sysfs, SysfsError, namespace_sysfs
 
 __all__ = [
     "IFF_PROMISC",
@@ -111,6 +111,7 @@ __all__ = [
     "RouteEntry",
     "SysctlError",
     "Sysfs",
+    "SysfsError",
     "add_address",
     "add_bridge",
     "add_link",
