@@ -23,7 +23,10 @@ its host name back (the alias carries it).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,11 +36,14 @@ from typing import Any
 import pytest
 
 import cnilib
+from cnilib import netlink
 from cnilib.invoke import SubprocessExecutor
+from cnilib.netlink import Sysfs, _sysfs, namespace_sysfs
 from cnilib.plugins._executor import InProcessExecutor
+from cnilib.plugins._linkplugin import configure_container
 from cnilib.testing import NetNS
 from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks, ip_json
-from tests.privileged._link_world import LinkSide, MakeNS, add_veth
+from tests.privileged._link_world import CONTAINER_ID, LinkSide, MakeNS, add_veth
 from tests.privileged._netstate import assert_same
 
 pytestmark = go_plugin_marks()
@@ -136,10 +142,9 @@ def both_add(go: LinkSide, py: LinkSide, plugin: JSON) -> JSON:
     return py_res
 
 
-def record(side: LinkSide, ifname: str = "eth0") -> Path:
-    from tests.privileged._link_world import CONTAINER_ID
-
-    return side.tmp / "hostdev" / f"{CONTAINER_ID}_{ifname}.json"
+def record(side: LinkSide, ifname: str = "eth0", container_id: str = CONTAINER_ID) -> Path:
+    """The state record of the attachment (``<containerID>:<ifname>.json``)."""
+    return side.tmp / "hostdev" / f"{container_id}:{ifname}.json"
 
 
 # ------------------------------------------------------------------------ differential
@@ -413,3 +418,177 @@ def test_installed_executable_under_ip_netns_exec(py: LinkSide, tmp_path: Path) 
 def test_in_process_executor_is_what_py_uses(py: LinkSide) -> None:
     """The in-process side is cnilib.CNI + InProcessExecutor(host_netns=node)."""
     assert isinstance(py.executor, InProcessExecutor)
+
+
+# ------------------------------------------------------------------ sysfs and records
+
+_LOOKUP = "cnilib.plugins.main._hostdevice_lookup"
+_PLUGIN = "cnilib.plugins.main.host_device"
+
+
+def test_refused_sysfs_mount_fails_instead_of_reading_the_callers_sys(
+    py: LinkSide, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host namespace's sysfs cannot be mounted (here: a syscall this kernel does
+    not have, as on Linux < 5.2): ADD fails with the errno, and nothing moves. The
+    caller's ``/sys`` lists the machine's devices: a node link of the same name as
+    its first virtual one would otherwise be taken."""
+    decoy = sorted(os.listdir("/sys/devices/virtual/net"))[0]
+    if decoy != "lo":
+        assert py.lan is not None
+        add_veth(py.node, decoy, py.lan, "decoypeer")
+    monkeypatch.setattr(_sysfs, "_FSOPEN", 100_000)  # ENOSYS
+    err = py.add_error(with_data_dir(py, hostdev(kernelpath="/sys/devices/virtual")))
+    assert err.msg == (
+        f"failed to find host device: cannot read the sysfs of {py.node.path}: "
+        "fsopen: function not implemented (needs Linux 5.2)"
+    )
+    assert ip_json(py.ctr(0), "link") == [
+        link for link in ip_json(py.ctr(0), "link") if link["ifname"] == "lo"
+    ]
+    assert device(py.node, decoy) is not None
+    assert summary(py.node) == BEFORE
+
+
+def test_sysfs_mount_is_close_on_exec(py: LinkSide) -> None:
+    """The detached sysfs fd is close-on-exec while held: a child exec'd meanwhile
+    does not inherit another namespace's sysfs."""
+    with namespace_sysfs(py.node.path) as sysfs:
+        fd = int(sysfs.root.rsplit("/", 1)[1])
+        assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        assert DEV in sysfs.read_dir("/sys/class/net")
+
+
+def test_sysfs_is_not_held_across_ipam_and_the_moves(
+    py: LinkSide, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADD holds the host's sysfs for the lookup only: it is closed again before
+    IPAM runs and the container is configured."""
+    held: list[int] = []
+
+    @contextlib.contextmanager
+    def counted(netns: Any) -> Iterator[Sysfs]:
+        with namespace_sysfs(netns) as sysfs:
+            held.append(1)
+            try:
+                yield sysfs
+            finally:
+                held.pop()
+
+    seen: list[int] = []
+
+    def configure_spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(len(held))
+        return configure_container(*args, **kwargs)
+
+    monkeypatch.setattr(f"{_LOOKUP}.namespace_sysfs", counted)
+    monkeypatch.setattr(f"{_PLUGIN}.configure_container", configure_spy)
+    py.add(with_data_dir(py, hostdev(STATIC, kernelpath="/sys/devices/virtual")))
+    assert seen == [0]
+    assert device(py.ctr(0), "eth0") is not None
+
+
+def test_records_of_attachments_with_underscores_do_not_collide(
+    py: LinkSide,
+) -> None:
+    """("a_b", "c") and ("a", "b_c") each keep their own record: DEL gives both
+    devices back with their addresses and up state."""
+    assert py.lan is not None
+    befores = {}
+    for name, addr in (("hd1", "192.0.2.1/24"), ("hd2", "198.51.100.1/24")):
+        add_veth(py.node, name, py.lan, f"{name}peer")
+        py.node.exec("ip", "addr", "add", addr, "dev", name)
+        befores[name] = summary(py.node, name)
+    one: dict[str, Any] = {"i": 0, "container_id": "a_b", "ifname": "c"}
+    two: dict[str, Any] = {"i": 1, "container_id": "a", "ifname": "b_c"}
+    py.add(with_data_dir(py, hostdev(device="hd1")), **one)
+    py.add(with_data_dir(py, hostdev(device="hd2")), **two)
+    assert record(py, "c", "a_b").is_file()
+    assert record(py, "b_c", "a").is_file()
+    py.delete(with_data_dir(py, hostdev(device="hd1")), **one)
+    assert record(py, "b_c", "a").is_file()
+    py.delete(with_data_dir(py, hostdev(device="hd2")), **two)
+    for name, before in befores.items():
+        after = summary(py.node, name)
+        assert after is not None
+        assert after == before
+        assert after["up"]
+        assert after["addrs"]
+    assert not list((py.tmp / "hostdev").glob("*.json"))
+
+
+def test_a_record_of_another_attachment_is_neither_used_nor_dropped(py: LinkSide) -> None:
+    """A record whose content names another attachment is ignored by DEL (the alias
+    gives the name back) and left in place."""
+    plugin = with_data_dir(py, hostdev())
+    py.add(plugin)
+    path = record(py)
+    doc = json.loads(path.read_text())
+    assert (doc["containerID"], doc["ifname"]) == (CONTAINER_ID, "eth0")
+    doc["containerID"] = "someone-else"
+    path.write_text(json.dumps(doc))
+    py.delete(plugin)
+    after = summary(py.node)
+    assert after is not None
+    # not restored from the record: the name from the alias, no addresses, down
+    assert (after["mac"], after["addrs"], after["up"]) == (DEV_MAC, [], False)
+    assert json.loads(path.read_text()) == doc
+
+
+# ---------------------------------------------------------------------------- DEL, GC
+
+
+def test_del_with_an_unplugged_device_id_releases_ipam_and_moves_the_device_out(
+    py: LinkSide,
+) -> None:
+    """``runtimeConfig.deviceID`` no longer resolves at DEL (the device was hot-
+    unplugged): DEL still runs IPAM DEL, then moves ``CNI_IFNAME`` out by name."""
+    ipam = {"type": "host-local", "ranges": [[{"subnet": "10.77.5.0/29"}]]}
+    plugin = with_data_dir(py, hostdev(ipam))
+    py.add(plugin)
+    assert py.allocated()
+    py.delete({**plugin, "runtimeConfig": {"deviceID": "0000:99:00.0"}})
+    assert not py.allocated()
+    assert summary(py.node) == BEFORE
+    assert not record(py).exists()
+
+
+def test_del_releases_the_containers_worker(py: LinkSide) -> None:
+    """After DEL no worker keeps the container's namespace open."""
+    plugin = with_data_dir(py, hostdev())
+    py.add(plugin)
+    py.delete(plugin)
+    assert not netlink.default_pool().close_netns(py.ctr(0).path)
+
+
+def test_gc_drops_the_records_of_attachments_no_longer_valid(py: LinkSide, tmp_path: Path) -> None:
+    """GC (with nothing in the runtime's cache to DEL): the record of an attachment
+    not in ``cni.dev/valid-attachments`` is dropped, its device (given back to the
+    host by the kernel as ``eth0``) restored first; a valid attachment's record stays."""
+    assert py.lan is not None
+    add_veth(py.node, "hd1", py.lan, "hd1peer")
+    py.add(with_data_dir(py, hostdev()))
+    py.add(with_data_dir(py, hostdev(device="hd1")), i=1, container_id="kept")
+    ctr = py.ctr(0)
+    ctr.exec("ip", "link", "set", "eth0", "netns", py.node.name)
+    ctr.delete()
+    fresh = cnilib.CNI([str(GO_PLUGINS)], cache_dir=tmp_path / "gc-cache", executor=py.executor)
+    try:
+        conflist = py.conflist(with_data_dir(py, hostdev()), version="1.1.0")
+        fresh.gc_network_list(conflist, [("kept", "eth0")])
+    finally:
+        fresh.close()
+    assert summary(py.node) == BEFORE
+    assert not record(py).exists()
+    assert record(py, container_id="kept").is_file()
+    assert device(py.ctr(1), "eth0") is not None
+
+
+def test_l2_add_below_030_is_refused_before_the_device_moves(py: LinkSide) -> None:
+    """A 0.2.0 result carries IP addresses only: without IPAM, ADD is refused before
+    anything moves (Go moves the device, then fails to print the result)."""
+    err = py.add_error(with_data_dir(py, hostdev()), version="0.2.0")
+    assert err.code == cnilib.ErrorCode.INCOMPATIBLE_CNI_VERSION
+    assert summary(py.node) == BEFORE
+    assert device(py.ctr(0), "eth0") is None
+    assert not record(py).exists()
