@@ -18,8 +18,7 @@ Go's interface plugins repeat one shape; it lives here once:
 - the answer: :func:`interface_result` (one interface, in the sandbox);
 - DEL, STATUS and GC: :class:`InterfacePlugin` (IPAM's, then the link;
   an empty or missing ``CNI_NETNS`` and a missing link are success);
-- CHECK: :func:`check_interface` (``prevResult``, the sandbox, the link's
-  kind and MAC, then addresses and routes).
+- CHECK is in :mod:`cnilib.plugins._linkcheck`.
 
 Texts follow Go's latest release (``required prevResult missing``).
 """
@@ -62,11 +61,9 @@ from cnilib.plugins._hostside import (
     go_strerror,
     open_host_netns,
     try_sysctl,
-    validate_expected_interface_ips,
-    validate_expected_routes,
 )
 from cnilib.plugins._netconf import conf_str, ipam_type, mac_from_request, parse_mac
-from cnilib.results import DNS, Result, Route
+from cnilib.results import DNS, Route
 from cnilib.results.v100 import Interface, IPConfig, ResultV100
 
 __all__ = [
@@ -74,9 +71,6 @@ __all__ = [
     "InterfacePlugin",
     "SubLink",
     "add_on_master",
-    "as_v100",
-    "check_interface",
-    "check_master",
     "check_mtu",
     "configure_container",
     "container_ips",
@@ -86,18 +80,10 @@ __all__ = [
     "host_netns",
     "interface_result",
     "ipam_lease",
-    "mode_matches",
     "new_link",
     "require_layer2_version",
     "requested_mac",
 ]
-
-
-def as_v100(result: Result) -> ResultV100:
-    """``result`` as a 1.x result (what the plugins build and inspect)."""
-    converted = result.convert_to(ResultV100.IMPLEMENTED_VERSION)
-    assert isinstance(converted, ResultV100)
-    return converted
 
 
 class InterfacePlugin(BasePlugin):
@@ -350,12 +336,6 @@ def require_layer2_version(req: PluginRequest) -> None:
         )
 
 
-def check_master(req: PluginRequest, name: str, *, link_in_container: bool) -> None:
-    """CHECK: the master (``""``: the default route's link) is still there."""
-    with container_netns(req) as ctr, host_netns(req) as host:
-        find_master(name, ctr if link_in_container else host)
-
-
 # ----------------------------------------------------------------------------- IPAM
 
 
@@ -371,7 +351,7 @@ def ipam_lease(
         yield None
         return
     try:
-        result = as_v100(req.delegate_add(ipam_type))
+        result = req.delegate_add(ipam_type).as_v1()
     except CNIError as exc:
         if not error_prefix:
             raise
@@ -451,69 +431,3 @@ def delete_container_link(req: PluginRequest) -> None:
     except NetNSNotFoundError:
         return
     close_netns(req.netns)  # the container is going away: do not keep it open
-
-
-# ---------------------------------------------------------------------------- CHECK
-
-
-def _validate(
-    iface: Interface,
-    kind: str | None,
-    validate: Callable[[Link], None] | None,
-    ips: Sequence[IPConfig],
-    routes: Sequence[Route] | None,
-) -> None:
-    link = find_link(iface.name)
-    if link is None:
-        raise fail(f"container Interface name in prevResult: {iface.name} not found")
-    if kind is not None and link.kind != kind:
-        raise fail(f"error: Container interface {iface.name} not of type {kind}")
-    if validate is not None:
-        validate(link)
-    if iface.mac and iface.mac.lower() != link.mac.lower():
-        raise fail(
-            f"interface {iface.name} Mac {iface.mac} doesn't match container Mac: {link.mac}"
-        )
-    validate_expected_interface_ips(iface.name, ips)
-    if routes is not None:
-        validate_expected_routes(routes)
-
-
-def mode_matches(kind: str, mode: str) -> Callable[[Link], None]:
-    """A CHECK ``validate``: the link's mode is ``mode``."""
-
-    def validate(link: Link) -> None:
-        if link.mode != mode:
-            raise fail(f"container {kind} mode {link.mode} does not match expected value: {mode}")
-
-    return validate
-
-
-def check_interface(
-    req: PluginRequest,
-    ipam_type: str,
-    *,
-    kind: str | None,
-    validate: Callable[[Link], None] | None = None,
-    routes: bool = True,
-) -> None:
-    """CHECK of an interface plugin: IPAM CHECK, then the container interface of
-    ``prevResult`` exists in ``CNI_NETNS``, is a ``kind`` link, passes ``validate``
-    (run in the container), has its MAC, addresses and (if ``routes``) routes."""
-    with container_netns(req) as ctr:
-        if ipam_type:
-            req.delegate(ipam_type, Command.CHECK)
-        if req.config.get("prevResult") is None:
-            raise fail("required prevResult missing")
-        prev = req.prev_result
-        assert prev is not None
-        result = as_v100(prev)
-        found = [i for i in result.interfaces if i.name == req.ifname]
-        sandbox = found[0].sandbox if found else ""
-        if sandbox != req.netns:
-            raise fail(
-                f"sandbox in prevResult {sandbox} doesn't match configured netns: {req.netns}"
-            )
-        iface = found[0]
-        mine = [ipc for ipc in result.ips if ipc.address is not None]
-        run_in_netns(ctr, _validate, iface, kind, validate, mine, result.routes if routes else None)

@@ -47,9 +47,9 @@ from __future__ import annotations
 from cnilib.netlink import Link
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
+from cnilib.plugins._linkcheck import check_interface
 from cnilib.plugins._linkplugin import (
     InterfacePlugin,
-    check_interface,
     configure_container,
     container_netns,
     host_netns,

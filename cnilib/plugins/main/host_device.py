@@ -96,9 +96,9 @@ from cnilib.netlink import (
 )
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
+from cnilib.plugins._linkcheck import check_interface, checked_prev_result
 from cnilib.plugins._linkplugin import (
     InterfacePlugin,
-    check_interface,
     configure_container,
     container_netns,
     host_netns,
@@ -220,12 +220,9 @@ class HostDevice(InterfacePlugin):
         conf = HostDeviceConf.load(req)
         with host_sysfs(req, conf) as sysfs:
             conf = conf.resolve(sysfs)
-        if conf.dpdk:
+        if conf.dpdk:  # no netdev to look at: IPAM and prevResult only (Go's latest)
             with container_netns(req):
-                if conf.ipam:
-                    req.delegate(conf.ipam, Command.CHECK)
-                if req.config.get("prevResult") is None:
-                    raise fail("required prevResult missing")
+                checked_prev_result(req, conf.ipam)
             return
         check_interface(req, conf.ipam, kind=None)
 

@@ -67,15 +67,12 @@ import attrs
 from cnilib.netlink import ipvlan_data
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
+from cnilib.plugins._linkcheck import check_interface, check_master, mode_matches
 from cnilib.plugins._linkplugin import (
     ANNOUNCE_SYSCTLS,
     InterfacePlugin,
     SubLink,
     add_on_master,
-    as_v100,
-    check_interface,
-    check_master,
-    mode_matches,
 )
 from cnilib.plugins._netconf import conf_bool, conf_int, conf_str, dns_override, ipam_type
 from cnilib.results import DNS, Result
@@ -121,7 +118,7 @@ def _chained(req: PluginRequest, conf: IpvlanConf) -> tuple[str, ResultV100 | No
     run IPAM), as Go's ``loadConf``: an unconfigured master is, chained, the
     single named interface of ``prevResult``."""
     found = req.prev_result  # a prevResult that does not decode is an error here
-    prev = as_v100(found) if found is not None else None
+    prev = found.as_v1() if found is not None else None
     master = conf.master
     if not master and prev is not None:
         if len(prev.interfaces) != 1 or not prev.interfaces[0].name:

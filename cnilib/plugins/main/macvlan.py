@@ -46,14 +46,12 @@ import attrs
 from cnilib.netlink import macvlan_data
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
+from cnilib.plugins._linkcheck import check_interface, check_master, mode_matches
 from cnilib.plugins._linkplugin import (
     ANNOUNCE_SYSCTLS,
     InterfacePlugin,
     SubLink,
     add_on_master,
-    check_interface,
-    check_master,
-    mode_matches,
     requested_mac,
 )
 from cnilib.plugins._netconf import (

@@ -131,12 +131,6 @@ def _host_net(addr: IPAddress) -> IPInterface:
     return ipaddress.ip_interface(f"{addr}/{addr.max_prefixlen}")
 
 
-def _as_v100(result: Result) -> ResultV100:
-    converted = result.convert_to(ResultV100.IMPLEMENTED_VERSION)
-    assert isinstance(converted, ResultV100)
-    return converted
-
-
 def _masquerade(req: PluginRequest, conf: PtpConf) -> Masquerade:
     return Masquerade(req.name, req.container_id, req.ifname, conf.ip_masq_backend)
 
@@ -263,7 +257,7 @@ class Ptp(BasePlugin):
         ipam = req.delegate_add(conf.ipam)
         try:
             with contextlib.closing(open_host_netns(req.host_netns)) as host:
-                return self._add(req, conf, _as_v100(ipam), host)
+                return self._add(req, conf, ipam.as_v1(), host)
         except BaseException:
             with contextlib.suppress(Exception):  # do not leak the address (Go: ipam.ExecDel)
                 req.delegate(conf.ipam, Command.DEL)
@@ -341,7 +335,7 @@ class Ptp(BasePlugin):
                 raise fail("ptp: Required prevResult missing")
             prev = req.prev_result
             assert prev is not None
-            result = _as_v100(prev)
+            result = prev.as_v1()
             found = [
                 i for i in result.interfaces if i.name == req.ifname and i.sandbox == req.netns
             ]
@@ -375,7 +369,7 @@ def _prev_addresses(req: PluginRequest) -> list[IPInterface] | None:
         prev = req.prev_result
         if prev is None:
             return None
-        result = _as_v100(prev)
+        result = prev.as_v1()
     except CNIError:
         return None
     mine = {i for i, iface in enumerate(result.interfaces) if iface.name == req.ifname}

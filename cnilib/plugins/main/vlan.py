@@ -68,12 +68,11 @@ import attrs
 from cnilib.netlink import Link, vlan_data
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
+from cnilib.plugins._linkcheck import check_interface, check_master
 from cnilib.plugins._linkplugin import (
     InterfacePlugin,
     SubLink,
     add_on_master,
-    check_interface,
-    check_master,
 )
 from cnilib.plugins._netconf import conf_bool, conf_int, conf_str, dns_override, ipam_type
 from cnilib.results import DNS, Result
