@@ -189,7 +189,11 @@ def chart_sequential(series: Mapping[str, Sequence[float]], *, title: str) -> No
 
 
 def chart_sides(
-    sides: Mapping[str, tuple[tuple[float, float], tuple[float, float]]], *, runs: int
+    sides: Mapping[str, tuple[tuple[float, float], tuple[float, float]]],
+    *,
+    runs: int,
+    title: str = "bridge + host-local, one container, no ipMasq",
+    filename: str = "inprocess-vs-go.png",
 ) -> None:
     """Horizontal bars per side: ADD and DEL medians, p90 as a whisker.
 
@@ -225,8 +229,8 @@ def chart_sides(
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     ax.set_xlabel("ms per call, median; whisker to p90 (log scale; shorter is better)")
-    ax.set_title(f"bridge + host-local, one container, no ipMasq: median of {_plural(runs, 'run')}")
+    ax.set_title(f"{title}: median of {_plural(runs, 'run')}")
     ax.legend(loc="lower right", fontsize="small")
     ax.grid(True, axis="x", which="both", alpha=0.3)
     ax.set_axisbelow(True)
-    _save(figure, "inprocess-vs-go.png")
+    _save(figure, filename)

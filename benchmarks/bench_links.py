@@ -18,8 +18,8 @@ namespace), made and removed in a step of its own that is timed apart and
 left out of the table. Container namespaces are made before any timing.
 Beside the two sides, the kernel work alone (no CNI, through cnilib.netlink)
 of a macvlan ADD/DEL without IPAM and of a host-device ADD/DEL. All
-namespaces are deleted at the end, also on failure. Without an in-process
-host-device plugin, only macvlan is measured (and a line says so).
+namespaces are deleted at the end, also on failure. The figures are also
+drawn as ``docs/images/links-inprocess-vs-go.png``.
 
 Goal: in-process ADD at most 0.5x Go's, in-process DEL no slower than Go's.
 Needs root and /usr/lib/cni. Run: ``python3 benchmarks/bench_links.py``.
@@ -37,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _charts import chart_sides
 from _harness import Row, measure_interleaved, print_table
 
 import cnilib
@@ -127,7 +128,7 @@ def _floor_device_out(device: str, node: str) -> None:
     netlink.move_link("eth0", node, new_name=device)
 
 
-def inner(prefix: str, with_host_device: bool) -> None:
+def inner(prefix: str) -> None:
     """The measurement, already running inside the node namespace."""
     from cnilib import netlink
     from cnilib.invoke import SubprocessExecutor
@@ -154,9 +155,7 @@ def inner(prefix: str, with_host_device: bool) -> None:
                     "ipam": _host_local(f"{tmp}/ipam-mvip-{side}", f"10.250.{80 + n}.0/24"),
                 },
             ),
-        }
-        if with_host_device:
-            plugins["hd"] = (
+            "hd": (
                 "host-device + host-local",
                 lambda side, n: {
                     "type": "host-device",
@@ -165,7 +164,8 @@ def inner(prefix: str, with_host_device: bool) -> None:
                     "dataDir": f"{tmp}/hd-state-{side}",
                     "ipam": _host_local(f"{tmp}/ipam-hd-{side}", f"10.250.{90 + n}.0/24"),
                 },
-            )
+            ),
+        }
         cases: list[tuple[str, Callable[[], object]]] = []
         for key, (title, plugin) in plugins.items():
             for n, (side, side_label) in enumerate((("py", PY), ("go", GO))):
@@ -181,23 +181,23 @@ def inner(prefix: str, with_host_device: bool) -> None:
                 cases.append((f"{title}, {side_label}: ADD", add))
                 cases.append((f"{title}, {side_label}: DEL", delete))
         master = netlink.run_here(netlink.get_link, UPLINK).index
-        floors = {"mvl2": (functools.partial(_floor_macvlan_add, ns("mvl2-fl"), master),
-                           functools.partial(_floor_delete, ns("mvl2-fl")))}  # fmt: skip
-        if with_host_device:
-            cases.append(
-                (f"{plugins['hd'][0]}: setup floor",
-                 functools.partial(netlink.run_here, _fresh_device, "hdfl0", ns("hdpeer")))
-            )  # fmt: skip
-            floors["hd"] = (
-                functools.partial(_floor_device_add, "hdfl0", ns("hd-fl")),
-                functools.partial(_floor_device_del, "hdfl0", ns("hd-fl"), ns("node")),
-            )
+        floors = {
+            "mvl2": (functools.partial(_floor_macvlan_add, ns("mvl2-fl"), master),
+                     functools.partial(_floor_delete, ns("mvl2-fl"))),
+            "hd": (functools.partial(_floor_device_add, "hdfl0", ns("hd-fl")),
+                   functools.partial(_floor_device_del, "hdfl0", ns("hd-fl"), ns("node"))),
+        }  # fmt: skip
+        cases.append(
+            (f"{plugins['hd'][0]}: setup floor",
+             functools.partial(netlink.run_here, _fresh_device, "hdfl0", ns("hdpeer")))
+        )  # fmt: skip
         for key, (add_floor, del_floor) in floors.items():
             cases.append((f"{plugins[key][0]}, {FLOOR}: ADD", add_floor))
             cases.append((f"{plugins[key][0]}, {FLOOR}: DEL", del_floor))
         rows = measure_interleaved(cases, runs=RUNS)
         by = {row.label: row for row in rows}
         verdicts: list[str] = []
+        sides: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {}
         for title, _ in plugins.values():
             # The table names the plugin once, in its title; the rows only the side and verb.
             table = [
@@ -208,11 +208,21 @@ def inner(prefix: str, with_host_device: bool) -> None:
             ]
             print_table(f"{title} (inside a node namespace)", table, baseline=table[2].label)
             verdicts += _verdicts(title, *table[:4])
+            for side in (PY, GO):
+                add_row, del_row = by[f"{title}, {side}: ADD"], by[f"{title}, {side}: DEL"]
+                sides[f"{title}, {side}"] = (
+                    (add_row.median, add_row.p90),
+                    (del_row.median, del_row.p90),
+                )
         print()
         for line in verdicts:
             print(line)
-        if not with_host_device:
-            print('\n(host-device not measured: no in-process "host-device" plugin in this cnilib)')
+        chart_sides(
+            sides,
+            runs=RUNS,
+            title="interface plugins inside a node namespace",
+            filename="links-inprocess-vs-go.png",
+        )
 
 
 def _verdicts(title: str, py_add: Row, py_del: Row, go_add: Row, go_del: Row) -> list[str]:
@@ -234,8 +244,6 @@ def main() -> None:
     needed = ("macvlan", "host-device", "host-local")
     if os.geteuid() != 0 or not all(os.access(f"{GO_DIR}/{p}", os.X_OK) for p in needed):
         sys.exit("needs root and Debian's containernetworking-plugins in /usr/lib/cni")
-    from cnilib.plugins._registry import BUILTIN_PLUGINS
-
     prefix = f"cnilib-bench-{os.urandom(3).hex()}"
     node, uplink_peer = f"{prefix}-node", f"{prefix}-uplinkpeer"
     made: list[str] = []
@@ -250,10 +258,8 @@ def main() -> None:
         )
         subprocess.run([*link, "set", UPLINK, "up"], check=True)
         subprocess.run(["ip", "-n", uplink_peer, "link", "set", "uplinkp", "up"], check=True)
-        with_host_device = "host-device" in BUILTIN_PLUGINS
         subprocess.run(
-            ["ip", "netns", "exec", node, sys.executable, __file__, "--inner", prefix]
-            + (["host-device"] if with_host_device else []),
+            ["ip", "netns", "exec", node, sys.executable, __file__, "--inner", prefix],
             check=True,
         )
     finally:
@@ -263,6 +269,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--inner":
-        inner(sys.argv[2], with_host_device="host-device" in sys.argv[3:])
+        inner(sys.argv[2])
     else:
         main()
