@@ -1,9 +1,9 @@
 """Per-attachment state a plugin keeps between ADD and DEL (Go's ``dataDir`` files).
 
-``<dataDir>/<containerID>_<ifname>.json``, as Go's tuning plugin names its
-backups: written atomically (temporary file, fsync, rename) and readable by
-root only, so a crash never leaves half a record that a later DEL would
-trust. Errors name the file.
+Written atomically (temporary file, fsync, rename) and readable by root
+only, so a crash never leaves half a record that a later DEL would trust.
+Each plugin names its files (host-device: ``<containerID>:<ifname>.json``).
+Errors name the file.
 """
 
 from __future__ import annotations
@@ -13,18 +13,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
 
-__all__ = ["drop_state", "read_state", "state_path", "write_state"]
-
-
-def state_path(data_dir: Path, req: PluginRequest) -> Path:
-    """``<data_dir>/<containerID>_<ifname>.json``; refused if that would leave ``data_dir``."""
-    name = f"{req.container_id}_{req.ifname}.json"
-    if "/" in name or name.startswith("."):
-        raise fail(f"invalid container ID or interface name for a state file: {name!r}")
-    return data_dir / name
+__all__ = ["drop_state", "read_state", "write_state"]
 
 
 def write_state(path: Path, text: str, *, what: str) -> None:
