@@ -9,8 +9,9 @@ Go's interface plugins repeat one shape; it lives here once:
   ``linkInContainer``) the container; :func:`check_mtu` bounds the MTU by
   the master's;
 - the link: :func:`new_link` creates it from where the master lives
-  straight into the container as ``CNI_IFNAME``, and deletes it again if the
-  rest of ADD fails; :func:`add_on_master` is the whole ADD of a link on a
+  straight into the container as ``CNI_IFNAME`` (under a temporary name
+  first where the sender's namespace has that name too), and deletes it
+  again if the rest of ADD fails; :func:`add_on_master` is the whole ADD of a link on a
   master (macvlan, ipvlan, vlan);
 - IPAM: :func:`ipam_lease` runs IPAM ADD and releases the address if the
   rest of ADD fails; :func:`configure_container` applies the result
@@ -51,6 +52,7 @@ from cnilib.netlink import (
     list_routes,
     open_netns,
     run_in_netns,
+    set_link_name,
 )
 from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins._hostside import (
@@ -60,6 +62,7 @@ from cnilib.plugins._hostside import (
     fail,
     go_strerror,
     open_host_netns,
+    random_veth_name,
     try_sysctl,
 )
 from cnilib.plugins._netconf import conf_str, ipam_type, mac_from_request, parse_mac
@@ -215,16 +218,37 @@ def _delete_if_present(ifname: str) -> None:
         delete_link(link)
 
 
-def _create_error(exc: NetlinkError, kind: str, ifname: str, ctr: NetNSHandle) -> PluginError:
+def _create_error(exc: NetlinkError, kind: str) -> PluginError:
     if isinstance(exc, LinkKindUnsupportedError):
         return fail(
             f"failed to create {kind}: this kernel has no {kind} links: it was built "
             f"without {exc.option} (operation not supported)"
         )
-    if exc.errno == errno.EEXIST and run_in_netns(ctr, find_link, ifname) is not None:
-        # Go learns this when renaming its temporary link, and says so
-        return fail(f'failed to rename {kind} to "{ifname}": file exists')
     return fail(f"failed to create {kind}: {go_strerror(exc)}")
+
+
+def _create(
+    ifname: str, kind: str, ctr: NetNSHandle, parent: int | None, mtu: int, mac: str, data: bytes
+) -> str:
+    """In the namespace the request is sent from: make the link in ``ctr``; the
+    name it got there (``ifname``, or a temporary one to rename)."""
+    # Before Linux 6.14 the kernel looks a new link's name up in the namespace
+    # the request comes from, not in the one the link is made in: the host's
+    # own eth0 would fail the creation of a container's eth0 (EEXIST). Such a
+    # name is avoided with a temporary one, as Go's plugins always do.
+    name = ifname if find_link(ifname) is None else random_veth_name()
+    add_link(name, kind, parent=parent, netns=ctr, mtu=mtu or None, mac=mac or None, data=data)
+    return name
+
+
+def _rename(tmp: str, ifname: str, kind: str) -> None:
+    """In the container: the new link ``tmp`` becomes ``ifname``; on failure it is deleted."""
+    try:
+        set_link_name(tmp, ifname)
+    except NetlinkError as exc:
+        with contextlib.suppress(NetlinkError):
+            delete_link(tmp)
+        raise fail(f'failed to rename {kind} to "{ifname}": {go_strerror(exc)}') from exc
 
 
 @contextlib.contextmanager
@@ -242,19 +266,25 @@ def new_link(
     """Create a ``kind`` link called ``ifname`` in the container ``ctr``.
 
     The request is sent from ``made_in``, the namespace of ``master`` (the
-    host, or the container itself with ``linkInContainer``); the kernel
-    makes the link in the container directly, so only the container's names
-    can clash (Go makes it under a temporary name and renames it there, one
-    request more for the same outcome). If the block raises, the link is
-    deleted again (Go's macvlan does so; its ipvlan and vlan leak it).
+    host, or the container itself with ``linkInContainer``), and the kernel
+    makes the link in the container directly. It gets its final name at
+    once unless ``made_in`` has a link of that name (which a kernel before
+    6.14 would take for a clash): then, as Go's plugins always do, it is
+    made under a temporary name and renamed in the container. A name taken
+    in the container fails as Go's does (``failed to rename macvlan to
+    "eth0": file exists``). If the block raises, the link is deleted again
+    (Go's macvlan does so; its ipvlan and vlan leak it).
     """
+    parent = master.index if master else None
     try:
-        run_in_netns(
-            made_in, add_link, ifname, kind, parent=master.index if master else None,
-            netns=ctr, mtu=mtu or None, mac=mac or None, data=data,
-        )  # fmt: skip
+        name = run_in_netns(made_in, _create, ifname, kind, ctr, parent, mtu, mac, data)
     except NetlinkError as exc:
-        raise _create_error(exc, kind, ifname, ctr) from exc
+        if exc.errno == errno.EEXIST and run_in_netns(ctr, find_link, ifname) is not None:
+            # the container has the name: Go learns it renaming its temporary link
+            raise fail(f'failed to rename {kind} to "{ifname}": file exists') from exc
+        raise _create_error(exc, kind) from exc
+    if name != ifname:
+        run_in_netns(ctr, _rename, name, ifname, kind)
     try:
         yield
     except BaseException:

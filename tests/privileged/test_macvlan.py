@@ -23,6 +23,7 @@ are asserted as such:
 
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 import json
@@ -602,6 +603,36 @@ def test_del_of_a_bad_config_is_lenient(go: LinkSide, py: LinkSide) -> None:
     with pytest.raises(cnilib.CNIError, match="Link not found"):
         go.delete(plugin)
     py.delete(plugin)
+
+
+def test_host_link_named_like_the_container_interface(
+    py: LinkSide, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before Linux 6.14 the kernel looks a new link's name up in the namespace the
+    request comes from: with an ``eth0`` in the host, making the container's ``eth0``
+    from there fails (``EEXIST``). That kernel is emulated here; ADD still gives the
+    container its ``eth0`` (under a temporary name, renamed), CHECK and DEL pass, and
+    the host's ``eth0`` is untouched."""
+    from cnilib import netlink
+    from cnilib.plugins import _linkplugin
+
+    real_add_link = netlink.add_link  # what _linkplugin calls
+
+    def add_link_before_6_14(name: str, kind: str, **kw: Any) -> None:
+        if netlink.find_link(name) is not None:  # on the sender's namespace worker
+            raise netlink.NetlinkError(f"add {kind} {name}", "sender", errno.EEXIST)
+        real_add_link(name, kind, **kw)
+
+    monkeypatch.setattr(_linkplugin, "add_link", add_link_before_6_14)
+    assert py.lan is not None
+    add_veth(py.node, "eth0", py.lan, "lan-eth0")
+    res = py.add(macvlan())
+    assert [i["name"] for i in res["interfaces"]] == ["eth0"]
+    assert link(py.ctr(), "eth0")["linkinfo"]["info_kind"] == "macvlan"
+    py.check(macvlan())
+    py.delete(macvlan())
+    assert macvlans(py.ctr()) == []
+    assert link(py.node, "eth0")["linkinfo"]["info_kind"] == "veth"
 
 
 # ------------------------------------------------------------------------- failed ADDs

@@ -9,7 +9,7 @@ without it, ``prevResult``'s addresses and routes are reused), ``dns``.
 There is no ``mac``: an ipvlan has its master's MAC.
 
 - ADD creates the ipvlan on the master straight into the container as
-  ``CNI_IFNAME`` (Go: under a temporary name, then renamed), sets ``arp_notify`` and
+  ``CNI_IFNAME`` (see :func:`~cnilib.plugins._linkplugin.new_link`), sets ``arp_notify`` and
   ``ndisc_notify``, and applies the addresses and routes of IPAM (or of
   ``prevResult``). Result: ``interfaces = [the ipvlan (sandbox)]`` (it
   replaces ``prevResult``'s), every ``ips[].interface = 0``. A failed ADD

@@ -9,7 +9,7 @@ which win), ``linkInContainer`` (the master is in the container namespace),
 only, up and without addresses), ``dns``.
 
 - ADD creates the macvlan on the master straight into the container as
-  ``CNI_IFNAME`` (Go: under a temporary name, then renamed); with IPAM it sets
+  ``CNI_IFNAME`` (see :func:`~cnilib.plugins._linkplugin.new_link`); with IPAM it sets
   ``arp_notify`` and ``ndisc_notify`` (the neighbours learn the new MAC) and
   applies IPAM's addresses and routes. Result: ``interfaces = [the
   macvlan (sandbox)]``, every ``ips[].interface = 0``. A failed ADD deletes

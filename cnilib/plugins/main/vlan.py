@@ -6,7 +6,7 @@ Keys: ``master`` (required), ``vlanId`` (0 to 4094; 0 when absent), ``mtu``
 namespace), ``ipam`` (required), ``dns``.
 
 - ADD creates the vlan on the master straight into the container as
-  ``CNI_IFNAME`` (Go: under a temporary name, then renamed) and applies IPAM's addresses
+  ``CNI_IFNAME`` (see :func:`~cnilib.plugins._linkplugin.new_link`) and applies IPAM's addresses
   and routes. Result: ``interfaces = [the vlan (sandbox)]``, every
   ``ips[].interface = 0``. A failed ADD deletes the link and releases
   IPAM's address.
