@@ -143,8 +143,8 @@ def both_add(go: LinkSide, py: LinkSide, plugin: JSON) -> JSON:
 
 
 def record(side: LinkSide, ifname: str = "eth0", container_id: str = CONTAINER_ID) -> Path:
-    """The state record of the attachment (``<containerID>:<ifname>.json``)."""
-    return side.tmp / "hostdev" / f"{container_id}:{ifname}.json"
+    """The state record of the attachment (``<network>/<containerID>:<ifname>.json``)."""
+    return side.tmp / "hostdev" / side.network / f"{container_id}:{ifname}.json"
 
 
 # ------------------------------------------------------------------------ differential
@@ -319,6 +319,12 @@ def test_del_with_an_empty_netns_still_releases_ipam(py: LinkSide) -> None:
     rt = cnilib.RuntimeConf("ctr-link-diff", "", "eth0")
     py.cni.delete_network_list(py.conflist(plugin), rt)
     assert not py.allocated()
+    # The sandbox may still hold the device: its record stays, and a DEL that names
+    # the namespace later gives the device back as it was.
+    assert record(py).is_file()
+    py.delete(plugin)
+    assert summary(py.node) == BEFORE
+    assert not record(py).exists()
 
 
 def test_ifname_clash_in_the_container_moves_nothing(go: LinkSide, py: LinkSide) -> None:
@@ -346,6 +352,48 @@ def test_failed_add_puts_the_device_back(py: LinkSide) -> None:
     assert "failed to add route" in err.msg
     assert summary(py.node) == BEFORE
     assert device(py.ctr(0), "eth0") is None
+    assert not record(py).exists()
+
+
+def test_failed_add_that_cannot_give_the_device_back_keeps_its_record(
+    py: LinkSide, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADD fails after the move and the move back fails too: the record stays, so
+    the runtime's DEL can still give the device back as it was."""
+    from cnilib.plugins.main import _hostdevice_state
+
+    def cannot_move_back(*args: object) -> bool:
+        raise OSError("move back refused")
+
+    ipam = {**STATIC, "routes": [{"dst": "198.51.100.0/24", "gw": "203.0.113.1"}]}
+    plugin = with_data_dir(py, hostdev(ipam))
+    with monkeypatch.context() as patch:
+        patch.setattr(_hostdevice_state, "_move_back", cannot_move_back)
+        py.add_error(plugin)
+    assert device(py.ctr(0), "eth0") is not None
+    assert record(py).is_file()
+    py.delete(plugin)
+    assert summary(py.node) == BEFORE
+    assert not record(py).exists()
+
+
+def test_del_when_the_name_is_taken_on_the_host_keeps_everything_for_later(
+    py: LinkSide,
+) -> None:
+    """DEL while another link has the device's name in the host: DEL fails, the
+    device stays in the container and the record is kept; once the name is free, a
+    second DEL gives the device back as it was."""
+    plugin = with_data_dir(py, hostdev())
+    py.add(plugin)
+    assert py.lan is not None
+    add_veth(py.node, DEV, py.lan, "squatter")
+    with pytest.raises(cnilib.CNIError):
+        py.delete(plugin)
+    assert device(py.ctr(0), "eth0") is not None
+    assert record(py).is_file()
+    py.node.exec("ip", "link", "del", DEV)
+    py.delete(plugin)
+    assert summary(py.node) == BEFORE
     assert not record(py).exists()
 
 
@@ -582,6 +630,25 @@ def test_gc_drops_the_records_of_attachments_no_longer_valid(py: LinkSide, tmp_p
     assert not record(py).exists()
     assert record(py, container_id="kept").is_file()
     assert device(py.ctr(1), "eth0") is not None
+
+
+def test_gc_of_one_network_keeps_the_records_of_another(py: LinkSide, tmp_path: Path) -> None:
+    """Two networks share a ``dataDir`` (the default is one for all): GC of one, with
+    no valid attachment, leaves the other's record, whose DEL then restores the
+    device with its addresses."""
+    plugin = with_data_dir(py, hostdev())
+    py.add(plugin)
+    executor = InProcessExecutor(host_netns=py.node.path)
+    other = cnilib.CNI([str(GO_PLUGINS)], cache_dir=tmp_path / "other-cache", executor=executor)
+    try:
+        raw = {"cniVersion": "1.1.0", "name": "other-net", "plugins": [plugin]}
+        other.gc_network_list(cnilib.conflist_from_bytes(json.dumps(raw).encode()), [])
+    finally:
+        other.close()
+    assert record(py).is_file()
+    py.delete(plugin)
+    assert summary(py.node) == BEFORE
+    assert not record(py).exists()
 
 
 def test_l2_add_below_030_is_refused_before_the_device_moves(py: LinkSide) -> None:

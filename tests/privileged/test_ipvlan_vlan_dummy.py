@@ -625,13 +625,15 @@ def test_failed_add_deletes_the_link(go: LinkSide, py: LinkSide, kind: str) -> N
 
 @pytest.mark.parametrize("kind", GO_KINDS)
 def test_name_taken_in_the_container(py: LinkSide, kind: str) -> None:
-    """``eth0`` exists: the rename fails and the temporary link is deleted."""
+    """``eth0`` exists in the container: ADD fails with Go's text, makes no link of
+    the kind and holds no address; the container's ``eth0`` is untouched."""
     require_link_kind(kind)
     add_veth(py.ctr(), "eth0", py.ctr(), "peer0")
     err = py.add_error(plugin_conf(kind))
     assert err.msg == f'failed to rename {kind} to "eth0": file exists'
     assert kind_links(py.ctr(), kind) == []
     assert py.allocated() == set()
+    assert link(py.ctr(), "eth0")["linkinfo"]["info_kind"] == "veth"
 
 
 # ----------------------------------------------------------------------------- dummy

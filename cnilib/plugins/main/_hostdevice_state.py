@@ -1,7 +1,7 @@
 """host-device: the device's host state, its record, and the moves in and out.
 
 ADD records what the host knew of the device (:class:`DeviceState`) in
-``<dataDir>/<containerID>:<ifname>.json`` before moving it; DEL moves it back
+``<dataDir>/<network>/<containerID>:<ifname>.json`` before moving it; DEL moves it back
 and restores that state. Container IDs and interface names cannot hold a
 ``:``, so no two attachments share a file; the record also names its
 attachment, and a record of another attachment is never used or dropped.
@@ -140,12 +140,16 @@ class DeviceState:
 # --------------------------------------------------------------------------- record
 
 
-def record_path(data_dir: Path, container_id: str, ifname: str) -> Path:
-    """``<data_dir>/<containerID>:<ifname>.json``; refused if that would leave ``data_dir``."""
+def record_path(data_dir: Path, network: str, container_id: str, ifname: str) -> Path:
+    """``<data_dir>/<network>/<containerID>:<ifname>.json``: one directory per network,
+    so that GC of one network never sees another's records (the default ``dataDir``
+    is shared). Refused if that would leave ``data_dir``."""
     name = f"{container_id}:{ifname}.json"
-    if "/" in name or name.startswith(".") or "\0" in name:
-        raise fail(f"invalid container ID or interface name for a state file: {name!r}")
-    return data_dir / name
+    for part in (network, name):
+        if not part or "/" in part or part.startswith(".") or "\0" in part:
+            raise fail(f"invalid network, container ID or interface name for a state file: "
+                       f"{network!r}, {name!r}")  # fmt: skip
+    return data_dir / network / name
 
 
 def read_record(path: Path, container_id: str, ifname: str) -> DeviceState | None:
@@ -162,11 +166,11 @@ def read_record(path: Path, container_id: str, ifname: str) -> DeviceState | Non
     return state
 
 
-def list_records(data_dir: Path) -> Iterator[tuple[Path, str, str]]:
-    """Every record in ``data_dir``: (path, container ID, ifname), from its name."""
+def list_records(data_dir: Path, network: str) -> Iterator[tuple[Path, str, str]]:
+    """Every record of ``network``: (path, container ID, ifname), from its name."""
     try:
-        paths = sorted(data_dir.glob("*:*.json"))
-    except OSError:
+        paths = sorted((data_dir / network).glob("*:*.json"))
+    except (OSError, ValueError):
         return
     for path in paths:
         container_id, _, ifname = path.name.removesuffix(".json").partition(":")
@@ -221,12 +225,15 @@ def restore_in_host(state: DeviceState) -> None:
     state.restore(get_link(state.name))
 
 
-def undo_add(ctr: NetNSHandle, host: NetNSHandle, state: DeviceState, ifname: str) -> None:
-    """After a failed ADD: the device back in the host, as it was (best effort)."""
-    with contextlib.suppress(Exception):
+def undo_add(ctr: NetNSHandle, host: NetNSHandle, state: DeviceState, ifname: str) -> bool:
+    """After a failed ADD: the device back in the host, as it was (best effort).
+    False when that failed: the record must stay for DEL to finish the job."""
+    try:
         run_in_netns(ctr, _move_back, state, (ifname, state.name), host)
-    with contextlib.suppress(Exception):
         run_in_netns(host, restore_in_host, state)
+    except Exception:
+        return False
+    return True
 
 
 def move_out(ifname: str, host: NetNSHandle, state: DeviceState | None) -> DeviceState | None:
@@ -260,14 +267,15 @@ def return_stray(state: DeviceState, ifname: str, ctr: NetNSHandle) -> None:
         move_link(link, ctr, new_name=ifname)
 
 
-def reclaim(state: DeviceState) -> None:
+def reclaim(state: DeviceState) -> bool:
     """In the host, the container gone: a device the kernel gave back (a physical one
     returns under its container name, or ``devN``) still carrying our alias is
-    renamed and restored."""
+    renamed and restored. False when the host has no such device."""
     for link in list_links():
         if link.mac == state.mac and link.alias == state.name:
             if link.name != state.name:
                 set_link_down(link)
                 set_link_name(link, state.name)
             state.restore(get_link(state.name))
-            return
+            return True
+    return False

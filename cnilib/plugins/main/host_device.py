@@ -13,7 +13,7 @@ ignores the key). A PCI device bound to a userspace driver (``vfio-pci``,
 configured, only IPAM runs.
 
 - ADD looks the device up in the host namespace, records its name, alias,
-  MTU, up state and addresses in ``<dataDir>/<containerID>:<ifname>.json``,
+  MTU, up state and addresses in ``<dataDir>/<network>/<containerID>:<ifname>.json``,
   sets its alias to its name (as Go does, so that Go's DEL can restore the
   name too), and moves it into the container renamed ``CNI_IFNAME`` in one
   netlink request; it is then set up and, with IPAM, given IPAM's
@@ -161,7 +161,7 @@ class HostDevice(InterfacePlugin):
                 container_id=req.container_id,
                 ifname=req.ifname,
             )
-            record = record_path(conf.data_dir, req.container_id, req.ifname)
+            record = record_path(conf.data_dir, req.name, req.container_id, req.ifname)
             write_state(record, state.to_json(), what="host device state")
             try:
                 try:
@@ -172,8 +172,8 @@ class HostDevice(InterfacePlugin):
                     configure_container(ctr, req.ifname, ipam)
                 link = run_in_netns(ctr, get_link, req.ifname)
             except BaseException:
-                undo_add(ctr, host, state, req.ifname)
-                drop_state(record)
+                if undo_add(ctr, host, state, req.ifname):
+                    drop_state(record)  # else DEL still needs it
                 raise
             return interface_result(req, link, ipam, conf.dns)
 
@@ -191,15 +191,19 @@ class HostDevice(InterfacePlugin):
             req.delegate(conf.ipam, Command.DEL)
         if conf.dpdk:
             return
-        record = record_path(conf.data_dir, req.container_id, req.ifname)
+        record = record_path(conf.data_dir, req.name, req.container_id, req.ifname)
         state = read_record(record, req.container_id, req.ifname)
         with host_netns(req) as host:
             ctr = _open_or_none(req.netns)
             if ctr is None:
                 if state is not None:
+                    reclaimed = False
                     with contextlib.suppress(Exception):
-                        run_in_netns(host, reclaim, state)
-                    drop_state(record)
+                        reclaimed = run_in_netns(host, reclaim, state)
+                    # With no CNI_NETNS the sandbox may still hold the device: keep
+                    # the record for a later DEL (or GC) unless the host has it back.
+                    if reclaimed or req.netns:
+                        drop_state(record)
                 return
             with ctr:
                 try:
@@ -234,7 +238,7 @@ class HostDevice(InterfacePlugin):
             valid = req.valid_attachments()
             stale = [
                 (path, cid, ifname)
-                for path, cid, ifname in list_records(conf.data_dir)
+                for path, cid, ifname in list_records(conf.data_dir, req.name)
                 if (cid, ifname) not in valid
             ]
             if stale:
