@@ -61,15 +61,38 @@ def _mkdir_private(path: str, dir_fd: int | None = None) -> bool:
     return True
 
 
+def _is_dir(path: str) -> bool:
+    """True for a directory (or a link to one), False for nothing at all; a
+    :class:`CacheError` for anything else.
+
+    One ``stat``, then one ``lstat`` only if there was nothing: a directory
+    another thread or process makes in between reads as missing, and its
+    ``mkdir`` then finds it there, which is fine (two ``stat`` calls in a row
+    would take that directory for something else).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # missing, or under a non-directory
+        mode = None
+    if mode is None:
+        try:
+            link_mode = os.lstat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if not stat.S_ISLNK(link_mode):  # it appeared meanwhile
+            return _is_dir(path)
+        # a link to nowhere (an unmounted volume?)
+        raise CacheError("is a symbolic link to a missing directory, not a directory", path=path)
+    if stat.S_ISDIR(mode):
+        return True
+    raise CacheError(f"is {describe_type(mode)}, not a directory", path=path)
+
+
 def ensure_root(root: str) -> None:
     """Create the cache root and its missing ancestors, each 0700."""
     missing: list[str] = []
     current = os.path.abspath(root)
-    while not os.path.isdir(current):
-        if os.path.lexists(current):  # a file, or a link to nowhere (an unmounted volume?)
-            kind = describe_type(os.lstat(current).st_mode)
-            what = "a symbolic link to a missing directory" if kind == "a symbolic link" else kind
-            raise CacheError(f"is {what}, not a directory", path=current)
+    while not _is_dir(current):
         missing.append(current)
         parent = os.path.dirname(current)
         if parent == current:

@@ -14,6 +14,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -532,3 +533,53 @@ class TestCacheDirRemovedUnderneath:
         cache.save(entry)
 
         assert cache.load("net", "c1", "eth0") == entry
+
+
+class TestCacheRootMadeConcurrently:
+    """Two runtimes (threads or processes) making the same new cache root at once."""
+
+    def test_a_root_made_by_someone_else_meanwhile_is_fine(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The root is missing when looked at and made by another thread right after:
+        not an error (it was 'is a directory, not a directory' under load)."""
+        from cnilib.cache import _fs
+
+        root = tmp_path / "a" / "cache"
+        real_stat = os.stat
+        raced: list[str] = []
+
+        def stat_then_lose_the_race(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+            if str(path) == str(root) and not raced:
+                raced.append(str(path))
+                os.makedirs(root)  # the other thread, just after our look
+                raise FileNotFoundError(2, "No such file or directory", str(path))
+            return real_stat(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "stat", stat_then_lose_the_race)
+        _fs.ensure_root(str(root))
+        assert raced == [str(root)]
+        assert root.is_dir()
+
+    def test_threads_make_one_root(self, tmp_path: Path) -> None:
+        """Sixteen threads, one new nested root: all succeed, the root is private."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from cnilib.cache import _fs
+
+        for attempt in range(20):
+            root = str(tmp_path / f"try{attempt}" / "x" / "cache")
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(_fs.ensure_root, [root] * 16))
+            assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+
+    def test_what_is_not_a_directory_is_still_refused(self, tmp_path: Path) -> None:
+        """A file and a link to nowhere where the root should be: named errors."""
+        from cnilib.cache import _fs
+
+        (tmp_path / "file").write_text("")
+        with pytest.raises(CacheError, match="is a regular file, not a directory"):
+            _fs.ensure_root(str(tmp_path / "file" / "cache"))
+        (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+        with pytest.raises(CacheError, match="symbolic link to a missing directory"):
+            _fs.ensure_root(str(tmp_path / "dangling"))
