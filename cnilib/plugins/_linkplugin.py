@@ -228,10 +228,17 @@ def _create_error(exc: NetlinkError, kind: str) -> PluginError:
 
 
 def _create(
-    ifname: str, kind: str, ctr: NetNSHandle, parent: int | None, mtu: int, mac: str, data: bytes
+    ifname: str, kind: str, ctr: NetNSHandle, master: str | None, mtu: int, mac: str, data: bytes
 ) -> str:
-    """In the namespace the request is sent from: make the link in ``ctr``; the
-    name it got there (``ifname``, or a temporary one to rename)."""
+    """In the namespace the request is sent from: look ``master`` up (``""``: the
+    default route's link) and bound ``mtu`` by its, then make the link in ``ctr``
+    (one job on this namespace's worker, not two); the name it got there
+    (``ifname``, or a temporary one to rename)."""
+    parent = None
+    if master is not None:
+        found = _lookup_master(master)
+        check_mtu(mtu, found)
+        parent = found.index
     # Before Linux 6.14 the kernel looks a new link's name up in the namespace
     # the request comes from, not in the one the link is made in: the host's
     # own eth0 would fail the creation of a container's eth0 (EEXIST). Such a
@@ -258,12 +265,14 @@ def new_link(
     kind: str,
     *,
     made_in: NetNSHandle,
-    master: Link | None = None,
+    master: str | None = None,
     mtu: int = 0,
     mac: str = "",
     data: bytes = b"",
 ) -> Iterator[None]:
-    """Create a ``kind`` link called ``ifname`` in the container ``ctr``.
+    """Create a ``kind`` link called ``ifname`` in the container ``ctr``, on the
+    link ``master`` (:func:`find_master`'s lookup and :func:`check_mtu`'s bound;
+    None: no master).
 
     The request is sent from ``made_in``, the namespace of ``master`` (the
     host, or the container itself with ``linkInContainer``), and the kernel
@@ -275,9 +284,8 @@ def new_link(
     "eth0": file exists``). If the block raises, the link is deleted again
     (Go's macvlan does so; its ipvlan and vlan leak it).
     """
-    parent = master.index if master else None
     try:
-        name = run_in_netns(made_in, _create, ifname, kind, ctr, parent, mtu, mac, data)
+        name = run_in_netns(made_in, _create, ifname, kind, ctr, master, mtu, mac, data)
     except NetlinkError as exc:
         if exc.errno == errno.EEXIST and run_in_netns(ctr, find_link, ifname) is not None:
             # the container has the name: Go learns it renaming its temporary link
@@ -331,15 +339,13 @@ def add_on_master(
         if validate is not None:
             validate()
         where = ctr if link.link_in_container else host
-        master = find_master(link.master, where)
-        check_mtu(link.mtu, master)
         with (
             new_link(
                 ctr,
                 req.ifname,
                 link.kind,
                 made_in=where,
-                master=master,
+                master=link.master,
                 mtu=link.mtu,
                 mac=link.mac,
                 data=link.data(),
