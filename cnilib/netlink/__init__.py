@@ -39,6 +39,7 @@ from cnilib.netlink._kinds import (
     vlan_data,
 )
 from cnilib.netlink._link import (
+    IFF_ALLMULTI,
     IFF_PROMISC,
     IFF_UP,
     Link,
@@ -52,12 +53,14 @@ from cnilib.netlink._link import (
     list_links,
     move_link,
     set_link_alias,
+    set_link_allmulti,
     set_link_down,
     set_link_mac,
     set_link_master,
     set_link_mtu,
     set_link_name,
     set_link_promisc,
+    set_link_txqlen,
     set_link_up,
 )
 from cnilib.netlink._ns import NetNSHandle, current_netns_path, open_netns
@@ -88,6 +91,7 @@ from cnilib.netlink._sysctl import read_sysctl, sysctl_path, write_sysctl
 from cnilib.netlink._sysfs import Sysfs, SysfsError, namespace_sysfs
 
 __all__ = [
+    "IFF_ALLMULTI",
     "IFF_PROMISC",
     "IFF_UP",
     "IPVLAN_MODES",
@@ -145,10 +149,12 @@ __all__ = [
     "set_link_down",
     "set_link_mac",
     "set_link_alias",
+    "set_link_allmulti",
     "set_link_master",
     "set_link_mtu",
     "set_link_name",
     "set_link_promisc",
+    "set_link_txqlen",
     "set_link_up",
     "sysctl_path",
     "vlan_data",

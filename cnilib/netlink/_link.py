@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from cnilib.netlink._pool import NetnsTarget
 
 __all__ = [
+    "IFF_ALLMULTI",
     "IFF_PROMISC",
     "IFF_UP",
     "Link",
@@ -46,15 +47,18 @@ __all__ = [
     "set_link_down",
     "set_link_mac",
     "set_link_alias",
+    "set_link_allmulti",
     "set_link_master",
     "set_link_mtu",
     "set_link_name",
     "set_link_promisc",
+    "set_link_txqlen",
     "set_link_up",
 ]
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
+IFF_ALLMULTI = 0x200
 
 
 @attrs.frozen(kw_only=True)
@@ -80,6 +84,11 @@ class Link:
     """A macvlan's or ipvlan's mode (``bridge``, ``l2``, ...); ``""`` for other kinds."""
     vlan_id: int | None = None
     """An 802.1Q vlan's id."""
+    txqlen: int = 0
+    """``IFLA_TXQLEN``: the transmit queue length (``ip link ... qlen``)."""
+    promiscuity: int = 0
+    """``IFLA_PROMISCUITY``: how many users want the link promiscuous (a bridge
+    port counts as one without ``IFF_PROMISC`` being set)."""
 
     @property
     def up(self) -> bool:
@@ -121,6 +130,8 @@ def _link_from_msg(msg: Any) -> Link:
         alias=str(msg.get("ifalias") or ""),
         mode=mode,
         vlan_id=vlan_id,
+        txqlen=int(msg.get("txqlen") or 0),
+        promiscuity=int(msg.get("promiscuity") or 0),
     )
 
 
@@ -137,6 +148,7 @@ IFLA_LINKINFO = 18
 IFLA_NET_NS_FD = 28
 IFLA_TXQLEN = 13
 IFLA_IFALIAS = 20
+IFLA_PROMISCUITY = 30
 IFLA_LINK_NETNSID = 37
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
@@ -170,6 +182,7 @@ def _link_from_raw(payload: memoryview) -> Link:
     oper = found.get(IFLA_OPERSTATE)
     master, peer = found.get(IFLA_MASTER), found.get(IFLA_LINK)
     netnsid = found.get(IFLA_LINK_NETNSID)
+    txqlen, promiscuity = found.get(IFLA_TXQLEN), found.get(IFLA_PROMISCUITY)
     state = ""
     if oper is not None and len(oper) >= 1:
         state = _OPER_STATES[oper[0]] if oper[0] < len(_OPER_STATES) else str(oper[0])
@@ -187,6 +200,8 @@ def _link_from_raw(payload: memoryview) -> Link:
         alias=_text(found[IFLA_IFALIAS]) if IFLA_IFALIAS in found else "",
         mode=mode,
         vlan_id=vlan_id,
+        txqlen=_U32.unpack(txqlen)[0] if txqlen is not None else 0,
+        promiscuity=_U32.unpack(promiscuity)[0] if promiscuity is not None else 0,
     )
 
 
@@ -359,6 +374,17 @@ def set_link_promisc(link: LinkRef, on: bool = True) -> None:
     """Turn promiscuous mode of ``link`` on (or off)."""
     flags = IFF_PROMISC if on else 0
     _set(link, f"set promisc {'on' if on else 'off'} on", flags=flags, change=IFF_PROMISC)
+
+
+def set_link_allmulti(link: LinkRef, on: bool = True) -> None:
+    """Turn all-multicast mode of ``link`` on (or off)."""
+    flags = IFF_ALLMULTI if on else 0
+    _set(link, f"set allmulticast {'on' if on else 'off'} on", flags=flags, change=IFF_ALLMULTI)
+
+
+def set_link_txqlen(link: LinkRef, qlen: int) -> None:
+    """Set the transmit queue length of ``link``."""
+    _set(link, f"set txqueuelen {qlen} on", attr(IFLA_TXQLEN, _U32.pack(qlen)))
 
 
 def set_link_mtu(link: LinkRef, mtu: int) -> None:
