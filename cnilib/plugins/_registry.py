@@ -41,6 +41,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "vlan": "cnilib.plugins.main.vlan:Vlan",
     "dummy": "cnilib.plugins.main.dummy:Dummy",
     "host-device": "cnilib.plugins.main.host_device:HostDevice",
+    "tuning": "cnilib.plugins.meta.tuning:Tuning",
 }
 """CNI type → ``module:Class`` of cnilib's own plugins."""
 
