@@ -25,6 +25,7 @@ import cnilib
 from cnilib.invoke import SubprocessExecutor
 from cnilib.plugins._executor import InProcessExecutor
 from cnilib.plugins._skel import handle
+from cnilib.plugins.ipam.host_local import HostLocal
 from cnilib.plugins.main.bridge import Bridge
 from cnilib.plugins.main.loopback import Loopback
 from cnilib.results import ResultV100
@@ -192,9 +193,12 @@ def test_layer2_below_030_is_refused_before_anything_is_made(py: Side, version: 
 
 def test_our_bridge_with_go_tuning_and_portmap(py: Side, tmp_path: Path) -> None:
     """ADD/CHECK/DEL through our bridge then Go's tuning and portmap; DNAT with a mapping."""
-    side = Side.mixed(
-        py.node, py.make_ns, tmp_path / "mixed", InProcessExecutor(host_netns=py.node.path)
-    )
+    # Only bridge and host-local in process: cnilib has a tuning of its own now.
+    ours = InProcessExecutor(
+        {"bridge": Bridge(), "host-local": HostLocal()},
+        builtins=False, installed=False, host_netns=py.node.path,
+    )  # fmt: skip
+    side = Side.mixed(py.node, py.make_ns, tmp_path / "mixed", ours)
     tuning = {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.arp_filter": "1"}}
     portmap = {"type": "portmap", "capabilities": {"portMappings": True}}
     conf = side.conflist(bridge_conf(V4, isGateway=True, ipMasq=True), tuning, portmap)

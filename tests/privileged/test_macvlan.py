@@ -721,7 +721,11 @@ def test_ours_then_go_tuning(
         for name in ("tuning", "host-local"):
             (bin_dir / name).symlink_to(GO_PLUGINS / name)
         path = [str(bin_dir)]
-    ours = InProcessExecutor(host_netns=py.node.path)
+    # Only macvlan and host-local in process: cnilib has a tuning of its own now.
+    ours = InProcessExecutor(
+        {"macvlan": load_plugin("macvlan"), "host-local": load_plugin("host-local")},
+        builtins=False, installed=False, host_netns=py.node.path,
+    )  # fmt: skip
     mixed = LinkSide.mixed_link(py, tmp_path / "mixed", ours, binaries_first=binaries_first,
                                 path=path)  # fmt: skip
     results = []
