@@ -31,7 +31,7 @@ import cnilib
 from cnilib.invoke import Executor, Invocation, SubprocessExecutor
 from cnilib.plugins._executor import InProcessExecutor
 from cnilib.plugins._registry import load_plugin
-from cnilib.plugins.meta import tuning as tuning_module
+from cnilib.plugins.meta import _tuning_conf as tuning_conf
 from cnilib.testing import NetNS
 from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks, ip_json
 from tests.privileged._link_world import LinkSide, MakeNS, install_plugins, require_link_kind
@@ -458,7 +458,7 @@ def test_allowlist(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     """With the allowlist file present, a key must match one of its regexps (Go's text)."""
     allow = tmp_path / "allowlist.conf"
     allow.write_text("^net\\.core\\.somaxconn$\n\n  ^net\\.ipv4\\.conf\\.IFNAME\\.\n")
-    monkeypatch.setattr(tuning_module, "ALLOWLIST_PATH", allow)
+    monkeypatch.setattr(tuning_conf, "ALLOWLIST_PATH", allow)
     world.call(
         "py",
         "ADD",

@@ -13,8 +13,8 @@ from cnilib.errors import CNIError
 from cnilib.invoke import Command
 from cnilib.netlink import IFF_ALLMULTI, Link
 from cnilib.plugins._base import PluginRequest
-from cnilib.plugins.meta import tuning
-from cnilib.plugins.meta.tuning import TuningConf, backup_path, sysctl_file
+from cnilib.plugins.meta import _tuning_conf as tuning, tuning as tuning_plugin
+from cnilib.plugins.meta._tuning_conf import TuningConf, backup_path, sysctl_file
 
 JSON = dict[str, Any]
 
@@ -149,28 +149,28 @@ def test_ifname_dotdot_cannot_escape() -> None:
 def test_duplicated_sysctl_keys_refused() -> None:
     stdin = b'{"cniVersion":"1.0.0","name":"n","sysctl":{"net.a":"1","net.a":"2"}}'
     with pytest.raises(CNIError) as info:
-        tuning._check_duplicated_sysctls(stdin)
+        tuning.check_duplicated_sysctls(stdin)
     assert (info.value.code, info.value.msg) == (999, "duplicated sysctl keys are not allowed")
     # Only the top-level sysctl counts (as Go's sysctlCheck struct).
-    tuning._check_duplicated_sysctls(b'{"args":{"cni":{"sysctl":{"net.a":"1","net.a":"2"}}}}')
-    tuning._check_duplicated_sysctls(b'{"sysctl":{"net.a":"1","net.b":"2"}}')
+    tuning.check_duplicated_sysctls(b'{"args":{"cni":{"sysctl":{"net.a":"1","net.a":"2"}}}}')
+    tuning.check_duplicated_sysctls(b'{"sysctl":{"net.a":"1","net.b":"2"}}')
 
 
 def test_allowlist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     allow = tmp_path / "allowlist.conf"
     monkeypatch.setattr(tuning, "ALLOWLIST_PATH", allow)
-    tuning._check_allowlist({"anything": "1"})  # no file: no check
+    tuning.check_allowlist({"anything": "1"})  # no file: no check
     allow.write_text("^net\\.core\\.\n   \nsomaxconn\n")
-    tuning._check_allowlist({"net.core.x": "1", "net.ipv4.tcp_somaxconn": "1"})
+    tuning.check_allowlist({"net.core.x": "1", "net.ipv4.tcp_somaxconn": "1"})
     with pytest.raises(CNIError) as info:
-        tuning._check_allowlist({"net.ipv4.ip_forward": "1"})
+        tuning.check_allowlist({"net.ipv4.ip_forward": "1"})
     assert info.value.msg == (
         "Sysctl net.ipv4.ip_forward is not allowed. Only the following sysctls are allowed: "
         "[^net\\.core\\. somaxconn]"
     )
     allow.write_text("net.(\n")
     with pytest.raises(CNIError, match="error parsing regexp"):
-        tuning._check_allowlist({"net.a": "1"})
+        tuning.check_allowlist({"net.a": "1"})
 
 
 # ----------------------------------------------------------------------------- backup
@@ -181,12 +181,13 @@ def test_backup_path_and_format_are_gos() -> None:
     conf = load(mac="02:00:00:00:00:01", mtu=1400, promisc=True, allmulti=True, txQLen=5)
     link = Link(index=3, name="eth0", mac="9e:3e:f7:59:7a:4d", mtu=1500, flags=IFF_ALLMULTI,
                 txqlen=1000, promiscuity=0)  # fmt: skip
-    text = json.dumps(tuning._originals(conf, link), indent=1)
+    text = json.dumps(tuning_plugin._originals(conf, link), indent=1)
     assert text == (  # the bytes Go 1.1.1 wrote for this link (plus latest's txQLen)
         '{\n "mac": "9e:3e:f7:59:7a:4d",\n "promisc": false,\n "mtu": 1500,\n'
         ' "allmulti": true,\n "txQLen": 1000\n}'
     )
-    assert json.dumps(tuning._originals(load(mtu=1400), link), indent=1) == '{\n "mtu": 1500\n}'
+    only_mtu = tuning_plugin._originals(load(mtu=1400), link)
+    assert json.dumps(only_mtu, indent=1) == '{\n "mtu": 1500\n}'
 
 
 @pytest.mark.parametrize(
@@ -202,4 +203,4 @@ def test_backup_path_and_format_are_gos() -> None:
 )
 def test_saved(text: str, saved: JSON | None) -> None:
     """What DEL reads back; anything Go could not decode is nothing to restore."""
-    assert tuning._saved(text) == saved
+    assert tuning_plugin._saved(text) == saved
