@@ -65,7 +65,7 @@ from cnilib.plugins._hostside import (
     random_veth_name,
     try_sysctl,
 )
-from cnilib.plugins._netconf import conf_str, ipam_type, mac_from_request, parse_mac
+from cnilib.plugins._netconf import conf_str, ipam_type, mac_from_request, requested_mac_address
 from cnilib.results import DNS, Route
 from cnilib.results.v100 import Interface, IPConfig, ResultV100
 
@@ -201,12 +201,7 @@ def requested_mac(req: PluginRequest) -> str:
     MAC=`` and ``runtimeConfig.mac``; normalised; ``""`` for none."""
     # {}: Go's macvlan has no ``args`` in its NetConf, so ``args.cni.mac`` is not read.
     mac = mac_from_request(req, {}) or conf_str(req.config, "mac")
-    if not mac:
-        return ""
-    try:
-        return parse_mac(mac)
-    except ValueError as exc:
-        raise fail(f"invalid args {mac} for MAC addr: {exc}") from exc
+    return requested_mac_address(mac) if mac else ""
 
 
 # ----------------------------------------------------------------------------- link

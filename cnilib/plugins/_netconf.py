@@ -26,6 +26,7 @@ __all__ = [
     "load_error",
     "mac_from_request",
     "parse_mac",
+    "requested_mac_address",
 ]
 
 
@@ -134,6 +135,17 @@ def parse_mac(text: str) -> str:
         raise ValueError(f"address {text}: invalid MAC address")
     digits = digits.lower()
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+def requested_mac_address(text: str) -> str:
+    """A MAC a configuration asks for, as :func:`parse_mac` gives it; Go's error when it
+    is none (``invalid args zz for MAC addr: address zz: invalid MAC address``)."""
+    try:
+        return parse_mac(text)
+    except ValueError as exc:
+        raise PluginError(
+            f"invalid args {text} for MAC addr: {exc}", code=ErrorCode.INTERNAL
+        ) from exc
 
 
 def _truthy(pair: str, value: str) -> bool:

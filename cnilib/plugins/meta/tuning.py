@@ -83,6 +83,7 @@ from cnilib.plugins._hostside import fail, go_strerror
 from cnilib.plugins._linkplugin import container_netns
 from cnilib.plugins._netconf import (
     parse_mac,
+    requested_mac_address,
 )
 from cnilib.plugins._statefile import drop_state, read_state, write_state
 from cnilib.plugins.meta._tuning_conf import (
@@ -102,14 +103,6 @@ def _sysctl_error(path: str, exc: SysctlError) -> CNIError:
     """Go's ``os.WriteFile``/``os.ReadFile`` wording for a sysctl file that failed."""
     op = "open" if exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM) else "write"
     return fail(f"{op} {path}: {go_strerror(exc)}")
-
-
-def _mac_text(text: str) -> str:
-    """A configured MAC as Go ``net.ParseMAC`` accepts it, normalized."""
-    try:
-        return parse_mac(text)
-    except ValueError as exc:
-        raise fail(f"invalid args {text} for MAC addr: {exc}") from exc
 
 
 def _link(ifname: str) -> Link:
@@ -269,7 +262,7 @@ class Tuning(BasePlugin):
         # Everything that can be refused is, before the first change.
         files = {sysctl_file(key, req.ifname): value for key, value in conf.sysctl.items()}
         if conf.mac:
-            _mac_text(conf.mac)
+            requested_mac_address(conf.mac)
         backup = backup_path(conf.data_dir, req.container_id, req.ifname)
         with container_netns(req) as ctr:
             run_in_netns(ctr, _apply, conf, files, req.ifname, backup)
