@@ -21,7 +21,8 @@ from cnilib.plugins._hostside import (
     validate_expected_interface_ips,
     validate_expected_routes,
 )
-from cnilib.plugins._linkplugin import container_netns, find_master, host_netns
+from cnilib.plugins._linkplugin import container_netns, host_netns
+from cnilib.plugins._sublink import find_master
 from cnilib.results import Route
 from cnilib.results.v100 import Interface, IPConfig, ResultV100
 

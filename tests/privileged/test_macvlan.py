@@ -614,16 +614,16 @@ def test_host_link_named_like_the_container_interface(
     container its ``eth0`` (under a temporary name, renamed), CHECK and DEL pass, and
     the host's ``eth0`` is untouched."""
     from cnilib import netlink
-    from cnilib.plugins import _linkplugin
+    from cnilib.plugins import _sublink
 
-    real_add_link = netlink.add_link  # what _linkplugin calls
+    real_add_link = netlink.add_link  # what _sublink calls
 
     def add_link_before_6_14(name: str, kind: str, **kw: Any) -> None:
         if netlink.find_link(name) is not None:  # on the sender's namespace worker
             raise netlink.NetlinkError(f"add {kind} {name}", "sender", errno.EEXIST)
         real_add_link(name, kind, **kw)
 
-    monkeypatch.setattr(_linkplugin, "add_link", add_link_before_6_14)
+    monkeypatch.setattr(_sublink, "add_link", add_link_before_6_14)
     assert py.lan is not None
     add_veth(py.node, "eth0", py.lan, "lan-eth0")
     res = py.add(macvlan())

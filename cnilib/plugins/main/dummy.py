@@ -55,8 +55,8 @@ from cnilib.plugins._linkplugin import (
     host_netns,
     interface_result,
     ipam_lease,
-    new_link,
 )
+from cnilib.plugins._sublink import new_link
 from cnilib.results import Result
 
 __all__ = ["Dummy"]

@@ -9,7 +9,7 @@ without it, ``prevResult``'s addresses and routes are reused), ``dns``.
 There is no ``mac``: an ipvlan has its master's MAC.
 
 - ADD creates the ipvlan on the master straight into the container as
-  ``CNI_IFNAME`` (see :func:`~cnilib.plugins._linkplugin.new_link`), sets ``arp_notify`` and
+  ``CNI_IFNAME`` (see :func:`~cnilib.plugins._sublink.new_link`), sets ``arp_notify`` and
   ``ndisc_notify``, and applies the addresses and routes of IPAM (or of
   ``prevResult``). Result: ``interfaces = [the ipvlan (sandbox)]`` (it
   replaces ``prevResult``'s), every ``ips[].interface = 0``. A failed ADD
@@ -68,13 +68,9 @@ from cnilib.netlink import ipvlan_data
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._linkcheck import check_interface, check_master, mode_matches
-from cnilib.plugins._linkplugin import (
-    ANNOUNCE_SYSCTLS,
-    InterfacePlugin,
-    SubLink,
-    add_on_master,
-)
+from cnilib.plugins._linkplugin import ANNOUNCE_SYSCTLS, InterfacePlugin
 from cnilib.plugins._netconf import conf_bool, conf_int, conf_str, dns_override, ipam_type
+from cnilib.plugins._sublink import SubLink, add_on_master
 from cnilib.results import DNS, Result
 from cnilib.results.v100 import ResultV100
 

@@ -9,7 +9,7 @@ which win), ``linkInContainer`` (the master is in the container namespace),
 only, up and without addresses), ``dns``.
 
 - ADD creates the macvlan on the master straight into the container as
-  ``CNI_IFNAME`` (see :func:`~cnilib.plugins._linkplugin.new_link`); with IPAM it sets
+  ``CNI_IFNAME`` (see :func:`~cnilib.plugins._sublink.new_link`); with IPAM it sets
   ``arp_notify`` and ``ndisc_notify`` (the neighbours learn the new MAC) and
   applies IPAM's addresses and routes. Result: ``interfaces = [the
   macvlan (sandbox)]``, every ``ips[].interface = 0``. A failed ADD deletes
@@ -47,13 +47,7 @@ from cnilib.netlink import macvlan_data
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._linkcheck import check_interface, check_master, mode_matches
-from cnilib.plugins._linkplugin import (
-    ANNOUNCE_SYSCTLS,
-    InterfacePlugin,
-    SubLink,
-    add_on_master,
-    requested_mac,
-)
+from cnilib.plugins._linkplugin import ANNOUNCE_SYSCTLS, InterfacePlugin
 from cnilib.plugins._netconf import (
     conf_bool,
     conf_int,
@@ -62,6 +56,7 @@ from cnilib.plugins._netconf import (
     ipam_type,
     load_error,
 )
+from cnilib.plugins._sublink import SubLink, add_on_master, requested_mac
 from cnilib.results import DNS, Result
 
 __all__ = ["Macvlan", "MacvlanConf"]

@@ -6,7 +6,7 @@ Keys: ``master`` (required), ``vlanId`` (0 to 4094; 0 when absent), ``mtu``
 namespace), ``ipam`` (required), ``dns``.
 
 - ADD creates the vlan on the master straight into the container as
-  ``CNI_IFNAME`` (see :func:`~cnilib.plugins._linkplugin.new_link`) and applies IPAM's addresses
+  ``CNI_IFNAME`` (see :func:`~cnilib.plugins._sublink.new_link`) and applies IPAM's addresses
   and routes. Result: ``interfaces = [the vlan (sandbox)]``, every
   ``ips[].interface = 0``. A failed ADD deletes the link and releases
   IPAM's address.
@@ -69,12 +69,9 @@ from cnilib.netlink import Link, vlan_data
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._linkcheck import check_interface, check_master
-from cnilib.plugins._linkplugin import (
-    InterfacePlugin,
-    SubLink,
-    add_on_master,
-)
+from cnilib.plugins._linkplugin import InterfacePlugin
 from cnilib.plugins._netconf import conf_bool, conf_int, conf_str, dns_override, ipam_type
+from cnilib.plugins._sublink import SubLink, add_on_master
 from cnilib.results import DNS, Result
 
 __all__ = ["Vlan", "VlanConf"]
