@@ -19,11 +19,12 @@ the namespaces the fixtures made (and delete).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,3 +293,30 @@ class LinkSide(Side):
             link["ifname"]: link.get("linkinfo", {}).get("info_kind", "")
             for link in ip_json(ns, "-d", "link")
         }
+
+
+# --------------------------------------------------------------------- fixtures
+
+
+@contextlib.contextmanager
+def link_side(kind: str, make_ns: MakeNS, tmp: Path) -> Iterator[LinkSide]:
+    """A fresh ``go`` or ``py`` side under ``tmp/<kind>``, its CNI closed afterwards."""
+    side = LinkSide.build(kind, make_ns, tmp / kind)
+    try:
+        yield side
+    finally:
+        side.cni.close()
+
+
+@pytest.fixture
+def go(cnilib_container_netns: MakeNS, tmp_path: Path) -> Iterator[LinkSide]:
+    """Go's binaries, exec'd in their own node namespace (import it as a fixture)."""
+    with link_side("go", cnilib_container_netns, tmp_path) as side:
+        yield side
+
+
+@pytest.fixture
+def py(cnilib_container_netns: MakeNS, tmp_path: Path) -> Iterator[LinkSide]:
+    """Ours, in process, in its own node namespace (import it as a fixture)."""
+    with link_side("py", cnilib_container_netns, tmp_path) as side:
+        yield side

@@ -43,7 +43,7 @@ from cnilib.plugins._executor import InProcessExecutor
 from cnilib.plugins._linkplugin import configure_container
 from cnilib.testing import NetNS
 from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks, ip_json
-from tests.privileged._link_world import CONTAINER_ID, LinkSide, MakeNS, add_veth
+from tests.privileged._link_world import CONTAINER_ID, LinkSide, MakeNS, add_veth, link_side
 from tests.privileged._netstate import assert_same
 
 pytestmark = go_plugin_marks()
@@ -113,22 +113,19 @@ BEFORE = {"mac": DEV_MAC, "mtu": 1400, "up": True, "alias": "", "addrs": sorted(
 
 
 @pytest.fixture
-def go(cnilib_container_netns: MakeNS, tmp_path: Path) -> LinkSide:
+def go(cnilib_container_netns: MakeNS, tmp_path: Path) -> Iterator[LinkSide]:
     """Go's binaries, exec'd in their own node namespace, with ``hd0``."""
-    side = LinkSide.build("go", cnilib_container_netns, tmp_path / "go")
-    give_device(side)
-    return side
+    with link_side("go", cnilib_container_netns, tmp_path) as side:
+        give_device(side)
+        yield side
 
 
 @pytest.fixture
 def py(cnilib_container_netns: MakeNS, tmp_path: Path) -> Iterator[LinkSide]:
     """Ours, in process, in its own node namespace, with ``hd0``."""
-    side = LinkSide.build("py", cnilib_container_netns, tmp_path / "py")
-    give_device(side)
-    try:
+    with link_side("py", cnilib_container_netns, tmp_path) as side:
+        give_device(side)
         yield side
-    finally:
-        side.cni.close()
 
 
 def dump(state: JSON) -> str:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ import pytest
 
 import cnilib
 from cnilib.invoke import Invocation
+from tests.privileged import _link_world
 from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks, ip_json
 from tests.privileged._link_world import (
     KERNEL_OPTION,
@@ -84,21 +84,8 @@ def plugin_conf(kind: str, ipam: JSON | None = None, **extra: Any) -> JSON:
 
 # ---------------------------------------------------------------------------- fixtures
 
-
-@pytest.fixture
-def go(cnilib_container_netns: MakeNS, tmp_path: Path) -> LinkSide:
-    """Go's binaries, exec'd in their own node namespace."""
-    return LinkSide.build("go", cnilib_container_netns, tmp_path / "go")
-
-
-@pytest.fixture
-def py(cnilib_container_netns: MakeNS, tmp_path: Path) -> Iterator[LinkSide]:
-    """Ours, in process, in its own node namespace."""
-    side = LinkSide.build("py", cnilib_container_netns, tmp_path / "py")
-    try:
-        yield side
-    finally:
-        side.cni.close()
+go = _link_world.go  # the shared fixtures, under this module's names
+py = _link_world.py
 
 
 def without_kind(kind: str) -> None:

@@ -28,7 +28,6 @@ import functools
 import ipaddress
 import json
 import re
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from cnilib.plugins._executor import InProcessExecutor
 from cnilib.plugins._registry import load_plugin
 from cnilib.results import ResultV040, ResultV100
 from cnilib.testing import NetNS
+from tests.privileged import _link_world
 from tests.privileged._kernel import (
     GO_PLUGINS,
     IPAM_LEFTOVERS,
@@ -105,26 +105,13 @@ CASES: dict[str, JSON] = {
 
 # ---------------------------------------------------------------------------- fixtures
 
+go = _link_world.go  # the shared fixtures, under this module's names
+py = _link_world.py
+
 
 @pytest.fixture(autouse=True)
 def _macvlan_kernel(cnilib_privileged: None) -> None:
     require_link_kind("macvlan")
-
-
-@pytest.fixture
-def go(cnilib_container_netns: MakeNS, tmp_path: Path) -> LinkSide:
-    """Go's binaries, exec'd in their own node namespace."""
-    return LinkSide.build("go", cnilib_container_netns, tmp_path / "go")
-
-
-@pytest.fixture
-def py(cnilib_container_netns: MakeNS, tmp_path: Path) -> Iterator[LinkSide]:
-    """Ours, in process, in its own node namespace."""
-    side = LinkSide.build("py", cnilib_container_netns, tmp_path / "py")
-    try:
-        yield side
-    finally:
-        side.cni.close()
 
 
 # ----------------------------------------------------------------------------- helpers
