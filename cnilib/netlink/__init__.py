@@ -12,7 +12,7 @@ caller's thread, and forks no process::
 
     lo = netlink.run_in_netns("/run/netns/ctr", set_lo_up)
 
-The helpers (links, addresses, routes, sysctls) act on the namespace of the
+The helpers (links, addresses, routes, rules, sysctls) act on the namespace of the
 worker that runs them and must be called inside :func:`run_in_netns`,
 :func:`arun_in_netns` or :func:`run_here`. Failures are
 :class:`cnilib.PluginError` subclasses whose message names the operation,
@@ -87,10 +87,25 @@ from cnilib.netlink._route import (
     list_routes,
     replace_route,
 )
+from cnilib.netlink._rule import FR_ACT_TO_TBL, Rule, add_rule, delete_rule, list_rules
 from cnilib.netlink._sysctl import read_sysctl, sysctl_path, write_sysctl
 from cnilib.netlink._sysfs import Sysfs, SysfsError, namespace_sysfs
+from cnilib.netlink._tc import (
+    TC_H_INGRESS,
+    TC_H_ROOT,
+    Qdisc,
+    TcFilter,
+    add_ifb,
+    add_ingress_qdisc,
+    add_redirect_filter,
+    add_tbf_qdisc,
+    list_filters,
+    list_qdiscs,
+    psched_tick_in_usec,
+)
 
 __all__ = [
+    "FR_ACT_TO_TBL",
     "IFF_ALLMULTI",
     "IFF_PROMISC",
     "IFF_UP",
@@ -101,6 +116,8 @@ __all__ = [
     "RT_SCOPE_LINK",
     "RT_SCOPE_UNIVERSE",
     "RT_TABLE_MAIN",
+    "TC_H_INGRESS",
+    "TC_H_ROOT",
     "Address",
     "Link",
     "LinkKindUnsupportedError",
@@ -112,14 +129,22 @@ __all__ = [
     "NetnsPool",
     "NetnsTarget",
     "NotOnWorkerError",
+    "Qdisc",
     "RouteEntry",
+    "Rule",
     "SysctlError",
     "Sysfs",
     "SysfsError",
+    "TcFilter",
     "add_address",
     "add_bridge",
+    "add_ifb",
+    "add_ingress_qdisc",
     "add_link",
+    "add_redirect_filter",
     "add_route",
+    "add_tbf_qdisc",
+    "add_rule",
     "add_veth",
     "arun_in_netns",
     "close_netns",
@@ -128,19 +153,24 @@ __all__ = [
     "delete_address",
     "delete_link",
     "delete_route",
+    "delete_rule",
     "find_link",
     "get_link",
     "get_link_by_index",
     "ipr",
     "ipvlan_data",
     "list_addresses",
+    "list_filters",
     "list_links",
+    "list_qdiscs",
     "list_routes",
+    "list_rules",
     "macvlan_data",
     "namespace_sysfs",
     "move_link",
     "netns_label",
     "open_netns",
+    "psched_tick_in_usec",
     "raw",
     "read_sysctl",
     "replace_route",
