@@ -176,10 +176,12 @@ def _route_change(
     mtu: int | None,
     adv_mss: int | None,
     onlink: bool,
+    proto: int | None = None,
 ) -> None:
     request, text = _request(
         dst, gateway=gateway, link=link, scope=scope, table=table, priority=priority,
-        src=src, mtu=mtu, adv_mss=adv_mss, onlink=onlink, proto=RTPROT_BOOT,
+        src=src, mtu=mtu, adv_mss=adv_mss, onlink=onlink,
+        proto=RTPROT_BOOT if proto is None else proto,
     )  # fmt: skip
     with netlink_errors(f"{command} route {text}", netns_label()):
         flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE
@@ -255,9 +257,16 @@ def replace_route(
     mtu: int | None = None,
     adv_mss: int | None = None,
     onlink: bool = False,
+    proto: int | None = None,
 ) -> None:
-    """Add a route, or replace the one with the same destination (``ip route replace``)."""
-    _route_change("replace", dst, gateway, link, scope, table, priority, src, mtu, adv_mss, onlink)
+    """Add a route, or replace the one with the same destination (``ip route replace``).
+
+    ``proto`` defaults to ``boot``; a route copied from a listing keeps its own
+    (``kernel`` for a subnet route), as Go's netlink ``RouteReplace`` of it does.
+    """
+    _route_change(
+        "replace", dst, gateway, link, scope, table, priority, src, mtu, adv_mss, onlink, proto
+    )
 
 
 def delete_route(
