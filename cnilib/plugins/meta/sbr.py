@@ -1,0 +1,390 @@
+"""The ``sbr`` plugin: source-based routing in the container (Go ``plugins/meta/sbr``,
+latest release).
+
+A chained plugin: it needs ``prevResult`` and creates no interface. The
+addresses it acts on are those of ``prevResult`` on ``CNI_IFNAME`` (an
+address whose ``interface`` index names another interface is skipped; one
+without an index, or with an index out of range, counts). Keys:
+``table``, ``gateways``, ``addSourceHints`` (see :class:`SbrConf`).
+
+- ADD, in ``CNI_NETNS`` and holding an exclusive ``flock`` on the namespace
+  file (as Go, so Go's and ours serialise): for each address, in order, the
+  first table from 100 up that no rule looks up; the rule ``from
+  <address>/32`` (``/128``) ``lookup <table>`` (priority chosen by the
+  kernel); a default route via the address's gateway (or the configured
+  one of its family) in that table; a copy of each of the interface's
+  main-table routes whose source or gateway is in the address's subnet, or
+  that has neither. Then the interface's routes leave the main table (with
+  ``addSourceHints``, each subnet route is put back there with the address
+  as source, and only the others leave). With ``table``, only the rules are
+  added, all looking up that table. The result is ``prevResult``.
+- DEL: deletes every rule (of ``table`` when set) whose source is an address
+  the interface still has. The tables' routes are the interface's and go
+  with it, as in Go. Success when the namespace or the interface is gone.
+- CHECK (Go's does nothing): each address has its ``from`` rule; without
+  ``table``, the table it looks up holds the address's subnet route, the
+  default route via its gateway, and ``prevResult``'s routes reachable
+  through it; with ``table``, the rule looks up that table.
+- STATUS and GC: no-op success; every spec version.
+
+The latest release is followed where Debian's 1.1.1 differs: the
+``table``, ``gateways`` and ``addSourceHints`` keys, and DEL succeeding when
+the interface is gone (1.1.1: ``Failed to get link eth0: Link not found``).
+Deliberately different from both: DEL with a missing or empty ``CNI_NETNS``
+succeeds (Go creates an empty file at a missing path while locking it and
+fails with ``unknown FS magic``; with an empty one it fails with ``no such
+file or directory``); ADD opens the namespace before locking it, so a
+missing one is ``failed to open netns "<path>": ...``; CHECK checks; a 1.x
+result with an empty ``dns`` omits it (Go prints ``"dns": {}``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Iterator, Sequence
+
+from cnilib.errors import CNIError
+from cnilib.netlink import (
+    RT_SCOPE_LINK,
+    RT_TABLE_MAIN,
+    Link,
+    NetlinkError,
+    NetNSError,
+    RouteEntry,
+    Rule,
+    add_route,
+    add_rule,
+    delete_route,
+    delete_rule,
+    find_link,
+    list_addresses,
+    list_routes,
+    list_rules,
+    open_netns,
+    replace_route,
+    run_in_netns,
+)
+from cnilib.plugins._base import BasePlugin, PluginRequest
+from cnilib.plugins._hostside import fail, go_strerror
+from cnilib.plugins._linkplugin import container_netns
+from cnilib.plugins.meta._sbr_conf import (
+    FIRST_TABLE,
+    SbrConf,
+    StaticGateways,
+    static_gateways,
+)
+from cnilib.results import Result
+from cnilib.results.v100 import IPConfig, ResultV100
+
+__all__ = ["Sbr"]
+
+_log = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def ip_configs(ifname: str, prev: ResultV100) -> list[IPConfig]:
+    """Go's ``getIPCfgs``: the addresses of ``prevResult`` that may be ``ifname``'s."""
+    if not prev.ips:
+        raise fail(f"No IP addresses supplied on interface: {ifname}")
+    found = []
+    for ipc in prev.ips:
+        index = ipc.interface
+        if (
+            index is not None
+            and 0 <= index < len(prev.interfaces)
+            and prev.interfaces[index].name != ifname
+        ):
+            continue
+        if ipc.address is not None:
+            found.append(ipc)
+    return found
+
+
+def _source(ipc: IPConfig) -> IPNetwork:
+    assert ipc.address is not None
+    return ipaddress.ip_network(ipc.address.ip)  # /32 or /128
+
+
+@contextlib.contextmanager
+def netns_lock(path: str) -> Iterator[None]:
+    """Go's ``filemutex`` on the namespace file: an exclusive ``flock`` for the block."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _next_table(used: set[int], candidate: int) -> int:
+    """Go's ``getNextTableID``: the first table from ``candidate`` up not in ``used``."""
+    while candidate in used:
+        candidate += 1
+    return candidate
+
+
+def _contains(ipc: IPConfig, ip: IPAddress | None) -> bool:
+    """Go's ``ipCfg.Address.Contains(ip)``: ``ip`` is in the address's subnet."""
+    assert ipc.address is not None
+    return ip is not None and ip in ipc.address.network
+
+
+def _copy_route(route: RouteEntry, table: int) -> None:
+    """``route`` again in ``table``, flags cleared (Go's ``RouteReplace`` of the listed route)."""
+    replace_route(
+        route.dst,
+        gateway=route.gateway,
+        link=route.oif,
+        scope=route.scope,
+        table=table,
+        priority=route.priority,
+        src=route.prefsrc,
+        mtu=route.mtu,
+        adv_mss=route.adv_mss,
+        proto=route.proto,
+    )
+
+
+def _delete_route(route: RouteEntry) -> None:
+    delete_route(
+        route.dst,
+        gateway=route.gateway,
+        link=route.oif,
+        table=route.table,
+        priority=route.priority,
+    )
+
+
+def _link(ifname: str, what: str) -> Link:
+    link = find_link(ifname)
+    if link is None:
+        raise fail(f"{what} {ifname}: Link not found")
+    return link
+
+
+# --------------------------------------------------------------------------------- ADD
+
+
+def _do_routes(ipcs: Sequence[IPConfig], ifname: str, conf: SbrConf) -> None:
+    """Go's ``doRoutes``, in the container namespace."""
+    try:
+        rules = list_rules()
+    except NetlinkError as exc:
+        raise fail(f"Failed to list all rules: {go_strerror(exc)}") from exc
+    try:
+        main = list_routes(table=RT_TABLE_MAIN)  # Go's RouteList(nil, ...) is main only
+    except NetlinkError as exc:
+        raise fail(f"Failed to list all routes: {go_strerror(exc)}") from exc
+    taken = {rule.table for rule in rules}
+    table = _next_table(taken | {r.table for r in main}, FIRST_TABLE)
+    link = _link(ifname, "Cannot find network interface")
+    try:
+        routes = list_routes(table=RT_TABLE_MAIN, link=link)
+    except NetlinkError as exc:
+        raise fail(f"Unable to list routes: {go_strerror(exc)}") from exc
+    static = static_gateways(conf.gateways)
+    for ipc in ipcs:
+        _source_table(ipc, link, table, routes, static)
+        table = _next_table(taken | {r.table for r in routes}, table + 1)
+    if conf.add_source_hints:
+        _keep_subnet_routes(ipcs, link, routes)
+        return
+    # Deleted only now: a second address of the same subnet still needs them to copy.
+    for route in routes:
+        try:
+            _delete_route(route)
+        except NetlinkError as exc:
+            raise fail(f"Failed to delete route: {go_strerror(exc)}") from exc
+
+
+def _source_table(
+    ipc: IPConfig, link: Link, table: int, routes: Sequence[RouteEntry], static: StaticGateways
+) -> None:
+    """One address's rule, default route and copied routes, in ``table``."""
+    assert ipc.address is not None
+    try:
+        add_rule(table, src=_source(ipc))
+    except NetlinkError as exc:
+        raise fail(f"Failed to add rule: {go_strerror(exc)}") from exc
+    gateway = static.for_family(ipc.address.version) or ipc.gateway
+    if gateway is not None:
+        try:
+            add_route(ipc.address.network.supernet(new_prefix=0), gateway=gateway, link=link,
+                      table=table)  # fmt: skip
+        except NetlinkError as exc:
+            raise fail(f"Failed to add default route to {gateway}: {go_strerror(exc)}") from exc
+    for route in routes:
+        generic = route.prefsrc is None and route.gateway is None
+        if generic or _contains(ipc, route.prefsrc) or _contains(ipc, route.gateway):
+            try:
+                _copy_route(route, table)
+            except NetlinkError as exc:
+                raise fail(f"Failed to readd route: {go_strerror(exc)}") from exc
+
+
+def _keep_subnet_routes(ipcs: Sequence[IPConfig], link: Link, routes: Sequence[RouteEntry]) -> None:
+    """``addSourceHints``: each subnet route in main with its address as source; the
+    interface's other routes leave main. Failures are only logged, as in Go."""
+    for ipc in ipcs:
+        assert ipc.address is not None
+        try:
+            replace_route(ipc.address.network, link=link, src=ipc.address.ip,
+                          table=RT_TABLE_MAIN, scope=RT_SCOPE_LINK)  # fmt: skip
+        except NetlinkError as exc:
+            _log.warning("sbr: failed to add subnet route to main table: %s", exc)
+    for route in routes:
+        if route.scope != RT_SCOPE_LINK:
+            try:
+                _delete_route(route)
+            except NetlinkError as exc:
+                _log.warning("sbr: failed to delete route: %s", exc)
+
+
+def _rules_only(ipcs: Sequence[IPConfig], table: int) -> None:
+    """Go's ``doRoutesWithTable``: the rules, all looking up the configured table."""
+    for ipc in ipcs:
+        try:
+            add_rule(table, src=_source(ipc))
+        except NetlinkError as exc:
+            raise fail(f"failed to add rule: {go_strerror(exc)}") from exc
+
+
+# --------------------------------------------------------------------------------- DEL
+
+
+def _tidy_rules(ifname: str, table: int | None) -> None:
+    """Go's ``tidyRules``: delete the rules from the interface's addresses; go on after a
+    failed delete and report the last one."""
+    try:
+        rules = list_rules(table=table)
+    except NetlinkError as exc:
+        if table is not None:
+            raise fail(
+                f"failed to list rules of table {table} to tidy: {go_strerror(exc)}"
+            ) from exc
+        raise fail(f"Failed to list all rules to tidy: {go_strerror(exc)}") from exc
+    link = find_link(ifname)
+    if link is None:
+        return  # the interface is gone, and its addresses with it
+    try:
+        addresses = {a.interface.ip for a in list_addresses(link)}
+    except NetlinkError as exc:
+        raise fail(f"Failed to list all addrs: {go_strerror(exc)}") from exc
+    last: CNIError | None = None
+    for rule in rules:
+        if rule.src is not None and rule.src.network_address in addresses:
+            try:
+                delete_rule(rule)
+            except NetlinkError as exc:
+                last = fail(f"Failed to delete rule {go_strerror(exc)}")
+    if last is not None:
+        raise last
+
+
+# ------------------------------------------------------------------------------- CHECK
+
+
+def _rule_table(rules: Sequence[Rule], ipc: IPConfig) -> int | None:
+    source = _source(ipc)
+    for rule in rules:
+        if rule.src == source and rule.table:
+            return rule.table
+    return None
+
+
+def _verify(ipcs: Sequence[IPConfig], ifname: str, conf: SbrConf, prev: ResultV100) -> None:
+    """CHECK in the container namespace: rules, and the routes of each address's table."""
+    link = find_link(ifname)
+    if link is None:
+        raise fail(f"Cannot find container link {ifname}")
+    rules = list_rules(table=conf.table)
+    static = static_gateways(conf.gateways)
+    for ipc in ipcs:
+        assert ipc.address is not None
+        table = _rule_table(rules, ipc)
+        if table is None:
+            where = f" lookup {conf.table}" if conf.table is not None else ""
+            raise fail(
+                f"Expected rule from {ipc.address.ip}{where} for interface {ifname} not found"
+            )
+        if conf.table is not None:
+            continue  # Go moves no route in this mode
+        family = socket.AF_INET if ipc.address.version == 4 else socket.AF_INET6
+        held = [r for r in list_routes(family=family, table=table) if r.oif == link.index]
+        gateway = static.for_family(ipc.address.version) or ipc.gateway
+        wanted: list[tuple[IPNetwork, IPAddress | None]] = [(ipc.address.network, None)]
+        if gateway is not None:
+            wanted.append((ipc.address.network.supernet(new_prefix=0), gateway))
+        for route in prev.routes:
+            if route.dst is None or route.dst.version != ipc.address.version:
+                continue
+            via = route.gw if route.gw is not None else ipc.gateway
+            if via is None or _contains(ipc, via):
+                wanted.append((route.dst.network, route.gw))
+        for dst, via in wanted:
+            if not any(r.dst == dst and (via is None or r.gateway == via) for r in held):
+                text = f"{dst} via {via}" if via is not None else str(dst)
+                raise fail(
+                    f"Expected Route {text} not found in table {table} "
+                    f"(rule from {ipc.address.ip}, interface {ifname})"
+                )
+
+
+# ------------------------------------------------------------------------------ plugin
+
+
+def _prev(req: PluginRequest) -> ResultV100:
+    if req.config.get("prevResult") is None:
+        raise fail("This plugin must be called as chained plugin")
+    prev = req.prev_result
+    assert prev is not None
+    return prev.as_v1()
+
+
+class Sbr(BasePlugin):
+    """Go's sbr plugin, in process."""
+
+    type = "sbr"
+
+    def add(self, req: PluginRequest) -> Result:
+        """Rules and per-address tables for ``CNI_IFNAME``; ``prevResult`` passed on."""
+        conf = SbrConf.load(req.config)
+        prev = req.prev_result
+        ipcs = ip_configs(req.ifname, _prev(req))
+        with container_netns(req) as ctr, netns_lock(req.netns):
+            if conf.table is not None:
+                run_in_netns(ctr, _rules_only, ipcs, conf.table)
+            else:
+                run_in_netns(ctr, _do_routes, ipcs, req.ifname, conf)
+        assert prev is not None
+        return prev
+
+    def check(self, req: PluginRequest) -> None:
+        """Each address's rule, and its table's routes (Go's CHECK does nothing)."""
+        conf = SbrConf.load(req.config)
+        prev = _prev(req)
+        ipcs = ip_configs(req.ifname, prev)
+        with container_netns(req) as ctr, netns_lock(req.netns):
+            run_in_netns(ctr, _verify, ipcs, req.ifname, conf, prev)
+
+    def delete(self, req: PluginRequest) -> None:
+        """Delete the interface's source rules; success when the namespace is gone."""
+        conf = SbrConf.load(req.config)
+        if not req.netns:
+            return
+        try:
+            handle = open_netns(req.netns)
+        except NetNSError:
+            return
+        with handle, netns_lock(req.netns):
+            run_in_netns(handle, _tidy_rules, req.ifname, conf.table)
