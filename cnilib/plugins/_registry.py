@@ -42,6 +42,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "dummy": "cnilib.plugins.main.dummy:Dummy",
     "host-device": "cnilib.plugins.main.host_device:HostDevice",
     "tuning": "cnilib.plugins.meta.tuning:Tuning",
+    "firewall": "cnilib.plugins.meta.firewall:Firewall",
     "sbr": "cnilib.plugins.meta.sbr:Sbr",
 }
 """CNI type → ``module:Class`` of cnilib's own plugins."""
