@@ -9,7 +9,9 @@ __all__ = ["version_only"]
 _ALL = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 
 # Types whose plugin supports fewer versions than all of them.
-_SUPPORTED: dict[str, list[str]] = {}
+_SUPPORTED: dict[str, list[str]] = {
+    "bandwidth": _ALL[2:],
+}
 
 
 def version_only(plugin_type: str) -> bytes:
