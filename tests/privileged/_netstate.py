@@ -11,6 +11,8 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +26,11 @@ __all__ = [
     "links",
     "nat_rules",
     "nft_ruleset",
+    "node_snapshot",
     "normalized_result",
     "routes",
     "settled",
+    "snapshot_diff",
     "sysctls",
 ]
 
@@ -117,3 +121,75 @@ def assert_same(ours: str, go: str, when: str) -> None:
     if ours != go:
         diff = difflib.unified_diff(go.splitlines(), ours.splitlines(), "go", "ours", lineterm="")
         pytest.fail(f"kernel state differs {when}:\n" + "\n".join(diff))
+
+
+_SAVE_COUNTS = re.compile(r" \[\d+:\d+\]$")
+
+
+def node_snapshot(ns: NetNS, dirs: Iterable[Path] = ()) -> dict[str, set[str]]:
+    """Everything a plugin can leave behind in *ns* and on disk, one line per item,
+    by kind: links (name, kind, master), addresses (but IPv6 link-local ones),
+    routes of every table, policy rules, qdiscs, ``iptables-save`` and
+    ``ip6tables-save`` lines (packet counters dropped), the nftables ruleset
+    (counters zeroed) and every file under *dirs* (relative path). Compare two
+    with :func:`snapshot_diff`."""
+    snap: dict[str, set[str]] = {
+        "links": {
+            f"{link['ifname']} {link.get('linkinfo', {}).get('info_kind', '')} "
+            f"{link.get('master', '')}".strip()
+            for link in ip_json(ns, "-d", "link")
+        },
+        "addrs": {f"{a['dev']} {a['local']}/{a['prefixlen']}" for a in addrs(ns)},
+        "routes": {" ".join(f"{k}={v}" for k, v in r.items() if v is not None) for r in routes(ns)},
+        "rules": {
+            " ".join(f"{k}={v}" for k, v in sorted(rule.items()))
+            for family in ("-4", "-6")
+            for rule in ip_json(ns, family, "rule")
+        },
+        "qdiscs": {
+            f"{q.get('dev')} {q.get('kind')} {q.get('handle')} {q.get('parent', 'root')}"
+            for q in json.loads(ns.exec("tc", "-j", "qdisc", "show").stdout or "[]")
+            if q.get("kind") not in ("noqueue",)
+        },
+        "iptables": {
+            _SAVE_COUNTS.sub("", line)
+            for tool in ("iptables-save", "ip6tables-save")
+            for line in ns.exec(tool).stdout.splitlines()
+            if not line.startswith("#") and line != "COMMIT"
+        },
+        "nft": _nft_lines(ns),
+        "files": {
+            str(path.relative_to(root.parent))
+            for root in dirs
+            if root.exists()
+            for path in root.rglob("*")
+            if not path.is_dir()
+        },
+    }
+    return snap
+
+
+def _nft_lines(ns: NetNS) -> set[str]:
+    """Each line of the nftables ruleset prefixed with its table (``ip nat| ...``)."""
+    out, table = set(), ""
+    for raw in nft_ruleset(ns):
+        line = raw.strip()
+        if raw.startswith("table "):
+            table = line.removeprefix("table ").removesuffix(" {")
+        if line and line != "}":
+            out.add(f"{table}| {line}")
+    return out
+
+
+def snapshot_diff(
+    before: dict[str, set[str]], after: dict[str, set[str]]
+) -> dict[str, tuple[set[str], set[str]]]:
+    """Per kind of :func:`node_snapshot`, what *after* has that *before* had not and what
+    it lost; kinds without a difference are left out."""
+    out = {}
+    for kind in before.keys() | after.keys():
+        added = after.get(kind, set()) - before.get(kind, set())
+        removed = before.get(kind, set()) - after.get(kind, set())
+        if added or removed:
+            out[kind] = (added, removed)
+    return out
