@@ -42,6 +42,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "dummy": "cnilib.plugins.main.dummy:Dummy",
     "host-device": "cnilib.plugins.main.host_device:HostDevice",
     "tuning": "cnilib.plugins.meta.tuning:Tuning",
+    "portmap": "cnilib.plugins.meta.portmap:Portmap",
     "bandwidth": "cnilib.plugins.meta.bandwidth:Bandwidth",
     "firewall": "cnilib.plugins.meta.firewall:Firewall",
     "sbr": "cnilib.plugins.meta.sbr:Sbr",
