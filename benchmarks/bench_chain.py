@@ -1,0 +1,208 @@
+"""The full chain of reference plugins: bridge (+host-local, ipMasq) -> tuning
+-> portmap (one TCP mapping) -> bandwidth (ingress and egress) -> firewall ->
+sbr. cnilib's plugins in-process against Debian's Go 1.1.1 binaries, both
+through the same runtime (``cnilib.CNI``), side by side in one run:
+
+- in-process: ``cnilib.CNI`` with ``InProcessExecutor`` (cnilib's six plugins
+  and host-local, no plugin process; portmap and firewall still exec
+  ``iptables``, as Go's do);
+- Go binaries: ``cnilib.CNI`` with ``SubprocessExecutor`` running the six
+  binaries of ``/usr/lib/cni`` (bridge execs Go's ``host-local``).
+
+ADD and DEL of the whole chain, one after the other in each round (each side
+on its own bridge, subnet and container namespace). CHECK is measured on
+standing attachments, made before any timing: Go's CHECK cannot pass on the
+full chain (Go's bridge looks for the container's subnet route in the main
+table, and sbr moved it; Go's portmap 1.1.1 fails CHECK with a mapping on a
+host with ip6tables, plugins#819), so the CHECK that both sides run is that
+of the chain without sbr and without a port mapping; the in-process CHECK of
+the full chain, with its mapping, is measured beside it.
+
+The script re-runs itself inside a throwaway node namespace (``ip netns
+exec``), so both sides' calls start there and the Go binaries are exec'd
+directly, not each under an ``ip netns exec`` of its own. All namespaces are
+deleted at the end, also on failure. The ADD and DEL figures are also drawn
+as ``docs/images/chain-inprocess-vs-go.png``.
+
+Goals (those of docs/performance.md): in-process ADD at most 0.5x Go's,
+in-process DEL no slower than Go's. CHECK has no goal; its ratio is printed.
+Needs root and /usr/lib/cni. Run: ``python3 benchmarks/bench_chain.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _charts import chart_sides
+from _harness import Row, measure_interleaved, print_table
+
+import cnilib
+
+GO_DIR = "/usr/lib/cni"
+RUNS = int(os.environ.get("BENCH_RUNS", "30"))
+PY, GO = "in-process", "Go binaries"
+ADD_GOAL, DEL_GOAL = 0.5, 1.0  # in-process over Go: ADD at most half, DEL not slower
+PLUGINS = ("bridge", "host-local", "tuning", "portmap", "bandwidth", "firewall", "sbr")
+# Container namespace roles: the timed ADD/DEL ones, the standing CHECK ones.
+CONTAINERS = ("py", "go", "check-py", "check-go", "full-py")
+RATE, BURST = 8_000_000, 800_000
+
+
+def chain(tmp: str, key: str, n: int, *, sbr: bool = True) -> cnilib.NetworkConfigList:
+    """The chain for one attachment: bridge ``cb<key>0`` on ``10.79.<100+n>.0/24``;
+    host-local and tuning keep their files under ``tmp``."""
+    plugins: list[dict[str, object]] = [
+        {
+            "type": "bridge",
+            "bridge": f"cb{key}0",
+            "isDefaultGateway": True,
+            "ipMasq": True,
+            "ipam": {
+                "type": "host-local",
+                "dataDir": f"{tmp}/ipam",
+                "ranges": [[{"subnet": f"10.79.{100 + n}.0/24"}]],
+            },
+        },
+        {
+            "type": "tuning",
+            "sysctl": {"net.ipv4.conf.eth0.arp_filter": "1"},
+            "dataDir": f"{tmp}/tuning",
+        },
+        {"type": "portmap", "capabilities": {"portMappings": True}},
+        {
+            "type": "bandwidth",
+            "ingressRate": RATE,
+            "ingressBurst": BURST,
+            "egressRate": RATE,
+            "egressBurst": BURST,
+        },
+        {"type": "firewall", "backend": "iptables"},
+    ]
+    if sbr:
+        plugins.append({"type": "sbr"})
+    doc = {"cniVersion": "1.0.0", "name": f"bench-chain-{key}", "plugins": plugins}
+    return cnilib.conflist_from_bytes(json.dumps(doc).encode())
+
+
+def inner(prefix: str) -> None:
+    """The measurement, already running inside the node namespace."""
+    from cnilib.invoke import SubprocessExecutor
+    from cnilib.plugins._executor import InProcessExecutor
+
+    def rt(role: str, host_port: int | None) -> cnilib.RuntimeConf:
+        mappings = [{"hostPort": host_port, "containerPort": 8080, "protocol": "tcp"}]
+        caps: dict[str, object] = {"portMappings": mappings} if host_port else {}
+        netns = f"/run/netns/{prefix}-{role}"
+        return cnilib.RuntimeConf(f"bench-chain-{role}", netns, "eth0", capability_args=caps)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # The in-process side gets an empty plugin directory: nothing it runs can be exec'd.
+        empty = os.path.join(tmp, "empty")
+        os.mkdir(empty)
+        cnis = {
+            "py": cnilib.CNI([empty], cache_dir=f"{tmp}/cache-py", executor=InProcessExecutor()),
+            "go": cnilib.CNI([GO_DIR], cache_dir=f"{tmp}/cache-go", executor=SubprocessExecutor()),
+        }
+        # Standing attachments for CHECK, made before any timing.
+        check_cases = []
+        for n, (side, label) in enumerate((("py", PY), ("go", GO))):
+            conf = chain(tmp, f"c{side}", 10 + n, sbr=False)
+            check_rt = rt(f"check-{side}", None)
+            cnis[side].add_network_list(conf, check_rt)
+            check = functools.partial(cnis[side].check_network_list, conf, check_rt)
+            check_cases.append((f"{label}: CHECK, no sbr, no mapping", check))
+        full = chain(tmp, "fpy", 20)
+        full_rt = rt("full-py", 18099)
+        cnis["py"].add_network_list(full, full_rt)
+        check_cases.append(
+            (
+                f"{PY}: CHECK, full chain",
+                functools.partial(cnis["py"].check_network_list, full, full_rt),
+            )
+        )
+
+        cases = []
+        for n, (side, label) in enumerate((("py", PY), ("go", GO))):
+            conf = chain(tmp, side, n)
+            attach = rt(side, 18080 + n)
+            cases.append(
+                (f"{label}: ADD", functools.partial(cnis[side].add_network_list, conf, attach))
+            )
+            cases.append(
+                (f"{label}: DEL", functools.partial(cnis[side].delete_network_list, conf, attach))
+            )
+        rows = measure_interleaved([*cases, *check_cases], runs=RUNS)
+        by = {row.label: row for row in rows}
+
+        table = [by[f"{side}: {verb}"] for side in (PY, GO) for verb in ("ADD", "DEL")]
+        print_table(
+            "The full chain, ADD and DEL (inside a node namespace)", table, baseline=f"{GO}: ADD"
+        )
+        checks = [row for row in rows if "CHECK" in row.label]
+        print_table("CHECK on standing attachments", checks, baseline=checks[1].label)
+        print()
+        for line in verdicts(*table, checks[0], checks[1]):
+            print(line)
+        chart_sides(
+            {
+                side: ((by[f"{side}: ADD"].median, by[f"{side}: ADD"].p90),
+                       (by[f"{side}: DEL"].median, by[f"{side}: DEL"].p90))
+                for side in (PY, GO)
+            },
+            runs=RUNS,
+            title="bridge, tuning, portmap, bandwidth, firewall, sbr in a node namespace",
+            filename="chain-inprocess-vs-go.png",
+        )  # fmt: skip
+
+
+def verdicts(py_add: Row, py_del: Row, go_add: Row, go_del: Row,
+             py_check: Row, go_check: Row) -> list[str]:  # fmt: skip
+    """One line per goal: MET or MISSED, with the figures; CHECK's ratio, which has no goal."""
+    add_ratio = py_add.median / go_add.median
+    del_ratio = py_del.median / go_del.median
+    check_ratio = py_check.median / go_check.median
+    return [
+        f"full chain: in-process ADD at most {ADD_GOAL}x Go's: "
+        f"{'MET' if add_ratio <= ADD_GOAL else 'MISSED'}, {add_ratio:.2f}x "
+        f"({py_add.median:.2f} ms against {go_add.median:.2f} ms; "
+        f"{ADD_GOAL}x is {go_add.median * ADD_GOAL:.2f} ms)",
+        f"full chain: in-process DEL no slower than Go's: "
+        f"{'MET' if del_ratio <= DEL_GOAL else 'MISSED'}, {del_ratio:.2f}x "
+        f"({py_del.median:.2f} ms against {go_del.median:.2f} ms)",
+        f"chain without sbr: in-process CHECK {check_ratio:.2f}x Go's (no goal; "
+        f"{py_check.median:.2f} ms against {go_check.median:.2f} ms)",
+    ]
+
+
+def main() -> None:
+    if os.geteuid() != 0 or not all(os.access(f"{GO_DIR}/{p}", os.X_OK) for p in PLUGINS):
+        sys.exit("needs root and Debian's containernetworking-plugins in /usr/lib/cni")
+    prefix = f"cnilib-bench-{os.urandom(3).hex()}"
+    made: list[str] = []
+    try:
+        for role in ("node", *CONTAINERS):
+            name = f"{prefix}-{role}"
+            subprocess.run(["ip", "netns", "add", name], check=True)
+            made.append(name)
+            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        subprocess.run(
+            ["ip", "netns", "exec", f"{prefix}-node", sys.executable, __file__, "--inner", prefix],
+            check=True,
+        )
+    finally:
+        for name in reversed(made):
+            subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "--inner":
+        inner(sys.argv[2])
+    else:
+        main()
