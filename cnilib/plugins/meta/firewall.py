@@ -146,7 +146,9 @@ class Firewall(BasePlugin):
         if families:
             with contextlib.closing(open_host_netns(req.host_netns)) as host:
                 run_in_netns(host, setup_rules, families)
-        return prev
+        # Go prints prevResult after its round trip through the current types, which
+        # fills in what an older result left out (a 0.4.0 address's "version").
+        return prev.as_v1().convert_to(req.cni_version)
 
     def check(self, req: PluginRequest) -> None:
         """The jumps, each address's rules and the isolation rules are in place."""
