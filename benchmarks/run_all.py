@@ -1,6 +1,6 @@
 """Run every benchmark in one go and print their tables (``make bench``).
 
-The privileged ones (bridge, burst, in-process, links) are skipped with a note when not root.
+The privileged ones (bridge, burst, in-process, links, chain) are skipped with a note when not root.
 """
 
 from __future__ import annotations
@@ -20,8 +20,15 @@ SCRIPTS = [
     "bench_burst.py",
     "bench_inprocess.py",
     "bench_links.py",
+    "bench_chain.py",
 ]
-PRIVILEGED = {"bench_bridge.py", "bench_burst.py", "bench_inprocess.py", "bench_links.py"}
+PRIVILEGED = {
+    "bench_bridge.py",
+    "bench_burst.py",
+    "bench_inprocess.py",
+    "bench_links.py",
+    "bench_chain.py",
+}
 
 
 def main() -> int:
