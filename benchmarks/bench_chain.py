@@ -37,7 +37,9 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _charts import chart_sides
@@ -98,7 +100,7 @@ def inner(prefix: str) -> None:
 
     def rt(role: str, host_port: int | None) -> cnilib.RuntimeConf:
         mappings = [{"hostPort": host_port, "containerPort": 8080, "protocol": "tcp"}]
-        caps: dict[str, object] = {"portMappings": mappings} if host_port else {}
+        caps: dict[str, Any] = {"portMappings": mappings} if host_port else {}
         netns = f"/run/netns/{prefix}-{role}"
         return cnilib.RuntimeConf(f"bench-chain-{role}", netns, "eth0", capability_args=caps)
 
@@ -111,7 +113,7 @@ def inner(prefix: str) -> None:
             "go": cnilib.CNI([GO_DIR], cache_dir=f"{tmp}/cache-go", executor=SubprocessExecutor()),
         }
         # Standing attachments for CHECK, made before any timing.
-        check_cases = []
+        check_cases: list[tuple[str, Callable[[], object]]] = []
         for n, (side, label) in enumerate((("py", PY), ("go", GO))):
             conf = chain(tmp, f"c{side}", 10 + n, sbr=False)
             check_rt = rt(f"check-{side}", None)
@@ -128,7 +130,7 @@ def inner(prefix: str) -> None:
             )
         )
 
-        cases = []
+        cases: list[tuple[str, Callable[[], object]]] = []
         for n, (side, label) in enumerate((("py", PY), ("go", GO))):
             conf = chain(tmp, side, n)
             attach = rt(side, 18080 + n)
@@ -141,14 +143,16 @@ def inner(prefix: str) -> None:
         rows = measure_interleaved([*cases, *check_cases], runs=RUNS)
         by = {row.label: row for row in rows}
 
-        table = [by[f"{side}: {verb}"] for side in (PY, GO) for verb in ("ADD", "DEL")]
+        py_add, py_del, go_add, go_del = table = [
+            by[f"{side}: {verb}"] for side in (PY, GO) for verb in ("ADD", "DEL")
+        ]
         print_table(
             "The full chain, ADD and DEL (inside a node namespace)", table, baseline=f"{GO}: ADD"
         )
         checks = [row for row in rows if "CHECK" in row.label]
         print_table("CHECK on standing attachments", checks, baseline=checks[1].label)
         print()
-        for line in verdicts(*table, checks[0], checks[1]):
+        for line in verdicts(py_add, py_del, go_add, go_del, checks[0], checks[1]):
             print(line)
         chart_sides(
             {
