@@ -156,7 +156,7 @@ def bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return install_plugins(tmp_path_factory.mktemp("bin"))
 
 
-BOTH = {"ingressRate": 8_000_000, "ingressBurst": 80_000,
+BOTH: JSON = {"ingressRate": 8_000_000, "ingressBurst": 80_000,
         "egressRate": 16_000_000, "egressBurst": 160_000}  # fmt: skip
 CASES: dict[str, JSON] = {
     "both": BOTH,

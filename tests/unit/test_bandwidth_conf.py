@@ -65,7 +65,7 @@ def test_nothing_configured() -> None:
 
 # ------------------------------------------------------------------------ Go's texts
 
-GO_TEXTS = {
+GO_TEXTS: dict[str, tuple[dict[str, Any], str]] = {
     # Each text is what Debian's Go bandwidth 1.1.1 answers.
     "negative": (
         {"ingressRate": -1, "ingressBurst": 5},
