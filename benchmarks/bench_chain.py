@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,7 @@ from _charts import chart_sides
 from _harness import Row, measure_interleaved, print_table
 
 import cnilib
+from cnilib.events import PluginCallEvent
 
 GO_DIR = "/usr/lib/cni"
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
@@ -108,9 +110,19 @@ def inner(prefix: str) -> None:
         # The in-process side gets an empty plugin directory: nothing it runs can be exec'd.
         empty = os.path.join(tmp, "empty")
         os.mkdir(empty)
+        calls: list[PluginCallEvent] = []  # every plugin call, for the per-plugin table
+
+        def record(event: object) -> None:
+            if isinstance(event, PluginCallEvent) and event.outcome == "ok":
+                calls.append(event)
+
         cnis = {
-            "py": cnilib.CNI([empty], cache_dir=f"{tmp}/cache-py", executor=InProcessExecutor()),
-            "go": cnilib.CNI([GO_DIR], cache_dir=f"{tmp}/cache-go", executor=SubprocessExecutor()),
+            "py": cnilib.CNI(
+                [empty], cache_dir=f"{tmp}/cache-py", executor=InProcessExecutor(), events=record
+            ),
+            "go": cnilib.CNI(
+                [GO_DIR], cache_dir=f"{tmp}/cache-go", executor=SubprocessExecutor(), events=record
+            ),
         }
         # Standing attachments for CHECK, made before any timing.
         check_cases: list[tuple[str, Callable[[], object]]] = []
@@ -151,6 +163,7 @@ def inner(prefix: str) -> None:
         )
         checks = [row for row in rows if "CHECK" in row.label]
         print_table("CHECK on standing attachments", checks, baseline=checks[1].label)
+        print_per_plugin(calls)
         print()
         for line in verdicts(py_add, py_del, go_add, go_del, checks[0], checks[1]):
             print(line)
@@ -164,6 +177,29 @@ def inner(prefix: str) -> None:
             title="bridge, tuning, portmap, bandwidth, firewall, sbr in a node namespace",
             filename="chain-inprocess-vs-go.png",
         )  # fmt: skip
+
+
+def print_per_plugin(calls: list[PluginCallEvent]) -> None:
+    """Median time of each plugin's call, by verb and side (the runtime's own work, its
+    cache and locks, is in the tables above but in none of these rows)."""
+    samples: dict[tuple[str, str, str], list[float]] = {}
+    for call in calls:
+        # ADD and DEL of the timed attachments; CHECK of the standing ones without sbr.
+        side = call.container_id.rsplit("-", 1)[-1]
+        timed = call.container_id in ("bench-chain-py", "bench-chain-go")
+        if timed or call.container_id.startswith("bench-chain-check-"):
+            samples.setdefault((call.plugin, call.verb, side), []).append(call.duration * 1000)
+    columns = [(verb, side) for verb in ("ADD", "DEL", "CHECK") for side in ("py", "go")]
+    names = {"py": PY, "go": "Go"}
+    print("\n### Each plugin's call, median ms (CHECK: the chain without sbr, no mapping)\n")
+    print("| plugin | " + " | ".join(f"{verb} {names[side]}" for verb, side in columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for plugin in ("bridge", "tuning", "portmap", "bandwidth", "firewall", "sbr"):
+        cells = []
+        for verb, side in columns:
+            values = samples.get((plugin, verb, side))
+            cells.append(f"{statistics.median(values):.2f}" if values else "")
+        print(f"| {plugin} | " + " | ".join(cells) + " |")
 
 
 def verdicts(py_add: Row, py_del: Row, go_add: Row, go_del: Row,
