@@ -163,7 +163,8 @@ class World:
         result: JSON = json.loads(out)
         if result.get("dns") == {}:
             del result["dns"]  # Go prints an empty dns; cnilib omits it
-        return result
+        normalized: JSON = json.loads(json.dumps(result).replace(self.ctr.path, "<netns>"))
+        return normalized
 
     def error(self, impl: str, command: str, conf: JSON | bytes) -> cnilib.CNIError:
         """*command* that must fail: the error."""

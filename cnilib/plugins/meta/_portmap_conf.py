@@ -38,7 +38,7 @@ NFTABLES = "nftables"
 
 _T = TypeVar("_T")
 _STRUCT = "PortMapConf"
-_ENTRY = "PortMapConf.runtimeConfig.portMappings"
+_ENTRY = "PortMapEntry.runtimeConfig.portMappings"  # Go names the innermost struct
 
 
 def _parse_error(message: str) -> PluginError:
