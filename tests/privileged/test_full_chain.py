@@ -294,10 +294,11 @@ def assert_attached(world: World, i: int, res: cnilib.Result | None) -> tuple[st
     assert "tbf" in qdiscs(world.node, host_veth)
     assert "ingress" in qdiscs(world.node, host_veth)
     assert "tbf" in qdiscs(world.node, ifbs[0])
-    # portmap and firewall: rules naming the container's address.
-    rules = ruleset(world.node)
-    assert f"{ip}:{CONTAINER_PORT}" in rules  # the DNAT target
-    assert re.search(rf"\b{re.escape(ip)}\b.*(ACCEPT|accept)", rules)
+    # portmap: a DNAT to the container (iptables or nftables); firewall (its iptables
+    # backend): the container's address accepted in CNI-FORWARD.
+    assert f"{ip}:{CONTAINER_PORT}" in ruleset(world.node)
+    forward = rf"^-A CNI-FORWARD -[sd] {re.escape(ip)}/32 .*-j ACCEPT$"
+    assert re.search(forward, world.node.exec("iptables-save").stdout, re.MULTILINE)
     # sbr: a rule from the container's address to a table holding the default route.
     [rule] = sbr_rules(ctr)
     assert rule["src"] == ip
