@@ -20,6 +20,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
+from ipaddress import IPv4Network, IPv6Network
 
 import attrs
 
@@ -29,6 +30,7 @@ from cnilib.netlink import (
     NetlinkError,
     NetNSHandle,
     NetnsTarget,
+    RouteEntry,
     SysctlError,
     add_address,
     add_route,
@@ -38,13 +40,14 @@ from cnilib.netlink import (
     get_link,
     list_addresses,
     list_routes,
+    list_rules,
     open_netns,
     read_sysctl,
     run_in_netns,
     set_link_up,
     write_sysctl,
 )
-from cnilib.results import IPInterface, Route
+from cnilib.results import IPAddress, IPInterface, Route
 from cnilib.results.v100 import IPConfig
 
 __all__ = [
@@ -314,7 +317,8 @@ def configure_iface(ifname: str, ips: Sequence[IPConfig], routes: Sequence[Route
 
 
 def validate_expected_interface_ips(ifname: str, ips: Sequence[IPConfig]) -> None:
-    """Go ``ip.ValidateExpectedInterfaceIPs``: each address on ``ifname``, with its subnet route."""
+    """Go ``ip.ValidateExpectedInterfaceIPs``: each address on ``ifname``, with its subnet
+    route (in main, or moved by sbr: see :func:`_routes_to`)."""
     for ipc in ips:
         if ipc.address is None:
             continue
@@ -324,24 +328,67 @@ def validate_expected_interface_ips(ifname: str, ips: Sequence[IPConfig]) -> Non
         present = {a.interface for a in list_addresses(link)}
         if ipc.address not in present:
             raise fail(f"Failed to match addr {ipc.address} on interface {ifname}")
-        family = socket.AF_INET if ipc.address.version == 4 else socket.AF_INET6
-        if not any(r.dst == ipc.address.network for r in list_routes(family=family)):
+        if not _routes_to(ipc.address.network):
             raise fail(
                 f"Failed to find Gateway {ipc.gateway or '<nil>'} for interface {ifname} "
                 f"(no route to {ipc.address.network})"
             )
 
 
+def _source_routed_tables() -> dict[int, set[int]]:
+    """Link index → the tables that a rule ``from <one address of that link>`` looks up
+    (what the sbr plugin makes)."""
+    owner = {a.interface.ip: a.index for a in list_addresses()}
+    tables: dict[int, set[int]] = {}
+    for rule in list_rules():
+        src = rule.src
+        if src is None or src.prefixlen != src.max_prefixlen or not rule.table:
+            continue
+        index = owner.get(src.network_address)
+        if index is not None:
+            tables.setdefault(index, set()).add(rule.table)
+    return tables
+
+
+def _routes_to(
+    dst: IPv4Network | IPv6Network, gateway: IPAddress | None = None
+) -> list[RouteEntry]:
+    """The routes to ``dst`` (via ``gateway`` if given) in the main table; if there are
+    none, those a source rule reaches: in a table that a rule ``from <address of the
+    route's link>`` looks up.
+
+    The sbr plugin moves an interface's routes into such a table, after the plugin
+    that made them (whose CHECK looks for them) has run; Go's CHECK only looks in main.
+    """
+    family = socket.AF_INET if dst.version == 4 else socket.AF_INET6
+    found = [
+        r
+        for r in list_routes(family=family)
+        if r.dst == dst and (gateway is None or r.gateway == gateway)
+    ]
+    if found:
+        return found
+    moved = _source_routed_tables()
+    if not moved:
+        return []
+    return [
+        r
+        for r in list_routes(family=family, table=None)
+        if r.dst == dst
+        and (gateway is None or r.gateway == gateway)
+        and r.oif is not None
+        and r.table in moved.get(r.oif, ())
+    ]
+
+
 def validate_expected_routes(routes: Sequence[Route]) -> None:
-    """Go ``ip.ValidateExpectedRoute``: each route is in the main table (default: any gateway)."""
+    """Go ``ip.ValidateExpectedRoute``: each route is in the main table (default: any
+    gateway), or moved by sbr to its interface's source-routing table."""
     for route in routes:
         if route.dst is None:
             continue
         dst = route.dst.network
-        family = socket.AF_INET if dst.version == 4 else socket.AF_INET6
-        found = [r for r in list_routes(family=family) if r.dst == dst]
-        if route.gw is not None and dst.prefixlen != 0:
-            found = [r for r in found if r.gateway == route.gw]
+        found = _routes_to(dst, route.gw if dst.prefixlen != 0 else None)
         if not found:
             via = f" via {route.gw}" if route.gw is not None else ""
             raise fail(f"Expected Route {dst}{via} not found in routing table")
