@@ -302,6 +302,15 @@ def _rule_table(rules: Sequence[Rule], ipc: IPConfig) -> int | None:
     return None
 
 
+def _via(route: RouteEntry, gateway: IPAddress | None, ipc: IPConfig) -> bool:
+    """Whether ``route`` goes via ``gateway`` (None: any). For a default route, a gateway
+    in the address's subnet is right too: ADD copies the interface's default route from
+    main over the one it made via the configured gateway (as Go does)."""
+    if gateway is None or route.gateway == gateway:
+        return True
+    return route.dst.prefixlen == 0 and _contains(ipc, route.gateway)
+
+
 def _verify(ipcs: Sequence[IPConfig], ifname: str, conf: SbrConf, prev: ResultV100) -> None:
     """CHECK in the container namespace: rules, and the routes of each address's table."""
     link = find_link(ifname)
@@ -321,8 +330,8 @@ def _verify(ipcs: Sequence[IPConfig], ifname: str, conf: SbrConf, prev: ResultV1
             continue  # Go moves no route in this mode
         family = socket.AF_INET if ipc.address.version == 4 else socket.AF_INET6
         held = [r for r in list_routes(family=family, table=table) if r.oif == link.index]
-        gateway = static.for_family(ipc.address.version) or ipc.gateway
         wanted: list[tuple[IPNetwork, IPAddress | None]] = [(ipc.address.network, None)]
+        gateway = static.for_family(ipc.address.version) or ipc.gateway
         if gateway is not None:
             wanted.append((ipc.address.network.supernet(new_prefix=0), gateway))
         for route in prev.routes:
@@ -332,7 +341,7 @@ def _verify(ipcs: Sequence[IPConfig], ifname: str, conf: SbrConf, prev: ResultV1
             if via is None or _contains(ipc, via):
                 wanted.append((route.dst.network, route.gw))
         for dst, via in wanted:
-            if not any(r.dst == dst and (via is None or r.gateway == via) for r in held):
+            if not any(r.dst == dst and _via(r, via, ipc) for r in held):
                 text = f"{dst} via {via}" if via is not None else str(dst)
                 raise fail(
                     f"Expected Route {text} not found in table {table} "
@@ -359,15 +368,15 @@ class Sbr(BasePlugin):
     def add(self, req: PluginRequest) -> Result:
         """Rules and per-address tables for ``CNI_IFNAME``; ``prevResult`` passed on."""
         conf = SbrConf.load(req.config)
-        prev = req.prev_result
-        ipcs = ip_configs(req.ifname, _prev(req))
+        prev = _prev(req)
+        ipcs = ip_configs(req.ifname, prev)
         with container_netns(req) as ctr, netns_lock(req.netns):
             if conf.table is not None:
                 run_in_netns(ctr, _rules_only, ipcs, conf.table)
             else:
                 run_in_netns(ctr, _do_routes, ipcs, req.ifname, conf)
-        assert prev is not None
-        return prev
+        # Through the 1.x form and back, as Go prints its current.Result.
+        return prev.convert_to(req.cni_version)
 
     def check(self, req: PluginRequest) -> None:
         """Each address's rule, and its table's routes (Go's CHECK does nothing)."""
