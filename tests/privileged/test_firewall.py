@@ -219,12 +219,18 @@ def test_del_undoes_the_other_ones_add(worlds: dict[str, World], adder: str, del
     assert w.tables() == base.tables()
 
 
-def test_spec_110_ours_only(worlds: dict[str, World]) -> None:
-    """Spec 1.1.0 (latest Go): ours serves it; Debian's 1.1.1 refuses it."""
-    w = worlds["py"]
-    assert w.call("py", "ADD", w.conf("1.1.0")) is not None
-    w.call("py", "CHECK", w.conf("1.1.0"))
-    w.call("py", "DEL", w.conf("1.1.0"))
+@pytest.mark.parametrize("impl", ["py", "exe"])
+def test_spec_110_ours_only(worlds: dict[str, World], impl: str) -> None:
+    """Spec 1.1.0 (latest Go): ours serves it, STATUS and GC included, with the same
+    rules as for 1.0.0; Debian's 1.1.1 refuses it."""
+    w = worlds[impl]
+    assert w.call(impl, "ADD", w.conf("1.1.0")) is not None
+    assert all(rule in w.rules() for rule in PER_IP)
+    w.call(impl, "CHECK", w.conf("1.1.0"))
+    w.call(impl, "STATUS", w.conf("1.1.0", prev=False))
+    w.call(impl, "GC", {**w.conf("1.1.0", prev=False), "cni.dev/valid-attachments": []})
+    w.call(impl, "DEL", w.conf("1.1.0"))
+    assert not any(rule in w.rules() for rule in PER_IP)
     err = worlds["go"].error("go", "ADD", worlds["go"].conf("1.1.0"))
     assert (err.code, err.msg) == (1, "incompatible CNI versions")
 
