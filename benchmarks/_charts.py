@@ -194,11 +194,14 @@ def chart_sides(
     runs: int,
     title: str = "bridge + host-local, one container, no ipMasq",
     filename: str = "inprocess-vs-go.png",
+    log: bool = True,
 ) -> None:
     """Horizontal bars per side: ADD and DEL medians, p90 as a whisker.
 
     ``sides`` maps a label to ((ADD median, p90), (DEL median, p90)) in ms.
-    The axis is logarithmic: the executables take about 100 ms, the floor 1.
+    The axis is logarithmic (the executables take about 100 ms, the floor 1)
+    unless ``log`` is false: figures of one order of magnitude read better
+    on a linear axis from zero.
     """
     figure = _new_figure(9, 1.1 + 0.75 * len(sides))
     if figure is None:
@@ -222,13 +225,17 @@ def chart_sides(
                 va="center",
                 fontsize="small",
             )
-    ax.set_xscale("log")
-    _log_scale(ax.xaxis)
     slowest = max(p90 for add, delete in sides.values() for _, p90 in (add, delete))
-    ax.set_xlim(right=slowest * 2.5)  # room for the last figure
+    if log:
+        ax.set_xscale("log")
+        _log_scale(ax.xaxis)
+        ax.set_xlim(right=slowest * 2.5)  # room for the last figure
+    else:
+        ax.set_xlim(0, slowest * 1.15)
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
-    ax.set_xlabel("ms per call, median; whisker to p90 (log scale; shorter is better)")
+    scale = "log scale; " if log else ""
+    ax.set_xlabel(f"ms per call, median; whisker to p90 ({scale}shorter is better)")
     ax.set_title(f"{title}: median of {_plural(runs, 'run')}")
     ax.legend(loc="lower right", fontsize="small")
     ax.grid(True, axis="x", which="both", alpha=0.3)

@@ -176,6 +176,7 @@ def inner(prefix: str) -> None:
             runs=RUNS,
             title="bridge, tuning, portmap, bandwidth, firewall, sbr in a node namespace",
             filename="chain-inprocess-vs-go.png",
+            log=False,
         )  # fmt: skip
 
 
