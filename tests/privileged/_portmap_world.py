@@ -144,6 +144,11 @@ class World:
             conf["prevResult"] = prev_result(self.ctr.path, version, v6=v6)
         return conf
 
+    def prev(self, conf: JSON) -> JSON:
+        """*conf*'s prevResult as :meth:`call` returns results (sandbox normalized)."""
+        prev: JSON = json.loads(json.dumps(conf["prevResult"]).replace(self.ctr.path, "<netns>"))
+        return prev
+
     def call(self, impl: str, command: str, conf: JSON | bytes, *, cid: str = CID) -> JSON | None:
         """Run portmap's *command*; its stdout as JSON (None when empty)."""
         stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()

@@ -191,6 +191,11 @@ class PortMapConf:
             mark_bit = DEFAULT_MARK_BIT
         if not 0 <= mark_bit <= 31:
             raise fail("MasqMarkBit must be between 0 and 31")
+        if backend_given is None and not mappings:
+            # Nothing will be forwarded: only the other backend's options could be
+            # refused, and they can be only where the host's default is known.
+            lazy = detect
+            detect = lambda: lazy() if (external is not None or cond4 or cond6) else IPTABLES  # noqa: E731
         backend = _choose_backend(backend_given, external, cond4, cond6, detect)
         for mapping in mappings:
             if mapping.container_port <= 0:
