@@ -231,13 +231,14 @@ def chart_sides(
         _log_scale(ax.xaxis)
         ax.set_xlim(right=slowest * 2.5)  # room for the last figure
     else:
-        ax.set_xlim(0, slowest * 1.15)
+        ax.set_xlim(0, slowest * 1.2)
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     scale = "log scale; " if log else ""
     ax.set_xlabel(f"ms per call, median; whisker to p90 ({scale}shorter is better)")
     ax.set_title(f"{title}: median of {_plural(runs, 'run')}")
-    ax.legend(loc="lower right", fontsize="small")
+    # Linear: the slowest bar is the last one's, so the legend goes above it.
+    ax.legend(loc="lower right" if log else "upper right", fontsize="small")
     ax.grid(True, axis="x", which="both", alpha=0.3)
     ax.set_axisbelow(True)
     _save(figure, filename)
