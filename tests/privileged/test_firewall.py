@@ -204,6 +204,23 @@ def test_forward_layout(world: World) -> None:
     ]
 
 
+def test_several_addresses_keep_prev_result_order_as_go(worlds: dict[str, World]) -> None:
+    """Several addresses of each family, not in sorted order: the same rules in the same
+    order as Go's (``prevResult``'s); CHECK passes and DEL removes them all."""
+    ips = ["10.1.0.9/24", "10.1.0.10/24", "2001:db8::b/64", "2001:db8::a/64"]
+    seen = {}
+    for impl, w in worlds.items():
+        conf = w.conf()
+        conf["prevResult"]["ips"] = [{"address": ip, "interface": 1} for ip in ips]
+        w.call(impl, "ADD", conf)
+        seen[impl] = w.tables()
+        w.call(impl, "CHECK", conf)
+        w.call(impl, "DEL", conf)
+        assert not any(" -s " in rule for rule in w.rules()), impl
+    assert seen["py"] == seen["go"]
+    assert seen["exe"] == seen["go"]
+
+
 @pytest.mark.parametrize(("adder", "deleter"), [("py", "go"), ("go", "py"), ("exe", "go")])
 def test_del_undoes_the_other_ones_add(worlds: dict[str, World], adder: str, deleter: str) -> None:
     """Go's DEL removes what our ADD made and ours what Go's made: the node ends as

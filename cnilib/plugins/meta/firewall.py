@@ -83,10 +83,11 @@ def _families(
     conf: FirewallConf, ips: Sequence[IPInterface], bridge: str = ""
 ) -> list[FamilyRules]:
     """The rules of each family that has addresses (Go ``findProtos``: the isolation
-    rules too only go to families with an address)."""
+    rules too only go to families with an address), in ``prevResult``'s order as Go
+    appends them (a repeated address once)."""
     out = []
     for version in (4, 6):
-        cidrs = sorted({host_cidr(ip) for ip in ips if ip.version == version})
+        cidrs = list(dict.fromkeys(host_cidr(ip) for ip in ips if ip.version == version))
         if cidrs:
             out.append(FamilyRules(version, cidrs, conf.admin_chain, bridge, conf.ingress_policy))
     return out
