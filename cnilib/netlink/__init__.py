@@ -21,6 +21,7 @@ its first netlink socket, so importing this package is cheap.
 """
 
 from cnilib.netlink._addr import Address, add_address, delete_address, list_addresses
+from cnilib.netlink._conntrack import delete_udp_conntrack
 from cnilib.netlink._errors import (
     NetlinkError,
     NetNSError,
@@ -91,6 +92,7 @@ from cnilib.netlink._rule import FR_ACT_TO_TBL, Rule, add_rule, delete_rule, lis
 from cnilib.netlink._sysctl import read_sysctl, sysctl_path, write_sysctl
 from cnilib.netlink._sysfs import Sysfs, SysfsError, namespace_sysfs
 from cnilib.netlink._tc import (
+    INGRESS_HANDLE,
     TC_H_INGRESS,
     TC_H_ROOT,
     Qdisc,
@@ -99,6 +101,7 @@ from cnilib.netlink._tc import (
     add_ingress_qdisc,
     add_redirect_filter,
     add_tbf_qdisc,
+    delete_qdisc,
     list_filters,
     list_qdiscs,
     psched_tick_in_usec,
@@ -109,6 +112,7 @@ __all__ = [
     "IFF_ALLMULTI",
     "IFF_PROMISC",
     "IFF_UP",
+    "INGRESS_HANDLE",
     "IPVLAN_MODES",
     "KERNEL_OPTIONS",
     "MACVLAN_MODES",
@@ -152,8 +156,10 @@ __all__ = [
     "default_pool",
     "delete_address",
     "delete_link",
+    "delete_qdisc",
     "delete_route",
     "delete_rule",
+    "delete_udp_conntrack",
     "find_link",
     "get_link",
     "get_link_by_index",

@@ -48,6 +48,7 @@ from cnilib.netlink._raw import (
 )
 
 __all__ = [
+    "INGRESS_HANDLE",
     "TC_H_INGRESS",
     "TC_H_ROOT",
     "Qdisc",
@@ -56,6 +57,7 @@ __all__ = [
     "add_ingress_qdisc",
     "add_redirect_filter",
     "add_tbf_qdisc",
+    "delete_qdisc",
     "list_filters",
     "list_qdiscs",
     "make_handle",
@@ -63,6 +65,7 @@ __all__ = [
 ]
 
 RTM_NEWQDISC = 36
+RTM_DELQDISC = 37
 RTM_GETQDISC = 38
 RTM_NEWTFILTER = 44
 RTM_GETTFILTER = 46
@@ -210,6 +213,13 @@ def add_redirect_filter(link: LinkRef, to: LinkRef) -> None:
     matches every packet and redirects it to the egress of ``to`` (an IFB)."""
     with netlink_errors(f"add redirect filter on {_name(link)} to {_name(to)}", netns_label()):
         _send(RTM_NEWTFILTER, redirect_filter_request(_index(link), _index(to)))
+
+
+def delete_qdisc(link: LinkRef, *, parent: int, handle: int) -> None:
+    """``tc qdisc del dev <link> parent <parent> handle <handle>`` (its filters and
+    classes go with it)."""
+    with netlink_errors(f"delete qdisc {handle:#x} of {_name(link)}", netns_label()):
+        raw().request(RTM_DELQDISC, NLM_F_REQUEST | NLM_F_ACK, tcmsg(_index(link), handle, parent))
 
 
 # ----------------------------------------------------------------------------- reading

@@ -306,6 +306,44 @@ ERRORS: dict[str, tuple[str, JSON, bool]] = {
 }
 
 
+FAILED_ADDS: dict[str, tuple[JSON, bool, str]] = {
+    # The kernel refuses a TBF of 0 bytes/s (a rate below 8 bits/s): on the IFB, after
+    # the IFB, the veth's ingress qdisc and the redirect were made.
+    "ifb-tbf": ({"egressRate": 7, "egressBurst": 800}, False,
+                "create ifb qdisc: create qdisc: invalid argument"),
+    "ifb-tbf-after-ingress": ({**BOTH, "egressRate": 7}, False,
+                              "create ifb qdisc: create qdisc: invalid argument"),
+    # The veth has an ingress qdisc already (not the plugin's: it stays).
+    "ingress-qdisc-taken": (BOTH, True, "create ingress qdisc: file exists"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(FAILED_ADDS))
+def test_failed_add_leaves_nothing_behind(world: World, case: str) -> None:
+    """What a failed ADD made is removed (Go leaves the IFB, its redirect and the
+    veth's TBF until DEL), so that the same ADD can be tried again."""
+    keys, taken, text = FAILED_ADDS[case]
+    if taken:
+        world.node.exec("tc", "qdisc", "add", "dev", "veth0", "ingress")
+    before = world.state()
+    go = world.error("go", "ADD", world.conf(**keys))
+    assert go.msg == text
+    assert world.state() != before  # Go left what it had made
+    world.call("go", "DEL", world.conf(**keys))  # the IFB; the veth's qdiscs by hand:
+    world.node.exec("tc", "qdisc", "del", "dev", "veth0", "root", check=False)
+    if not taken:
+        world.node.exec("tc", "qdisc", "del", "dev", "veth0", "ingress")
+    assert world.state() == before
+    err = world.error("py", "ADD", world.conf(**keys))
+    assert (err.code, err.msg) == (go.code, go.msg)
+    assert world.state() == before
+    assert IFB not in world.links()
+    if taken:
+        world.node.exec("tc", "qdisc", "del", "dev", "veth0", "ingress")
+    world.call("py", "ADD", world.conf(**BOTH))  # nothing in the way of a new ADD
+    world.call("py", "CHECK", world.conf(**BOTH))
+
+
 @pytest.mark.parametrize("case", list(ERRORS))
 def test_errors_as_go(world: World, case: str) -> None:
     command, keys, prev = ERRORS[case]

@@ -35,6 +35,10 @@ different from both:
   (``no tbf qdisc at the root of <link>``) and, with an egress limit, when
   no ingress filter of the veth redirects to the IFB; Go passes when a
   TBF was deleted by hand (it stops at the first qdisc that is not one).
+- A failed ADD removes what it made (the veth's TBF, the IFB, the veth's
+  ingress qdisc and its redirect), so the same ADD can be tried again; Go
+  leaves them for DEL (a half-made egress limit redirects the container's
+  traffic through an IFB without a TBF, unlimited).
 - ADD without ``prevResult`` and no limits fails (``must be called as
   chained plugin``), and CHECK without limits succeeds: Go crashes on both.
 - Opening ``CNI_NETNS`` fails as ``failed to open netns "<path>": ...``
@@ -43,10 +47,16 @@ different from both:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from functools import partial
+
 import attrs
 
 from cnilib.errors import CNIError
 from cnilib.netlink import (
+    INGRESS_HANDLE,
+    TC_H_INGRESS,
     TC_H_ROOT,
     Link,
     NetlinkError,
@@ -55,6 +65,7 @@ from cnilib.netlink import (
     add_redirect_filter,
     add_tbf_qdisc,
     delete_link,
+    delete_qdisc,
     find_link,
     get_link,
     get_link_by_index,
@@ -80,6 +91,8 @@ from cnilib.results.v100 import ResultV100
 __all__ = ["Bandwidth"]
 
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+TBF_HANDLE = 0x10000
+"""``1:``, the handle of the TBFs (Go's ``MakeHandle(1, 0)``)."""
 
 
 def _go_err(exc: NetlinkError) -> str:
@@ -134,13 +147,33 @@ def _tbf(link: Link, params: Tbf) -> None:
         raise fail(f"create qdisc: {_go_err(exc)}") from exc
 
 
+def _quietly(undo: Callable[[], None]) -> None:
+    """Undo one step of a failed ADD: a failure to undo must not hide why ADD failed."""
+    with contextlib.suppress(NetlinkError):
+        undo()
+
+
 def _shape(bw: BandwidthEntry, host_name: str, ifb: str, tick: float) -> str:
-    """ADD in the host namespace, in Go's order; the IFB's MAC (``""``: no egress limit)."""
+    """ADD in the host namespace, in Go's order; the IFB's MAC (``""``: no egress limit).
+
+    On failure, what this call made is removed again (last first: the redirect
+    before its IFB), so that nothing but the veth is left to DEL and the same ADD
+    can be tried again; Go leaves it. What was there before is never touched."""
+    with contextlib.ExitStack() as made:
+        mac = _shape_steps(bw, host_name, ifb, tick, made)
+        made.pop_all()
+    return mac
+
+
+def _shape_steps(
+    bw: BandwidthEntry, host_name: str, ifb: str, tick: float, made: contextlib.ExitStack
+) -> str:
     if bw.ingress:
         link = find_link(host_name)
         if link is None:
             raise fail("get host device: Link not found")
         _tbf(link, tbf_params(bw.ingress_rate, bw.ingress_burst, tick))
+        made.callback(_quietly, partial(delete_qdisc, link, parent=TC_H_ROOT, handle=TBF_HANDLE))
     if not bw.egress:
         return ""
     host = find_link(host_name)
@@ -150,11 +183,15 @@ def _shape(bw: BandwidthEntry, host_name: str, ifb: str, tick: float) -> str:
         add_ifb(ifb, mtu=host.mtu)
     except NetlinkError as exc:
         raise fail(f"adding link: {_go_err(exc)}") from exc
+    made.callback(_quietly, partial(delete_link, ifb))
     device = get_link(ifb)
     try:
         add_ingress_qdisc(host)
     except NetlinkError as exc:
         raise fail(f"create ingress qdisc: {_go_err(exc)}") from exc
+    # Its filter goes with it: no packet is left redirected to a deleted IFB.
+    undo = partial(delete_qdisc, host, parent=TC_H_INGRESS, handle=INGRESS_HANDLE)
+    made.callback(_quietly, undo)
     try:
         add_redirect_filter(host, device)
     except NetlinkError as exc:
