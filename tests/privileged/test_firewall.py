@@ -221,6 +221,22 @@ def test_several_addresses_keep_prev_result_order_as_go(worlds: dict[str, World]
     assert seen["exe"] == seen["go"]
 
 
+def test_chains_with_quotes_in_their_names_on_the_node(world: World) -> None:
+    """Chains named with a quote or a backslash (iptables prints them unquoted), and an
+    admin chain named so: ADD, CHECK and DEL work, twice."""
+    world.node.exec("iptables", "-N", "it's")
+    world.node.exec("iptables", "-N", "back\\slash")
+    conf = world.conf(iptablesAdminChainName="O'ADMIN")
+    for _ in range(2):
+        world.call("py", "ADD", conf)
+        world.call("py", "CHECK", conf)
+        assert all(rule in world.rules() for rule in PER_IP)
+        admin = '"CNI firewall plugin admin overrides" -j O\'ADMIN'
+        assert f"-A CNI-FORWARD -m comment --comment {admin}" in world.rules()
+        world.call("py", "DEL", conf)
+        assert not any(rule in world.rules() for rule in PER_IP)
+
+
 @pytest.mark.parametrize(("adder", "deleter"), [("py", "go"), ("go", "py"), ("exe", "go")])
 def test_del_undoes_the_other_ones_add(worlds: dict[str, World], adder: str, deleter: str) -> None:
     """Go's DEL removes what our ADD made and ours what Go's made: the node ends as

@@ -22,6 +22,7 @@ from cnilib.plugins.meta._firewall_iptables import (
     admin_jump,
     filter_jump,
     host_cidr,
+    saved_words,
 )
 
 JSON = dict[str, Any]
@@ -171,6 +172,20 @@ def test_isolation_rules_order() -> None:
     isolated = FamilyRules(4, [], "CNI-ADMIN", "br0", "isolated").isolation()
     assert isolated[2][1][:4] == ("-i", "br0", "-o", "br0")
     assert FamilyRules(4, [], "CNI-ADMIN").isolation() == []
+
+
+def test_saved_words_as_iptables_quotes_them() -> None:
+    r"""``iptables -S`` quotes a comment, escaping ``\ " '`` in it, and prints chain names
+    as they are, quotes and backslashes included."""
+    line = r'-A FORWARD -m comment --comment "it\'s \"q\" \\ x" -j ACCEPT'
+    assert saved_words(line) == (
+        "-A", "FORWARD", "-m", "comment", "--comment", "it's \"q\" \\ x", "-j", "ACCEPT"
+    )  # fmt: skip
+    assert saved_words("-N it's") == ("-N", "it's")
+    assert saved_words(r"-A CNI-FORWARD -j a\b") == ("-A", "CNI-FORWARD", "-j", "a\\b")
+    assert saved_words('-A X -m comment --comment "" -j Y') == (
+        "-A", "X", "-m", "comment", "--comment", "", "-j", "Y"
+    )  # fmt: skip
 
 
 def test_registered_and_versions() -> None:

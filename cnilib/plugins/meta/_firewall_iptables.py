@@ -40,7 +40,6 @@ Run these on the host namespace's worker (:func:`cnilib.netlink.run_in_netns`).
 from __future__ import annotations
 
 import logging
-import shlex
 from collections.abc import Iterable, Sequence
 
 from cnilib.errors import CNIError
@@ -57,6 +56,7 @@ __all__ = [
     "FamilyRules",
     "check_rules",
     "delete_rules",
+    "saved_words",
     "setup_rules",
 ]
 
@@ -212,7 +212,35 @@ def _list(version: int) -> list[tuple[str, ...]]:
     proc = run_tool(argv)
     if proc.returncode != 0:
         raise tool_failure(argv, proc)
-    return [tuple(shlex.split(line)) for line in proc.stdout.splitlines() if line.strip()]
+    return [saved_words(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def saved_words(line: str) -> tuple[str, ...]:
+    r"""The words of an ``iptables -S`` line, as iptables quotes them: a word in double
+    quotes has ``\\``, ``\"`` and ``\'`` escaped; any other word is printed as is, so
+    a chain named ``it's`` or ``a\b`` stays itself (shell rules would fail on the one
+    and drop the backslash of the other)."""
+    words: list[str] = []
+    i, end = 0, len(line)
+    while i < end:
+        if line[i] == " ":
+            i += 1
+        elif line[i] == '"':
+            word: list[str] = []
+            i += 1
+            while i < end and line[i] != '"':
+                if line[i] == "\\" and i + 1 < end:
+                    i += 1
+                word.append(line[i])
+                i += 1
+            words.append("".join(word))
+            i += 1  # the closing quote
+        else:
+            stop = line.find(" ", i)
+            stop = end if stop < 0 else stop
+            words.append(line[i:stop])
+            i = stop
+    return tuple(words)
 
 
 def _restore_line(words: Iterable[str]) -> str:
