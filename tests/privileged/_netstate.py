@@ -131,7 +131,8 @@ def node_snapshot(ns: NetNS, dirs: Iterable[Path] = ()) -> dict[str, set[str]]:
     by kind: links (name, kind, master), addresses (but IPv6 link-local ones),
     routes of every table, policy rules, qdiscs, ``iptables-save`` and
     ``ip6tables-save`` lines (packet counters dropped), the nftables ruleset
-    (counters zeroed) and every file under *dirs* (relative path). Compare two
+    (counters zeroed, each line prefixed with its table: ``ip nat| ...``) and every
+    file under *dirs* (its path from the directory above it). Compare two
     with :func:`snapshot_diff`."""
     snap: dict[str, set[str]] = {
         "links": {
