@@ -6,7 +6,7 @@ egress) -> firewall -> sbr, run ADD / CHECK / DEL by ``cnilib.CNI`` on five
 sides:
 
 - ``in-process``: cnilib's plugins in this process (``InProcessExecutor``,
-  ``host_netns=<node>``), nothing exec'd;
+  ``host_netns=<node>``), no plugin exec'd (only the host tools they run);
 - ``executables``: cnilib's plugins installed as CNI executables
   (``python -m cnilib.plugins install``) and exec'd under
   ``ip netns exec <node>``, with nothing else on the plugin path;
