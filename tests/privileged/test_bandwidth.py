@@ -170,7 +170,12 @@ CASES: dict[str, JSON] = {
     },
     "large-burst": {"ingressRate": 1000, "ingressBurst": 1_000_000},
     "zero": {"ingressRate": 0, "runtimeConfig": {"bandwidth": BOTH}},
-}
+    # Go's decoder matches keys case-insensitively, the last one winning.
+    "keys-in-any-case": {"IngressRate": 1_000_000, "INGRESSBURST": 12_000,
+                         "RuntimeConfig": {"Bandwidth": {"egressrate": 9, "egressBurst": 8}}},
+    "runtime-keys-in-any-case": {"runtimeconfig": {"BANDWIDTH": {
+        "EgressRate": 2_000_000, "egressburst": 1, "EgressBurst": 24_000}}},
+}  # fmt: skip
 
 
 # ------------------------------------------------------------------ ADD / CHECK / DEL

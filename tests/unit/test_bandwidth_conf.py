@@ -58,6 +58,15 @@ def test_any_top_level_key_even_null_wins_over_runtime_config() -> None:
     assert conf.bandwidth.is_zero
 
 
+def test_keys_match_in_any_case_the_last_winning() -> None:
+    # Go's encoding/json: a key matches a field case-insensitively; a later one overrides.
+    conf = BandwidthConf.load(_req(IngressRate=8000, ingressrate=9000, INGRESSBURST=800))
+    assert conf.bandwidth == BandwidthEntry(9000, 800, 0, 0)
+    rt = {"Bandwidth": {"EGRESSRATE": 1000, "egressBurst": 100}}
+    conf = BandwidthConf.load(_req(RuntimeConfig=rt))
+    assert conf.bandwidth == BandwidthEntry(0, 0, 1000, 100)
+
+
 def test_nothing_configured() -> None:
     assert BandwidthConf.load(_req()).bandwidth is None
     assert BandwidthConf.load(_req(runtimeConfig={"bandwidth": None})).bandwidth is None
@@ -112,6 +121,22 @@ GO_TEXTS: dict[str, tuple[dict[str, Any], str]] = {
         {"runtimeConfig": {"bandwidth": "x"}},
         "failed to parse network configuration: json: cannot unmarshal string into Go struct "
         "field .runtimeConfig.bandwidth of type main.BandwidthEntry",
+    ),
+    # Go reports the first wrong value in the document's order.
+    "first-in-document": (
+        {"egressRate": "x", "ingressRate": True},
+        "failed to parse network configuration: json: cannot unmarshal string into "
+        "Go struct field PluginConf.egressRate of type uint64",
+    ),
+    "runtime-first-in-document": (
+        {"runtimeConfig": {"bandwidth": {"egressRate": "x"}}, "ingressRate": True},
+        "failed to parse network configuration: json: cannot unmarshal string into Go struct "
+        "field BandwidthEntry.runtimeConfig.bandwidth.egressRate of type uint64",
+    ),
+    "any-case": (
+        {"IngressRate": "x"},
+        "failed to parse network configuration: json: cannot unmarshal string into "
+        "Go struct field PluginConf.ingressRate of type uint64",
     ),
     "rate-without-burst": ({"ingressRate": 100}, "if rate is set, burst must also be set"),
     "burst-without-rate": ({"ingressBurst": 100}, "if burst is set, rate must also be set"),

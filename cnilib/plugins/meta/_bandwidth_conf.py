@@ -64,6 +64,19 @@ def _uint64(value: JSONValue, field: str) -> int:
     )
 
 
+def _go_fields(obj: Mapping[str, JSONValue], names: tuple[str, ...]) -> list[tuple[str, JSONValue]]:
+    """The keys of ``obj`` that Go's decoder gives to one of ``names`` (exactly or
+    case-insensitively), as ``(name, value)`` in the document's order: a later key
+    overrides an earlier one, and the first wrong value is the one Go reports."""
+    folded = {name.casefold(): name for name in names}
+    found = []
+    for key, value in obj.items():
+        name = key if key in names else folded.get(key.casefold())
+        if name is not None:
+            found.append((name, value))
+    return found
+
+
 @attrs.frozen
 class BandwidthEntry:
     """One set of limits (Go ``BandwidthEntry``); 0 means no limit."""
@@ -76,8 +89,10 @@ class BandwidthEntry:
     @classmethod
     def decode(cls, obj: Mapping[str, JSONValue], struct: str) -> BandwidthEntry:
         """The limits in ``obj`` (``struct`` prefixes the field in Go's errors)."""
-        values = [_uint64(obj.get(key), f"{struct}{key}") for key in KEYS]
-        return cls(*values)
+        values = dict.fromkeys(KEYS, 0)
+        for key, value in _go_fields(obj, KEYS):
+            values[key] = _uint64(value, f"{struct}{key}")
+        return cls(*(values[key] for key in KEYS))
 
     @property
     def is_zero(self) -> bool:
@@ -122,34 +137,47 @@ class BandwidthConf:
         Go's embedded ``*BandwidthEntry`` is allocated by the first of its keys.
         """
         config = req.config
-        top = BandwidthEntry.decode(config, "PluginConf.")
-        runtime = config.get("runtimeConfig")
+        top: dict[str, int] | None = None
         from_runtime: BandwidthEntry | None = None
-        if runtime is not None:
-            if not isinstance(runtime, dict):
-                raise _parse_error(
-                    f"json: cannot unmarshal {_json_kind(runtime).split()[0]} into Go struct "
-                    "field PluginConf.runtimeConfig of type struct { "
-                    "Bandwidth *main.BandwidthEntry "
-                    '"json:\\"bandwidth,omitempty\\"" }'
-                )
-            entry = runtime.get("bandwidth")
-            if entry is not None:
-                if not isinstance(entry, dict):
-                    raise _parse_error(
-                        f"json: cannot unmarshal {_json_kind(entry).split()[0]} into Go struct "
-                        "field .runtimeConfig.bandwidth of type main.BandwidthEntry"
-                    )
-                from_runtime = BandwidthEntry.decode(
-                    entry, "BandwidthEntry.runtimeConfig.bandwidth."
-                )
-        bandwidth = top if any(key in config for key in KEYS) else from_runtime
+        for name, value in _go_fields(config, (*KEYS, "runtimeConfig")):
+            if name != "runtimeConfig":
+                top = top if top is not None else {}
+                top[name] = _uint64(value, f"PluginConf.{name}")
+            elif value is not None:
+                from_runtime = _runtime_bandwidth(value, from_runtime)
+        bandwidth = from_runtime
+        if top is not None:
+            bandwidth = BandwidthEntry(*(top.get(key, 0) for key in KEYS))
         if bandwidth is not None:
             _validate(bandwidth.ingress_rate, bandwidth.ingress_burst)
             _validate(bandwidth.egress_rate, bandwidth.egress_burst)
         if config.get("prevResult") is not None:
             req.prev_result  # noqa: B018 - raises Go's error for one that does not convert
         return cls(bandwidth)
+
+
+def _runtime_bandwidth(runtime: JSONValue, before: BandwidthEntry | None) -> BandwidthEntry | None:
+    """``runtimeConfig``'s ``bandwidth`` (``before``: what an earlier ``runtimeConfig``
+    key gave, which Go's decoder keeps unless this one sets it)."""
+    if not isinstance(runtime, dict):
+        raise _parse_error(
+            f"json: cannot unmarshal {_json_kind(runtime).split()[0]} into Go struct "
+            "field PluginConf.runtimeConfig of type struct { "
+            "Bandwidth *main.BandwidthEntry "
+            '"json:\\"bandwidth,omitempty\\"" }'
+        )
+    entry = before
+    for _, value in _go_fields(runtime, ("bandwidth",)):
+        if value is None:
+            entry = None
+            continue
+        if not isinstance(value, dict):
+            raise _parse_error(
+                f"json: cannot unmarshal {_json_kind(value).split()[0]} into Go struct "
+                "field .runtimeConfig.bandwidth of type main.BandwidthEntry"
+            )
+        entry = BandwidthEntry.decode(value, "BandwidthEntry.runtimeConfig.bandwidth.")
+    return entry
 
 
 def ifb_name(network: str, container_id: str) -> str:

@@ -15,10 +15,11 @@ host end of ``CNI_IFNAME`` (the container link's veth peer, which
 Keys: ``ingressRate``/``egressRate`` (bits per second), ``ingressBurst``/
 ``egressBurst`` (bits), at the top level or in ``runtimeConfig.bandwidth``
 (the ``bandwidth`` capability); any of the four at the top level makes the
-top-level ones apply. A rate needs its burst and a burst its rate; a burst
-is below 4 GB. The TBF's parameters are Go's: rate / 8 bytes per second, the
-bucket as the burst's time at that rate in scheduler ticks, a queue of 25 ms
-of the rate plus the burst; the netlink requests are byte for byte Go's
+top-level ones apply. Keys match in any case, as in Go's decoder. A rate
+needs its burst and a burst its rate; a burst is below 4 GB. The TBF's
+parameters are Go's: rate / 8 bytes per second, the bucket as the burst's
+time at that rate in scheduler ticks, a queue of 25 ms of the rate plus the
+burst; the netlink requests are byte for byte Go's
 (:mod:`cnilib.netlink._tc`).
 
 - DEL: deletes the IFB (the qdiscs go with the veth, which the main plugin
