@@ -88,8 +88,28 @@ def test_defaults_are_gos() -> None:
         (mapped(protocol="tcp dport"), "Invalid protocol: 'tcp dport' (tcp, udp or sctp)"),
         (
             {"backend": "nftables", "conditionsV4": ["ip daddr 1.2.3.4\nflush ruleset"]},
-            "Invalid nftables condition 'ip daddr 1.2.3.4\\nflush ruleset': "
+            "Invalid nftables condition 'ip daddr 1.2.3.4\\nflush ruleset' in conditionsV4: "
             "it may not hold a newline or ';'",
+        ),
+        (
+            # iptables-restore reads a command a line, quoted or not: this would
+            # append a DROP to the filter table's INPUT.
+            {"conditionsV6": ["-m", "comment", "--comment",
+                              "x\nCOMMIT\n*filter\n-A INPUT -j DROP"]},
+            "Invalid iptables condition 'x\\nCOMMIT\\n*filter\\n-A INPUT -j DROP' in conditionsV6: "
+            "it may not hold a newline",
+        ),
+        (
+            {"conditionsV4": ["-s", "10.0.0.0/8\r"]},
+            "Invalid iptables condition '10.0.0.0/8\\r' in conditionsV4: it may not hold a newline",
+        ),
+        (
+            {"externalSetMarkChain": "MARK\n-A INPUT -j DROP"},
+            "Invalid externalSetMarkChain 'MARK\\n-A INPUT -j DROP': not an iptables chain name",
+        ),
+        (
+            {"externalSetMarkChain": ""},
+            "Invalid externalSetMarkChain '': not an iptables chain name",
         ),
     ],
 )  # fmt: skip
@@ -205,6 +225,15 @@ def test_nft_script_has_fib_local_before_every_mapping() -> None:
     assert "add rule ip cni_hostport hostports_all jump hostports\n" in script
     assert "add rule ip cni_hostport hostports_all jump hostip_hostports\n" in script
     assert 'ip saddr 127.0.0.1 ip daddr 10.9.0.2 masquerade comment "cid"' in script
+
+
+def test_iptables_restore_words_never_hold_a_line_break() -> None:
+    """The last guard before iptables-restore: a word with a line break is refused
+    whichever way it got there (quoted, it would still end the line)."""
+    assert ipt._quote('dnat name: "n"') == '"dnat name: \\"n\\""'
+    for word in ("a\nCOMMIT", "a\rb", "a\0b"):
+        with pytest.raises(PluginError, match="holds a line break"):
+            ipt._quote(word)
 
 
 def test_nft_refuses_a_container_id_that_breaks_the_script() -> None:

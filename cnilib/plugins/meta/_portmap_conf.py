@@ -204,8 +204,10 @@ class PortMapConf:
                 raise fail(f"Invalid host port number: {mapping.host_port}")
         for mapping in mappings:
             _check_mapping(mapping)
-        for conditions in (cond4, cond6):
-            _check_conditions(conditions, backend)
+        for key, conditions in (("conditionsV4", cond4), ("conditionsV6", cond6)):
+            _check_conditions(key, conditions, backend)
+        if external is not None:
+            _check_chain_name(external)
         return cls(
             name=conf_str(config, "name"),
             mappings=mappings,
@@ -274,14 +276,25 @@ def _check_mapping(mapping: PortMapping) -> None:
         raise fail(f"Invalid protocol: {mapping.protocol!r} (tcp, udp or sctp)")
 
 
-def _check_conditions(conditions: Sequence[str] | None, backend: str) -> None:
-    """nftables conditions become part of one ``nft -f`` script: a line break or ``;``
-    would start another command there."""
-    if backend != NFTABLES:
-        return
+_LINE_BREAKS = "\n\r\0"
+
+
+def _check_conditions(key: str, conditions: Sequence[str] | None, backend: str) -> None:
+    """Conditions become part of one script for the backend's tool (``nft -f -``,
+    ``iptables-restore``), which reads a command a line: a line break (or, for nft,
+    ``;``) would start another command there, in any table (Go execs iptables with
+    the words as arguments, where a line break is just a character)."""
+    stops = _LINE_BREAKS + (";" if backend == NFTABLES else "")
+    what = "a newline or ';'" if backend == NFTABLES else "a newline"
     for word in conditions or ():
-        if "\n" in word or ";" in word:
-            raise fail(f"Invalid nftables condition {word!r}: it may not hold a newline or ';'")
+        if any(ch in word for ch in stops):
+            raise fail(f"Invalid {backend} condition {word!r} in {key}: it may not hold {what}")
+
+
+def _check_chain_name(chain: str) -> None:
+    """``externalSetMarkChain`` is a jump target in an ``iptables-restore`` line."""
+    if not chain or chain.startswith(("-", "!")) or any(ch.isspace() for ch in chain):
+        raise fail(f"Invalid externalSetMarkChain {chain!r}: not an iptables chain name")
 
 
 def container_ips(prev: Result, ifname: str) -> tuple[IPInterface | None, IPInterface | None]:

@@ -88,8 +88,12 @@ def _list_nat(version: int) -> list[Rule]:
 
 
 def _quote(word: str) -> str:
+    """One word of an ``iptables-restore`` line. The tool reads line by line, quotes
+    or not, so a line break would end this rule and start a command of its own."""
     if _PLAIN.fullmatch(word):
         return word
+    if any(ch in word for ch in "\n\r\0"):
+        raise fail(f"iptables-restore cannot take {word!r}: it holds a line break")
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
