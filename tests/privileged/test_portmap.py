@@ -11,6 +11,7 @@ use that one.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -411,3 +412,35 @@ def test_registered_and_versions() -> None:
     assert "1.1.0" in plugin.supported_versions
     assert "0.1.0" in plugin.supported_versions
     assert isinstance(plugin, cnilib.plugins.BasePlugin)
+
+
+# -------------------------------------------------------------------- concurrency
+
+
+def test_racing_first_adds_keep_each_others_jumps(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two first ADDs on a node (two runtimes or plugin processes) both list the nat
+    table before either has made CNI-HOSTPORT-DNAT. The later transaction must not
+    empty the chain the earlier one made (an iptables-restore --noflush declaration
+    of an existing chain flushes it): both containers keep their jump."""
+    from cnilib.plugins.meta import _portmap_iptables as ipt
+    from cnilib.plugins.meta._portmap_conf import PortMapConf
+
+    real = ipt._list_nat
+    raced: list[int] = []
+
+    def listing_then_other_add(version: int) -> list[ipt.Rule]:
+        listing = real(version)
+        if not raced:  # the other ADD commits between this listing and this commit
+            raced.append(version)
+            other = PortMapConf.load(world.conf([UDP], backend="iptables"), lambda: "iptables")
+            ipt.forward_iptables(other, "pmnet", "other", ipaddress.ip_interface("10.9.0.3/24"))
+        return listing
+
+    monkeypatch.setattr(ipt, "_list_nat", listing_then_other_add)
+    world.call("py", "ADD", world.conf([TCP], backend="iptables", v6=False))
+    assert raced == [4]
+    jumps = world.node.exec("iptables", "-t", "nat", "-S", "CNI-HOSTPORT-DNAT").stdout
+    assert "--dports 8080 -j CNI-DN-" in jumps
+    assert "--dports 5353 -j CNI-DN-" in jumps

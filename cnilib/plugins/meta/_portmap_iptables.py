@@ -22,7 +22,11 @@ LOCAL`` match): traffic forwarded through the node to another address on the
 same port is never redirected.
 
 Where Go execs ``iptables`` per rule, ADD lists the nat table once and applies
-every change in one ``iptables-restore --noflush`` transaction. ADD rewrites
+every change in one ``iptables-restore --noflush`` transaction (a missing shared
+``CNI-HOSTPORT-*`` chain is made before, by ``iptables -N``: declared in the
+transaction, a chain another ADD made meanwhile would be flushed). Two first
+ADDs racing may both add the jumps from PREROUTING, OUTPUT and POSTROUTING, as
+Go's may; the second of each changes nothing. ADD rewrites
 the container's own chain and its jumps (a repeated ADD leaves no stale or
 doubled rule; Go appends whatever is missing). CHECK asks ``iptables -C`` for
 each rule ADD makes (Go 1.1.1's CHECK fails on hosts with ip6tables). DEL
@@ -198,7 +202,7 @@ def forward_iptables(conf: PortMapConf, network: str, container_id: str, ip: IPI
     def ensure_chain(chain: str) -> None:
         if ("-N", chain) not in have:
             have.add(("-N", chain))
-            lines.append((f":{chain}", "-", "[0:0]"))
+            _new_shared_chain(version, chain)
 
     def append_unique(chain: str, rule: Rule, *, first: bool = False) -> None:
         if ("-A", chain, *rule) in have:
@@ -229,6 +233,22 @@ def forward_iptables(conf: PortMapConf, network: str, container_id: str, ip: IPI
         _restore(version, lines)
     except PluginError as exc:
         raise fail(f"unable to setup DNAT: {exc.msg}") from exc
+
+
+def _new_shared_chain(version: int, chain: str) -> None:
+    """``iptables -N`` for a chain every container shares, outside the transaction.
+
+    Declared in the ``iptables-restore --noflush`` text instead, an existing chain
+    would be flushed: two first ADDs that both listed the table before either
+    committed would each empty the chain the other just filled. Another ADD may make
+    the chain between the listing and here; then it is there, as wanted.
+    """
+    argv = [_tool(version), "-w", "-t", "nat", "-N", chain]
+    proc = run_tool(argv)
+    if proc.returncode == 0:
+        return
+    if run_tool([_tool(version), "-w", "-t", "nat", "-S", chain]).returncode != 0:
+        raise fail(f"unable to create chain {chain}: {tool_failure(argv, proc).msg}")
 
 
 def _jumps_to(rule: Rule, chain: str, source: str | None = None) -> bool:
