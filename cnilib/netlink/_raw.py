@@ -83,12 +83,12 @@ def parse_attrs(data: bytes | memoryview, offset: int = 0) -> dict[int, memoryvi
 
 
 class RawNetlink:
-    """A ``NETLINK_ROUTE`` socket of the namespace it was opened in; one thread at a time."""
+    """A netlink socket (``NETLINK_ROUTE`` unless ``protocol`` says otherwise) of the
+    namespace it was opened in; one thread at a time."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(
-            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
-        )
+    def __init__(self, protocol: int = NETLINK_ROUTE) -> None:
+        flags = socket.SOCK_RAW | socket.SOCK_CLOEXEC
+        self.sock = socket.socket(socket.AF_NETLINK, flags, protocol)
         try:
             self.sock.bind((0, 0))
         except BaseException:

@@ -132,7 +132,9 @@ def _mapping(entry: Mapping[str, JSONValue]) -> PortMapping:
     return PortMapping(
         host_port=_typed(lambda: conf_int(entry, "hostPort", _ENTRY)),
         container_port=_typed(lambda: conf_int(entry, "containerPort", _ENTRY)),
-        protocol=_typed(lambda: conf_str(entry, "protocol", _ENTRY)),
+        # iptables reads protocol names in any case and Go lower-cases them for
+        # nftables and conntrack: one spelling from here on.
+        protocol=_typed(lambda: conf_str(entry, "protocol", _ENTRY)).lower(),
         host_ip=_typed(lambda: conf_str(entry, "hostIP", _ENTRY)),
     )
 

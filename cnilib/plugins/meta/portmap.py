@@ -34,21 +34,22 @@ host interface towards the container on every IPv4 ADD with ``snat``, so
 that ``127.0.0.1:<hostPort>`` on the node works. That sysctl makes the node
 accept packets for 127.0.0.0/8 from that interface, which is the root of
 kube-proxy's CVE-2020-8558 (containers reaching the node's localhost-only
-services). cnilib sets it only with ``"routeLocalnet": true``. UDP conntrack
-entries of the host ports are not flushed after ADD (Go does, best effort):
-an existing UDP flow to a host port keeps its old destination until it
-times out. See docs/divergences.md for the smaller differences.
+services). cnilib sets it only with ``"routeLocalnet": true``. See
+docs/divergences.md for the smaller differences.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable
 
 from cnilib.errors import PluginError
 from cnilib.netlink import (
+    NetlinkError,
     NetNSHandle,
     SysctlError,
+    delete_udp_conntrack,
     get_link_by_index,
     list_routes,
     run_in_netns,
@@ -124,8 +125,19 @@ def _forward(conf: PortMapConf, network: str, cid: str, ips: list[IPInterface]) 
             forward_nft(conf, cid, ip)
         else:
             forward_iptables(conf, network, cid, ip)
+        _drop_stale_udp_flows(conf, ip)
         if ip.version == 4 and conf.snat and conf.route_localnet:
             _enable_localnet_routing(ip)
+
+
+def _drop_stale_udp_flows(conf: PortMapConf, ip: IPInterface) -> None:
+    """Go's ``deletePortmapStaleConnections``: a UDP flow to a host port that began
+    before the mapping is remembered un-NATed and would keep missing the container;
+    its conntrack entries go, now that the rules are in. Best effort, as Go's."""
+    ports = [m.host_port for m in conf.mappings if m.protocol == "udp"]
+    family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    with contextlib.suppress(NetlinkError):
+        delete_udp_conntrack(family, ports)
 
 
 def _check(conf: PortMapConf, network: str, cid: str, ips: list[IPInterface]) -> None:
