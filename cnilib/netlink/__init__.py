@@ -12,8 +12,9 @@ caller's thread, and forks no process::
 
     lo = netlink.run_in_netns("/run/netns/ctr", set_lo_up)
 
-The helpers (links, addresses, routes, rules, traffic control, conntrack, sysctls) act on the namespace of the
-worker that runs them and must be called inside :func:`run_in_netns`,
+The helpers (links, addresses, routes, rules, traffic control, conntrack,
+sysctls) act on the namespace of the worker that runs them and must be called
+inside :func:`run_in_netns`,
 :func:`arun_in_netns` or :func:`run_here`. Failures are
 :class:`cnilib.PluginError` subclasses whose message names the operation,
 the object and the namespace. pyroute2 is imported only when a worker makes
