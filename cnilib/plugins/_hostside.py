@@ -64,6 +64,7 @@ __all__ = [
     "settle_addresses",
     "setup_veth",
     "try_sysctl",
+    "interface_routes",
     "validate_expected_interface_ips",
     "validate_expected_routes",
     "wait_oper_up",
@@ -328,37 +329,52 @@ def validate_expected_interface_ips(ifname: str, ips: Sequence[IPConfig]) -> Non
         present = {a.interface for a in list_addresses(link)}
         if ipc.address not in present:
             raise fail(f"Failed to match addr {ipc.address} on interface {ifname}")
-        if not _routes_to(ipc.address.network):
+        if not _routes_to(ipc.address.network, link=link.index):
             raise fail(
                 f"Failed to find Gateway {ipc.gateway or '<nil>'} for interface {ifname} "
                 f"(no route to {ipc.address.network})"
             )
 
 
-def _source_routed_tables() -> dict[int, set[int]]:
-    """Link index → the tables that a rule ``from <one address of that link>`` looks up
-    (what the sbr plugin makes)."""
-    owner = {a.interface.ip: a.index for a in list_addresses()}
-    tables: dict[int, set[int]] = {}
-    for rule in list_rules():
-        src = rule.src
-        if src is None or src.prefixlen != src.max_prefixlen or not rule.table:
-            continue
-        index = owner.get(src.network_address)
-        if index is not None:
-            tables.setdefault(index, set()).add(rule.table)
-    return tables
+def _source_routed_tables(index: int) -> set[int]:
+    """The tables that a rule ``from <one address of link index>`` looks up (what the
+    sbr plugin makes)."""
+    own = {a.interface.ip for a in list_addresses(index)}
+    return {
+        rule.table
+        for rule in list_rules()
+        if rule.src is not None
+        and rule.src.prefixlen == rule.src.max_prefixlen
+        and rule.table
+        and rule.src.network_address in own
+    }
+
+
+def interface_routes(index: int, family: int | None = None) -> list[RouteEntry]:
+    """The routes out of link ``index``: in the main table, and in the tables that a
+    ``from <address of that link>`` rule looks up, where the sbr plugin moves them."""
+    routes = [r for r in list_routes(family=family) if r.oif == index]
+    tables = _source_routed_tables(index)
+    if tables:
+        routes += [
+            r
+            for r in list_routes(family=family, table=None)
+            if r.oif == index and r.table in tables
+        ]
+    return routes
 
 
 def _routes_to(
-    dst: IPv4Network | IPv6Network, gateway: IPAddress | None = None
+    dst: IPv4Network | IPv6Network, gateway: IPAddress | None = None, *, link: int | None = None
 ) -> list[RouteEntry]:
-    """The routes to ``dst`` (via ``gateway`` if given) in the main table; if there are
-    none, those a source rule reaches: in a table that a rule ``from <address of the
-    route's link>`` looks up.
+    """The routes to ``dst`` (via ``gateway`` if given) in the main table, on any link;
+    if there are none and ``link`` is given, those out of ``link`` that a source rule of
+    its addresses reaches (see :func:`interface_routes`).
 
     The sbr plugin moves an interface's routes into such a table, after the plugin
     that made them (whose CHECK looks for them) has run; Go's CHECK only looks in main.
+    Only the checked interface's own tables count: another interface's moved routes
+    must not stand in for a route missing from this one.
     """
     family = socket.AF_INET if dst.version == 4 else socket.AF_INET6
     found = [
@@ -366,29 +382,25 @@ def _routes_to(
         for r in list_routes(family=family)
         if r.dst == dst and (gateway is None or r.gateway == gateway)
     ]
-    if found:
+    if found or link is None:
         return found
-    moved = _source_routed_tables()
-    if not moved:
-        return []
     return [
         r
-        for r in list_routes(family=family, table=None)
-        if r.dst == dst
-        and (gateway is None or r.gateway == gateway)
-        and r.oif is not None
-        and r.table in moved.get(r.oif, ())
+        for r in interface_routes(link, family)
+        if r.dst == dst and (gateway is None or r.gateway == gateway)
     ]
 
 
-def validate_expected_routes(routes: Sequence[Route]) -> None:
+def validate_expected_routes(routes: Sequence[Route], ifname: str | None = None) -> None:
     """Go ``ip.ValidateExpectedRoute``: each route is in the main table (default: any
-    gateway), or moved by sbr to its interface's source-routing table."""
+    gateway), or moved by sbr to a source-routing table of ``ifname`` (when given)."""
+    link = find_link(ifname) if ifname is not None else None
     for route in routes:
         if route.dst is None:
             continue
         dst = route.dst.network
-        found = _routes_to(dst, route.gw if dst.prefixlen != 0 else None)
+        gateway = route.gw if dst.prefixlen != 0 else None
+        found = _routes_to(dst, gateway, link=link.index if link is not None else None)
         if not found:
             via = f" via {route.gw}" if route.gw is not None else ""
             raise fail(f"Expected Route {dst}{via} not found in routing table")

@@ -71,7 +71,7 @@ def _validate(
         )
     validate_expected_interface_ips(iface.name, ips)
     if routes is not None:
-        validate_expected_routes(routes)
+        validate_expected_routes(routes, iface.name)
 
 
 def check_interface(

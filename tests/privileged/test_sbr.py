@@ -537,30 +537,30 @@ def test_validate_expected_routes_sees_moved_routes_only(world: World) -> None:
     world.call("py", "ADD", conf)
     prev = decode_result(conf["prevResult"])
     ips = [IPConfig(address=ipc.address, gateway=ipc.gateway) for ipc in prev.as_v1().ips]
-    run_in_netns(world.ctr.path, validate_expected_routes, prev.as_v1().routes)
+    run_in_netns(world.ctr.path, validate_expected_routes, prev.as_v1().routes, "eth0")
     run_in_netns(world.ctr.path, validate_expected_interface_ips, "eth0", ips)
     missing = decode_result({"cniVersion": "1.0.0", "routes": [{"dst": "10.64.0.0/16"}]})
     with pytest.raises(cnilib.CNIError, match=re.escape("Expected Route 10.64.0.0/16 not found")):
-        run_in_netns(world.ctr.path, validate_expected_routes, missing.as_v1().routes)
+        run_in_netns(world.ctr.path, validate_expected_routes, missing.as_v1().routes, "eth0")
     world.ctr.exec("ip", "route", "del", "10.62.0.0/16", "table", "100")
     with pytest.raises(
         cnilib.CNIError, match=re.escape("Expected Route 10.62.0.0/16 via 10.61.0.1")
     ):
-        run_in_netns(world.ctr.path, validate_expected_routes, prev.as_v1().routes)
+        run_in_netns(world.ctr.path, validate_expected_routes, prev.as_v1().routes, "eth0")
     # A table holding the route but looked up by no rule of eth0's addresses: not enough.
     world.ctr.exec("ip", "route", "add", "10.62.0.0/16", "via", "10.61.0.1", "dev", "eth0",
                   "onlink", "table", "200")  # fmt: skip
     with pytest.raises(cnilib.CNIError, match=re.escape("Expected Route 10.62.0.0/16")):
-        run_in_netns(world.ctr.path, validate_expected_routes, prev.as_v1().routes)
+        run_in_netns(world.ctr.path, validate_expected_routes, prev.as_v1().routes, "eth0")
     run_in_netns(world.ctr.path, add_rule, 200, src="10.61.0.5/32")
-    run_in_netns(world.ctr.path, validate_expected_routes, prev.as_v1().routes)
+    run_in_netns(world.ctr.path, validate_expected_routes, prev.as_v1().routes, "eth0")
     # A rule from an address that is not eth0's does not count either.
     world.ctr.exec("ip", "route", "add", "10.65.0.0/16", "via", "10.61.0.1", "dev", "eth0",
                   "onlink", "table", "201")  # fmt: skip
     world.ctr.exec("ip", "rule", "add", "from", "10.99.0.1", "lookup", "201")
     routes = decode_result({"cniVersion": "1.0.0", "routes": [{"dst": "10.65.0.0/16"}]})
     with pytest.raises(cnilib.CNIError, match=re.escape("Expected Route 10.65.0.0/16")):
-        run_in_netns(world.ctr.path, validate_expected_routes, routes.as_v1().routes)
+        run_in_netns(world.ctr.path, validate_expected_routes, routes.as_v1().routes, "eth0")
 
 
 # --------------------------------------------------------------------------- chains
@@ -651,6 +651,46 @@ def test_bridge_chain_check_still_fails_for_a_missing_route(chain_sides: dict[st
         side.cni.check_network_list(conf, side.rt())
     assert 'plugin type="bridge" failed (check)' in str(info.value)
     assert "Expected Route 10.68.0.0/16 not found in routing table" in str(info.value)
+
+
+def test_check_of_another_interface_not_met_by_sbr_tables(chain_sides: dict[str, Side]) -> None:
+    """Ours: a route missing from main fails bridge's CHECK of net1 (no sbr) even though
+    eth0's sbr table holds a route to the same destination: only the checked
+    interface's own source-routing tables stand in for main."""
+    side = chain_sides["py"]
+    first = _conflist("sbrfirst", _bridge(side, "cnisbr1", "10.66.1.0/24", gateway=True,
+                                          routes=True), {"type": "sbr"})  # fmt: skip
+    second = _conflist("sbrsecond", _bridge(side, "cnisbr2", "10.66.2.0/24", gateway=True,
+                                            routes=True))  # fmt: skip
+    ctr = side.ctr()
+    side.cni.add_network_list(first, cnilib.RuntimeConf(CID, ctr.path, "eth0"))
+    net1 = cnilib.RuntimeConf(CID, ctr.path, "net1")
+    side.cni.add_network_list(second, net1)
+    side.cni.check_network_list(second, net1)
+    ctr.exec("ip", "route", "del", "default", "dev", "net1")
+    with pytest.raises(cnilib.CNIError) as info:
+        side.cni.check_network_list(second, net1)
+    assert str(info.value) == (
+        'plugin type="bridge" failed (check): Expected Route 0.0.0.0/0 not found in routing table'
+    )
+
+
+def test_ptp_chain_check_finds_moved_routes(chain_sides: dict[str, Side]) -> None:
+    """Ours: ptp → sbr passes CHECK (ptp finds its gateway route in sbr's table), and
+    fails once that route is gone from the table."""
+    side = chain_sides["py"]
+    ipam: JSON = {"type": "host-local", "ranges": [[{"subnet": "10.77.0.0/24"}]],
+                  "dataDir": str(side.tmp / "ipam"), "routes": [{"dst": "0.0.0.0/0"}]}  # fmt: skip
+    conf = _conflist("ptpsbr", {"type": "ptp", "ipam": ipam}, {"type": "sbr"})
+    side.cni.add_network_list(conf, side.rt())
+    assert "32765: from 10.77.0.2 lookup 100 proto unspec" in routing_state(side.ctr())
+    side.cni.check_network_list(conf, side.rt())
+    side.ctr().exec("ip", "route", "del", "10.77.0.1", "table", "100")
+    with pytest.raises(cnilib.CNIError) as info:
+        side.cni.check_network_list(conf, side.rt())
+    assert str(info.value) == (
+        'plugin type="ptp" failed (check): ptp: route 10.77.0.1/32 dev eth0 (scope link) is missing'
+    )
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -302,7 +302,7 @@ class Bridge(BasePlugin):
 
 def _validate_addressing(ifname: str, result: ResultV100) -> None:
     validate_expected_interface_ips(ifname, result.ips)
-    validate_expected_routes(result.routes)
+    validate_expected_routes(result.routes, ifname)
 
 
 def _require_netns(req: PluginRequest) -> None:

@@ -85,6 +85,7 @@ from cnilib.plugins._hostside import (
     enable_ip_forward,
     fail,
     go_strerror,
+    interface_routes,
     open_host_netns,
     setup_veth,
     validate_expected_interface_ips,
@@ -186,14 +187,14 @@ def _check_container(iface: Interface, ips: Sequence[IPConfig], routes: Sequence
             f"ptp: Interface {iface.name} Mac {iface.mac} doesn't match container Mac: {link.mac}"
         )
     validate_expected_interface_ips(iface.name, ips)
-    here = [r for r in list_routes() if r.oif == link.index]
+    here = interface_routes(link.index)  # main's, or moved by sbr
     for address, gateway in _pairs(ips):
         to_gw = _host_net(gateway).network
         if not any(r.dst == to_gw and r.gateway is None for r in here):
             raise fail(f"ptp: route {to_gw} dev {iface.name} (scope link) is missing")
         if not any(r.dst == address.network and r.gateway == gateway for r in here):
             raise fail(f"ptp: route {address.network} via {gateway} dev {iface.name} is missing")
-    validate_expected_routes(routes)
+    validate_expected_routes(routes, iface.name)
 
 
 # ------------------------------------------------------------------------ host side
