@@ -375,6 +375,26 @@ def test_check_finds_drift_go_does_not(
         assert (err.code, err.msg) == (999, text)
 
 
+def test_check_two_subnets_route_without_gateway(world: World) -> None:
+    """A ``prevResult`` route without a gateway went via the family's first gateway
+    (10.61.0.1), so ADD copies it to 10.61.0.5's table only; CHECK does not look for it
+    in the table of 10.81.0.5, whose subnet that gateway is not in."""
+    world.ctr.exec("ip", "addr", "add", "10.81.0.5/24", "dev", "eth0")
+    conf = world.conf(ips=[V4[0], {"address": "10.81.0.5/24", "interface": 0}])
+    conf["prevResult"]["routes"] = [{"dst": "10.62.0.0/16"}]
+    world.call("py", "ADD", conf)
+    state = world.state()
+    assert [line for line in state if line.startswith("unicast 10.62.0.0/16")] == [
+        "unicast 10.62.0.0/16 via 10.61.0.1 dev eth0 table 100 proto boot scope global"
+    ]
+    world.call("py", "CHECK", conf)
+    world.ctr.exec("ip", "route", "del", "10.62.0.0/16", "table", "100")
+    err = world.error("py", "CHECK", conf)
+    assert err.msg == (
+        "Expected Route 10.62.0.0/16 not found in table 100 (rule from 10.61.0.5, interface eth0)"
+    )
+
+
 # ------------------------------------------------------------------------ latest keys
 
 

@@ -318,6 +318,12 @@ def _verify(ipcs: Sequence[IPConfig], ifname: str, conf: SbrConf, prev: ResultV1
         raise fail(f"Cannot find container link {ifname}")
     rules = list_rules(table=conf.table)
     static = static_gateways(conf.gateways)
+    # A prevResult route without a gateway went via its family's first gateway (Go's
+    # ConfigureIface), so it is in the table of the address in that gateway's subnet.
+    family_gateway: dict[int, IPAddress] = {}
+    for ipc in ipcs:
+        if ipc.gateway is not None:
+            family_gateway.setdefault(ipc.gateway.version, ipc.gateway)
     for ipc in ipcs:
         assert ipc.address is not None
         table = _rule_table(rules, ipc)
@@ -337,7 +343,7 @@ def _verify(ipcs: Sequence[IPConfig], ifname: str, conf: SbrConf, prev: ResultV1
         for route in prev.routes:
             if route.dst is None or route.dst.version != ipc.address.version:
                 continue
-            via = route.gw if route.gw is not None else ipc.gateway
+            via = route.gw if route.gw is not None else family_gateway.get(route.dst.version)
             if via is None or _contains(ipc, via):
                 wanted.append((route.dst.network, route.gw))
         for dst, via in wanted:
