@@ -444,3 +444,26 @@ def test_racing_first_adds_keep_each_others_jumps(
     jumps = world.node.exec("iptables", "-t", "nat", "-S", "CNI-HOSTPORT-DNAT").stdout
     assert "--dports 8080 -j CNI-DN-" in jumps
     assert "--dports 5353 -j CNI-DN-" in jumps
+
+
+def test_nftables_two_networks_of_one_container_keep_each_others_rules(world: World) -> None:
+    """The nftables rules carry only the container ID (Go's layout), so a container on
+    two networks has two attachments' rules with the same comment: ADD of the second
+    and DEL of either leave the other attachment's rules (found by address)."""
+    first = world.conf([TCP], backend="nftables", v6=False)
+    second = world.conf([UDP], backend="nftables", v6=False)
+    second["name"] = "pmnet2"
+    second["prevResult"]["ips"][0]["address"] = "10.9.0.3/24"
+    world.call("py", "ADD", first)
+    world.call("py", "ADD", second)
+    table = world.nft()
+    assert "tcp dport 8080 dnat to 10.9.0.2:80" in table
+    assert "udp dport 5353 dnat to 10.9.0.3:53" in table
+    world.call("py", "CHECK", first)
+    world.call("py", "DEL", second)
+    table = world.nft()
+    assert "tcp dport 8080 dnat to 10.9.0.2:80" in table
+    assert "10.9.0.3" not in table
+    world.call("py", "CHECK", first)
+    world.call("py", "DEL", first)
+    assert "10.9.0.2" not in world.nft()

@@ -34,14 +34,15 @@ and there is no localhost rule.
 ADD writes nft's own syntax (``nft -f -``), as Go's knftables does, because
 ``conditionsV4``/``conditionsV6`` are nft text; every other value in the
 script is a number, a parsed address, a protocol word or the container ID in
-quotes (checked before). ADD first deletes this container's rules, so a
-repeated ADD leaves no doubles (Go adds them again). Reads and deletions use
+quotes (checked before). ADD first deletes this container's rules for the
+same address, so a repeated ADD leaves no doubles (Go adds them again) and the
+container's attachments to other networks keep theirs. Reads and deletions use
 nft's JSON. Call these on the host namespace's worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from cnilib.errors import PluginError
@@ -140,14 +141,41 @@ def _table(version: int) -> list[dict[str, Any]] | None:
     return nft_list("table", _FAMILY[version], TABLE)
 
 
-def _rules_of(objects: Sequence[Mapping[str, Any]] | None, container_id: str) -> list[Any]:
-    """This container's rules in the table's mapping and masquerading chains."""
+def _rules_of(
+    objects: Sequence[Mapping[str, Any]] | None,
+    container_id: str,
+    addrs: Collection[str] | None = None,
+) -> list[Any]:
+    """This container's rules in the table's mapping and masquerading chains; with
+    ``addrs``, only those of these container addresses.
+
+    The comment is the container ID alone (Go's layout, so that Go's DEL finds
+    cnilib's rules): a container on two networks has both attachments' rules
+    under one comment, told apart by the address they DNAT to or masquerade.
+    """
     found = []
     for obj in objects or ():
         rule = obj.get("rule")
-        if rule and rule.get("chain") in _RULE_CHAINS and rule.get("comment") == container_id:
+        if not rule or rule.get("chain") not in _RULE_CHAINS:
+            continue
+        if rule.get("comment") != container_id:
+            continue
+        if addrs is None or _container_addr(rule) in addrs:
             found.append(rule)
     return found
+
+
+def _container_addr(rule: Mapping[str, Any]) -> str | None:
+    """The container address a rule of :data:`_RULE_CHAINS` serves: its DNAT's
+    address, or the destination its masquerading matches."""
+    for expr in rule.get("expr", ()):
+        if "dnat" in expr:
+            return str(expr["dnat"].get("addr"))
+        match = expr.get("match")
+        left = match.get("left", {}) if match else {}
+        if rule.get("chain") == MASQUERADING and left.get("payload", {}).get("field") == "daddr":
+            return str(match.get("right"))
+    return None
 
 
 def forward_nft(conf: PortMapConf, container_id: str, ip: IPInterface) -> None:
@@ -155,7 +183,7 @@ def forward_nft(conf: PortMapConf, container_id: str, ip: IPInterface) -> None:
     fam = _FAMILY[ip.version]
     stale = [
         f"delete rule {fam} {TABLE} {rule['chain']} handle {int(rule['handle'])}"
-        for rule in _rules_of(_table(ip.version), container_id)
+        for rule in _rules_of(_table(ip.version), container_id, {str(ip.ip)})
     ]
     argv = [find_tool(NFT, "could not find nftables binary"), "-f", "-"]
     proc = run_tool(argv, _script(conf, container_id, ip, stale))
@@ -264,8 +292,9 @@ def check_nft(conf: PortMapConf, container_id: str, ip: IPInterface) -> None:
 # ------------------------------------------------------------------------------- DEL
 
 
-def unforward_nft(container_id: str) -> None:
-    """DEL: this container's rules in both families' tables (Go: by the comment)."""
+def unforward_nft(container_id: str, addrs: Collection[str] | None = None) -> None:
+    """DEL: this container's rules in both families' tables (Go: by the comment);
+    with ``addrs`` (the attachment's addresses), only the rules serving them."""
     for version in (4, 6):
         try:
             objects = _table(version)
@@ -274,7 +303,7 @@ def unforward_nft(container_id: str) -> None:
         deletes = [
             {"delete": {"rule": {"family": _FAMILY[version], "table": TABLE,
                                  "chain": rule["chain"], "handle": rule["handle"]}}}
-            for rule in _rules_of(objects, container_id)
+            for rule in _rules_of(objects, container_id, addrs)
         ]  # fmt: skip
         try:
             nft_apply(deletes)

@@ -26,7 +26,9 @@ default; see below).
 - DEL: removes this attachment's rules from both backends, also when the
   runtime passes no ``runtimeConfig`` (the iptables chain is named after the
   network and container, the nftables rules carry the container ID); Go does
-  nothing then and leaks the rules.
+  nothing then and leaks the rules. The nftables rules that go are those of
+  ``prevResult``'s addresses, so the container's other networks keep theirs;
+  without ``prevResult``, all of the container's, as in Go.
 - STATUS and GC: no-op success; every spec version.
 
 Where Go and cnilib differ on purpose: Go sets ``route_localnet=1`` on the
@@ -148,8 +150,10 @@ def _check(conf: PortMapConf, network: str, cid: str, ips: list[IPInterface]) ->
             check_iptables(conf, network, cid, ip)
 
 
-def _unforward(network: str, cid: str) -> None:
+def _unforward(network: str, cid: str, addrs: list[str] | None) -> None:
     """DEL on the host worker: both backends, as far as each works on this host.
+    ``addrs``: the attachment's addresses from ``prevResult`` (None: not given),
+    which tell its nftables rules from those of the container's other networks.
 
     A backend's failure counts only if the backend works here: a tool whose
     kernel side is missing cannot hold rules, so it must not fail every DEL.
@@ -158,7 +162,7 @@ def _unforward(network: str, cid: str) -> None:
     steps: list[tuple[str, Callable[[], None], Callable[[], bool]]] = [
         (IPTABLES, lambda: unforward_iptables(network, cid, 4), lambda: iptables_usable(4)),
         (IPTABLES, lambda: unforward_iptables(network, cid, 6), lambda: iptables_usable(6)),
-        (NFTABLES, lambda: unforward_nft(cid), lambda: backend_works(NFTABLES)),
+        (NFTABLES, lambda: unforward_nft(cid, addrs), lambda: backend_works(NFTABLES)),
     ]
     for backend, step, works in steps:
         if backend == NFTABLES and not nft_available():
@@ -213,4 +217,6 @@ class Portmap(BasePlugin):
         """This attachment's rules go, whatever the runtime still passes."""
         with host_netns(req) as host:
             _load(req, host, "failed to parse config: ")
-            run_in_netns(host, _unforward, req.name, req.container_id)
+            prev = req.prev_result
+            addrs = None if prev is None else [str(ip.ip) for ip in _addresses(req, prev)]
+            run_in_netns(host, _unforward, req.name, req.container_id, addrs)
