@@ -20,7 +20,9 @@ the container's addresses, CHECK looking at the isolation rules too.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ import cnilib
 from cnilib.invoke import Executor, Invocation, SubprocessExecutor
 from cnilib.plugins._executor import InProcessExecutor
 from cnilib.plugins._registry import load_plugin
+from cnilib.plugins.meta import _firewall_iptables as fw_iptables
 from cnilib.testing import NetNS
 from tests.privileged._bridge_world import tables
 from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks
@@ -235,6 +238,61 @@ def test_chains_with_quotes_in_their_names_on_the_node(world: World) -> None:
         assert f"-A CNI-FORWARD -m comment --comment {admin}" in world.rules()
         world.call("py", "DEL", conf)
         assert not any(rule in world.rules() for rule in PER_IP)
+
+
+def test_concurrent_adds_and_dels_in_one_node(world: World) -> None:
+    """Many containers' ADDs at once, as separate processes and in process: every rule
+    once (the list-then-change of each call is serialized per host namespace); then
+    their DELs at once remove every address rule."""
+    count = 24
+
+    def conf(i: int) -> JSON:
+        c = world.conf(ingressPolicy="same-bridge")
+        c["prevResult"]["ips"] = [{"address": f"10.1.{i}.2/16", "interface": 1}]
+        return c
+
+    def run(command: str) -> None:
+        with concurrent.futures.ThreadPoolExecutor(count) as pool:
+            calls = [
+                pool.submit(world.call, "exe" if i % 3 else "py", command, conf(i))
+                for i in range(count)
+            ]
+            for call in calls:
+                call.result()
+
+    run("ADD")
+    rules = world.tables()["iptables-save"]
+    assert [r for r in rules if rules.count(r) > 1 and r.startswith("-A")] == []
+    assert sum(r.startswith("-A CNI-FORWARD -s ") for r in rules) == count
+    run("DEL")
+    assert not any(r.startswith("-A CNI-FORWARD -s ") for r in world.rules())
+
+
+def test_add_waits_for_a_concurrent_add_of_another_process(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's ADD that starts between our ADD's listing and its change waits
+    for it (it would otherwise see no jump either, and both would insert one): every
+    rule once. The other ADD is given a few seconds while ours holds the namespace."""
+    other = world.conf(ingressPolicy="same-bridge")
+    other["prevResult"]["ips"] = [{"address": "10.1.0.3/24", "interface": 1}]
+    real_run_tool = fw_iptables.run_tool
+    started: list[threading.Thread] = []
+
+    def run_tool(argv: list[str], stdin: str | None = None) -> Any:
+        if argv[0].endswith("iptables-restore") and not started:
+            started.append(threading.Thread(target=world.call, args=("exe", "ADD", other)))
+            started[0].start()
+            started[0].join(3.0)  # done by then unless it waits for us
+        return real_run_tool(argv, stdin)
+
+    monkeypatch.setattr(fw_iptables, "run_tool", run_tool)
+    world.call("py", "ADD", world.conf(ingressPolicy="same-bridge"))
+    started[0].join()
+    rules = world.tables()["iptables-save"]
+    assert [r for r in rules if r.startswith("-A") and rules.count(r) > 1] == []
+    assert all(rule in rules for rule in PER_IP)
+    assert "-A CNI-FORWARD -s 10.1.0.3/32 -j ACCEPT" in rules
 
 
 @pytest.mark.parametrize(("adder", "deleter"), [("py", "go"), ("go", "py"), ("exe", "go")])

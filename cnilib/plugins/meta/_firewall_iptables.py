@@ -34,13 +34,24 @@ family's table is listed once (``iptables -S``) and changed in one
 with ``iptables -N`` (declaring it in the transaction would flush it if a
 concurrent call had just made it).
 
+ADD and DEL hold an exclusive ``flock`` on the host namespace (its nsfs
+file) from the listing to the last change, so that cnilib's calls in other
+threads and processes on the same host namespace wait: two ADDs listing the
+table at once would each insert the ``FORWARD`` jump, the admin jump and the
+isolation rules they both found missing. Go's binary takes no lock (its
+check-then-insert races too, with a narrower window), so a Go call running
+at the same time is not held back.
+
 Run these on the host namespace's worker (:func:`cnilib.netlink.run_in_netns`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 
 from cnilib.errors import CNIError
 from cnilib.plugins._hostside import fail
@@ -252,8 +263,28 @@ def _restore_line(words: Iterable[str]) -> str:
     return " ".join(quote(word) for word in words)
 
 
+@contextlib.contextmanager
+def _netns_lock() -> Iterator[None]:
+    """An exclusive ``flock`` on this worker's network namespace for the block (every
+    opener of the same namespace's nsfs file shares the lock, whatever its path)."""
+    try:
+        fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise fail(f"firewall: cannot open the host network namespace to lock it: {exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the holder's tools time out, so the wait ends
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def setup_rules(families: Sequence[FamilyRules]) -> None:
     """ADD: Go's ``iptablesBackend.Add`` then ``setupIngressPolicy``, per family."""
+    with _netns_lock():
+        _setup(families)
+
+
+def _setup(families: Sequence[FamilyRules]) -> None:
     for fam in families:
         table = _Table(fam.version)
         if fam.cidrs:
@@ -277,6 +308,11 @@ def delete_rules(families: Sequence[FamilyRules]) -> None:
     """DEL: remove each address's two rules from ``CNI-FORWARD``. Best effort, as Go's
     (which ignores every error here): a family whose tool is missing holds no rules,
     and a failing tool is logged."""
+    with _netns_lock():
+        _delete(families)
+
+
+def _delete(families: Sequence[FamilyRules]) -> None:
     for fam in families:
         if not fam.cidrs or not tool_exists(_TOOLS[fam.version][0]):
             continue
