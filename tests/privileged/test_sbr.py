@@ -332,6 +332,31 @@ def test_addresses_of_other_interfaces_skipped(worlds: dict[str, World]) -> None
     ]
 
 
+@pytest.mark.parametrize(
+    ("ips", "keys", "text"),
+    [
+        (V4[:1], {"gateways": ["10.99.0.1"]},
+         "Failed to add default route to 10.99.0.1: network is unreachable"),
+        ([V4[0], {"address": "10.81.0.5/24", "gateway": "10.99.0.1", "interface": 0}], {},
+         "Failed to add default route to 10.99.0.1: network is unreachable"),
+    ],
+    ids=["first-address", "second-address"],
+)  # fmt: skip
+def test_failed_add_takes_its_changes_back(
+    world: World, ips: list[JSON], keys: JSON, text: str
+) -> None:
+    """Ours: a failed ADD deletes the rules and routes it added before failing (the second
+    case after the first address's table was filled); Go's leaves them until DEL. The
+    same ADD, fixed, then gets table 100."""
+    world.ctr.exec("ip", "addr", "add", "10.81.0.5/24", "dev", "eth0")
+    before = world.state()
+    err = world.error("py", "ADD", world.conf(ips=ips, **keys))
+    assert (err.code, err.msg) == (999, text)
+    assert world.state() == before
+    world.call("py", "ADD", world.conf(ips=V4[:1]))
+    assert "32765: from 10.61.0.5 lookup 100 proto unspec" in world.state()
+
+
 # ---------------------------------------------------------------------------- CHECK
 
 

@@ -34,19 +34,24 @@ Deliberately different from both: DEL with a missing or empty ``CNI_NETNS``
 succeeds (Go creates an empty file at a missing path while locking it and
 fails with ``unknown FS magic``; with an empty one it fails with ``no such
 file or directory``); ADD opens the namespace before locking it, so a
-missing one is ``failed to open netns "<path>": ...``; CHECK checks; a 1.x
-result with an empty ``dns`` omits it (Go prints ``"dns": {}``).
+missing one is ``failed to open netns "<path>": ...``; CHECK checks; a
+failed ADD deletes the rules and routes it added and puts back the main-table
+routes it deleted (Go leaves them until DEL); a 1.x result with an empty
+``dns`` omits it (Go prints ``"dns": {}``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import ipaddress
 import logging
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+
+import attrs
 
 from cnilib.errors import CNIError
 from cnilib.netlink import (
@@ -165,6 +170,31 @@ def _delete_route(route: RouteEntry) -> None:
     )
 
 
+Undo = list[Callable[[], None]]
+"""What a failed ADD takes back, last step first (Go's leaves it all until DEL)."""
+
+
+def _take_back(undo: Undo) -> None:
+    for step in reversed(undo):
+        try:
+            step()
+        except NetlinkError as exc:  # the original error matters more
+            _log.warning("sbr: undoing a failed ADD: %s", exc)
+
+
+def _added_rule(src: IPNetwork, table: int, before: Sequence[Rule]) -> Callable[[], None]:
+    """The step deleting the rule ``from src lookup table`` that was not there ``before``
+    (the kernel chose its priority)."""
+    old = set(before)
+
+    def step() -> None:
+        for rule in list_rules(table=table):
+            if rule.src == src and rule not in old:
+                delete_rule(rule)
+
+    return step
+
+
 def _link(ifname: str, what: str) -> Link:
     link = find_link(ifname)
     if link is None:
@@ -193,29 +223,43 @@ def _do_routes(ipcs: Sequence[IPConfig], ifname: str, conf: SbrConf) -> None:
     except NetlinkError as exc:
         raise fail(f"Unable to list routes: {go_strerror(exc)}") from exc
     static = static_gateways(conf.gateways)
-    for ipc in ipcs:
-        _source_table(ipc, link, table, routes, static)
-        table = _next_table(taken | {r.table for r in routes}, table + 1)
-    if conf.add_source_hints:
-        _keep_subnet_routes(ipcs, link, routes)
-        return
-    # Deleted only now: a second address of the same subnet still needs them to copy.
-    for route in routes:
-        try:
-            _delete_route(route)
-        except NetlinkError as exc:
-            raise fail(f"Failed to delete route: {go_strerror(exc)}") from exc
+    undo: Undo = []
+    try:
+        for ipc in ipcs:
+            _source_table(ipc, link, table, routes, static, rules, undo)
+            table = _next_table(taken | {r.table for r in routes}, table + 1)
+        if conf.add_source_hints:
+            _keep_subnet_routes(ipcs, link, routes)
+            return
+        # Deleted only now: a second address of the same subnet still needs them to copy.
+        for route in routes:
+            try:
+                _delete_route(route)
+            except NetlinkError as exc:
+                raise fail(f"Failed to delete route: {go_strerror(exc)}") from exc
+            undo.append(functools.partial(_copy_route, route, RT_TABLE_MAIN))
+    except CNIError:
+        _take_back(undo)
+        raise
 
 
 def _source_table(
-    ipc: IPConfig, link: Link, table: int, routes: Sequence[RouteEntry], static: StaticGateways
+    ipc: IPConfig,
+    link: Link,
+    table: int,
+    routes: Sequence[RouteEntry],
+    static: StaticGateways,
+    rules: Sequence[Rule],
+    undo: Undo,
 ) -> None:
-    """One address's rule, default route and copied routes, in ``table``."""
+    """One address's rule, default route and copied routes, in ``table``; each change's
+    undoing step appended to ``undo``."""
     assert ipc.address is not None
     try:
         add_rule(table, src=_source(ipc))
     except NetlinkError as exc:
         raise fail(f"Failed to add rule: {go_strerror(exc)}") from exc
+    undo.append(_added_rule(_source(ipc), table, rules))
     gateway = static.for_family(ipc.address.version) or ipc.gateway
     if gateway is not None:
         try:
@@ -223,6 +267,8 @@ def _source_table(
                       table=table)  # fmt: skip
         except NetlinkError as exc:
             raise fail(f"Failed to add default route to {gateway}: {go_strerror(exc)}") from exc
+        default = ipc.address.network.supernet(new_prefix=0)
+        undo.append(lambda: delete_route(default, gateway=gateway, link=link, table=table))
     for route in routes:
         generic = route.prefsrc is None and route.gateway is None
         if generic or _contains(ipc, route.prefsrc) or _contains(ipc, route.gateway):
@@ -230,6 +276,7 @@ def _source_table(
                 _copy_route(route, table)
             except NetlinkError as exc:
                 raise fail(f"Failed to readd route: {go_strerror(exc)}") from exc
+            undo.append(functools.partial(_delete_route, attrs.evolve(route, table=table)))
 
 
 def _keep_subnet_routes(ipcs: Sequence[IPConfig], link: Link, routes: Sequence[RouteEntry]) -> None:
@@ -252,11 +299,15 @@ def _keep_subnet_routes(ipcs: Sequence[IPConfig], link: Link, routes: Sequence[R
 
 def _rules_only(ipcs: Sequence[IPConfig], table: int) -> None:
     """Go's ``doRoutesWithTable``: the rules, all looking up the configured table."""
+    rules = list_rules(table=table)
+    undo: Undo = []
     for ipc in ipcs:
         try:
             add_rule(table, src=_source(ipc))
         except NetlinkError as exc:
+            _take_back(undo)
             raise fail(f"failed to add rule: {go_strerror(exc)}") from exc
+        undo.append(_added_rule(_source(ipc), table, rules))
 
 
 # --------------------------------------------------------------------------------- DEL
