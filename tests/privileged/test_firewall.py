@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -293,6 +294,28 @@ def test_add_waits_for_a_concurrent_add_of_another_process(
     assert [r for r in rules if r.startswith("-A") and rules.count(r) > 1] == []
     assert all(rule in rules for rule in PER_IP)
     assert "-A CNI-FORWARD -s 10.1.0.3/32 -j ACCEPT" in rules
+
+
+def test_failed_add_leaves_no_address_rule_of_another_family(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IPv6's change fails after IPv4's went in: the error, and IPv4's address rules are
+    taken out again (a rule that was there before the ADD stays)."""
+    other = world.conf()
+    other["prevResult"]["ips"] = [{"address": "10.1.0.3/24", "interface": 1}]
+    world.call("py", "ADD", other)
+    real_run_tool = fw_iptables.run_tool
+
+    def run_tool(argv: list[str], stdin: str | None = None) -> Any:
+        if argv[0].endswith("ip6tables-restore"):
+            return subprocess.CompletedProcess(argv, 4, "", "ip6tables-restore: broken")
+        return real_run_tool(argv, stdin)
+
+    monkeypatch.setattr(fw_iptables, "run_tool", run_tool)
+    err = world.error("py", "ADD", world.conf())
+    assert "ip6tables-restore: broken" in err.msg
+    assert not any("10.1.0.2" in rule for rule in world.rules())
+    assert "-A CNI-FORWARD -s 10.1.0.3/32 -j ACCEPT" in world.rules()
 
 
 @pytest.mark.parametrize(("adder", "deleter"), [("py", "go"), ("go", "py"), ("exe", "go")])

@@ -279,29 +279,55 @@ def _netns_lock() -> Iterator[None]:
 
 
 def setup_rules(families: Sequence[FamilyRules]) -> None:
-    """ADD: Go's ``iptablesBackend.Add`` then ``setupIngressPolicy``, per family."""
+    """ADD: Go's ``iptablesBackend.Add`` then ``setupIngressPolicy``, per family.
+
+    Each family's changes are one transaction; when a later family's fail, the address
+    rules an earlier family's added are taken out again (best effort), so a failed ADD
+    lets no address through (Go cleans up only the failing family's)."""
     with _netns_lock():
-        _setup(families)
+        added: list[tuple[int, list[Spec]]] = []
+        try:
+            for fam in families:
+                added.append((fam.version, _setup(fam)))  # noqa: PERF401 (kept on a failure)
+        except CNIError:
+            for version, specs in added:
+                _undo(version, specs)
+            raise
 
 
-def _setup(families: Sequence[FamilyRules]) -> None:
-    for fam in families:
-        table = _Table(fam.version)
-        if fam.cidrs:
-            table.ensure_chain(FORWARD_CHAIN)
-            table.ensure_chain(fam.admin_chain)
-            table.insert_unique(_BUILTIN, filter_jump())
-            table.insert_unique(FORWARD_CHAIN, admin_jump(fam.admin_chain))
-            for cidr in fam.cidrs:
-                for spec in address_rules(cidr):
-                    table.insert_unique(FORWARD_CHAIN, spec, prepend=False)
-        isolation = fam.isolation()
-        if isolation:
-            table.ensure_chain(STAGE1)
-            table.ensure_chain(STAGE2)
-            for chain, spec, prepend in isolation:
-                table.insert_unique(chain, spec, prepend=prepend)
+def _setup(fam: FamilyRules) -> list[Spec]:
+    """One family's ADD; the address rules it added (not there before)."""
+    table = _Table(fam.version)
+    added: list[Spec] = []
+    if fam.cidrs:
+        table.ensure_chain(FORWARD_CHAIN)
+        table.ensure_chain(fam.admin_chain)
+        table.insert_unique(_BUILTIN, filter_jump())
+        table.insert_unique(FORWARD_CHAIN, admin_jump(fam.admin_chain))
+        for cidr in fam.cidrs:
+            for spec in address_rules(cidr):
+                if not table.has(FORWARD_CHAIN, spec):
+                    added.append(spec)
+                table.insert_unique(FORWARD_CHAIN, spec, prepend=False)
+    isolation = fam.isolation()
+    if isolation:
+        table.ensure_chain(STAGE1)
+        table.ensure_chain(STAGE2)
+        for chain, spec, prepend in isolation:
+            table.insert_unique(chain, spec, prepend=prepend)
+    table.commit()
+    return added
+
+
+def _undo(version: int, specs: Sequence[Spec]) -> None:
+    """Remove address rules a failed ADD made; logged when that fails too."""
+    try:
+        table = _Table(version)
+        for spec in specs:
+            table.delete(FORWARD_CHAIN, spec)
         table.commit()
+    except CNIError as exc:
+        log.warning("firewall ADD failed: IPv%d rules it made not removed: %s", version, exc)
 
 
 def delete_rules(families: Sequence[FamilyRules]) -> None:
