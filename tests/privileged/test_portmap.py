@@ -467,3 +467,17 @@ def test_nftables_two_networks_of_one_container_keep_each_others_rules(world: Wo
     world.call("py", "CHECK", first)
     world.call("py", "DEL", first)
     assert "10.9.0.2" not in world.nft()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_failed_add_leaves_no_rule(world: World, backend: str) -> None:
+    """ADD whose IPv6 rules the tool refuses, after the IPv4 ones are in: the error is
+    the tool's, and the IPv4 rules are gone again (Go leaves them for DEL)."""
+    bad6 = ["-m", "nosuchmatch"] if backend == "iptables" else ["meta", "nosuchkey", "1"]
+    conf = world.conf([TCP], backend=backend, conditionsV6=bad6)
+    exc = world.error("py", "ADD", conf)
+    assert exc.code == 999
+    assert exc.msg.startswith(
+        "unable to setup DNAT: " if backend == "iptables" else "unable to set up nftables rules"
+    )
+    assert "8080" not in json.dumps(world.iptables()) + world.nft()

@@ -121,7 +121,21 @@ def _enable_localnet_routing(ip: IPInterface) -> None:
 
 
 def _forward(conf: PortMapConf, network: str, cid: str, ips: list[IPInterface]) -> None:
-    """ADD on the host worker: each address's rules, in Go's order."""
+    """ADD on the host worker: each address's rules, in Go's order. A failure takes
+    the rules already made for this attachment away again (Go leaves them to DEL)."""
+    try:
+        _forward_each(conf, network, cid, ips)
+    except PluginError:
+        with contextlib.suppress(PluginError):
+            if conf.backend == NFTABLES:
+                unforward_nft(cid, [str(ip.ip) for ip in ips])
+            else:
+                for ip in ips:
+                    unforward_iptables(network, cid, ip.version)
+        raise
+
+
+def _forward_each(conf: PortMapConf, network: str, cid: str, ips: list[IPInterface]) -> None:
     for ip in ips:
         if conf.backend == NFTABLES:
             forward_nft(conf, cid, ip)
