@@ -106,7 +106,7 @@ def test_unknown_backend_refused() -> None:
         ("-j", "starts with '-'"),
         ("!X", "starts with '!'"),
         ("ACCEPT", "is a built-in chain or target, or the plugin's own CNI-FORWARD"),
-        ("forward", "is a built-in chain or target, or the plugin's own CNI-FORWARD"),
+        ("FORWARD", "is a built-in chain or target, or the plugin's own CNI-FORWARD"),
         ("CNI-FORWARD", "is a built-in chain or target, or the plugin's own CNI-FORWARD"),
     ],
 )
@@ -118,6 +118,12 @@ def test_bad_admin_chain_names_refused(name: str, why: str) -> None:
 
 def test_admin_chain_of_28_characters_accepted() -> None:
     assert load(iptablesAdminChainName="A" * 28).admin_chain == "A" * 28
+
+
+@pytest.mark.parametrize("name", ["forward", "accept", "Drop", "it's"])
+def test_admin_chain_names_iptables_takes_accepted(name: str) -> None:
+    """Chain names are case-sensitive: ``iptables -N forward`` works, as in Go."""
+    assert load(iptablesAdminChainName=name).admin_chain == name
 
 
 def test_firewalld_backend_refused_for_add() -> None:

@@ -78,7 +78,7 @@ def _admin_chain(name: str) -> str:
         bad = "has a blank, quote or control character"
     elif name[0] in "-!":
         bad = f"starts with {name[0]!r}"
-    elif name.upper() in _RESERVED_TARGETS or name == "CNI-FORWARD":
+    elif name in _RESERVED_TARGETS or name == "CNI-FORWARD":  # case-sensitive, as iptables
         bad = "is a built-in chain or target, or the plugin's own CNI-FORWARD"
     if bad:
         raise PluginError(
