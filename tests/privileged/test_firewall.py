@@ -34,6 +34,7 @@ import pytest
 import cnilib
 from cnilib.invoke import Executor, Invocation, SubprocessExecutor
 from cnilib.plugins._executor import InProcessExecutor
+from cnilib.plugins._hosttools import tools
 from cnilib.plugins._registry import load_plugin
 from cnilib.plugins.meta import _firewall_iptables as fw_iptables
 from cnilib.testing import NetNS
@@ -277,7 +278,6 @@ def test_add_waits_for_a_concurrent_add_of_another_process(
     rule once. The other ADD is given a few seconds while ours holds the namespace."""
     other = world.conf(ingressPolicy="same-bridge")
     other["prevResult"]["ips"] = [{"address": "10.1.0.3/24", "interface": 1}]
-    real_run_tool = fw_iptables.run_tool
     started: list[threading.Thread] = []
 
     def run_tool(argv: list[str], stdin: str | None = None) -> Any:
@@ -285,7 +285,7 @@ def test_add_waits_for_a_concurrent_add_of_another_process(
             started.append(threading.Thread(target=world.call, args=("exe", "ADD", other)))
             started[0].start()
             started[0].join(3.0)  # done by then unless it waits for us
-        return real_run_tool(argv, stdin)
+        return tools.run_tool(argv, stdin)
 
     monkeypatch.setattr(fw_iptables, "run_tool", run_tool)
     world.call("py", "ADD", world.conf(ingressPolicy="same-bridge"))
@@ -304,12 +304,11 @@ def test_failed_add_leaves_no_address_rule_of_another_family(
     other = world.conf()
     other["prevResult"]["ips"] = [{"address": "10.1.0.3/24", "interface": 1}]
     world.call("py", "ADD", other)
-    real_run_tool = fw_iptables.run_tool
 
     def run_tool(argv: list[str], stdin: str | None = None) -> Any:
         if argv[0].endswith("ip6tables-restore"):
             return subprocess.CompletedProcess(argv, 4, "", "ip6tables-restore: broken")
-        return real_run_tool(argv, stdin)
+        return tools.run_tool(argv, stdin)
 
     monkeypatch.setattr(fw_iptables, "run_tool", run_tool)
     err = world.error("py", "ADD", world.conf())
