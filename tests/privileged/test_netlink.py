@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import os
 import secrets
 import socket
@@ -462,6 +463,79 @@ class TestRawNetlink:
             "127.0.0.1/8",
         } <= everything
         assert any(a.broadcast is not None for a in results[0][1])
+
+    def test_routes_list_as_pyroute2_lists_them(self, ns: NetNS) -> None:
+        """Routes of every table or one, of either family, of one link: the raw dump gives
+        what pyroute2's decode gives (gateway, source, priority, metrics, scope, protocol,
+        type, tables above 255); deleting through the raw socket takes exactly the route."""
+
+        def pyroute2_routes(**query: Any) -> list[nl.RouteEntry]:
+            out = []
+            for msg in nl.ipr().route("dump", **query):
+                family = msg["family"]
+                dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
+                gateway, prefsrc = msg.get_attr("RTA_GATEWAY"), msg.get_attr("RTA_PREFSRC")
+                metrics = msg.get_attr("RTA_METRICS")
+                table = msg.get_attr("RTA_TABLE")
+                out.append(
+                    nl.RouteEntry(
+                        dst=ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False),
+                        gateway=ipaddress.ip_address(gateway) if gateway else None,
+                        oif=msg.get_attr("RTA_OIF"),
+                        table=table if table is not None else msg["table"],
+                        scope=msg["scope"],
+                        proto=msg["proto"],
+                        type=msg["type"],
+                        priority=msg.get_attr("RTA_PRIORITY"),
+                        prefsrc=ipaddress.ip_address(prefsrc) if prefsrc else None,
+                        mtu=metrics.get_attr("RTAX_MTU") if metrics else None,
+                        adv_mss=metrics.get_attr("RTAX_ADVMSS") if metrics else None,
+                    )
+                )
+            return out
+
+        def compare() -> tuple[list[tuple[list[nl.RouteEntry], list[nl.RouteEntry]]], list[str]]:
+            nl.add_veth("cni-va", "cni-vb")
+            for name in ("lo", "cni-va", "cni-vb"):
+                nl.set_link_up(name)
+            nl.add_address("cni-va", "10.9.0.2/24")
+            nl.add_address("cni-va", "fd00::2/64", nodad=True)
+            nl.add_address("cni-vb", "10.8.0.2/24")
+            nl.add_route("0.0.0.0/0", gateway="10.9.0.1", link="cni-va", src="10.9.0.2", mtu=1400)
+            nl.add_route("10.7.0.0/16", gateway="10.8.0.1", link="cni-vb", priority=7, adv_mss=1200)
+            nl.add_route("10.6.0.0/16", link="cni-va", scope=nl.RT_SCOPE_LINK, table=100)
+            nl.add_route("::/0", gateway="fd00::1", link="cni-va", table=1000)
+            nl.replace_route("10.9.0.0/24", link="cni-va", table=100, proto=2)
+            va = nl.get_link("cni-va").index
+            queries: list[tuple[dict[str, Any], dict[str, Any]]] = [
+                ({"table": None}, {}),
+                ({}, {"table": 254}),
+                ({"table": 100}, {"table": 100}),
+                ({"table": 1000, "family": socket.AF_INET6}, {"table": 1000, "family": 10}),
+                ({"table": None, "family": socket.AF_INET}, {"family": socket.AF_INET}),
+                ({"table": None, "link": "cni-va"}, {"oif": va}),
+            ]
+            pairs = [
+                (pyroute2_routes(**theirs), nl.list_routes(**ours)) for ours, theirs in queries
+            ]
+            nl.delete_route("10.6.0.0/16", table=100)
+            nl.delete_route("10.7.0.0/16", gateway="10.8.0.1", priority=7)
+            left = sorted(str(r.dst) for r in nl.list_routes(table=None, family=socket.AF_INET)
+                          if r.table in (100, 254))  # fmt: skip
+            return pairs, left
+
+        pairs, left = nl.run_in_netns(ns.path, compare)
+
+        for expected, got in pairs:
+            assert sorted(expected, key=repr) == sorted(got, key=repr)
+        everything = {(str(r.dst), r.table) for r in pairs[0][1]}
+        assert {("0.0.0.0/0", 254), ("10.6.0.0/16", 100), ("::/0", 1000)} <= everything
+        by_dst = {str(r.dst): r for r in pairs[1][1]}
+        assert by_dst["0.0.0.0/0"].mtu == 1400
+        assert by_dst["10.7.0.0/16"].adv_mss == 1200
+        assert by_dst["10.7.0.0/16"].priority == 7
+        assert {r.table for r in pairs[2][1]} == {100}
+        assert left == ["0.0.0.0/0", "10.8.0.0/24", "10.9.0.0/24", "10.9.0.0/24"]
 
     def test_changes_land_as_ip_shows_them(self, cnilib_container_netns: MakeNS) -> None:
         """Set up/down, MTU, MAC, master, addresses (broadcast, /31, IPv6 nodad) and routes
