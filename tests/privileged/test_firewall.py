@@ -534,6 +534,52 @@ def test_unknown_backend_refused(worlds: dict[str, World]) -> None:
     assert w.rules() == []
 
 
+def test_admin_chain_named_like_a_target_is_a_config_error(world: World) -> None:
+    """iptables refuses a chain named like a target (``MARK``): a config error naming
+    the key, not the tool's usage text (Go passes iptables' text on, code 999)."""
+    err = world.error("py", "ADD", world.conf(iptablesAdminChainName="MARK"))
+    assert err.code == 7
+    assert err.msg == (
+        'invalid iptablesAdminChainName "MARK": iptables refuses it: chain name may not '
+        "clash with target name"
+    )
+    assert not any(r.startswith("-A CNI-FORWARD -s ") for r in world.rules())
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [{"iptablesAdminChainName": "bad name"}, {"backend": "nft"}, {"ingressPolicy": "x"}],
+    ids=["admin-chain", "backend", "ingress-policy"],
+)
+def test_del_ignores_what_only_add_needs(world: World, keys: JSON) -> None:
+    """DEL with a configuration ADD would refuse (changed since, say) still removes the
+    addresses' rules: DEL needs none of those keys, and Go's DEL reads none of them."""
+    world.call("py", "ADD", world.conf())
+    assert all(rule in world.rules() for rule in PER_IP)
+    world.call("py", "DEL", world.conf(**keys))
+    assert not any(rule in world.rules() for rule in PER_IP)
+
+
+def test_del_tries_again_when_a_rule_went_meanwhile(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule deleted by someone else between DEL's listing and its transaction (a Go
+    DEL takes no lock) fails that transaction; DEL lists again and removes the rest."""
+    world.call("py", "ADD", world.conf())
+    raced: list[bool] = []
+
+    def run_tool(argv: list[str], stdin: str | None = None) -> Any:
+        if argv[0].endswith("iptables-restore") and not raced:
+            raced.append(True)
+            world.node.exec("iptables", "-D", "CNI-FORWARD", "-s", "10.1.0.2/32", "-j", "ACCEPT")
+        return tools.run_tool(argv, stdin)
+
+    monkeypatch.setattr(fw_iptables, "run_tool", run_tool)
+    world.call("py", "DEL", world.conf())
+    assert raced
+    assert not any(rule in world.rules() for rule in PER_IP)
+
+
 # ----------------------------------------------------------------------- connectivity
 
 SUBNETS = {"foo": "10.88.3", "bar": "10.88.4"}

@@ -99,9 +99,12 @@ class FirewallConf:
     ingress_policy: str
 
     @classmethod
-    def load(cls, req: PluginRequest) -> FirewallConf:
+    def load(cls, req: PluginRequest, *, lenient: bool = False) -> FirewallConf:
         """Go's ``parseConf`` (the keys' types, the zone's default), then cnilib's checks:
-        a known backend and ingress policy, a usable admin chain name."""
+        a known backend and ingress policy, a usable admin chain name. ``lenient`` (DEL)
+        skips those three: DEL uses none of them, and a configuration that ADD refused
+        (or that changed since) must not keep an attachment's rules from going, as
+        Go's DEL lets it."""
         config = req.config
         conf = cls(
             backend=conf_str(config, "backend", _STRUCT),
@@ -109,6 +112,8 @@ class FirewallConf:
             zone=conf_str(config, "firewalldZone", _STRUCT) or DEFAULT_ZONE,
             ingress_policy=conf_str(config, "ingressPolicy", _STRUCT),
         )
+        if lenient:
+            return conf
         if conf.backend not in ("", BACKEND_IPTABLES, BACKEND_FIREWALLD):
             raise PluginError(
                 f"unknown firewall backend {go_quote(conf.backend)}: "

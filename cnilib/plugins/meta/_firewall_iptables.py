@@ -53,9 +53,10 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 
-from cnilib.errors import CNIError
+from cnilib.errors import CNIError, ErrorCode, PluginError
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._hosttools.tools import find_tool, run_tool, tool_exists, tool_failure
+from cnilib.plugins.meta._firewall_conf import go_quote
 from cnilib.results import IPInterface
 
 __all__ = [
@@ -202,6 +203,12 @@ class _Table:
             argv = [tool, "-w", "-t", "filter", "-N", chain]
             proc = run_tool(argv)
             if proc.returncode != 0 and "already exists" not in proc.stderr:
+                if "clash with target name" in proc.stderr:  # only a configured name can
+                    raise PluginError(
+                        f"invalid iptablesAdminChainName {go_quote(chain)}: iptables refuses "
+                        "it: chain name may not clash with target name",
+                        code=ErrorCode.INVALID_NETWORK_CONFIG,
+                    )
                 raise tool_failure(argv, proc)
         if self.ops:
             text = "\n".join(["*filter", *(_restore_line(op) for op in self.ops), "COMMIT", ""])
@@ -342,14 +349,20 @@ def _delete(families: Sequence[FamilyRules]) -> None:
     for fam in families:
         if not fam.cidrs or not tool_exists(_TOOLS[fam.version][0]):
             continue
-        try:
-            table = _Table(fam.version)
-            for cidr in fam.cidrs:
-                for spec in address_rules(cidr):
-                    table.delete(FORWARD_CHAIN, spec)
-            table.commit()
-        except CNIError as exc:
-            log.warning("firewall DEL: IPv%d rules not removed: %s", fam.version, exc)
+        # A second try, on a fresh listing, for a rule that went between the listing
+        # and the transaction (a Go DEL does not take the lock): one missing rule
+        # fails the whole transaction.
+        for attempt in (1, 2):
+            try:
+                table = _Table(fam.version)
+                for cidr in fam.cidrs:
+                    for spec in address_rules(cidr):
+                        table.delete(FORWARD_CHAIN, spec)
+                table.commit()
+                break
+            except CNIError as exc:
+                if attempt == 2:
+                    log.warning("firewall DEL: IPv%d rules not removed: %s", fam.version, exc)
 
 
 def check_rules(families: Sequence[FamilyRules]) -> None:

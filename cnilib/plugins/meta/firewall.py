@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cnilib.errors import CNIError
 from cnilib.netlink import (
@@ -140,30 +140,31 @@ class Firewall(BasePlugin):
 
     def add(self, req: PluginRequest) -> Result:
         """Let ``prevResult``'s addresses through ``FORWARD``; isolate the bridge."""
-        conf = FirewallConf.load(req)
-        prev = _require_prev(req)
-        conf.uses_iptables()
-        families = _families(conf, _prev_ips(prev), _bridge(conf, prev))
-        if families:
-            with contextlib.closing(open_host_netns(req.host_netns)) as host:
-                run_in_netns(host, setup_rules, families)
+        prev = self._on_host(req, setup_rules)
         # Go prints prevResult after its round trip through the current types, which
         # fills in what an older result left out (a 0.4.0 address's "version").
         return prev.as_v1().convert_to(req.cni_version)
 
     def check(self, req: PluginRequest) -> None:
         """The jumps, each address's rules and the isolation rules are in place."""
+        self._on_host(req, check_rules)
+
+    @staticmethod
+    def _on_host(req: PluginRequest, action: Callable[[Sequence[FamilyRules]], None]) -> Result:
+        """ADD's and CHECK's shared part: the configuration and ``prevResult`` checked,
+        then ``action`` on the rules of each family, in the host; ``prevResult``."""
         conf = FirewallConf.load(req)
         prev = _require_prev(req)
         conf.uses_iptables()
         families = _families(conf, _prev_ips(prev), _bridge(conf, prev))
         if families:
             with contextlib.closing(open_host_netns(req.host_netns)) as host:
-                run_in_netns(host, check_rules, families)
+                run_in_netns(host, action, families)
+        return prev
 
     def delete(self, req: PluginRequest) -> None:
         """Remove each address's rules; idempotent, best effort."""
-        conf = FirewallConf.load(req)
+        conf = FirewallConf.load(req, lenient=True)
         if conf.backend == BACKEND_FIREWALLD:
             return  # cnilib's ADD refuses firewalld: nothing of ours to remove
         prev = req.prev_result
