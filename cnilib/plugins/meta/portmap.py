@@ -195,6 +195,17 @@ def _addresses(req: PluginRequest, prev: Result) -> list[IPInterface]:
     return [ip for ip in (v4, v6) if ip is not None]
 
 
+def _chained(
+    req: PluginRequest, host: NetNSHandle, parse_prefix: str, missing: str
+) -> tuple[PortMapConf, Result]:
+    """ADD's and CHECK's configuration and ``prevResult`` (Go's texts, which differ)."""
+    conf = _load(req, host, parse_prefix)
+    prev = req.prev_result if req.config.get("prevResult") is not None else None
+    if prev is None:
+        raise fail(missing)
+    return conf, prev
+
+
 class Portmap(BasePlugin):
     """Go's portmap plugin, in process."""
 
@@ -203,29 +214,20 @@ class Portmap(BasePlugin):
     def add(self, req: PluginRequest) -> Result:
         """The DNAT (and masquerade) rules of each mapping; ``prevResult`` passed on."""
         with host_netns(req) as host:
-            conf = _load(req, host, "failed to parse config: ")
-            if req.config.get("prevResult") is None:
-                raise fail("must be called as chained plugin")
-            prev = req.prev_result
-            assert prev is not None
-            if not conf.mappings:
-                return prev
-            ips = _addresses(req, prev)
-            run_in_netns(host, _forward, conf, req.name, req.container_id, ips)
+            prefix, missing = "failed to parse config: ", "must be called as chained plugin"
+            conf, prev = _chained(req, host, prefix, missing)
+            if conf.mappings:
+                ips = _addresses(req, prev)
+                run_in_netns(host, _forward, conf, req.name, req.container_id, ips)
         return prev
 
     def check(self, req: PluginRequest) -> None:
         """Every rule ADD makes for this attachment is in place."""
         with host_netns(req) as host:
-            conf = _load(req, host, "")
-            if req.config.get("prevResult") is None:
-                raise fail("Required prevResult missing")
-            prev = req.prev_result
-            assert prev is not None
-            if not conf.mappings:
-                return
-            ips = _addresses(req, prev)
-            run_in_netns(host, _check, conf, req.name, req.container_id, ips)
+            conf, prev = _chained(req, host, "", "Required prevResult missing")
+            if conf.mappings:
+                ips = _addresses(req, prev)
+                run_in_netns(host, _check, conf, req.name, req.container_id, ips)
 
     def delete(self, req: PluginRequest) -> None:
         """This attachment's rules go, whatever the runtime still passes."""
