@@ -2,13 +2,52 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 
 import attrs
 
-__all__ = ["Row", "measure", "measure_interleaved", "print_table"]
+__all__ = ["Row", "measure", "measure_interleaved", "print_table", "rerun_inside_node"]
+
+GO_DIR = "/usr/lib/cni"
+"""Debian's Go reference plugins, the other side of the in-process benchmarks."""
+
+
+def rerun_inside_node(
+    script: str,
+    roles: Sequence[str],
+    go_plugins: Sequence[str],
+    wire: Callable[[str], None] = lambda prefix: None,
+) -> None:
+    """Run ``script --inner <prefix>`` inside a throwaway node namespace, so that the
+    plugins (in process and Go's binaries alike) act there and never on the host.
+
+    Makes ``<prefix>-<role>`` for ``node`` and each of ``roles`` (loopback up), lets
+    ``wire(prefix)`` join them, and deletes them all afterwards, also on failure.
+    Exits with a message unless run as root with ``go_plugins`` in :data:`GO_DIR`.
+    """
+    if os.geteuid() != 0 or not all(os.access(f"{GO_DIR}/{p}", os.X_OK) for p in go_plugins):
+        sys.exit(f"needs root and Debian's containernetworking-plugins in {GO_DIR}")
+    prefix = f"cnilib-bench-{os.urandom(3).hex()}"
+    made: list[str] = []
+    try:
+        for role in ("node", *roles):
+            name = f"{prefix}-{role}"
+            subprocess.run(["ip", "netns", "add", name], check=True)
+            made.append(name)
+            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        wire(prefix)
+        subprocess.run(
+            ["ip", "netns", "exec", f"{prefix}-node", sys.executable, script, "--inner", prefix],
+            check=True,
+        )
+    finally:
+        for name in reversed(made):
+            subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 @attrs.frozen

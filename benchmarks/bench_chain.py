@@ -35,7 +35,6 @@ import functools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -44,12 +43,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _charts import chart_sides
-from _harness import Row, measure_interleaved, print_table
+from _harness import GO_DIR, Row, measure_interleaved, print_table, rerun_inside_node
 
 import cnilib
 from cnilib.events import PluginCallEvent
 
-GO_DIR = "/usr/lib/cni"
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
 PY, GO = "in-process", "Go binaries"
 ADD_GOAL, DEL_GOAL = 0.5, 1.0  # in-process over Go: ADD at most half, DEL not slower
@@ -223,23 +221,7 @@ def verdicts(py_add: Row, py_del: Row, go_add: Row, go_del: Row,
 
 
 def main() -> None:
-    if os.geteuid() != 0 or not all(os.access(f"{GO_DIR}/{p}", os.X_OK) for p in PLUGINS):
-        sys.exit("needs root and Debian's containernetworking-plugins in /usr/lib/cni")
-    prefix = f"cnilib-bench-{os.urandom(3).hex()}"
-    made: list[str] = []
-    try:
-        for role in ("node", *CONTAINERS):
-            name = f"{prefix}-{role}"
-            subprocess.run(["ip", "netns", "add", name], check=True)
-            made.append(name)
-            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        subprocess.run(
-            ["ip", "netns", "exec", f"{prefix}-node", sys.executable, __file__, "--inner", prefix],
-            check=True,
-        )
-    finally:
-        for name in reversed(made):
-            subprocess.run(["ip", "netns", "del", name], check=False)
+    rerun_inside_node(__file__, CONTAINERS, PLUGINS)
 
 
 if __name__ == "__main__":

@@ -38,11 +38,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _charts import chart_sides
-from _harness import Row, measure_interleaved, print_table
+from _harness import GO_DIR, Row, measure_interleaved, print_table, rerun_inside_node
 
 import cnilib
 
-GO_DIR = "/usr/lib/cni"
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
 UPLINK = "uplink0"  # the macvlan master, in the node namespace
 PY, GO = "in-process", "Go binaries"
@@ -50,11 +49,6 @@ ADD_GOAL, DEL_GOAL = 0.5, 1.0  # in-process over Go: ADD at most half, DEL not s
 # Namespace roles; the container ones are "<case>-<side>".
 CONTAINERS = ("mvl2-py", "mvl2-go", "mvl2-fl", "mvip-py", "mvip-go", "hd-py", "hd-go", "hd-fl")
 FLOOR = "kernel work only"
-
-
-def _netns(name: str) -> None:
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
 
 
 def _host_local(data_dir: str, subnet: str) -> dict[str, object]:
@@ -240,31 +234,21 @@ def _verdicts(title: str, py_add: Row, py_del: Row, go_add: Row, go_del: Row) ->
     ]
 
 
-def main() -> None:
-    needed = ("macvlan", "host-device", "host-local")
-    if os.geteuid() != 0 or not all(os.access(f"{GO_DIR}/{p}", os.X_OK) for p in needed):
-        sys.exit("needs root and Debian's containernetworking-plugins in /usr/lib/cni")
-    prefix = f"cnilib-bench-{os.urandom(3).hex()}"
+def _wire_uplink(prefix: str) -> None:
+    """The node's uplink ``up0``, its peer in the uplink-peer namespace."""
     node, uplink_peer = f"{prefix}-node", f"{prefix}-uplinkpeer"
-    made: list[str] = []
-    try:
-        for role in ("node", "uplinkpeer", "hdpeer", *CONTAINERS):
-            _netns(f"{prefix}-{role}")
-            made.append(f"{prefix}-{role}")
-        link = ["ip", "-n", node, "link"]
-        subprocess.run(
-            [*link, "add", UPLINK, "type", "veth", "peer", "name", "uplinkp", "netns", uplink_peer],
-            check=True,
-        )
-        subprocess.run([*link, "set", UPLINK, "up"], check=True)
-        subprocess.run(["ip", "-n", uplink_peer, "link", "set", "uplinkp", "up"], check=True)
-        subprocess.run(
-            ["ip", "netns", "exec", node, sys.executable, __file__, "--inner", prefix],
-            check=True,
-        )
-    finally:
-        for name in reversed(made):
-            subprocess.run(["ip", "netns", "del", name], check=False)
+    link = ["ip", "-n", node, "link"]
+    subprocess.run(
+        [*link, "add", UPLINK, "type", "veth", "peer", "name", "uplinkp", "netns", uplink_peer],
+        check=True,
+    )
+    subprocess.run([*link, "set", UPLINK, "up"], check=True)
+    subprocess.run(["ip", "-n", uplink_peer, "link", "set", "uplinkp", "up"], check=True)
+
+
+def main() -> None:
+    roles = ("uplinkpeer", "hdpeer", *CONTAINERS)
+    rerun_inside_node(__file__, roles, ("macvlan", "host-device", "host-local"), _wire_uplink)
 
 
 if __name__ == "__main__":
