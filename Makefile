@@ -20,7 +20,7 @@ APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get inst
 .PHONY: demo test venv demo-deps test-deps bench-deps demo-system-deps system-deps \
 	lint typecheck docs bench
 
-# The demo runs cnilib's in-process plugins: only `ip` (iproute2) is needed
+# The demo runs cnilib's in-process plugins: only `ip` (iproute2) and `iptables` are needed
 # (`.venv/bin/python examples/demo.py --go` uses Debian's Go plugins instead, after `make test`).
 demo: demo-system-deps demo-deps
 	$(VPYTHON) examples/demo.py
@@ -73,9 +73,12 @@ bench-deps: system-deps venv
 	$(call install,bench,.[bench],demo)
 
 demo-system-deps:
-	@if ! command -v ip >/dev/null; then \
-		echo "installing iproute2"; \
-		$(APT_INSTALL) iproute2 >/dev/null; \
+	@missing=""; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || missing="$$missing iptables"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		$(APT_INSTALL) $$missing >/dev/null; \
 	fi
 
 # Debian's Go reference plugins are the peer the integration tests compare against; procps

@@ -143,6 +143,14 @@ class TestDemo:
         assert run.returncode == 0, run.stderr
         assert "plugins: cnilib's own, in-process" in run.stdout
         self.check(run.stdout, "inprocess.conflist")
+        # the chained plugins did their part: the port mapping reached the container's
+        # server, bandwidth limited the veth and the IFB
+        assert re.search(
+            r"^--- portmap: (\S+):8080 on the node answered: hello from the container to \1$",
+            run.stdout,
+            re.M,
+        )
+        assert len(re.findall(r"^qdisc tbf .* rate 10Mbit ", run.stdout, re.M)) == 2
 
     @pytest.mark.go_plugins
     @pytest.mark.skipif(not GO_BRIDGE.is_file(), reason=f"{GO_BRIDGE} is not installed")
