@@ -31,7 +31,7 @@ import pytest
 
 import cnilib
 from cnilib.invoke import Executor, Invocation, SubprocessExecutor
-from cnilib.netlink import add_rule, run_in_netns
+from cnilib.netlink import add_rule, open_netns, run_in_netns
 from cnilib.plugins._executor import InProcessExecutor
 from cnilib.plugins._hostside import validate_expected_interface_ips, validate_expected_routes
 from cnilib.plugins._registry import load_plugin
@@ -542,6 +542,36 @@ def test_flock_on_the_netns_as_go(world: World) -> None:
     thread.join(30)
     assert errors == []
     assert len(source_rules(world.state())) == 3
+
+
+def test_namespace_file_gone_before_the_lock(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The runtime deletes the namespace file between sbr opening the namespace and
+    locking its file: DEL succeeds (the namespace is going away); ADD fails with a
+    cnilib error naming the path, not an OSError."""
+    from cnilib.plugins.meta import sbr
+
+    gone = tmp_path / "netns-gone"
+    gone.touch()
+    real_lock = sbr.netns_lock
+
+    def lock_after_removal(path: str) -> Any:
+        gone.unlink(missing_ok=True)
+        return real_lock(path)
+
+    monkeypatch.setattr(sbr, "netns_lock", lock_after_removal)
+    monkeypatch.setattr(sbr, "open_netns", lambda path: open_netns(world.ctr.path))
+    world.call("py", "DEL", world.conf(), netns=str(gone))
+    gone.touch()
+    monkeypatch.setattr(sbr, "container_netns", lambda req: open_netns(world.ctr.path))
+    err = world.error("py", "ADD", world.conf(), netns=str(gone))
+    assert err.msg == f"netns: open {gone}: No such file or directory"
+    with (
+        pytest.raises(cnilib.PluginError, match='failed to lock netns "/dev/null/x": Not a'),
+        real_lock("/dev/null/x"),
+    ):
+        pass
 
 
 # --------------------------------------------------------------------- executable

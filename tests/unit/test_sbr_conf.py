@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 import cnilib
-from cnilib.plugins.meta._sbr_conf import SbrConf, static_gateways
-from cnilib.plugins.meta.sbr import ip_configs
+from cnilib.plugins.meta._sbr_conf import SbrConf, ip_configs, static_gateways
 from cnilib.results import decode_result
 
 

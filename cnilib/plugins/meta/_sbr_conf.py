@@ -12,13 +12,24 @@ import attrs
 from cnilib._json import JSONValue
 from cnilib.errors import ErrorCode, PluginError
 from cnilib.plugins._hostside import fail
+from cnilib.results.v100 import IPConfig, ResultV100
 
-__all__ = ["FIRST_TABLE", "SbrConf", "StaticGateways", "parse_error", "static_gateways"]
+__all__ = [
+    "FIRST_TABLE",
+    "SbrConf",
+    "StaticGateways",
+    "in_subnet",
+    "ip_configs",
+    "parse_error",
+    "source_of",
+    "static_gateways",
+]
 
 FIRST_TABLE = 100
 """The first table ID ADD considers (Go's ``firstTableID``)."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def parse_error(message: str) -> PluginError:
@@ -141,3 +152,36 @@ def static_gateways(gateways: tuple[str, ...]) -> StaticGateways:
                 raise fail(f"gateways list contains multiple IPv6 addresses: {v6} and {text}")
             v6 = ip
     return StaticGateways(v4, v6)
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+def ip_configs(ifname: str, prev: ResultV100) -> list[IPConfig]:
+    """Go's ``getIPCfgs``: the addresses of ``prevResult`` that may be ``ifname``'s."""
+    if not prev.ips:
+        raise fail(f"No IP addresses supplied on interface: {ifname}")
+    found = []
+    for ipc in prev.ips:
+        index = ipc.interface
+        if (
+            index is not None
+            and 0 <= index < len(prev.interfaces)
+            and prev.interfaces[index].name != ifname
+        ):
+            continue
+        if ipc.address is not None:
+            found.append(ipc)
+    return found
+
+
+def source_of(ipc: IPConfig) -> IPNetwork:
+    """The rule source of an address: the address alone (``/32`` or ``/128``)."""
+    assert ipc.address is not None
+    return ipaddress.ip_network(ipc.address.ip)  # /32 or /128
+
+
+def in_subnet(ipc: IPConfig, ip: IPAddress | None) -> bool:
+    """Go's ``ipCfg.Address.Contains(ip)``: ``ip`` is in the address's subnet."""
+    assert ipc.address is not None
+    return ip is not None and ip in ipc.address.network

@@ -43,12 +43,11 @@ routes it deleted (Go leaves them until DEL); a 1.x result with an empty
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
-import ipaddress
 import logging
 import os
-import socket
 from collections.abc import Callable, Iterator, Sequence
 
 import attrs
@@ -60,6 +59,7 @@ from cnilib.netlink import (
     Link,
     NetlinkError,
     NetNSError,
+    NetNSNotFoundError,
     RouteEntry,
     Rule,
     add_route,
@@ -77,10 +77,15 @@ from cnilib.netlink import (
 from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins._hostside import fail, go_strerror
 from cnilib.plugins._linkplugin import container_netns
+from cnilib.plugins.meta._sbr_check import verify
 from cnilib.plugins.meta._sbr_conf import (
     FIRST_TABLE,
+    IPNetwork,
     SbrConf,
     StaticGateways,
+    in_subnet,
+    ip_configs,
+    source_of,
     static_gateways,
 )
 from cnilib.results import Result
@@ -90,40 +95,22 @@ __all__ = ["Sbr"]
 
 _log = logging.getLogger(__name__)
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def ip_configs(ifname: str, prev: ResultV100) -> list[IPConfig]:
-    """Go's ``getIPCfgs``: the addresses of ``prevResult`` that may be ``ifname``'s."""
-    if not prev.ips:
-        raise fail(f"No IP addresses supplied on interface: {ifname}")
-    found = []
-    for ipc in prev.ips:
-        index = ipc.interface
-        if (
-            index is not None
-            and 0 <= index < len(prev.interfaces)
-            and prev.interfaces[index].name != ifname
-        ):
-            continue
-        if ipc.address is not None:
-            found.append(ipc)
-    return found
-
-
-def _source(ipc: IPConfig) -> IPNetwork:
-    assert ipc.address is not None
-    return ipaddress.ip_network(ipc.address.ip)  # /32 or /128
-
-
 @contextlib.contextmanager
 def netns_lock(path: str) -> Iterator[None]:
-    """Go's ``filemutex`` on the namespace file: an exclusive ``flock`` for the block."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    """Go's ``filemutex`` on the namespace file: an exclusive ``flock`` for the block.
+    The file is opened for the lock alone: two callers sharing one descriptor would
+    not exclude each other. A namespace file that went meanwhile (the runtime deleted
+    the namespace after it was opened) is :class:`NetNSNotFoundError`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise NetNSNotFoundError(path) from exc
+        raise fail(f'failed to lock netns "{path}": {exc.strerror}') from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -136,12 +123,6 @@ def _next_table(used: set[int], candidate: int) -> int:
     while candidate in used:
         candidate += 1
     return candidate
-
-
-def _contains(ipc: IPConfig, ip: IPAddress | None) -> bool:
-    """Go's ``ipCfg.Address.Contains(ip)``: ``ip`` is in the address's subnet."""
-    assert ipc.address is not None
-    return ip is not None and ip in ipc.address.network
 
 
 def _copy_route(route: RouteEntry, table: int) -> None:
@@ -256,10 +237,10 @@ def _source_table(
     undoing step appended to ``undo``."""
     assert ipc.address is not None
     try:
-        add_rule(table, src=_source(ipc))
+        add_rule(table, src=source_of(ipc))
     except NetlinkError as exc:
         raise fail(f"Failed to add rule: {go_strerror(exc)}") from exc
-    undo.append(_added_rule(_source(ipc), table, rules))
+    undo.append(_added_rule(source_of(ipc), table, rules))
     gateway = static.for_family(ipc.address.version) or ipc.gateway
     if gateway is not None:
         try:
@@ -271,7 +252,7 @@ def _source_table(
         undo.append(lambda: delete_route(default, gateway=gateway, link=link, table=table))
     for route in routes:
         generic = route.prefsrc is None and route.gateway is None
-        if generic or _contains(ipc, route.prefsrc) or _contains(ipc, route.gateway):
+        if generic or in_subnet(ipc, route.prefsrc) or in_subnet(ipc, route.gateway):
             try:
                 _copy_route(route, table)
             except NetlinkError as exc:
@@ -303,11 +284,11 @@ def _rules_only(ipcs: Sequence[IPConfig], table: int) -> None:
     undo: Undo = []
     for ipc in ipcs:
         try:
-            add_rule(table, src=_source(ipc))
+            add_rule(table, src=source_of(ipc))
         except NetlinkError as exc:
             _take_back(undo)
             raise fail(f"failed to add rule: {go_strerror(exc)}") from exc
-        undo.append(_added_rule(_source(ipc), table, rules))
+        undo.append(_added_rule(source_of(ipc), table, rules))
 
 
 # --------------------------------------------------------------------------------- DEL
@@ -340,70 +321,6 @@ def _tidy_rules(ifname: str, table: int | None) -> None:
                 last = fail(f"Failed to delete rule {go_strerror(exc)}")
     if last is not None:
         raise last
-
-
-# ------------------------------------------------------------------------------- CHECK
-
-
-def _rule_table(rules: Sequence[Rule], ipc: IPConfig) -> int | None:
-    source = _source(ipc)
-    for rule in rules:
-        if rule.src == source and rule.table:
-            return rule.table
-    return None
-
-
-def _via(route: RouteEntry, gateway: IPAddress | None, ipc: IPConfig) -> bool:
-    """Whether ``route`` goes via ``gateway`` (None: any). For a default route, a gateway
-    in the address's subnet is right too: ADD copies the interface's default route from
-    main over the one it made via the configured gateway (as Go does)."""
-    if gateway is None or route.gateway == gateway:
-        return True
-    return route.dst.prefixlen == 0 and _contains(ipc, route.gateway)
-
-
-def _verify(ipcs: Sequence[IPConfig], ifname: str, conf: SbrConf, prev: ResultV100) -> None:
-    """CHECK in the container namespace: rules, and the routes of each address's table."""
-    link = find_link(ifname)
-    if link is None:
-        raise fail(f"Cannot find container link {ifname}")
-    rules = list_rules(table=conf.table)
-    static = static_gateways(conf.gateways)
-    # A prevResult route without a gateway went via its family's first gateway (Go's
-    # ConfigureIface), so it is in the table of the address in that gateway's subnet.
-    family_gateway: dict[int, IPAddress] = {}
-    for ipc in ipcs:
-        if ipc.gateway is not None:
-            family_gateway.setdefault(ipc.gateway.version, ipc.gateway)
-    for ipc in ipcs:
-        assert ipc.address is not None
-        table = _rule_table(rules, ipc)
-        if table is None:
-            where = f" lookup {conf.table}" if conf.table is not None else ""
-            raise fail(
-                f"Expected rule from {ipc.address.ip}{where} for interface {ifname} not found"
-            )
-        if conf.table is not None:
-            continue  # Go moves no route in this mode
-        family = socket.AF_INET if ipc.address.version == 4 else socket.AF_INET6
-        held = [r for r in list_routes(family=family, table=table) if r.oif == link.index]
-        wanted: list[tuple[IPNetwork, IPAddress | None]] = [(ipc.address.network, None)]
-        gateway = static.for_family(ipc.address.version) or ipc.gateway
-        if gateway is not None:
-            wanted.append((ipc.address.network.supernet(new_prefix=0), gateway))
-        for route in prev.routes:
-            if route.dst is None or route.dst.version != ipc.address.version:
-                continue
-            via = route.gw if route.gw is not None else family_gateway.get(route.dst.version)
-            if via is None or _contains(ipc, via):
-                wanted.append((route.dst.network, route.gw))
-        for dst, via in wanted:
-            if not any(r.dst == dst and _via(r, via, ipc) for r in held):
-                text = f"{dst} via {via}" if via is not None else str(dst)
-                raise fail(
-                    f"Expected Route {text} not found in table {table} "
-                    f"(rule from {ipc.address.ip}, interface {ifname})"
-                )
 
 
 # ------------------------------------------------------------------------------ plugin
@@ -441,7 +358,7 @@ class Sbr(BasePlugin):
         prev = _prev(req)
         ipcs = ip_configs(req.ifname, prev)
         with container_netns(req) as ctr, netns_lock(req.netns):
-            run_in_netns(ctr, _verify, ipcs, req.ifname, conf, prev)
+            run_in_netns(ctr, verify, ipcs, req.ifname, conf, prev)
 
     def delete(self, req: PluginRequest) -> None:
         """Delete the interface's source rules; success when the namespace is gone."""
@@ -452,5 +369,5 @@ class Sbr(BasePlugin):
             handle = open_netns(req.netns)
         except NetNSError:
             return
-        with handle, netns_lock(req.netns):
+        with contextlib.suppress(NetNSNotFoundError), handle, netns_lock(req.netns):
             run_in_netns(handle, _tidy_rules, req.ifname, conf.table)
