@@ -57,6 +57,7 @@ RTNH_F_ONLINK = 4
 RTM_NEWROUTE = 24
 RTM_DELROUTE = 25
 RTM_GETROUTE = 26
+RTN_UNSPEC = 0  # in a delete request: any type
 RTN_UNICAST = 1
 RTA_DST = 1
 RTA_OIF = 4
@@ -135,12 +136,14 @@ def _request(
     adv_mss: int | None,
     onlink: bool,
     proto: int | None,
+    kind: int = RTN_UNICAST,
 ) -> tuple[dict[str, Any], str]:
     net = ipaddress.ip_network(dst, strict=False) if isinstance(dst, str) else dst
     request: dict[str, Any] = {
         "dst": str(net.network_address),
         "dst_len": net.prefixlen,
         "family": socket.AF_INET if net.version == 4 else socket.AF_INET6,
+        "type": kind,
     }
     text = str(net)
     if gateway is not None:
@@ -185,11 +188,12 @@ def _route_change(
     adv_mss: int | None,
     onlink: bool,
     proto: int | None = None,
+    kind: int = RTN_UNICAST,
 ) -> None:
     request, text = _request(
         dst, gateway=gateway, link=link, scope=scope, table=table, priority=priority,
         src=src, mtu=mtu, adv_mss=adv_mss, onlink=onlink,
-        proto=RTPROT_BOOT if proto is None else proto,
+        proto=RTPROT_BOOT if proto is None else proto, kind=kind,
     )  # fmt: skip
     with netlink_errors(f"{command} route {text}", netns_label()):
         flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE
@@ -209,7 +213,7 @@ def _encode(request: dict[str, Any]) -> bytes:
         table if table is not None and 0 < table < 255 else RT_TABLE_MAIN,
         request["proto"],
         request.get("scope", RT_SCOPE_UNIVERSE),
-        RTN_UNICAST,
+        request["type"],
         request.get("flags", 0),
     )
     body = [header]
@@ -266,15 +270,18 @@ def replace_route(
     adv_mss: int | None = None,
     onlink: bool = False,
     proto: int | None = None,
+    kind: int = RTN_UNICAST,
 ) -> None:
     """Add a route, or replace the one with the same destination (``ip route replace``).
 
-    ``proto`` defaults to ``boot``; a route copied from a listing keeps its own
-    (``kernel`` for a subnet route), as Go's netlink ``RouteReplace`` of it does.
+    ``proto`` defaults to ``boot`` and ``kind`` (the route type) to unicast; a route
+    copied from a listing keeps its own (``kernel`` for a subnet route, ``multicast``
+    for a multicast one), as Go's netlink ``RouteReplace`` of it does.
     """
     _route_change(
-        "replace", dst, gateway, link, scope, table, priority, src, mtu, adv_mss, onlink, proto
-    )
+        "replace", dst, gateway, link, scope, table, priority, src, mtu, adv_mss, onlink, proto,
+        kind,
+    )  # fmt: skip
 
 
 def delete_route(
@@ -285,10 +292,11 @@ def delete_route(
     table: int | None = None,
     priority: int | None = None,
 ) -> None:
-    """Delete the route matching ``dst`` (and the given keys); ``ESRCH`` if none."""
+    """Delete the route matching ``dst`` (and the given keys), of any type; ``ESRCH`` if
+    none."""
     request, text = _request(
         dst, gateway=gateway, link=link, scope=RT_SCOPE_NOWHERE, table=table, priority=priority,
-        src=None, mtu=None, adv_mss=None, onlink=False, proto=None,
+        src=None, mtu=None, adv_mss=None, onlink=False, proto=None, kind=RTN_UNSPEC,
     )  # fmt: skip
     request["proto"] = 0  # any protocol
     with netlink_errors(f"delete route {text}", netns_label()):

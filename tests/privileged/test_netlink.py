@@ -26,6 +26,8 @@ from cnilib.netlink._errors import netlink_errors
 from cnilib.testing import NetNS
 from tests.privileged._kernel import link_names
 
+RTN_MULTICAST = 5
+
 JSON = dict[str, Any]
 MakeNS = Callable[[], NetNS]
 
@@ -506,6 +508,7 @@ class TestRawNetlink:
             nl.add_route("10.6.0.0/16", link="cni-va", scope=nl.RT_SCOPE_LINK, table=100)
             nl.add_route("::/0", gateway="fd00::1", link="cni-va", table=1000)
             nl.replace_route("10.9.0.0/24", link="cni-va", table=100, proto=2)
+            nl.replace_route("224.0.0.0/4", link="cni-va", table=100, kind=RTN_MULTICAST)
             va = nl.get_link("cni-va").index
             queries: list[tuple[dict[str, Any], dict[str, Any]]] = [
                 ({"table": None}, {}),
@@ -519,6 +522,7 @@ class TestRawNetlink:
                 (pyroute2_routes(**theirs), nl.list_routes(**ours)) for ours, theirs in queries
             ]
             nl.delete_route("10.6.0.0/16", table=100)
+            nl.delete_route("224.0.0.0/4", table=100)  # of any type
             nl.delete_route("10.7.0.0/16", gateway="10.8.0.1", priority=7)
             left = sorted(str(r.dst) for r in nl.list_routes(table=None, family=socket.AF_INET)
                           if r.table in (100, 254))  # fmt: skip
@@ -535,6 +539,7 @@ class TestRawNetlink:
         assert by_dst["10.7.0.0/16"].adv_mss == 1200
         assert by_dst["10.7.0.0/16"].priority == 7
         assert {r.table for r in pairs[2][1]} == {100}
+        assert {str(r.dst): r.type for r in pairs[2][1]}["224.0.0.0/4"] == RTN_MULTICAST
         assert left == ["0.0.0.0/0", "10.8.0.0/24", "10.9.0.0/24", "10.9.0.0/24"]
 
     def test_changes_land_as_ip_shows_them(self, cnilib_container_netns: MakeNS) -> None:

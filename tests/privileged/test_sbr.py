@@ -214,8 +214,10 @@ def test_add_check_del_same_as_go(worlds: dict[str, World], ips: str, version: s
 
 def test_routes_moved_as_go(worlds: dict[str, World]) -> None:
     """What Go's ADD makes, spelled out: table 100 for 10.61.0.5 (its gateway's default
-    route, the routes through its subnet, the generic ones), 101 for 10.61.0.6 and 102
-    for fd61::5; nothing of eth0's left in main."""
+    route, the routes through its subnet, the generic ones, a multicast route staying
+    multicast), 101 for 10.61.0.6 and 102 for fd61::5; nothing of eth0's left in main."""
+    for w in worlds.values():
+        w.ctr.exec("ip", "route", "add", "multicast", "239.1.0.0/16", "dev", "eth0")
     w = worlds["py"]
     w.call("py", "ADD", w.conf())
     state = w.state()
@@ -226,6 +228,7 @@ def test_routes_moved_as_go(worlds: dict[str, World]) -> None:
     ]
     table100 = [line for line in state if " table 100 " in line and "." in line]
     assert table100 == [
+        "multicast 239.1.0.0/16 dev eth0 table 100 proto boot scope link",
         "unicast 10.61.0.0/24 dev eth0 table 100 proto kernel scope link src 10.61.0.5",
         "unicast 10.62.0.0/16 via 10.61.0.1 dev eth0 table 100 proto boot scope global",
         "unicast 10.63.0.0/16 dev eth0 table 100 proto boot scope link mtu 1400",

@@ -138,6 +138,7 @@ def _copy_route(route: RouteEntry, table: int) -> None:
         mtu=route.mtu,
         adv_mss=route.adv_mss,
         proto=route.proto,
+        kind=route.type,
     )
 
 
