@@ -107,6 +107,18 @@ def test_host_ip_limits_the_mapping_to_that_address(world: World, backend: str) 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_ipv4_mapped_host_ip_is_the_ipv4_address(world: World, backend: str) -> None:
+    """hostIP ``::ffff:<node address>`` counts as that IPv4 address (as in Go): the
+    mapping answers there, and only there."""
+    world.serve(world.ctr, 80, "ctr", family=6)
+    world.call(
+        "py", "ADD", world.conf([{**TCP, "hostIP": f"::ffff:{NODE_CLIENT4}"}], backend=backend)
+    )
+    assert world.talk(world.client, NODE_CLIENT4, 8080).startswith("ctr ")
+    assert world.talk(world.client, NODE_CTR4, 8080, timeout=1).startswith("error")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_hairpin_is_masqueraded(world: World, backend: str) -> None:
     """The container reaches itself through the node's hostPort: snat masquerades it
     (the server sees the node's address); with snat off it does not get through."""
