@@ -11,6 +11,7 @@ _ALL = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 # Types whose plugin supports fewer versions than all of them.
 _SUPPORTED: dict[str, list[str]] = {
     "bandwidth": _ALL[2:],
+    "firewall": _ALL[4:],
 }
 
 
