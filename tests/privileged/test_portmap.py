@@ -426,6 +426,20 @@ def test_registered_and_versions() -> None:
     assert isinstance(plugin, cnilib.plugins.BasePlugin)
 
 
+def test_nat_chains_with_quotes_in_their_names_on_the_node(world: World) -> None:
+    """A nat chain named with a quote or a backslash (iptables prints them unquoted,
+    which shell splitting refused): ADD, CHECK and DEL work, and DEL leaves the chains."""
+    world.node.exec("iptables", "-t", "nat", "-N", "it's")
+    world.node.exec("iptables", "-t", "nat", "-N", "back\\slash")
+    conf = world.conf([TCP], backend="iptables")
+    world.call("py", "ADD", conf)
+    world.call("py", "CHECK", conf)
+    world.call("py", "DEL", conf)
+    chains = world.node.exec("iptables", "-t", "nat", "-S").stdout.splitlines()
+    assert {"-N it's", "-N back\\slash"} <= set(chains)
+    assert not any(line.startswith("-N CNI-DN-") for line in chains)
+
+
 # -------------------------------------------------------------------- concurrency
 
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shlex
 from collections.abc import Iterable, Sequence
 
+from cnilib.plugins._hosttools.iptables_text import listing_rules, restore_line
 from cnilib.plugins._hosttools.tools import find_tool, run_tool, tool_failure
 from cnilib.results import IPInterface
 
@@ -42,7 +42,6 @@ _CHAIN_PREFIX = "CNI-"
 _MAX_CHAIN_LENGTH = 28
 _MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 _TOOLS = {4: ("iptables", "iptables-restore"), 6: ("ip6tables", "ip6tables-restore")}
-_PLAIN = re.compile(r"[A-Za-z0-9_./:!=,+%@\[\]-]+")
 # A comment of format_comment for names that need no escaping (network names
 # and container IDs are restricted to such characters by the spec).
 _COMMENT = re.compile(r'name: "([^"\\]*)" id: "([^"\\]*)"')
@@ -87,24 +86,14 @@ def _tool(version: int, which: int) -> str:
 
 def _list_nat(version: int) -> list[Rule]:
     """``iptables -t nat -S``, each line split into words (quotes removed)."""
-    out = _run([_tool(version, 0), "-w", "-t", "nat", "-S"])
-    return [tuple(shlex.split(line)) for line in out.splitlines() if line.strip()]
+    return listing_rules(_run([_tool(version, 0), "-w", "-t", "nat", "-S"]))
 
 
 def _restore(version: int, lines: Sequence[Rule]) -> None:
     if not lines:
         return
-    text = "\n".join(["*nat", *(_restore_line(rule) for rule in lines), "COMMIT", ""])
+    text = "\n".join(["*nat", *(restore_line(rule) for rule in lines), "COMMIT", ""])
     _run([_tool(version, 1), "-w", "--noflush"], stdin=text)
-
-
-def _restore_line(rule: Rule) -> str:
-    def quote(word: str) -> str:
-        if _PLAIN.fullmatch(word):
-            return word
-        return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    return " ".join(quote(word) for word in rule)
 
 
 def _host(ipn: IPInterface) -> str:

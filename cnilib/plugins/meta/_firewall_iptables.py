@@ -51,10 +51,11 @@ import contextlib
 import fcntl
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from cnilib.errors import CNIError, ErrorCode, PluginError
 from cnilib.plugins._hostside import fail
+from cnilib.plugins._hosttools.iptables_text import listing_rules, restore_line, saved_words
 from cnilib.plugins._hosttools.tools import find_tool, run_tool, tool_exists, tool_failure
 from cnilib.plugins.meta._firewall_conf import go_quote
 from cnilib.results import IPInterface
@@ -211,7 +212,7 @@ class _Table:
                     )
                 raise tool_failure(argv, proc)
         if self.ops:
-            text = "\n".join(["*filter", *(_restore_line(op) for op in self.ops), "COMMIT", ""])
+            text = "\n".join(["*filter", *(restore_line(op) for op in self.ops), "COMMIT", ""])
             argv = [restore, "-w", "--noflush"]
             proc = run_tool(argv, text)
             if proc.returncode != 0:
@@ -230,44 +231,7 @@ def _list(version: int) -> list[tuple[str, ...]]:
     proc = run_tool(argv)
     if proc.returncode != 0:
         raise tool_failure(argv, proc)
-    return [saved_words(line) for line in proc.stdout.splitlines() if line.strip()]
-
-
-def saved_words(line: str) -> tuple[str, ...]:
-    r"""The words of an ``iptables -S`` line, as iptables quotes them: a word in double
-    quotes has ``\\``, ``\"`` and ``\'`` escaped; any other word is printed as is, so
-    a chain named ``it's`` or ``a\b`` stays itself (shell rules would fail on the one
-    and drop the backslash of the other)."""
-    words: list[str] = []
-    i, end = 0, len(line)
-    while i < end:
-        if line[i] == " ":
-            i += 1
-        elif line[i] == '"':
-            word: list[str] = []
-            i += 1
-            while i < end and line[i] != '"':
-                if line[i] == "\\" and i + 1 < end:
-                    i += 1
-                word.append(line[i])
-                i += 1
-            words.append("".join(word))
-            i += 1  # the closing quote
-        else:
-            stop = line.find(" ", i)
-            stop = end if stop < 0 else stop
-            words.append(line[i:stop])
-            i = stop
-    return tuple(words)
-
-
-def _restore_line(words: Iterable[str]) -> str:
-    def quote(word: str) -> str:
-        if word and all(ch.isalnum() or ch in "-_./:!=,+%@[]" for ch in word):
-            return word
-        return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    return " ".join(quote(word) for word in words)
+    return listing_rules(proc.stdout)
 
 
 @contextlib.contextmanager

@@ -37,13 +37,13 @@ namespace's worker (:func:`cnilib.netlink.run_in_netns`).
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Sequence
 
 from cnilib.errors import PluginError
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._hosttools.ipmasq import format_chain_name
+from cnilib.plugins._hosttools.iptables_text import listing_rules, restore_word
 from cnilib.plugins._hosttools.tools import find_tool, run_tool, tool_exists, tool_failure
 from cnilib.plugins.meta._portmap_conf import PortMapConf
 from cnilib.results import IPInterface
@@ -64,7 +64,6 @@ SETMARK_CHAIN = "CNI-HOSTPORT-SETMARK"
 MASQ_CHAIN = "CNI-HOSTPORT-MASQ"
 _OLD_SNAT_CHAIN = "CNI-HOSTPORT-SNAT"
 _TOOLS = {4: ("iptables", "iptables-restore"), 6: ("ip6tables", "ip6tables-restore")}
-_PLAIN = re.compile(r"[A-Za-z0-9_./:!=,+%@\[\]-]+")
 _MULTIPORT_MAX = 15
 
 Rule = tuple[str, ...]
@@ -87,18 +86,12 @@ def _run(argv: list[str], stdin: str | None = None) -> str:
 
 
 def _list_nat(version: int) -> list[Rule]:
-    out = _run([_tool(version), "-w", "-t", "nat", "-S"])
-    return [tuple(shlex.split(line)) for line in out.splitlines() if line.strip()]
+    return listing_rules(_run([_tool(version), "-w", "-t", "nat", "-S"]))
 
 
-def _quote(word: str) -> str:
-    """One word of an ``iptables-restore`` line. The tool reads line by line, quotes
-    or not, so a line break would end this rule and start a command of its own."""
-    if _PLAIN.fullmatch(word):
-        return word
-    if any(ch in word for ch in "\n\r\0"):
-        raise fail(f"iptables-restore cannot take {word!r}: it holds a line break")
-    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+# One word of an iptables-restore line: it reads line by line, quotes or not, so a
+# word with a line break would end this rule and start a command of its own.
+_quote = restore_word
 
 
 def _restore(version: int, lines: Sequence[Rule]) -> None:
