@@ -86,6 +86,7 @@ from cnilib.plugins.meta._bandwidth_conf import (
     ifb_name,
     tbf_params,
 )
+from cnilib.plugins.meta._chain import require_prev_result
 from cnilib.results import Interface, Result
 from cnilib.results.v100 import ResultV100
 
@@ -266,9 +267,7 @@ class Bandwidth(BasePlugin):
         """TBF on the host veth (ingress); IFB + redirect + TBF (egress)."""
         conf = BandwidthConf.load(req)
         bw = conf.bandwidth
-        prev = req.prev_result if req.config.get("prevResult") is not None else None
-        if prev is None:
-            raise fail("must be called as chained plugin")
+        prev = require_prev_result(req, "must be called as chained plugin")
         if bw is None or bw.is_zero:
             return prev
         result = prev.as_v1()
@@ -285,9 +284,7 @@ class Bandwidth(BasePlugin):
     def check(self, req: PluginRequest) -> None:
         """The TBFs ADD made are there with the configured parameters."""
         conf = BandwidthConf.load(req)
-        prev = req.prev_result if req.config.get("prevResult") is not None else None
-        if prev is None:
-            raise fail("must be called as a chained plugin")
+        prev = require_prev_result(req, "must be called as a chained plugin")
         result = prev.as_v1()
         with container_netns(req) as ctr, host_netns(req) as host:
             host_name = _host_interface(result, req.ifname, ctr, host)

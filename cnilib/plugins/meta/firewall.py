@@ -61,6 +61,7 @@ from cnilib.netlink import (
 )
 from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins._hostside import fail, open_host_netns
+from cnilib.plugins.meta._chain import require_prev_result
 from cnilib.plugins.meta._firewall_conf import (
     BACKEND_FIREWALLD,
     FirewallConf,
@@ -113,13 +114,6 @@ def _bridge(conf: FirewallConf, prev: Result) -> str:
     return interfaces[0].name
 
 
-def _require_prev(req: PluginRequest) -> Result:
-    prev = req.prev_result
-    if prev is None:
-        raise fail("missing prevResult from earlier plugin")
-    return prev
-
-
 def _link_addresses(ifname: str) -> list[IPInterface]:
     """The global addresses of ``ifname`` in this worker's namespace (none if gone)."""
     link = find_link(ifname)
@@ -154,7 +148,7 @@ class Firewall(BasePlugin):
         """ADD's and CHECK's shared part: the configuration and ``prevResult`` checked,
         then ``action`` on the rules of each family, in the host; ``prevResult``."""
         conf = FirewallConf.load(req)
-        prev = _require_prev(req)
+        prev = require_prev_result(req, "missing prevResult from earlier plugin")
         conf.uses_iptables()
         families = _families(conf, _prev_ips(prev), _bridge(conf, prev))
         if families:

@@ -77,6 +77,7 @@ from cnilib.netlink import (
 from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins._hostside import fail, go_strerror
 from cnilib.plugins._linkplugin import container_netns
+from cnilib.plugins.meta._chain import require_prev_result
 from cnilib.plugins.meta._sbr_check import verify
 from cnilib.plugins.meta._sbr_conf import (
     FIRST_TABLE,
@@ -328,11 +329,7 @@ def _tidy_rules(ifname: str, table: int | None) -> None:
 
 
 def _prev(req: PluginRequest) -> ResultV100:
-    if req.config.get("prevResult") is None:
-        raise fail("This plugin must be called as chained plugin")
-    prev = req.prev_result
-    assert prev is not None
-    return prev.as_v1()
+    return require_prev_result(req, "This plugin must be called as chained plugin").as_v1()
 
 
 class Sbr(BasePlugin):

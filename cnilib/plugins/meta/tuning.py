@@ -86,6 +86,7 @@ from cnilib.plugins._netconf import (
     requested_mac_address,
 )
 from cnilib.plugins._statefile import drop_state, read_state, write_state
+from cnilib.plugins.meta._chain import require_prev_result
 from cnilib.plugins.meta._tuning_conf import (
     SYSCTL_ROOT,
     TuningConf,
@@ -255,10 +256,7 @@ class Tuning(BasePlugin):
         check_allowlist(conf.sysctl)
         if "/" in req.ifname:
             raise fail(f"Interface name ({req.ifname}) contains an invalid character /")
-        if req.config.get("prevResult") is None:
-            raise fail("Required prevResult missing")
-        prev = req.prev_result
-        assert prev is not None
+        prev = require_prev_result(req, "Required prevResult missing")
         # Everything that can be refused is, before the first change.
         files = {sysctl_file(key, req.ifname): value for key, value in conf.sysctl.items()}
         if conf.mac:
@@ -278,10 +276,7 @@ class Tuning(BasePlugin):
         """Each configured value is what ``CNI_IFNAME`` in ``CNI_NETNS`` has."""
         check_duplicated_sysctls(req.stdin)
         conf = TuningConf.load(req)
-        if req.config.get("prevResult") is None:
-            raise fail("Required prevResult missing")
-        prev = req.prev_result
-        assert prev is not None
+        prev = require_prev_result(req, "Required prevResult missing")
         prev.as_v1()
         files = {sysctl_file(key, req.ifname): value for key, value in conf.sysctl.items()}
         with container_netns(req) as ctr:
