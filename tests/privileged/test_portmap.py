@@ -11,16 +11,20 @@ use that one.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import cnilib
+from cnilib.invoke import Invocation, SubprocessExecutor
 from cnilib.testing import NetNS
-from tests.privileged._kernel import go_plugin_marks
+from tests.privileged._kernel import JSON, go_plugin_marks
+from tests.privileged._link_world import install_plugins
 from tests.privileged._portmap_world import (
     CID,
     CTR4,
@@ -470,6 +474,41 @@ def test_racing_first_adds_keep_each_others_jumps(
     jumps = world.node.exec("iptables", "-t", "nat", "-S", "CNI-HOSTPORT-DNAT").stdout
     assert "--dports 8080 -j CNI-DN-" in jumps
     assert "--dports 5353 -j CNI-DN-" in jumps
+
+
+def test_concurrent_first_adds_make_each_shared_rule_once(world: World, tmp_path: Path) -> None:
+    """Many containers' first ADDs on a node at once, as plugin processes (in process,
+    the node's one worker thread serializes them): the jumps from PREROUTING, OUTPUT
+    and POSTROUTING and the shared chains' rules are each there once (DEL never removes
+    a second copy); then their DELs at once leave no container chain."""
+    count = 12
+    bin_dir = install_plugins(tmp_path / "bin")
+    exe = SubprocessExecutor(wrapper=world.node.exec_prefix, timeout=30.0)
+
+    def conf(i: int) -> JSON:
+        mapping = {**TCP, "hostPort": 9000 + i}
+        c = world.conf([mapping], backend="iptables", v6=False)
+        c["prevResult"]["ips"][0]["address"] = f"10.9.0.{10 + i}/24"
+        return c
+
+    def call(command: str, i: int) -> None:
+        stdin = json.dumps(conf(i)).encode()
+        exe.exec(
+            Invocation(command=command, plugin_type="portmap", stdin=stdin, container_id=f"c{i}",
+                       netns=world.ctr.path, ifname="eth0", path=(str(bin_dir),))
+        )  # fmt: skip
+
+    def run(command: str) -> None:
+        with concurrent.futures.ThreadPoolExecutor(count) as pool:
+            for call_done in [pool.submit(call, command, i) for i in range(count)]:
+                call_done.result()
+
+    run("ADD")
+    rules = world.iptables()["iptables-save"]
+    assert [r for r in rules if r.startswith("-A") and rules.count(r) > 1] == []
+    assert sum(r.startswith("-A CNI-HOSTPORT-DNAT ") for r in rules) == count
+    run("DEL")
+    assert not any("CNI-DN-" in r for r in world.iptables()["iptables-save"])
 
 
 def test_nftables_two_networks_of_one_container_keep_each_others_rules(world: World) -> None:

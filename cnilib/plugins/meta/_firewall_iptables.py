@@ -35,27 +35,25 @@ with ``iptables -N`` (declaring it in the transaction would flush it if a
 concurrent call had just made it).
 
 ADD and DEL hold an exclusive ``flock`` on the host namespace (its nsfs
-file) from the listing to the last change, so that cnilib's calls in other
-threads and processes on the same host namespace wait: two ADDs listing the
-table at once would each insert the ``FORWARD`` jump, the admin jump and the
-isolation rules they both found missing. Go's binary takes no lock (its
-check-then-insert races too, with a narrower window), so a Go call running
-at the same time is not held back.
+file, :mod:`cnilib.plugins._hosttools.netns_lock`) from the listing to the
+last change, so that cnilib's calls in other threads and processes on the same
+host namespace wait: two ADDs listing the table at once would each insert the
+``FORWARD`` jump, the admin jump and the isolation rules they both found missing.
+Go's binary takes no lock (its check-then-insert races too, with a narrower
+window), so a Go call running at the same time is not held back.
 
 Run these on the host namespace's worker (:func:`cnilib.netlink.run_in_netns`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from cnilib.errors import CNIError, ErrorCode, PluginError
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._hosttools.iptables_text import listing_rules, restore_line, saved_words
+from cnilib.plugins._hosttools.netns_lock import host_netns_lock
 from cnilib.plugins._hosttools.tools import find_tool, run_tool, tool_exists, tool_failure
 from cnilib.plugins.meta._firewall_conf import go_quote
 from cnilib.results import IPInterface
@@ -234,28 +232,13 @@ def _list(version: int) -> list[tuple[str, ...]]:
     return listing_rules(proc.stdout)
 
 
-@contextlib.contextmanager
-def _netns_lock() -> Iterator[None]:
-    """An exclusive ``flock`` on this worker's network namespace for the block (every
-    opener of the same namespace's nsfs file shares the lock, whatever its path)."""
-    try:
-        fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise fail(f"firewall: cannot open the host network namespace to lock it: {exc}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # the holder's tools time out, so the wait ends
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
 def setup_rules(families: Sequence[FamilyRules]) -> None:
     """ADD: Go's ``iptablesBackend.Add`` then ``setupIngressPolicy``, per family.
 
     Each family's changes are one transaction; when a later family's fail, the address
     rules an earlier family's added are taken out again (best effort), so a failed ADD
     lets no address through (Go cleans up only the failing family's)."""
-    with _netns_lock():
+    with host_netns_lock("firewall"):
         added: list[tuple[int, list[Spec]]] = []
         try:
             for fam in families:
@@ -305,7 +288,7 @@ def delete_rules(families: Sequence[FamilyRules]) -> None:
     """DEL: remove each address's two rules from ``CNI-FORWARD``. Best effort, as Go's
     (which ignores every error here): a family whose tool is missing holds no rules,
     and a failing tool is logged."""
-    with _netns_lock():
+    with host_netns_lock("firewall"):
         _delete(families)
 
 

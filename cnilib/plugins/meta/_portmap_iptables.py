@@ -24,9 +24,10 @@ same port is never redirected.
 Where Go execs ``iptables`` per rule, ADD lists the nat table once and applies
 every change in one ``iptables-restore --noflush`` transaction (a missing shared
 ``CNI-HOSTPORT-*`` chain is made before, by ``iptables -N``: declared in the
-transaction, a chain another ADD made meanwhile would be flushed). Two first
-ADDs racing may both add the jumps from PREROUTING, OUTPUT and POSTROUTING, as
-Go's may; the second of each changes nothing. ADD rewrites
+transaction, a chain another ADD made meanwhile would be flushed). The plugin
+holds the host namespace's lock around ADD and DEL
+(:mod:`cnilib.plugins._hosttools.netns_lock`), so two cnilib ADDs do not both add
+the jumps from PREROUTING, OUTPUT and POSTROUTING (two Go ADDs may). ADD rewrites
 the container's own chain and its jumps (a repeated ADD leaves no stale or
 doubled rule; Go appends whatever is missing). CHECK asks ``iptables -C`` for
 each rule ADD makes (Go 1.1.1's CHECK fails on hosts with ip6tables). DEL

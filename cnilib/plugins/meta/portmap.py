@@ -31,6 +31,9 @@ default; see below).
   without ``prevResult``, all of the container's, as in Go.
 - STATUS and GC: no-op success; every spec version.
 
+ADD and DEL hold an exclusive lock on the host namespace (as firewall's do), so
+cnilib's concurrent first ADDs add the shared jumps once; Go's take none.
+
 Where Go and cnilib differ on purpose: Go sets ``route_localnet=1`` on the
 host interface towards the container on every IPv4 ADD with ``snat``, so
 that ``127.0.0.1:<hostPort>`` on the node works. That sysctl makes the node
@@ -60,8 +63,10 @@ from cnilib.netlink import (
 from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins._hostside import fail, go_strerror
 from cnilib.plugins._hosttools.masq import backend_works
+from cnilib.plugins._hosttools.netns_lock import host_netns_lock
 from cnilib.plugins._hosttools.nft import nft_available
 from cnilib.plugins._linkplugin import host_netns
+from cnilib.plugins.meta._chain import require_prev_result
 from cnilib.plugins.meta._portmap_conf import (
     IPTABLES,
     NFTABLES,
@@ -122,17 +127,20 @@ def _enable_localnet_routing(ip: IPInterface) -> None:
 
 def _forward(conf: PortMapConf, network: str, cid: str, ips: list[IPInterface]) -> None:
     """ADD on the host worker: each address's rules, in Go's order. A failure takes
-    the rules already made for this attachment away again (Go leaves them to DEL)."""
-    try:
-        _forward_each(conf, network, cid, ips)
-    except PluginError:
-        with contextlib.suppress(PluginError):
-            if conf.backend == NFTABLES:
-                unforward_nft(cid, [str(ip.ip) for ip in ips])
-            else:
-                for ip in ips:
-                    unforward_iptables(network, cid, ip.version)
-        raise
+    the rules already made for this attachment away again (Go leaves them to DEL).
+    The host namespace is locked from the first listing to the last change: two ADDs
+    listing the table at once would both add the shared jumps they found missing."""
+    with host_netns_lock("portmap"):
+        try:
+            _forward_each(conf, network, cid, ips)
+        except PluginError:
+            with contextlib.suppress(PluginError):
+                if conf.backend == NFTABLES:
+                    unforward_nft(cid, [str(ip.ip) for ip in ips])
+                else:
+                    for ip in ips:
+                        unforward_iptables(network, cid, ip.version)
+            raise
 
 
 def _forward_each(conf: PortMapConf, network: str, cid: str, ips: list[IPInterface]) -> None:
@@ -178,14 +186,15 @@ def _unforward(network: str, cid: str, addrs: list[str] | None) -> None:
         (IPTABLES, lambda: unforward_iptables(network, cid, 6), lambda: iptables_usable(6)),
         (NFTABLES, lambda: unforward_nft(cid, addrs), lambda: backend_works(NFTABLES)),
     ]
-    for backend, step, works in steps:
-        if backend == NFTABLES and not nft_available():
-            continue
-        try:
-            step()
-        except PluginError as exc:
-            if works():
-                failures.append(exc.msg)
+    with host_netns_lock("portmap"):
+        for backend, step, works in steps:
+            if backend == NFTABLES and not nft_available():
+                continue
+            try:
+                step()
+            except PluginError as exc:
+                if works():
+                    failures.append(exc.msg)
     if failures:
         raise fail("\n".join(failures))
 
@@ -200,10 +209,7 @@ def _chained(
 ) -> tuple[PortMapConf, Result]:
     """ADD's and CHECK's configuration and ``prevResult`` (Go's texts, which differ)."""
     conf = _load(req, host, parse_prefix)
-    prev = req.prev_result if req.config.get("prevResult") is not None else None
-    if prev is None:
-        raise fail(missing)
-    return conf, prev
+    return conf, require_prev_result(req, missing)
 
 
 class Portmap(BasePlugin):
