@@ -130,7 +130,8 @@ def node_snapshot(ns: NetNS, dirs: Iterable[Path] = ()) -> dict[str, set[str]]:
     """Everything a plugin can leave behind in *ns* and on disk, one line per item,
     by kind: links (name, kind, master), addresses (but IPv6 link-local ones),
     routes of every table, policy rules, qdiscs, ``iptables-save`` and
-    ``ip6tables-save`` lines (packet counters dropped), the nftables ruleset
+    ``ip6tables-save`` lines (packet counters dropped; a rule repeated within one
+    table's listing counted, ``<line> (copy 2)``), the nftables ruleset
     (counters zeroed, each line prefixed with its table: ``ip nat| ...``) and every
     file under *dirs* (its path from the directory above it). Compare two
     with :func:`snapshot_diff`."""
@@ -153,10 +154,13 @@ def node_snapshot(ns: NetNS, dirs: Iterable[Path] = ()) -> dict[str, set[str]]:
             if q.get("kind") not in ("noqueue",)
         },
         "iptables": {
-            _SAVE_COUNTS.sub("", line)
+            line
             for tool in ("iptables-save", "ip6tables-save")
-            for line in ns.exec(tool).stdout.splitlines()
-            if not line.startswith("#") and line != "COMMIT"
+            for line in _numbered_copies(
+                _SAVE_COUNTS.sub("", line)
+                for line in ns.exec(tool).stdout.splitlines()
+                if not line.startswith("#") and line != "COMMIT"
+            )
         },
         "nft": _nft_lines(ns),
         "files": {
@@ -168,6 +172,20 @@ def node_snapshot(ns: NetNS, dirs: Iterable[Path] = ()) -> dict[str, set[str]]:
         },
     }
     return snap
+
+
+def _numbered_copies(lines: Iterable[str]) -> list[str]:
+    """``iptables-save`` *lines*, one repeated within a table (from its ``*<table>``
+    line on) numbered from its second copy on (``<line> (copy 2)``): a set of lines
+    would hide a rule made twice, which no DEL removes."""
+    seen: dict[str, int] = {}
+    out = []
+    for line in lines:
+        if line.startswith("*"):
+            seen = {}
+        seen[line] = seen.get(line, 0) + 1
+        out.append(line if seen[line] == 1 else f"{line} (copy {seen[line]})")
+    return out
 
 
 def _nft_lines(ns: NetNS) -> set[str]:

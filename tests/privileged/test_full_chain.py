@@ -23,7 +23,11 @@ qdiscs of bandwidth, firewall's rule and sbr's rule and table. After DEL
 nothing of the attachment is left in any namespace or on disk: the node is
 snapshot before the ADD and after the DEL (:func:`node_snapshot`), and what
 is new must be in the list of state kept by design (the bridge, its address
-and route, the top-level chains portmap and firewall make once per host).
+and route, the top-level chains portmap and firewall make once per host). A
+rule made twice shows as a second copy, which is never kept by design. Not
+compared: the node's sysctls (bridge turns forwarding on) and its conntrack
+entries (the hostPort connection's stays until it times out, as with Go's
+portmap, whose DEL flushes none).
 
 CHECK of the full chain passes with cnilib's bridge, which also looks for
 the routes sbr moved into its table. Where Go's bridge runs, it fails: bridge
