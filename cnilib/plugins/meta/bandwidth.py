@@ -61,6 +61,7 @@ from cnilib.netlink import (
     TC_H_ROOT,
     Link,
     NetlinkError,
+    NetNSHandle,
     add_ifb,
     add_ingress_qdisc,
     add_redirect_filter,
@@ -75,7 +76,6 @@ from cnilib.netlink import (
     psched_tick_in_usec,
     run_in_netns,
 )
-from cnilib.netlink._ns import NetNSHandle
 from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins._hostside import fail, go_strerror
 from cnilib.plugins._linkplugin import container_netns, host_netns
@@ -95,11 +95,6 @@ __all__ = ["Bandwidth"]
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 TBF_HANDLE = 0x10000
 """``1:``, the handle of the TBFs (Go's ``MakeHandle(1, 0)``)."""
-
-
-def _go_err(exc: NetlinkError) -> str:
-    """A netlink failure as Go's netlink package prints it (``file exists``)."""
-    return go_strerror(exc)
 
 
 # ----------------------------------------------------------------- the host interface
@@ -146,7 +141,7 @@ def _tbf(link: Link, params: Tbf) -> None:
     try:
         add_tbf_qdisc(link, rate=params.rate, limit=params.limit, buffer=params.buffer)
     except NetlinkError as exc:
-        raise fail(f"create qdisc: {_go_err(exc)}") from exc
+        raise fail(f"create qdisc: {go_strerror(exc)}") from exc
 
 
 def _quietly(undo: Callable[[], None]) -> None:
@@ -184,20 +179,20 @@ def _shape_steps(
     try:
         add_ifb(ifb, mtu=host.mtu)
     except NetlinkError as exc:
-        raise fail(f"adding link: {_go_err(exc)}") from exc
+        raise fail(f"adding link: {go_strerror(exc)}") from exc
     made.callback(_quietly, partial(delete_link, ifb))
     device = get_link(ifb)
     try:
         add_ingress_qdisc(host)
     except NetlinkError as exc:
-        raise fail(f"create ingress qdisc: {_go_err(exc)}") from exc
+        raise fail(f"create ingress qdisc: {go_strerror(exc)}") from exc
     # Its filter goes with it: no packet is left redirected to a deleted IFB.
     undo = partial(delete_qdisc, host, parent=TC_H_INGRESS, handle=INGRESS_HANDLE)
     made.callback(_quietly, undo)
     try:
         add_redirect_filter(host, device)
     except NetlinkError as exc:
-        raise fail(f"add filter: {_go_err(exc)}") from exc
+        raise fail(f"add filter: {go_strerror(exc)}") from exc
     try:
         _tbf(device, tbf_params(bw.egress_rate, bw.egress_burst, tick))
     except CNIError as exc:
@@ -254,7 +249,7 @@ def _teardown(ifb: str) -> None:
     try:
         delete_link(link)
     except NetlinkError as exc:
-        raise fail(f'failed to delete "{ifb}": {_go_err(exc)}') from exc
+        raise fail(f'failed to delete "{ifb}": {go_strerror(exc)}') from exc
 
 
 class Bandwidth(BasePlugin):
