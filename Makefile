@@ -26,7 +26,7 @@ demo: demo-system-deps demo-deps
 	$(VPYTHON) examples/demo.py
 
 test: test-deps lint typecheck docs
-	$(VPYTHON) -m pytest --cov --cov-report=term:skip-covered -p no:cacheprovider
+	$(VPYTHON) -m pytest --cov --cov-report=term:skip-covered --durations=20 -p no:cacheprovider
 
 # The virtual environment: kept while it runs and was made from $(PYTHON)'s interpreter,
 # made again otherwise. Debian ships venv's pip (ensurepip) apart, in python3-venv.
