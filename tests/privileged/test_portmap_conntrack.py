@@ -34,8 +34,9 @@ s = socket.socket(fam, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", sport))
 s.settimeout(3.0)
+s.connect((host, port))  # connected: the node's "port unreachable" ends the wait at once
 try:
-    s.sendto(b"hi", (host, port)); print(s.recvfrom(100)[0].decode())
+    s.send(b"hi"); print(s.recv(100).decode())
 except OSError as exc:
     print("error", type(exc).__name__)
 """
