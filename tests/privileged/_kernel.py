@@ -46,6 +46,18 @@ def go_plugin_marks() -> list[pytest.MarkDecorator]:
 # ------------------------------------------------------------------------------ kernel
 
 
+def plugin_output(out: bytes, sandbox: str) -> JSON | None:
+    """A plugin's stdout as JSON (None when empty), *sandbox* written ``<netns>`` and an
+    empty ``dns`` dropped (Go prints ``"dns": {}``; cnilib omits it), so that Go's and
+    cnilib's results compare equal."""
+    if not out.strip():
+        return None
+    result: JSON = json.loads(out.decode().replace(sandbox, "<netns>"))
+    if result.get("dns") == {}:
+        del result["dns"]
+    return result
+
+
 def ip_json(ns: NetNS, *args: str) -> list[JSON]:
     """``ip -n <ns> -j <args>``, parsed (empty list for no output)."""
     out = subprocess.run(

@@ -28,7 +28,7 @@ from cnilib.invoke import Executor, Invocation, SubprocessExecutor
 from cnilib.plugins._executor import InProcessExecutor
 from cnilib.plugins._registry import load_plugin
 from cnilib.testing import NetNS
-from tests.privileged._kernel import GO_PLUGINS, JSON
+from tests.privileged._kernel import GO_PLUGINS, JSON, plugin_output
 
 CID = "ctr-portmap"
 NETWORK = "pmnet"
@@ -163,13 +163,7 @@ class World:
                 path=(str(GO_PLUGINS),),
             )
         )
-        if not out.strip():
-            return None
-        result: JSON = json.loads(out)
-        if result.get("dns") == {}:
-            del result["dns"]  # Go prints an empty dns; cnilib omits it
-        normalized: JSON = json.loads(json.dumps(result).replace(self.ctr.path, "<netns>"))
-        return normalized
+        return plugin_output(out, self.ctr.path)
 
     def error(self, impl: str, command: str, conf: JSON | bytes) -> cnilib.CNIError:
         """*command* that must fail: the error."""

@@ -32,7 +32,7 @@ from cnilib.plugins._executor import InProcessExecutor
 from cnilib.plugins._registry import load_plugin
 from cnilib.plugins.meta._bandwidth_conf import ifb_name
 from cnilib.testing import NetNS
-from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks, ip_json
+from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks, ip_json, plugin_output
 from tests.privileged._link_world import install_plugins
 
 pytestmark = go_plugin_marks()
@@ -82,10 +82,9 @@ class World:
                 container_id=CID, netns=self.ctr.path, ifname="eth0", args=(), path=path,
             )
         )  # fmt: skip
-        if not out.strip():
+        result = plugin_output(out, self.ctr.path)
+        if result is None:
             return None
-        result: JSON = json.loads(out.decode().replace(self.ctr.path, "<netns>"))
-        result.pop("dns", None)  # Go prints an empty dns; cnilib omits it
         for iface in result.get("interfaces", []):
             if iface.get("name") == IFB:
                 assert iface["mac"] == self.mac(IFB)

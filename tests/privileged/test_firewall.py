@@ -39,7 +39,7 @@ from cnilib.plugins._registry import load_plugin
 from cnilib.plugins.meta import _firewall_iptables as fw_iptables
 from cnilib.testing import NetNS
 from tests.privileged._bridge_world import tables
-from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks
+from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks, plugin_output
 from tests.privileged._link_world import MakeNS, install_plugins
 from tests.privileged._ping import pings
 
@@ -97,13 +97,7 @@ class World:
                 path=path,
             )
         )
-        if not out.strip():
-            return None
-        result: JSON = json.loads(out)
-        if result.get("dns") == {}:
-            del result["dns"]  # Go prints an empty dns; cnilib omits it (see loopback)
-        normalized: JSON = json.loads(json.dumps(result).replace(self.ctr.path, "<netns>"))
-        return normalized
+        return plugin_output(out, self.ctr.path)
 
     def error(self, impl: str, command: str, conf: JSON) -> cnilib.CNIError:
         """*command* that must fail: the error."""

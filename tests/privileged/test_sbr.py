@@ -39,7 +39,7 @@ from cnilib.results import decode_result
 from cnilib.results.v100 import IPConfig
 from cnilib.testing import NetNS
 from tests.privileged._bridge_world import Side
-from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks
+from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks, plugin_output
 from tests.privileged._link_world import MakeNS, add_veth, install_plugins
 from tests.privileged._ping import pings
 
@@ -117,12 +117,7 @@ class World:
                 path=path,
             )
         )
-        if not out.strip():
-            return None
-        result: JSON = json.loads(out.decode().replace(self.ctr.path, "<netns>"))
-        if result.get("dns") == {}:
-            del result["dns"]  # Go prints an empty dns; cnilib omits it
-        return result
+        return plugin_output(out, self.ctr.path)
 
     def error(self, impl: str, command: str, conf: JSON, **kw: Any) -> cnilib.CNIError:
         """*command* that must fail: the error."""

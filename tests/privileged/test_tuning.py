@@ -33,7 +33,7 @@ from cnilib.plugins._executor import InProcessExecutor
 from cnilib.plugins._registry import load_plugin
 from cnilib.plugins.meta import _tuning_conf as tuning_conf
 from cnilib.testing import NetNS
-from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks, ip_json
+from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks, ip_json, plugin_output
 from tests.privileged._link_world import LinkSide, MakeNS, install_plugins, require_link_kind
 
 pytestmark = go_plugin_marks()
@@ -97,13 +97,7 @@ class World:
                 path=path,
             )
         )
-        if not out.strip():
-            return None
-        result: JSON = json.loads(out)
-        if result.get("dns") == {}:
-            del result["dns"]  # Go prints an empty dns; cnilib omits it (see loopback)
-        normalized: JSON = json.loads(json.dumps(result).replace(self.ctr.path, "<netns>"))
-        return normalized
+        return plugin_output(out, self.ctr.path)
 
     def error(self, impl: str, command: str, conf: JSON | bytes, **kw: Any) -> cnilib.CNIError:
         """*command* that must fail: the error."""
