@@ -46,6 +46,8 @@ class Side:
     tmp: Path
     executor: Executor | None = None
     ctrs: list[NetNS] = field(default_factory=list)
+    network: str = NETWORK
+    """The network's name, in the conflists and host-local's store."""
 
     def __post_init__(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -86,7 +88,7 @@ class Side:
             if p["type"] == "tuning":
                 p.setdefault("dataDir", str(self.tmp / "tuning"))
             fixed.append(p)
-        raw = {"cniVersion": version, "name": NETWORK, "plugins": fixed}
+        raw = {"cniVersion": version, "name": self.network, "plugins": fixed}
         return cnilib.conflist_from_bytes(json.dumps(raw).encode())
 
     def rt(self, i: int = 0, container_id: str = CONTAINER_ID, **kw: Any) -> cnilib.RuntimeConf:
@@ -97,7 +99,7 @@ class Side:
 
     def store(self) -> dict[str, str]:
         """host-local's files for the network (name -> content)."""
-        d = self.data_dir / NETWORK
+        d = self.data_dir / self.network
         if not d.is_dir():
             return {}
         return {p.name: p.read_bytes().decode() for p in sorted(d.iterdir())}

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -204,20 +203,6 @@ class LinkSide(Side):
 
     # ----------------------------------------------------------------- running
 
-    def conflist(self, *plugins: JSON, version: str = "1.0.0") -> cnilib.NetworkConfigList:
-        """A conflist of *plugins* named :attr:`network`; host-local and tuning keep
-        their data under this side's tmp dir."""
-        fixed = []
-        for plugin in plugins:
-            p = dict(plugin)
-            if isinstance(p.get("ipam"), dict) and p["ipam"].get("type") == "host-local":
-                p["ipam"] = {**p["ipam"], "dataDir": str(self.data_dir)}
-            if p["type"] == "tuning":
-                p.setdefault("dataDir", str(self.tmp / "tuning"))
-            fixed.append(p)
-        raw = {"cniVersion": version, "name": self.network, "plugins": fixed}
-        return cnilib.conflist_from_bytes(json.dumps(raw).encode())
-
     def rt(  # adds ifname; the base's signature is a prefix of this one
         self, i: int = 0, container_id: str = CONTAINER_ID, ifname: str = "eth0", **kw: Any
     ) -> cnilib.RuntimeConf:
@@ -245,13 +230,6 @@ class LinkSide(Side):
         self.cni.delete_network_list(self.conflist(plugin, version=version), self.rt(**rt))
 
     # ------------------------------------------------------------------- state
-
-    def store(self) -> dict[str, str]:
-        """host-local's files for the network (name -> content)."""
-        d = self.data_dir / self.network
-        if not d.is_dir():
-            return {}
-        return {p.name: p.read_bytes().decode() for p in sorted(d.iterdir())}
 
     def allocated(self) -> set[str]:
         """The addresses host-local holds for the network (its files but the bookkeeping)."""
@@ -320,3 +298,20 @@ def py(cnilib_container_netns: MakeNS, tmp_path: Path) -> Iterator[LinkSide]:
     """Ours, in process, in its own node namespace (import it as a fixture)."""
     with link_side("py", cnilib_container_netns, tmp_path) as side:
         yield side
+
+
+def check_then_delete_twice(
+    go: LinkSide, py: LinkSide, plugin: JSON, same_state: Callable[..., JSON]
+) -> JSON:
+    """CHECK and DEL *plugin* on both sides; the two then agree (``same_state``, unsettled)
+    with no ``eth0`` in the container and no address held; a second DEL succeeds on both.
+    The state after the first DEL."""
+    for side in (go, py):
+        side.check(plugin)
+        side.delete(plugin)
+    after = same_state(go, py, settled=False)
+    assert "eth0" not in after["ctr"]["links"]
+    assert py.allocated() == set()
+    for side in (go, py):
+        side.delete(plugin)
+    return after

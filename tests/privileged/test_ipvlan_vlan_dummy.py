@@ -43,6 +43,7 @@ from tests.privileged._link_world import (
     LinkSide,
     MakeNS,
     add_veth,
+    check_then_delete_twice,
     install_plugins,
     link_kind_missing,
     require_link_kind,
@@ -438,14 +439,7 @@ def test_add_check_del_match_go(go: LinkSide, py: LinkSide, plugin: JSON) -> Non
         assert eth0["details"]["id"] == plugin["vlanId"]
     if "mtu" in plugin:
         assert eth0["mtu"] == plugin["mtu"]
-    for side in (go, py):
-        side.check(plugin)
-        side.delete(plugin)
-    after = assert_same_state(go, py, settled=False)
-    assert "eth0" not in after["ctr"]["links"]
-    assert py.allocated() == set()
-    for side in (go, py):
-        side.delete(plugin)
+    check_then_delete_twice(go, py, plugin, assert_same_state)
 
 
 @pytest.mark.parametrize("kind", GO_KINDS)

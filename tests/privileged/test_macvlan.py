@@ -54,6 +54,7 @@ from tests.privileged._link_world import (
     LinkSide,
     MakeNS,
     add_veth,
+    check_then_delete_twice,
     install_plugins,
     require_link_kind,
 )
@@ -221,14 +222,7 @@ def test_add_check_del_match_go(go: LinkSide, py: LinkSide, case: str) -> None:
     else:  # L2: up, no address, no result IPs
         assert "ips" not in res
         assert eth0["addrs"] == []
-    for side in (go, py):
-        side.check(plugin)
-        side.delete(plugin)
-    after = assert_same_state(go, py, settled=False)
-    assert "eth0" not in after["ctr"]["links"]
-    assert py.allocated() == set()
-    for side in (go, py):
-        side.delete(plugin)
+    after = check_then_delete_twice(go, py, plugin, assert_same_state)
     assert py.state(settled=False) == after
 
 
