@@ -26,6 +26,7 @@ import attrs
 
 from cnilib.errors import ErrorCode, PluginError
 from cnilib.netlink import (
+    RT_TABLE_MAIN,
     Link,
     NetlinkError,
     NetNSHandle,
@@ -353,15 +354,9 @@ def _source_routed_tables(index: int) -> set[int]:
 def interface_routes(index: int, family: int | None = None) -> list[RouteEntry]:
     """The routes out of link ``index``: in the main table, and in the tables that a
     ``from <address of that link>`` rule looks up, where the sbr plugin moves them."""
-    routes = [r for r in list_routes(family=family) if r.oif == index]
-    tables = _source_routed_tables(index)
-    if tables:
-        routes += [
-            r
-            for r in list_routes(family=family, table=None)
-            if r.oif == index and r.table in tables
-        ]
-    return routes
+    tables = {RT_TABLE_MAIN, *_source_routed_tables(index)}
+    every = list_routes(family=family, table=None)
+    return [r for r in every if r.oif == index and r.table in tables]
 
 
 def _routes_to(
