@@ -1,0 +1,1 @@
+"""The ``dhcp`` IPAM plugin and its lease daemon."""
