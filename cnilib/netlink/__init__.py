@@ -12,6 +12,10 @@ caller's thread, and forks no process::
 
     lo = netlink.run_in_netns("/run/netns/ctr", set_lo_up)
 
+DHCPv4 on the wire (:func:`open_dhcp_socket`, :class:`DhcpSocket`,
+:class:`DhcpRequest`, :class:`DhcpReply`) makes its raw socket inside a
+namespace the same way, then serves any asyncio loop.
+
 The helpers (links, addresses, routes, rules, traffic control, conntrack,
 sysctls) act on the namespace of the worker that runs them and must be called
 inside :func:`run_in_netns`,
@@ -23,6 +27,18 @@ its first netlink socket, so importing this package is cheap.
 
 from cnilib.netlink._addr import Address, add_address, delete_address, list_addresses
 from cnilib.netlink._conntrack import delete_udp_conntrack
+from cnilib.netlink._dhcp import (
+    DhcpLinkNotFoundError,
+    DhcpReply,
+    DhcpRequest,
+    DhcpSocket,
+    DhcpSocketError,
+    MessageType,
+    decode_reply,
+    encode_message,
+    encode_request,
+    open_dhcp_socket,
+)
 from cnilib.netlink._errors import (
     NetlinkError,
     NetNSError,
@@ -124,9 +140,15 @@ __all__ = [
     "TC_H_INGRESS",
     "TC_H_ROOT",
     "Address",
+    "DhcpLinkNotFoundError",
+    "DhcpReply",
+    "DhcpRequest",
+    "DhcpSocket",
+    "DhcpSocketError",
     "Link",
     "LinkKindUnsupportedError",
     "LinkRef",
+    "MessageType",
     "NetNSError",
     "NetNSHandle",
     "NetNSNotFoundError",
@@ -154,6 +176,7 @@ __all__ = [
     "arun_in_netns",
     "close_netns",
     "current_netns_path",
+    "decode_reply",
     "default_pool",
     "delete_address",
     "delete_link",
@@ -161,6 +184,8 @@ __all__ = [
     "delete_route",
     "delete_rule",
     "delete_udp_conntrack",
+    "encode_message",
+    "encode_request",
     "find_link",
     "get_link",
     "get_link_by_index",
@@ -176,6 +201,7 @@ __all__ = [
     "namespace_sysfs",
     "move_link",
     "netns_label",
+    "open_dhcp_socket",
     "open_netns",
     "psched_tick_in_usec",
     "raw",
