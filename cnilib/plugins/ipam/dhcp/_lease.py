@@ -1,0 +1,867 @@
+"""One DHCP lease of one attachment, kept by an asyncio task (Go's ``lease.go``).
+
+A :class:`LeaseKeeper` acquires a lease for one interface in one container
+namespace (DISCOVER, OFFER, REQUEST, ACK) and then maintains it: BOUND until
+T1, RENEWING (unicast REQUEST to the server) until T2, REBINDING (broadcast
+REQUEST) until the lease expires. Log lines go to the ``cnilib.dhcp`` logger
+and read like Go's (``<key>: acquiring lease``, ``<key>: lease acquired,
+expiration is <time>``, ``renewing lease``, ``lease renewed``, ``renewal
+time expired, rebinding``, ``lease rebound``, ``lease expired``,
+``releasing lease``).
+
+Matched with Go (the latest release, and 1.1.1 where they agree):
+
+- Retries: 4 fast retries 2 s apart, then 4 s, 8 s, 16 s, ... each ±1 s at
+  random and at most ``resend_max`` (62 s), the whole bounded by
+  ``resend_timeout`` (208 s) per acquisition, then ``no more tries``; each
+  attempt waits ``attempt_timeout`` (10 s) for the server.
+- Client identifier, parameter request list and the ``provide`` options on
+  every DISCOVER and REQUEST, client identifier only on RELEASE.
+- A NAK while acquiring is a failed attempt (retried). T1, T2 and the lease
+  time come from options 58, 59 and 51 (defaults 50 %, 85 %, 60 min) and
+  count from the ACK's receipt.
+- A socket is opened for each transaction and closed after it.
+- The interface or namespace gone: maintenance ends, nothing is released.
+- Expiry: an error is logged and the interface is set down, so the
+  container stops using an address the server may give to someone else.
+
+Improvements over Go:
+
+- Go's backoff doubles its delay right after the last fast retry and
+  checks the cap before doubling, so it waits 2, 2, 2, 2, 8, 16, 32, 64, 64 s
+  with the default 62 s maximum. Here the schedule is the one its comments
+  (and RFC 2131) intend: 2, 2, 2, 2, 4, 8, 16, 32, 62, 62 s.
+- No socket is held while waiting between attempts, and none between
+  transactions: the daemon pins no container namespace.
+- REBINDING broadcasts a REQUEST for the leased address (RFC 2131 4.4.5)
+  instead of Go's fresh DISCOVER, which can silently hand the container a
+  different address than the one configured on its interface.
+- A NAK while renewing or rebinding ends the lease (RFC 2131: the client
+  must stop using the address): an error is logged, the lease is marked
+  lost, the interface set down as on expiry, and no new address is sought
+  (Go keeps renewing until T2, then re-DISCOVERs; pyroute2's client takes a
+  new address at once). An ACK naming another address is treated alike.
+- Renewing is retried with the backoff until T2 and rebinding until
+  expiry (Go retries each for ``resend_timeout`` and checks afterwards).
+- T2 beyond the lease time falls back to 85 %, T1 beyond T2 to 50 % (as Go
+  1.1.1; the latest Go takes the options as given).
+- The ``no more tries`` error names the interface, the namespace, the budget
+  and the last failure.
+- The lease can be saved (:meth:`LeaseKeeper.to_record`) after every change
+  (``on_change``) and resumed from the record by a restarted daemon
+  (:meth:`LeaseKeeper.from_record`): timers re-armed from the stored wall
+  times; past T1 it renews at once, past T2 it rebinds, past expiry it asks
+  for the same address again (INIT-REBOOT: a broadcast REQUEST for it, then
+  a DISCOVER asking for it; another address is refused, not taken).
+
+Time: stored times are wall-clock (:func:`time.time`), waiting uses the
+monotonic clock; both come from an injectable :class:`Clock`, and so do the
+random jitter and transaction ids, so tests need no real sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import enum
+import errno
+import ipaddress
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from cnilib._log import get_logger
+from cnilib.errors import ErrorCode, PluginError
+from cnilib.netlink import NetlinkError, NetNSError, NetNSNotFoundError
+from cnilib.netlink._dhcp import (
+    DhcpReply,
+    DhcpRequest,
+    DhcpSocket,
+    MessageType,
+    open_dhcp_socket,
+)
+
+__all__ = [
+    "Clock",
+    "LeaseError",
+    "LeaseKeeper",
+    "LeaseRecordError",
+    "LeaseRequestOptions",
+    "LeaseState",
+    "SystemClock",
+    "Timing",
+]
+
+_log = get_logger("cnilib.dhcp")
+
+FAST_RETRIES = 4
+"""Retries at :attr:`Timing.fast_delay` before the exponential backoff starts."""
+
+OPT_LEASE_TIME = 51
+OPT_SERVER_ID = 54
+OPT_RENEWAL_TIME = 58
+OPT_REBINDING_TIME = 59
+DEFAULT_LEASE_TIME = 3600.0
+"""Go's lease time when the ACK has no option 51 (60 min)."""
+
+OpenSocket = Callable[[str, str], Awaitable[DhcpSocket]]
+LinkDown = Callable[[str, str], Awaitable[None]]
+OnChange = Callable[["LeaseKeeper"], None]
+
+
+class LeaseError(PluginError):
+    """No lease could be acquired (Go's ``no more tries``)."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, code=ErrorCode.INTERNAL)
+
+
+class LeaseRecordError(ValueError):
+    """A saved lease record cannot be resumed (malformed or incomplete)."""
+
+
+class LeaseState(enum.Enum):
+    """Where a lease stands."""
+
+    INIT = "init"
+    """No lease acquired yet."""
+    BOUND = "bound"
+    RENEWING = "renewing"
+    REBINDING = "rebinding"
+    REBOOTING = "rebooting"
+    """Resumed after expiry: asking for the same address again."""
+    EXPIRED = "expired"
+    LOST = "lost"
+    """The server refused the address (NAK) while renewing or rebinding."""
+    GONE = "gone"
+    """The interface or its namespace vanished; maintenance ended."""
+    RELEASED = "released"
+
+
+_HELD = frozenset({LeaseState.BOUND, LeaseState.RENEWING, LeaseState.REBINDING})
+
+
+class Clock(Protocol):
+    """Where a keeper gets the time and waits."""
+
+    def time(self) -> float:
+        """Wall-clock seconds since the epoch (stored in records)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps (used for waiting)."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (0 or less: just yield)."""
+
+
+class SystemClock:
+    """The real clocks and :func:`asyncio.sleep`."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0))
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be positive, not {value!r}")
+
+
+@attrs.frozen
+class Timing:
+    """How long to wait for servers and how to retry (Go's daemon flags)."""
+
+    attempt_timeout: float = attrs.field(default=10.0, validator=_positive)
+    """Seconds one attempt waits for each reply (Go ``-timeout``)."""
+    resend_max: float = attrs.field(default=62.0, validator=_positive)
+    """The longest delay between attempts (Go ``-resendmax``)."""
+    resend_timeout: float = attrs.field(default=208.0, validator=_positive)
+    """The budget of one acquisition, attempts and delays (Go ``-resendtimeout``)."""
+    fast_delay: float = attrs.field(default=2.0, validator=_positive)
+    """The delay of the first :data:`FAST_RETRIES` retries."""
+    first_backoff: float = attrs.field(default=4.0, validator=_positive)
+    """The first delay of the exponential backoff (RFC 2131 4.1)."""
+    jitter: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
+    """Each delay is moved by up to this many seconds either way."""
+
+    def delays(self, rand: Callable[[], float] = random.random) -> Iterator[float]:
+        """The delays before each retry; ``rand`` returns a float in [0, 1)."""
+        for _ in range(FAST_RETRIES):
+            yield self._jittered(self.fast_delay, rand)
+        base = self.first_backoff
+        while True:
+            yield self._jittered(min(base, self.resend_max), rand)
+            base *= 2
+
+    def _jittered(self, delay: float, rand: Callable[[], float]) -> float:
+        return max(0.0, delay + self.jitter * (2.0 * rand() - 1.0))
+
+
+def _int_tuple(values: Iterable[int]) -> tuple[int, ...]:
+    return tuple(values)
+
+
+def _option_tuple(values: Iterable[tuple[int, bytes]]) -> tuple[tuple[int, bytes], ...]:
+    return tuple((code, bytes(value)) for code, value in values)
+
+
+@attrs.frozen
+class LeaseRequestOptions:
+    """What the client puts in its messages (from the IPAM configuration)."""
+
+    client_id: bytes
+    """Option 61's payload (Go: ``b"\\x00" + "<containerID>/<net>/<ifname>"``)."""
+    parameters: tuple[int, ...] = attrs.field(default=(), converter=_int_tuple)
+    """Option 55, in this order (none when empty)."""
+    extra_options: tuple[tuple[int, bytes], ...] = attrs.field(default=(), converter=_option_tuple)
+    """Further options (Go's ``provide``), sent as given on DISCOVER and REQUEST."""
+    broadcast: bool = False
+    """Ask the server to broadcast its answers while we have no address (Go ``-broadcast``)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able form (bytes as hex)."""
+        return {
+            "client_id": self.client_id.hex(),
+            "parameters": list(self.parameters),
+            "extra_options": [[code, value.hex()] for code, value in self.extra_options],
+            "broadcast": self.broadcast,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LeaseRequestOptions:
+        """The inverse of :meth:`to_json`."""
+        return cls(
+            client_id=bytes.fromhex(data["client_id"]),
+            parameters=tuple(int(code) for code in data["parameters"]),
+            extra_options=tuple(
+                (int(code), bytes.fromhex(value)) for code, value in data["extra_options"]
+            ),
+            broadcast=bool(data["broadcast"]),
+        )
+
+
+class _AttemptFailedError(Exception):
+    """One attempt got no usable answer; it is retried."""
+
+
+class _OutOfTimeError(Exception):
+    """The retries' deadline passed; carries the last failure."""
+
+    def __init__(self, last: str) -> None:
+        super().__init__(last)
+        self.last = last
+
+
+class _RefusedError(Exception):
+    """The server refused the address we hold (NAK, or an ACK for another address)."""
+
+
+class _GoneError(Exception):
+    """The interface or its namespace no longer exists."""
+
+
+def _is_gone(exc: BaseException) -> bool:
+    if isinstance(exc, NetNSNotFoundError):
+        return True
+    if isinstance(exc, NetNSError):
+        return exc.errno == errno.ENOENT
+    if isinstance(exc, NetlinkError):
+        return exc.errno in (errno.ENODEV, errno.ENXIO)
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENODEV, errno.ENXIO)
+    return False
+
+
+def _uint32(options: Mapping[int, bytes], code: int) -> float | None:
+    value = options.get(code)
+    if value is None or len(value) != 4:
+        return None
+    return float(int.from_bytes(value, "big"))
+
+
+def _lease_times(options: Mapping[int, bytes]) -> tuple[float, float, float]:
+    """(lease, T1, T2) in seconds from an ACK's options (Go's defaults, 1.1.1's sanity)."""
+    lease = _uint32(options, OPT_LEASE_TIME)
+    if lease is None:
+        lease = DEFAULT_LEASE_TIME
+    t2 = _uint32(options, OPT_REBINDING_TIME)
+    if t2 is None or t2 > lease:
+        t2 = lease * 85 / 100
+    t1 = _uint32(options, OPT_RENEWAL_TIME)
+    if t1 is None or t1 > t2:
+        t1 = lease / 2
+    return lease, t1, t2
+
+
+def _server_id(reply: DhcpReply) -> str:
+    """Option 54, else the packet's source (the server to talk to)."""
+    value = reply.options.get(OPT_SERVER_ID)
+    if value is not None and len(value) == 4:
+        return str(ipaddress.IPv4Address(value))
+    return reply.server_ip
+
+
+def _fmt_wall(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
+async def _set_link_down(netns: str, ifname: str) -> None:
+    from cnilib import netlink
+
+    await netlink.arun_in_netns(netns, netlink.set_link_down, ifname)
+
+
+class LeaseKeeper:
+    """The lease of one attachment: acquire it, keep it, release it.
+
+    ``key`` names the lease in logs and records (Go's client ID string,
+    ``<containerID>/<net>/<ifname>``); ``netns`` is the container
+    namespace's path, ``ifname`` the interface in it. ``open_socket`` makes
+    a :class:`~cnilib.netlink._dhcp.DhcpSocket` for one transaction;
+    ``set_link_down`` sets the interface down when the lease is lost or
+    expires (None: leave the link alone); ``on_change`` is called after
+    every ACK and every loss (expiry, NAK, interface gone) so the owner can
+    save :meth:`to_record`.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        netns: str,
+        ifname: str,
+        options: LeaseRequestOptions,
+        timing: Timing | None = None,
+        *,
+        open_socket: OpenSocket = open_dhcp_socket,
+        clock: Clock | None = None,
+        rand: Callable[[], float] = random.random,
+        new_xid: Callable[[], int] | None = None,
+        set_link_down: LinkDown | None = _set_link_down,
+        on_change: OnChange | None = None,
+    ) -> None:
+        self.key = key
+        self.netns = netns
+        self.ifname = ifname
+        self.options = options
+        self.timing = timing if timing is not None else Timing()
+        self.on_change = on_change
+        self._open_socket = open_socket
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._rand = rand
+        self._new_xid = new_xid if new_xid is not None else (lambda: random.getrandbits(32))
+        self._set_link_down = set_link_down
+        self._state = LeaseState.INIT
+        self._ack: DhcpReply | None = None
+        self._obtained: float | None = None
+        """Wall time of the ACK."""
+        self._obtained_mono = 0.0
+        """The same instant on the monotonic clock."""
+        self._lease_time = self._t1 = self._t2 = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    # -- what the owner reads ------------------------------------------------
+
+    @property
+    def state(self) -> LeaseState:
+        return self._state
+
+    @property
+    def ack(self) -> DhcpReply | None:
+        """The latest ACK (None before the first)."""
+        return self._ack
+
+    @property
+    def address(self) -> str | None:
+        """The leased address (the ACK's ``yiaddr``)."""
+        return self._ack.yiaddr if self._ack is not None else None
+
+    @property
+    def obtained(self) -> float | None:
+        """Wall time the latest ACK arrived."""
+        return self._obtained
+
+    @property
+    def renew_at(self) -> float | None:
+        """Wall time of T1."""
+        return None if self._obtained is None else self._obtained + self._t1
+
+    @property
+    def rebind_at(self) -> float | None:
+        """Wall time of T2."""
+        return None if self._obtained is None else self._obtained + self._t2
+
+    @property
+    def expires_at(self) -> float | None:
+        """Wall time the lease expires."""
+        return None if self._obtained is None else self._obtained + self._lease_time
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The maintenance task (None before :meth:`start`)."""
+        return self._task
+
+    def check(self) -> bool:
+        """Whether the lease is held (bound, renewing or rebinding)."""
+        return self._state in _HELD
+
+    # -- acquire, maintain, release -------------------------------------------
+
+    async def acquire(self) -> DhcpReply:
+        """Get a lease: DISCOVER, OFFER, REQUEST, ACK, retried with backoff.
+
+        Raises :class:`LeaseError` when ``timing.resend_timeout`` passes
+        without an ACK; a namespace or interface that cannot be opened
+        raises the netlink layer's error at once.
+        """
+        if self._task is not None and not self._task.done():
+            raise RuntimeError(f"{self.key}: acquire() while the lease is maintained")
+        _log.info("%s: acquiring lease", self.key)
+        deadline = self._clock.monotonic() + self.timing.resend_timeout
+        try:
+            ack = await self._retry(self._discover_request, deadline, fatal_open=True)
+        except _OutOfTimeError as exc:
+            raise LeaseError(
+                f"no more tries: no DHCP lease for {self.ifname} in {self.netns} within "
+                f"{self.timing.resend_timeout:g} s (last: {exc.last})"
+            ) from None
+        self._commit(ack)
+        _log.info("%s: lease acquired, expiration is %s", self.key, self._fmt_expiry())
+        self._changed()
+        return ack
+
+    def start(self) -> asyncio.Task[None]:
+        """Start maintaining the lease (renew, rebind, expire) in a task."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._maintain(), name=f"dhcp lease {self.key}"
+            )
+        return self._task
+
+    async def stop(self, release: bool = True) -> None:
+        """Stop maintaining; with ``release``, send a RELEASE if the lease is held.
+
+        ``release=False`` is for a daemon shutting down (the lease lives on
+        in its record). Failures to release are only logged.
+        """
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+        if release and self.check():
+            await self._release()
+
+    async def _release(self) -> None:
+        ack = self._ack
+        assert ack is not None
+        _log.info("%s: releasing lease", self.key)
+        try:
+            async with await self._open_socket(self.netns, self.ifname) as sock:
+                server = _server_id(ack)
+                await sock.send(
+                    DhcpRequest(
+                        MessageType.RELEASE,
+                        self._new_xid(),
+                        sock.mac,
+                        client_id=self.options.client_id,
+                        ciaddr=ack.yiaddr,
+                        server_id=server,
+                        dst_mac=ack.server_mac,
+                        src_ip=ack.yiaddr,
+                        dst_ip=server,
+                    )
+                )
+        except Exception as exc:
+            if _is_gone(exc):
+                _log.info("%s: not releasing the lease, %s is gone: %s", self.key, self.ifname, exc)
+            else:
+                _log.warning("%s: failed to release DHCP lease: %s", self.key, exc)
+        self._state = LeaseState.RELEASED
+
+    async def _maintain(self) -> None:
+        try:
+            while True:
+                state = self._state
+                if state is LeaseState.BOUND:
+                    await self._clock.sleep(self._mono(self._t1) - self._clock.monotonic())
+                    _log.info("%s: renewing lease", self.key)
+                    self._state = LeaseState.RENEWING
+                elif state is LeaseState.RENEWING:
+                    try:
+                        ack = await self._retry(self._renew, self._mono(self._t2))
+                    except _OutOfTimeError:
+                        _log.info("%s: renewal time expired, rebinding", self.key)
+                        self._state = LeaseState.REBINDING
+                        continue
+                    self._commit(ack)
+                    _log.info("%s: lease renewed, expiration is %s", self.key, self._fmt_expiry())
+                    self._changed()
+                elif state is LeaseState.REBINDING:
+                    try:
+                        ack = await self._retry(self._rebind, self._mono(self._lease_time))
+                    except _OutOfTimeError:
+                        await self._lose(LeaseState.EXPIRED, "lease expired")
+                        return
+                    self._commit(ack)
+                    _log.info("%s: lease rebound, expiration is %s", self.key, self._fmt_expiry())
+                    self._changed()
+                elif state is LeaseState.REBOOTING:
+                    deadline = self._clock.monotonic() + self.timing.resend_timeout
+                    try:
+                        ack = await self._retry(self._reboot, deadline)
+                    except _OutOfTimeError:
+                        await self._lose(LeaseState.EXPIRED, "lease expired, not re-acquired")
+                        return
+                    self._commit(ack)
+                    _log.info(
+                        "%s: lease re-acquired, expiration is %s", self.key, self._fmt_expiry()
+                    )
+                    self._changed()
+                else:
+                    return
+        except _RefusedError as exc:
+            await self._lose(LeaseState.LOST, f"lease lost: {exc}")
+        except _GoneError as exc:
+            _log.warning(
+                "%s: interface %s no longer exists or link check failed, "
+                "terminating lease maintenance: %s",
+                self.key,
+                self.ifname,
+                exc,
+            )
+            self._state = LeaseState.GONE
+            self._changed()
+
+    async def _lose(self, state: LeaseState, why: str) -> None:
+        self._state = state
+        if self._set_link_down is None:
+            _log.error("%s: %s", self.key, why)
+        else:
+            _log.error("%s: %s, bringing interface DOWN", self.key, why)
+            try:
+                await self._set_link_down(self.netns, self.ifname)
+            except Exception as exc:
+                _log.error("%s: failed to bring %s interface DOWN: %s", self.key, self.ifname, exc)
+        self._changed()
+
+    # -- retries and transactions ---------------------------------------------
+
+    async def _retry(
+        self,
+        attempt: Callable[[DhcpSocket, float], Awaitable[DhcpReply]],
+        deadline: float,
+        *,
+        fatal_open: bool = False,
+    ) -> DhcpReply:
+        """``attempt`` on a fresh socket until it succeeds, with the backoff, until ``deadline``.
+
+        Raises :class:`_OutOfTimeError` when the deadline passes; :class:`_RefusedError`
+        from the attempt passes through. A socket that cannot be opened is
+        :class:`_GoneError` when the interface or namespace vanished; otherwise
+        it is raised as is with ``fatal_open``, else a failed attempt.
+        """
+        delays = self.timing.delays(self._rand)
+        last = "no attempt made"
+        clock = self._clock
+        while clock.monotonic() < deadline:
+            try:
+                return await self._transaction(attempt, deadline, fatal_open=fatal_open)
+            except _AttemptFailedError as exc:
+                last = str(exc)
+                _log.warning("%s: %s", self.key, last)
+            remaining = deadline - clock.monotonic()
+            if remaining <= 0:
+                break
+            delay = min(next(delays), remaining)
+            _log.info("%s: retrying in %f seconds", self.key, delay)
+            await clock.sleep(delay)
+        raise _OutOfTimeError(last)
+
+    async def _transaction(
+        self,
+        attempt: Callable[[DhcpSocket, float], Awaitable[DhcpReply]],
+        deadline: float,
+        *,
+        fatal_open: bool,
+    ) -> DhcpReply:
+        try:
+            sock = await self._open_socket(self.netns, self.ifname)
+        except Exception as exc:
+            if _is_gone(exc) and not fatal_open:
+                raise _GoneError(str(exc)) from exc
+            if fatal_open:
+                raise
+            raise _AttemptFailedError(f"cannot open a DHCP socket on {self.ifname}: {exc}") from exc
+        async with sock:
+            try:
+                return await attempt(sock, deadline)
+            except OSError as exc:
+                raise _AttemptFailedError(f"DHCP exchange on {self.ifname} failed: {exc}") from exc
+
+    async def _wait(
+        self, sock: DhcpSocket, xid: int, wanted: frozenset[MessageType], deadline: float
+    ) -> DhcpReply | None:
+        """The first reply of a wanted type within the attempt timeout (and ``deadline``)."""
+        clock = self._clock
+        until = min(deadline, clock.monotonic() + self.timing.attempt_timeout)
+        while (remaining := until - clock.monotonic()) > 0:
+            reply = await sock.receive(xid, remaining)
+            if reply is None:
+                return None
+            if reply.message_type in wanted:
+                return reply
+        return None
+
+    def _request(self, sock: DhcpSocket, kind: MessageType, xid: int, **fields: Any) -> DhcpRequest:
+        return DhcpRequest(
+            kind,
+            xid,
+            sock.mac,
+            client_id=self.options.client_id,
+            parameters=self.options.parameters,
+            extra_options=self.options.extra_options,
+            **fields,
+        )
+
+    async def _discover_request(
+        self, sock: DhcpSocket, deadline: float, *, want: str | None = None
+    ) -> DhcpReply:
+        """DISCOVER, first OFFER, REQUEST it, ACK. ``want``: only that address."""
+        xid = self._new_xid()
+        broadcast = self.options.broadcast
+        extra = {} if want is None else {"requested_ip": want}
+        await sock.send(
+            self._request(sock, MessageType.DISCOVER, xid, broadcast=broadcast, **extra)
+        )
+        offer = await self._wait(sock, xid, frozenset({MessageType.OFFER}), deadline)
+        if offer is None:
+            raise _AttemptFailedError(self._silence("DHCPOFFER"))
+        if want is not None and offer.yiaddr != want:
+            raise _RefusedError(f"the server offers {offer.yiaddr} instead of {want}")
+        await sock.send(
+            self._request(
+                sock,
+                MessageType.REQUEST,
+                xid,
+                broadcast=broadcast,
+                requested_ip=offer.yiaddr,
+                server_id=_server_id(offer),
+            )
+        )
+        reply = await self._wait(sock, xid, frozenset({MessageType.ACK, MessageType.NAK}), deadline)
+        if reply is None:
+            raise _AttemptFailedError(self._silence("DHCPACK"))
+        if reply.message_type is MessageType.NAK:
+            raise _AttemptFailedError(f"DHCP server {_server_id(reply)} NAK'd its own offer")
+        return reply
+
+    async def _renew(self, sock: DhcpSocket, deadline: float) -> DhcpReply:
+        """RENEWING: REQUEST unicast to the server that gave the lease."""
+        ack = self._held_ack()
+        server = _server_id(ack)
+        request = self._request(
+            sock,
+            MessageType.REQUEST,
+            self._new_xid(),
+            ciaddr=ack.yiaddr,
+            dst_mac=ack.server_mac,
+            src_ip=ack.yiaddr,
+            dst_ip=server,
+        )
+        return await self._confirm(sock, request, deadline)
+
+    async def _rebind(self, sock: DhcpSocket, deadline: float) -> DhcpReply:
+        """REBINDING: REQUEST broadcast to any server (RFC 2131 4.4.5)."""
+        ack = self._held_ack()
+        request = self._request(
+            sock,
+            MessageType.REQUEST,
+            self._new_xid(),
+            ciaddr=ack.yiaddr,
+            src_ip=ack.yiaddr,
+        )
+        return await self._confirm(sock, request, deadline)
+
+    async def _reboot(self, sock: DhcpSocket, deadline: float) -> DhcpReply:
+        """INIT-REBOOT: broadcast REQUEST for the old address; silence: DISCOVER for it."""
+        ack = self._held_ack()
+        request = self._request(
+            sock,
+            MessageType.REQUEST,
+            self._new_xid(),
+            broadcast=self.options.broadcast,
+            requested_ip=ack.yiaddr,
+        )
+        try:
+            return await self._confirm(sock, request, deadline)
+        except _AttemptFailedError:
+            if self._clock.monotonic() >= deadline:
+                raise
+        return await self._discover_request(sock, deadline, want=ack.yiaddr)
+
+    async def _confirm(self, sock: DhcpSocket, request: DhcpRequest, deadline: float) -> DhcpReply:
+        """Send a REQUEST for the held address; ACK for it, or :class:`_RefusedError`."""
+        await sock.send(request)
+        reply = await self._wait(
+            sock, request.xid, frozenset({MessageType.ACK, MessageType.NAK}), deadline
+        )
+        if reply is None:
+            raise _AttemptFailedError(self._silence("DHCPACK"))
+        held = self._held_ack().yiaddr
+        if reply.message_type is MessageType.NAK:
+            raise _RefusedError(f"DHCP server {_server_id(reply)} sent DHCPNAK for {held}")
+        if reply.yiaddr != held:
+            raise _RefusedError(
+                f"DHCP server {_server_id(reply)} acknowledged {reply.yiaddr}, not {held}"
+            )
+        return reply
+
+    def _silence(self, what: str) -> str:
+        return f"no {what} received within {self.timing.attempt_timeout:g}s"
+
+    def _held_ack(self) -> DhcpReply:
+        if self._ack is None:
+            raise RuntimeError(f"{self.key}: no lease")
+        return self._ack
+
+    # -- bookkeeping -----------------------------------------------------------
+
+    def _commit(self, ack: DhcpReply) -> None:
+        self._lease_time, self._t1, self._t2 = _lease_times(ack.options)
+        self._ack = ack
+        self._obtained = self._clock.time()
+        self._obtained_mono = self._clock.monotonic()
+        self._state = LeaseState.BOUND
+
+    def _mono(self, offset: float) -> float:
+        """The monotonic time ``offset`` seconds after the ACK."""
+        return self._obtained_mono + offset
+
+    def _fmt_expiry(self) -> str:
+        expiry = self.expires_at
+        return "unknown" if expiry is None else _fmt_wall(expiry)
+
+    def _changed(self) -> None:
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(self)
+        except Exception:
+            _log.exception("%s: saving the lease failed", self.key)
+
+    # -- records ---------------------------------------------------------------
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-able record of the lease, for :meth:`from_record`."""
+        ack = self._ack
+        return {
+            "key": self.key,
+            "netns": self.netns,
+            "ifname": self.ifname,
+            "options": self.options.to_json(),
+            "state": self._state.value,
+            "obtained": self._obtained,
+            "ack": None
+            if ack is None
+            else {
+                "yiaddr": ack.yiaddr,
+                "chaddr": ack.chaddr,
+                "server_mac": ack.server_mac,
+                "server_ip": ack.server_ip,
+                "options": {str(code): value.hex() for code, value in sorted(ack.options.items())},
+            },
+        }
+
+    @classmethod
+    def from_record(
+        cls,
+        record: Mapping[str, Any],
+        timing: Timing | None = None,
+        *,
+        open_socket: OpenSocket = open_dhcp_socket,
+        clock: Clock | None = None,
+        rand: Callable[[], float] = random.random,
+        new_xid: Callable[[], int] | None = None,
+        set_link_down: LinkDown | None = _set_link_down,
+        on_change: OnChange | None = None,
+    ) -> LeaseKeeper:
+        """A keeper resuming a saved lease; :meth:`start` it to maintain it.
+
+        The timers are re-armed from the stored wall time: before T2 it is
+        BOUND (renewing at once when past T1), before expiry REBINDING,
+        after expiry REBOOTING (asking for the same address again). A
+        record of a lease lost, expired, gone or released keeps that state.
+        Raises :class:`LeaseRecordError` for a record it cannot use.
+        """
+        try:
+            keeper = cls(
+                str(record["key"]),
+                str(record["netns"]),
+                str(record["ifname"]),
+                LeaseRequestOptions.from_json(record["options"]),
+                timing,
+                open_socket=open_socket,
+                clock=clock,
+                rand=rand,
+                new_xid=new_xid,
+                set_link_down=set_link_down,
+                on_change=on_change,
+            )
+            state = LeaseState(record["state"])
+            raw_ack = record["ack"]
+            obtained = record["obtained"]
+            if raw_ack is None or obtained is None:
+                if state in _HELD:
+                    raise LeaseRecordError("a held lease without its ACK")
+                keeper._state = state
+                return keeper
+            ack = DhcpReply(
+                message_type=MessageType.ACK,
+                xid=0,
+                yiaddr=str(ipaddress.IPv4Address(raw_ack["yiaddr"])),
+                chaddr=str(raw_ack["chaddr"]),
+                options={int(c): bytes.fromhex(v) for c, v in raw_ack["options"].items()},
+                server_mac=str(raw_ack["server_mac"]),
+                server_ip=str(ipaddress.IPv4Address(raw_ack["server_ip"])),
+            )
+            obtained = float(obtained)
+        except LeaseRecordError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise LeaseRecordError(f"dhcp lease record: {exc!r}") from exc
+        keeper._ack = ack
+        keeper._lease_time, keeper._t1, keeper._t2 = _lease_times(ack.options)
+        keeper._obtained = obtained
+        clk = keeper._clock
+        # Waiting uses the monotonic clock: place the ACK on it. A wall clock
+        # that went back counts as no time elapsed.
+        elapsed = max(0.0, clk.time() - obtained)
+        keeper._obtained_mono = clk.monotonic() - elapsed
+        if state not in _HELD and state is not LeaseState.REBOOTING:
+            keeper._state = state
+        elif elapsed < keeper._t2:
+            keeper._state = LeaseState.BOUND
+        elif elapsed < keeper._lease_time:
+            keeper._state = LeaseState.REBINDING
+        else:
+            keeper._state = LeaseState.REBOOTING
+        _log.info(
+            "%s: resuming lease of %s (%s), expiration is %s",
+            keeper.key,
+            ack.yiaddr,
+            keeper._state.value,
+            keeper._fmt_expiry(),
+        )
+        return keeper
