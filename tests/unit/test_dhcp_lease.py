@@ -14,7 +14,15 @@ import attrs
 import pytest
 
 from cnilib.netlink import NetlinkError, NetNSNotFoundError
-from cnilib.netlink._dhcp import BROADCAST_MAC, DhcpReply, DhcpRequest, DhcpSocket, MessageType
+from cnilib.netlink._dhcp import (
+    BROADCAST_MAC,
+    DhcpLinkNotFoundError,
+    DhcpReply,
+    DhcpRequest,
+    DhcpSocket,
+    DhcpSocketError,
+    MessageType,
+)
 from cnilib.plugins.ipam.dhcp._lease import (
     LeaseError,
     LeaseKeeper,
@@ -114,6 +122,7 @@ class FakeServer:
         self.default_request = "ack"
         self.answer_unicast = True
         self.open_error: Exception | None = None
+        self.send_error: Exception | None = None
         self.offer_address = ADDRESS
         self.options = ack_options()
 
@@ -171,6 +180,8 @@ class FakeSocket(DhcpSocket):
 
     async def send(self, request: DhcpRequest) -> None:
         assert not self.closed
+        if self.server.send_error is not None:
+            raise self.server.send_error
         self.server.sent.append((self.server.clock.now, request))
         self.queue.extend(self.server.answer(request))
 
@@ -429,6 +440,7 @@ async def test_nak_on_renew_loses_the_lease_without_a_new_address(
     assert keeper.task.done()
     assert world.server.kinds() == [MessageType.REQUEST]
     assert state(keeper) is LeaseState.LOST
+    assert keeper.state_name == "lost"
     assert not keeper.check()
     assert world.changes == [LeaseState.LOST]
     assert world.downs == [(NETNS, IFNAME)]
@@ -504,6 +516,43 @@ async def test_vanished_link_stops_maintenance_without_release(
     assert "no longer exists" in caplog.text
     await keeper.stop(release=True)
     assert world.server.sent == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [
+        ("open", DhcpLinkNotFoundError(IFNAME, NETNS)),
+        ("send", DhcpSocketError("send DHCPREQUEST", IFNAME, NETNS, errno.ENXIO)),
+    ],
+)
+async def test_link_vanishing_while_renewing_ends_maintenance(
+    world: World, where: str, error: Exception
+) -> None:
+    keeper = await bound(world)
+    setattr(world.server, f"{where}_error", error)
+    keeper.start()
+    await world.clock.run_until(1000, keeper)
+    assert state(keeper) is LeaseState.GONE
+    assert keeper.gone
+    assert world.clock.now == 50
+    assert world.downs == []
+    await keeper.stop()
+    assert world.server.sent == []
+
+
+@pytest.mark.asyncio
+async def test_a_down_link_while_renewing_is_retried(world: World) -> None:
+    keeper = await bound(world)
+    world.server.send_error = DhcpSocketError("send DHCPREQUEST", IFNAME, NETNS, errno.ENETDOWN)
+    keeper.start()
+    await world.clock.run_until(51, keeper)
+    assert state(keeper) is LeaseState.RENEWING
+    world.server.send_error = None
+    await world.clock.run_until(60, keeper)
+    assert state(keeper) is LeaseState.BOUND
+    assert keeper.obtained == WALL0 + 52
+    await keeper.stop(release=False)
 
 
 @pytest.mark.asyncio

@@ -77,12 +77,15 @@ from cnilib._log import get_logger
 from cnilib.errors import ErrorCode, PluginError
 from cnilib.netlink import NetlinkError, NetNSError, NetNSNotFoundError
 from cnilib.netlink._dhcp import (
+    DhcpLinkNotFoundError,
     DhcpReply,
     DhcpRequest,
     DhcpSocket,
+    DhcpSocketError,
     MessageType,
     open_dhcp_socket,
 )
+from cnilib.plugins.ipam.dhcp._options import lease_times
 
 __all__ = [
     "Clock",
@@ -100,12 +103,6 @@ _log = get_logger("cnilib.dhcp")
 FAST_RETRIES = 4
 """Retries at :attr:`Timing.fast_delay` before the exponential backoff starts."""
 
-OPT_LEASE_TIME = 51
-OPT_SERVER_ID = 54
-OPT_RENEWAL_TIME = 58
-OPT_REBINDING_TIME = 59
-DEFAULT_LEASE_TIME = 3600.0
-"""Go's lease time when the ACK has no option 51 (60 min)."""
 
 OpenSocket = Callable[[str, str], Awaitable[DhcpSocket]]
 LinkDown = Callable[[str, str], Awaitable[None]]
@@ -269,8 +266,10 @@ class _GoneError(Exception):
 
 
 def _is_gone(exc: BaseException) -> bool:
-    if isinstance(exc, NetNSNotFoundError):
+    if isinstance(exc, NetNSNotFoundError | DhcpLinkNotFoundError):
         return True
+    if isinstance(exc, DhcpSocketError):
+        return exc.errno in (errno.ENODEV, errno.ENXIO)
     if isinstance(exc, NetNSError):
         return exc.errno == errno.ENOENT
     if isinstance(exc, NetlinkError):
@@ -280,33 +279,9 @@ def _is_gone(exc: BaseException) -> bool:
     return False
 
 
-def _uint32(options: Mapping[int, bytes], code: int) -> float | None:
-    value = options.get(code)
-    if value is None or len(value) != 4:
-        return None
-    return float(int.from_bytes(value, "big"))
-
-
-def _lease_times(options: Mapping[int, bytes]) -> tuple[float, float, float]:
-    """(lease, T1, T2) in seconds from an ACK's options (Go's defaults, 1.1.1's sanity)."""
-    lease = _uint32(options, OPT_LEASE_TIME)
-    if lease is None:
-        lease = DEFAULT_LEASE_TIME
-    t2 = _uint32(options, OPT_REBINDING_TIME)
-    if t2 is None or t2 > lease:
-        t2 = lease * 85 / 100
-    t1 = _uint32(options, OPT_RENEWAL_TIME)
-    if t1 is None or t1 > t2:
-        t1 = lease / 2
-    return lease, t1, t2
-
-
 def _server_id(reply: DhcpReply) -> str:
     """Option 54, else the packet's source (the server to talk to)."""
-    value = reply.options.get(OPT_SERVER_ID)
-    if value is not None and len(value) == 4:
-        return str(ipaddress.IPv4Address(value))
-    return reply.server_ip
+    return reply.server_id or reply.server_ip
 
 
 def _fmt_wall(seconds: float) -> str:
@@ -372,6 +347,16 @@ class LeaseKeeper:
     @property
     def state(self) -> LeaseState:
         return self._state
+
+    @property
+    def state_name(self) -> str:
+        """The state as written in records and messages (``bound``, ``lost``, ...)."""
+        return self._state.value
+
+    @property
+    def gone(self) -> bool:
+        """Whether maintenance ended because the interface or namespace vanished."""
+        return self._state is LeaseState.GONE
 
     @property
     def ack(self) -> DhcpReply | None:
@@ -599,15 +584,19 @@ class LeaseKeeper:
         try:
             sock = await self._open_socket(self.netns, self.ifname)
         except Exception as exc:
-            if _is_gone(exc) and not fatal_open:
-                raise _GoneError(str(exc)) from exc
             if fatal_open:
                 raise
+            if _is_gone(exc):
+                raise _GoneError(str(exc)) from exc
             raise _AttemptFailedError(f"cannot open a DHCP socket on {self.ifname}: {exc}") from exc
         async with sock:
             try:
                 return await attempt(sock, deadline)
-            except OSError as exc:
+            except (OSError, DhcpSocketError) as exc:
+                if _is_gone(exc):
+                    if fatal_open:
+                        raise
+                    raise _GoneError(str(exc)) from exc
                 raise _AttemptFailedError(f"DHCP exchange on {self.ifname} failed: {exc}") from exc
 
     async def _wait(
@@ -739,7 +728,7 @@ class LeaseKeeper:
     # -- bookkeeping -----------------------------------------------------------
 
     def _commit(self, ack: DhcpReply) -> None:
-        self._lease_time, self._t1, self._t2 = _lease_times(ack.options)
+        self._lease_time, self._t1, self._t2 = lease_times(ack.options)
         self._ack = ack
         self._obtained = self._clock.time()
         self._obtained_mono = self._clock.monotonic()
@@ -842,7 +831,7 @@ class LeaseKeeper:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise LeaseRecordError(f"dhcp lease record: {exc!r}") from exc
         keeper._ack = ack
-        keeper._lease_time, keeper._t1, keeper._t2 = _lease_times(ack.options)
+        keeper._lease_time, keeper._t1, keeper._t2 = lease_times(ack.options)
         keeper._obtained = obtained
         clk = keeper._clock
         # Waiting uses the monotonic clock: place the ACK on it. A wall clock
