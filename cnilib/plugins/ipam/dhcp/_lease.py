@@ -21,6 +21,9 @@ Matched with Go (the latest release, and 1.1.1 where they agree):
   time come from options 58, 59 and 51 (defaults 50 %, 85 %, 60 min) and
   count from the ACK's receipt.
 - A socket is opened for each transaction and closed after it.
+- The BROADCAST flag (Go ``-broadcast``) is set on the messages sent while
+  the client has no address (DISCOVER, REQUEST for an offer, INIT-REBOOT);
+  renewing and rebinding send ``ciaddr``, to which servers answer unicast.
 - The interface or namespace gone: maintenance ends, nothing is released.
 - Expiry: an error is logged and the interface is set down, so the
   container stops using an address the server may give to someone else.
