@@ -82,12 +82,15 @@ demo-system-deps:
 	fi
 
 # Debian's Go reference plugins are the peer the integration tests compare against; procps
-# (pgrep, sysctl) is in a full Debian install but not in minimal images.
+# (pgrep, sysctl) is in a full Debian install but not in minimal images; dnsmasq-base (the
+# binary only, no service) is the DHCP server of the dhcp plugin's tests.
 system-deps:
 	@if [ ! -x /usr/lib/cni/bridge ] || ! command -v iptables >/dev/null || ! command -v ip >/dev/null \
-			|| ! command -v nft >/dev/null || ! command -v pgrep >/dev/null; then \
-		echo "installing containernetworking-plugins, iptables, nftables, iproute2, procps"; \
-		$(APT_INSTALL) containernetworking-plugins iptables nftables iproute2 procps >/dev/null; \
+			|| ! command -v nft >/dev/null || ! command -v pgrep >/dev/null \
+			|| [ ! -x /usr/sbin/dnsmasq ]; then \
+		echo "installing containernetworking-plugins, iptables, nftables, iproute2, procps, dnsmasq-base"; \
+		$(APT_INSTALL) containernetworking-plugins iptables nftables iproute2 procps dnsmasq-base \
+			>/dev/null; \
 	fi
 
 lint: test-deps
