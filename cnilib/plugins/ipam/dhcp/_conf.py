@@ -28,6 +28,9 @@ list (1, 3, 15, 6). :attr:`DhcpConf.parameters` is that final list, and
 the generated client ID in Go's DISCOVER/REQUEST (not in its RELEASE):
 :meth:`DhcpConf.client_id` returns what to send.
 
+For GC, ``cni.dev/valid-attachments`` is read as well
+(:attr:`DhcpConf.valid_attachments`).
+
 Deliberate differences from Go:
 
 * Errors come when the configuration is read (the plugin, before calling the
@@ -71,7 +74,7 @@ __all__ = [
     "DhcpConf",
     "OptionNameError",
     "client_id",
-    "client_key",
+    "lease_key",
     "parse_cni_args",
     "parse_option_name",
 ]
@@ -105,6 +108,7 @@ _MESSAGE_TYPE = 53
 _PARAMETER_LIST = 55
 _CLIENT_ID = 61
 _INT64_MAX = 2**63 - 1
+_VALID = "cni.dev/valid-attachments"
 
 
 class OptionNameError(ValueError):
@@ -154,7 +158,7 @@ def _payload(text: str) -> bytes:
         return clean_str(text).encode("utf-8")
 
 
-def client_key(container_id: str, net_name: str, ifname: str) -> str:
+def lease_key(container_id: str, net_name: str, ifname: str) -> str:
     """Go's ``generateClientID``: ``<containerID>/<network>/<ifname>``, cut to
     :data:`MAX_CLIENT_KEY` bytes (latest Go). The daemon keys its leases by it.
 
@@ -242,12 +246,31 @@ def _option(entry: JSONMap, path: str, source: str) -> tuple[str, int]:
         ) from None
 
 
+def _attachments(config: JSONMap, source: str) -> frozenset[tuple[str, str]] | None:
+    """``cni.dev/valid-attachments`` (the key libcni's GC writes)."""
+    value = config.get(_VALID)
+    if value is None:
+        return None
+    where = f"$[{go_quote(_VALID)}]"
+    if not isinstance(value, list):
+        raise _type_error(where, value, "[]attachment", source)
+    pairs = set()
+    for i, entry in enumerate(value):
+        path = f"{where}[{i}]"
+        if not isinstance(entry, dict):
+            raise _type_error(path, entry, "attachment", source)
+        pairs.add(
+            (_string(entry, "containerID", path, source), _string(entry, "ifname", path, source))
+        )
+    return frozenset(pairs)
+
+
 @attrs.frozen
 class DhcpConf:
     """What the plugin and the daemon take from a network configuration."""
 
-    name: str
-    """The network name (part of the client ID)."""
+    network: str
+    """The network name (``name``; part of the client ID)."""
     cni_version: str = ""
     socket_path: str = DEFAULT_SOCKET_PATH
     priority: int = 0
@@ -258,6 +281,8 @@ class DhcpConf:
     """The provided options as sent: (code, payload), one per code, by code."""
     client_id_override: bytes | None = None
     """A provided option 61, sent instead of the generated client ID."""
+    attachments: frozenset[tuple[str, str]] | None = None
+    """``cni.dev/valid-attachments`` as (containerID, ifname) pairs; None when absent."""
 
     @classmethod
     def from_netconf(
@@ -336,7 +361,7 @@ class DhcpConf:
         provided.pop(_PARAMETER_LIST, None)
 
         return cls(
-            name=_string(config, "name", "$", source),
+            network=_string(config, "name", "$", source),
             cni_version=_string(config, "cniVersion", "$", source),
             socket_path=_string(ipam, "daemonSocketPath", "$.ipam", source) or DEFAULT_SOCKET_PATH,
             priority=_int(ipam, "priority", "$.ipam", source),
@@ -347,6 +372,7 @@ class DhcpConf:
                 if code not in (_PAD, _END, _CLIENT_ID)
             ),
             client_id_override=provided.get(_CLIENT_ID),
+            attachments=_attachments(config, source),
         )
 
     @classmethod
@@ -368,12 +394,19 @@ class DhcpConf:
             ) from None
         return cls.from_netconf(config, args=args, source=source)
 
-    def client_key(self, container_id: str, ifname: str) -> str:
-        """:func:`client_key` for this network."""
-        return client_key(container_id, self.name, ifname)
+    def lease_key(self, container_id: str, ifname: str) -> str:
+        """:func:`lease_key` for this network."""
+        return lease_key(container_id, self.network, ifname)
 
     def client_id(self, container_id: str, ifname: str) -> bytes:
         """Option 61 for DISCOVER and REQUEST: a provided one, else :func:`client_id`."""
         if self.client_id_override is not None:
             return self.client_id_override
-        return client_id(container_id, self.name, ifname)
+        return client_id(container_id, self.network, ifname)
+
+    @property
+    def valid_attachments(self) -> frozenset[tuple[str, str]]:
+        """GC's valid attachments (code 7 when the configuration has none)."""
+        if self.attachments is None:
+            raise _error(f"$[{go_quote(_VALID)}]", f"GC needs {_VALID} in the configuration", "")
+        return self.attachments
