@@ -23,6 +23,7 @@ _REQUIRED_ENVIRONMENT = (
     "needs network namespaces and veth pairs",
     "containernetworking-plugins are not installed",
     "nftables (the nft tool) is not installed",
+    "dnsmasq (Debian's dnsmasq-base) is not installed",
 )
 ROOT = HERE.parent.parent
 
