@@ -325,3 +325,12 @@ def test_arbitrary_search_lists_raise_only_the_modules_error(payload: bytes) -> 
     except DhcpOptionError:
         return
     assert all(len(name) <= 254 for name in names)
+
+
+def test_rfc1035_pointer_loops_end_at_the_first_jump() -> None:
+    # A pointer back into the name being read is a loop: refused at once, not
+    # after the chase has gathered 255 bytes of labels.
+    with pytest.raises(DhcpOptionError, match="does not point backwards"):
+        domain_search(b"\x01a\xc0\x00")
+    with pytest.raises(DhcpOptionError, match="does not point backwards"):
+        domain_search(b"\x01x\x00\x01a\x01b\xc0\x03")
