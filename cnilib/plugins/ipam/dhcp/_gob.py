@@ -1,0 +1,1007 @@
+"""Go ``encoding/gob``, as much of it as ``net/rpc`` and the dhcp daemon exchange.
+
+Go's dhcp plugin and its daemon talk ``net/rpc``, whose bodies are gob streams.
+This module is that codec, sans I/O:
+
+* :class:`Decoder` reads any gob stream of structs, slices, arrays, maps and the
+  builtin types (pointers are flattened on the wire, so they need nothing). It
+  honours the type definitions the peer sends, so struct fields are matched **by
+  name**: Go 1.1.1's ``skel.CmdArgs`` and the latest one (with ``NetnsOverride``)
+  both decode, and fields this side does not know are ignored, as Go does.
+* :class:`Encoder` writes values of a fixed :class:`StructSchema` (``rpc.Request``,
+  ``rpc.Response``, ``skel.CmdArgs``, ``types100.Result``, ``struct{}``), sending
+  each type's definition once per stream, in Go's order and with Go's id
+  numbering, so the bytes match what a Go peer sends for the same types.
+* :func:`result_to_value` / :func:`result_from_value` and
+  :func:`cmd_args_to_value` / :func:`cmd_args_from_value` map between gob
+  struct values (dicts keyed by field name) and cnilib's types.
+
+Anything malformed raises :class:`GobError` saying what was wrong.
+
+Two Go details shape the Result mapping. Gob omits zero values, so a Go peer
+cannot send an ``IPConfig.Interface`` pointer to index 0 (it arrives as no
+index); this encoder sends a set pointer field even when it is 0, which Go
+decodes as a pointer to 0. And the Result is sent with the latest CNI field set
+(``Interface.Mtu/SocketPath/PciID``, ``Route.MTU/AdvMSS/Priority/Table/Scope``):
+Go 1.1.1 peers ignore the fields they lack.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from typing import TypeAlias
+
+import attrs
+
+from cnilib.results import DNS, Route
+from cnilib.results._ip import IPAddress, IPInterface
+from cnilib.results.v100 import Interface, IPConfig, ResultV100
+
+__all__ = [
+    "BOOL",
+    "BYTES",
+    "CMD_ARGS",
+    "CMD_ARGS_LATEST",
+    "COMPLEX",
+    "EMPTY",
+    "FLOAT",
+    "INT",
+    "MAX_MESSAGE",
+    "REQUEST",
+    "RESPONSE",
+    "RESULT",
+    "RESULT_GO_1_1_1",
+    "STRING",
+    "UINT",
+    "CmdArgs",
+    "Decoded",
+    "Decoder",
+    "Encoder",
+    "Field",
+    "GobError",
+    "Schema",
+    "SliceSchema",
+    "StructSchema",
+    "WireArray",
+    "WireMap",
+    "WireSlice",
+    "WireStruct",
+    "WireType",
+    "cmd_args_from_value",
+    "cmd_args_to_value",
+    "result_from_value",
+    "result_to_value",
+]
+
+# Go's predefined type ids (encoding/gob type.go); user types start at 65.
+BOOL = 1
+INT = 2
+UINT = 3
+FLOAT = 4
+BYTES = 5
+STRING = 6
+COMPLEX = 7
+_INTERFACE = 8
+_FIRST_USER_ID = 64
+"""Ids below this are Go's own (builtins and the wire types); a peer never defines them."""
+_FIRST_ASSIGNED_ID = 65
+"""The first id Go hands out to a program's own types (64 is taken by Go itself)."""
+
+MAX_MESSAGE = 1 << 24
+"""The largest gob message accepted (16 MiB; Go's limit is 1 GiB). A CmdArgs is a
+network configuration, a Result a few addresses: anything near this is an attack."""
+
+_MAX_DEPTH = 64
+"""How deeply values may nest (a recursive type could otherwise exhaust the stack)."""
+
+_BUILTIN_NAMES = {
+    BOOL: "bool",
+    INT: "int",
+    UINT: "uint",
+    FLOAT: "float",
+    BYTES: "[]byte",
+    STRING: "string",
+    COMPLEX: "complex",
+}
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_UINT64_MAX = (1 << 64) - 1
+
+
+class GobError(ValueError):
+    """A gob stream that is malformed or does not fit the expected Go type.
+
+    The text starts ``gob:`` like Go's own errors and says what was wrong.
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"gob: {what}")
+
+
+# ----------------------------------------------------------------------------- types
+
+
+@attrs.frozen
+class WireStruct:
+    """A struct type the peer defined: its fields' names and type ids, in order."""
+
+    name: str
+    fields: tuple[tuple[str, int], ...]
+
+
+@attrs.frozen
+class WireSlice:
+    """A slice type the peer defined."""
+
+    name: str
+    elem: int
+
+
+@attrs.frozen
+class WireArray:
+    """An array type the peer defined."""
+
+    name: str
+    elem: int
+    length: int
+
+
+@attrs.frozen
+class WireMap:
+    """A map type the peer defined."""
+
+    name: str
+    key: int
+    elem: int
+
+
+WireType: TypeAlias = WireStruct | WireSlice | WireArray | WireMap
+
+
+@attrs.frozen
+class Field:
+    """One field of a :class:`StructSchema`.
+
+    A ``pointer`` field (Go ``*int``) is left out only when its value is None, and
+    sent even when zero; any other field is left out when zero, as Go does. Struct
+    fields are always sent (Go sends a struct value even when it is empty).
+    """
+
+    name: str
+    type: Schema
+    pointer: bool = False
+
+
+@attrs.frozen
+class StructSchema:
+    """A Go struct type this side encodes; ``name`` is Go's (``""`` for ``struct{}``)."""
+
+    name: str
+    fields: tuple[Field, ...]
+
+
+@attrs.frozen
+class SliceSchema:
+    """A Go slice type this side encodes; ``name`` is Go's (``[]string``)."""
+
+    name: str
+    elem: Schema
+
+
+Schema: TypeAlias = "int | StructSchema | SliceSchema"
+"""A builtin type id (:data:`STRING`, ...) or a composite schema."""
+
+
+def _struct(name: str, *fields: Field) -> StructSchema:
+    return StructSchema(name, fields)
+
+
+REQUEST = _struct("Request", Field("ServiceMethod", STRING), Field("Seq", UINT))
+"""Go ``rpc.Request``."""
+
+RESPONSE = _struct(
+    "Response", Field("ServiceMethod", STRING), Field("Seq", UINT), Field("Error", STRING)
+)
+"""Go ``rpc.Response``."""
+
+EMPTY = _struct("")
+"""Go ``struct{}``: the Release reply, and the body of every error reply."""
+
+_CMD_ARGS_HEAD = (
+    Field("ContainerID", STRING),
+    Field("Netns", STRING),
+    Field("IfName", STRING),
+    Field("Args", STRING),
+    Field("Path", STRING),
+)
+CMD_ARGS = StructSchema("CmdArgs", (*_CMD_ARGS_HEAD, Field("StdinData", BYTES)))
+"""Go 1.1.1's ``skel.CmdArgs`` (what this side sends: every Go version decodes it)."""
+
+CMD_ARGS_LATEST = StructSchema(
+    "CmdArgs", (*_CMD_ARGS_HEAD, Field("NetnsOverride", STRING), Field("StdinData", BYTES))
+)
+"""The latest CNI's ``skel.CmdArgs`` (for tests: what a newer Go plugin sends)."""
+
+_IPNET = _struct("IPNet", Field("IP", BYTES), Field("Mask", BYTES))
+_STRINGS = SliceSchema("[]string", STRING)
+_DNS = _struct(
+    "DNS",
+    Field("Nameservers", _STRINGS),
+    Field("Domain", STRING),
+    Field("Search", _STRINGS),
+    Field("Options", _STRINGS),
+)
+_IPCONFIG = _struct(
+    "",
+    Field("Interface", INT, pointer=True),
+    Field("Address", _IPNET),
+    Field("Gateway", BYTES),
+)
+
+
+def _result_schema(interface: StructSchema, route: StructSchema) -> StructSchema:
+    # Interface, IPConfig and Route travel as slice elements through pointers
+    # ([]*Interface): Go names such a type after the unnamed pointer type, so "".
+    return _struct(
+        "Result",
+        Field("CNIVersion", STRING),
+        Field("Interfaces", SliceSchema("[]*types100.Interface", interface)),
+        Field("IPs", SliceSchema("[]*types100.IPConfig", _IPCONFIG)),
+        Field("Routes", SliceSchema("[]*types.Route", route)),
+        Field("DNS", _DNS),
+    )
+
+
+RESULT = _result_schema(
+    _struct(
+        "",
+        Field("Name", STRING),
+        Field("Mac", STRING),
+        Field("Mtu", INT),
+        Field("Sandbox", STRING),
+        Field("SocketPath", STRING),
+        Field("PciID", STRING),
+    ),
+    _struct(
+        "",
+        Field("Dst", _IPNET),
+        Field("GW", BYTES),
+        Field("MTU", INT),
+        Field("AdvMSS", INT),
+        Field("Priority", INT),
+        Field("Table", INT, pointer=True),
+        Field("Scope", INT, pointer=True),
+    ),
+)
+"""The latest CNI's ``types100.Result`` (what this side sends)."""
+
+RESULT_GO_1_1_1 = _result_schema(
+    _struct("", Field("Name", STRING), Field("Mac", STRING), Field("Sandbox", STRING)),
+    _struct("", Field("Dst", _IPNET), Field("GW", BYTES)),
+)
+"""The ``types100.Result`` of Go 1.1.1's daemon (for tests: its bytes are known)."""
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+class _Reader:
+    """Reads gob primitives from one message; running past its end is a GobError."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+    def uint(self) -> int:
+        if self.pos >= len(self.data):
+            raise GobError("unexpected end of message")
+        first = self.data[self.pos]
+        self.pos += 1
+        if first < 0x80:
+            return first
+        size = 256 - first
+        if size > 8:
+            raise GobError(f"invalid unsigned integer (length byte {first:#04x})")
+        end = self.pos + size
+        if end > len(self.data):
+            raise GobError("unexpected end of message in an integer")
+        value = int.from_bytes(self.data[self.pos : end], "big")
+        self.pos = end
+        return value
+
+    def int(self) -> int:
+        bits = self.uint()
+        return ~(bits >> 1) if bits & 1 else bits >> 1
+
+    def bytes(self) -> bytes:
+        size = self.uint()
+        if size > self.remaining():
+            raise GobError(f"{size}-byte string or []byte overruns its message")
+        value = self.data[self.pos : self.pos + size]
+        self.pos += size
+        return value
+
+
+def _field_numbers(reader: _Reader, count: int, what: str) -> Iterator[int]:
+    """The field numbers of one struct value (delta-encoded, ended by a 0 delta)."""
+    number = -1
+    while True:
+        delta = reader.uint()
+        if delta == 0:
+            return
+        number += delta
+        if number >= count:
+            raise GobError(f"{what}: field number {number} out of range (it has {count})")
+        yield number
+
+
+def _type_id(reader: _Reader, what: str) -> int:
+    tid = reader.int()
+    if tid <= 0:
+        raise GobError(f"{what}: invalid type id {tid}")
+    return tid
+
+
+def _common(reader: _Reader) -> str:
+    """A ``CommonType{Name string; Id typeId}``: its name (the id is the message's)."""
+    name = ""
+    for number in _field_numbers(reader, 2, "CommonType"):
+        if number == 0:
+            name = _text(reader.bytes())
+        else:
+            reader.int()
+    return name
+
+
+def _read_struct_type(reader: _Reader) -> WireStruct:
+    name = ""
+    fields: list[tuple[str, int]] = []
+    for number in _field_numbers(reader, 2, "structType"):
+        if number == 0:
+            name = _common(reader)
+            continue
+        count = reader.uint()
+        if count > reader.remaining():
+            raise GobError(f"struct type {name!r}: {count} fields overrun the message")
+        for _ in range(count):
+            field_name, field_id = "", 0
+            for part in _field_numbers(reader, 2, "fieldType"):
+                if part == 0:
+                    field_name = _text(reader.bytes())
+                else:
+                    field_id = _type_id(reader, f"field {field_name!r} of struct {name!r}")
+            if not field_id:
+                raise GobError(f"field {field_name!r} of struct {name!r} has no type")
+            fields.append((field_name, field_id))
+    return WireStruct(name, tuple(fields))
+
+
+def _read_composite(reader: _Reader, kind: str, count: int) -> tuple[str, list[int]]:
+    """A slice/array/map type: its name and its other fields (ids, length)."""
+    name = ""
+    values = [0] * (count - 1)
+    for number in _field_numbers(reader, count, f"{kind}Type"):
+        if number == 0:
+            name = _common(reader)
+        else:
+            values[number - 1] = reader.int()
+    return name, values
+
+
+def _read_wire_type(reader: _Reader) -> WireType:
+    """A ``wireType`` (Go's type definition message)."""
+    found: WireType | None = None
+    for number in _field_numbers(reader, 7, "wireType"):
+        if found is not None:
+            raise GobError("a type definition with more than one kind")
+        if number == 0:
+            name, (elem, length) = _read_composite(reader, "array", 3)
+            found = WireArray(name, _check_id(elem, name), length)
+        elif number == 1:
+            name, (elem,) = _read_composite(reader, "slice", 2)
+            found = WireSlice(name, _check_id(elem, name))
+        elif number == 2:
+            found = _read_struct_type(reader)
+        elif number == 3:
+            name, (key, elem) = _read_composite(reader, "map", 3)
+            found = WireMap(name, _check_id(key, name), _check_id(elem, name))
+        else:
+            name = ""
+            for part in _field_numbers(reader, 1, "gobEncoderType"):
+                if part == 0:
+                    name = _common(reader)
+            raise GobError(f"type {name!r} uses a custom marshaler, which is not supported")
+    if found is None:
+        raise GobError("an empty type definition")
+    return found
+
+
+def _check_id(tid: int, name: str) -> int:
+    if tid <= 0:
+        raise GobError(f"type {name!r} refers to invalid type id {tid}")
+    return tid
+
+
+def _text(raw: bytes) -> str:
+    # Go strings are bytes; surrogateescape keeps any of them and encodes back unchanged.
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _float(bits: int) -> float:
+    # Gob sends a float64's bits byte-reversed, as an unsigned integer.
+    value: float = struct.unpack("<d", bits.to_bytes(8, "big"))[0]
+    return value
+
+
+@attrs.frozen
+class Decoded:
+    """One value read from a stream: its type (a builtin id or the peer's definition)."""
+
+    type: int | WireType
+    value: object
+
+    @property
+    def is_empty_struct(self) -> bool:
+        """Whether this is a value of a struct type without fields (Go ``struct{}``)."""
+        return isinstance(self.type, WireStruct) and not self.type.fields
+
+
+class Decoder:
+    """Reads one direction of a gob stream: :meth:`feed` bytes, take :meth:`next` values.
+
+    Struct values come out as dicts keyed by field name (fields the peer left out,
+    i.e. zero values, are absent), slices and arrays as lists, maps as dicts,
+    ``[]byte`` as bytes. Type definitions are remembered for the stream's life.
+    """
+
+    def __init__(self, *, max_message: int = MAX_MESSAGE) -> None:
+        self._buf = bytearray()
+        self._types: dict[int, WireType] = {}
+        self._max = max_message
+
+    def feed(self, data: bytes) -> None:
+        """Append bytes received from the peer."""
+        self._buf += data
+
+    @property
+    def pending(self) -> bool:
+        """Whether part of a message is buffered (EOF now would cut it short)."""
+        return bool(self._buf)
+
+    def next(self) -> Decoded | None:
+        """The next value, or None until more bytes are fed; raises :class:`GobError`."""
+        while True:
+            message = self._frame()
+            if message is None:
+                return None
+            reader = _Reader(message)
+            tid = reader.int()
+            if tid < 0:
+                self._define(-tid, reader)
+                continue
+            if tid == 0:
+                raise GobError("a value of type id 0")
+            return self._top_value(tid, reader)
+
+    def _frame(self) -> bytes | None:
+        buf = self._buf
+        if not buf:
+            return None
+        first = buf[0]
+        if first < 0x80:
+            size, header = first, 1
+        else:
+            count = 256 - first
+            if count > 8:
+                raise GobError(f"invalid message length (length byte {first:#04x})")
+            if len(buf) < 1 + count:
+                return None
+            size, header = int.from_bytes(buf[1 : 1 + count], "big"), 1 + count
+        if size > self._max:
+            raise GobError(f"message of {size} bytes is too big (the limit is {self._max})")
+        if size == 0:
+            raise GobError("an empty message")
+        if len(buf) < header + size:
+            return None
+        message = bytes(buf[header : header + size])
+        del buf[: header + size]
+        return message
+
+    def _define(self, tid: int, reader: _Reader) -> None:
+        if tid < _FIRST_USER_ID:
+            raise GobError(f"a definition of reserved type id {tid}")
+        if tid in self._types:
+            raise GobError(f"duplicate definition of type id {tid}")
+        wire = _read_wire_type(reader)
+        if reader.remaining():
+            raise GobError(f"{reader.remaining()} extra bytes after the definition of type {tid}")
+        self._types[tid] = wire
+
+    def _top_value(self, tid: int, reader: _Reader) -> Decoded:
+        wire = self._lookup(tid)
+        value: object
+        if isinstance(wire, WireStruct):
+            value = self._struct(wire, reader, 0)
+        else:
+            # A value that is not a struct is sent as field 0 of an implicit struct.
+            if reader.uint() != 0:
+                raise GobError(f"non-zero field delta before a value of type id {tid}")
+            value = self._value(tid, reader, 0)
+        if reader.remaining():
+            raise GobError(f"{reader.remaining()} extra bytes after a value of type id {tid}")
+        return Decoded(wire, value)
+
+    def _lookup(self, tid: int) -> int | WireType:
+        if tid in _BUILTIN_NAMES:
+            return tid
+        if tid == _INTERFACE:
+            raise GobError("interface values are not supported")
+        wire = self._types.get(tid)
+        if wire is None:
+            raise GobError(f"a value of undefined type id {tid}")
+        return wire
+
+    def _value(self, tid: int, reader: _Reader, depth: int) -> object:
+        if depth > _MAX_DEPTH:
+            raise GobError(f"values nested more than {_MAX_DEPTH} deep")
+        if tid == BOOL:
+            flag = reader.uint()
+            if flag > 1:
+                raise GobError(f"invalid bool {flag}")
+            return flag == 1
+        if tid == INT:
+            return reader.int()
+        if tid == UINT:
+            return reader.uint()
+        if tid == FLOAT:
+            return _float(reader.uint())
+        if tid == COMPLEX:
+            return complex(_float(reader.uint()), _float(reader.uint()))
+        if tid == BYTES:
+            return reader.bytes()
+        if tid == STRING:
+            return _text(reader.bytes())
+        wire = self._lookup(tid)
+        if isinstance(wire, int):  # every builtin was read above
+            raise GobError(f"type id {tid} cannot be read")
+        if isinstance(wire, WireStruct):
+            return self._struct(wire, reader, depth)
+        count = reader.uint()
+        # Every element takes at least one byte: a larger count is a lie.
+        if count > reader.remaining():
+            raise GobError(f"{wire.name or 'a value'}: {count} elements overrun the message")
+        if isinstance(wire, WireArray):
+            if count != wire.length:
+                raise GobError(
+                    f"array {wire.name!r} of {count} elements, its type says {wire.length}"
+                )
+            return [self._value(wire.elem, reader, depth + 1) for _ in range(count)]
+        if isinstance(wire, WireSlice):
+            return [self._value(wire.elem, reader, depth + 1) for _ in range(count)]
+        if wire.key not in _BUILTIN_NAMES:
+            raise GobError(f"map {wire.name!r}: only keys of builtin types are supported")
+        out: dict[object, object] = {}
+        for _ in range(count):
+            key = self._value(wire.key, reader, depth + 1)
+            out[key] = self._value(wire.elem, reader, depth + 1)
+        return out
+
+    def _struct(self, wire: WireStruct, reader: _Reader, depth: int) -> dict[str, object]:
+        out: dict[str, object] = {}
+        what = f"struct {wire.name or 'struct{}'}"
+        for number in _field_numbers(reader, len(wire.fields), what):
+            name, tid = wire.fields[number]
+            out[name] = self._value(tid, reader, depth + 1)
+        return out
+
+
+# ---------------------------------------------------------------------------- encoding
+
+
+def _put_uint(out: bytearray, value: int) -> None:
+    if value < 0x80:
+        out.append(value)
+        return
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    out.append(256 - len(raw))
+    out += raw
+
+
+def _put_int(out: bytearray, value: int) -> None:
+    _put_uint(out, (value << 1) if value >= 0 else ((~value << 1) | 1))
+
+
+def _put_bytes(out: bytearray, raw: bytes) -> None:
+    _put_uint(out, len(raw))
+    out += raw
+
+
+def _put_message(out: bytearray, body: bytearray) -> None:
+    _put_uint(out, len(body))
+    out += body
+
+
+def _is_zero(value: object) -> bool:
+    return not value and isinstance(value, int | str | bytes | Sequence)
+
+
+class Encoder:
+    """Writes one direction of a gob stream: type definitions once, then values.
+
+    Type ids are numbered as Go numbers them in a fresh process (from 65, a struct
+    before its fields, a slice after its element), so a stream that starts with
+    the same types as a Go peer's is byte-for-byte the same.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[StructSchema | SliceSchema, int] = {}
+        self._sent: set[int] = set()
+        self._next_id = _FIRST_ASSIGNED_ID
+
+    def encode(self, schema: StructSchema, value: Mapping[str, object]) -> bytes:
+        """The messages for one value: the definitions not sent yet, then the value.
+
+        ``value`` maps field names to Python values (str, bytes, int, bool, lists,
+        nested mappings); a missing field is a zero one. Raises :class:`GobError`
+        for a value that does not fit the schema.
+        """
+        self._assign(schema)
+        out = bytearray()
+        self._send_type(schema, out)
+        body = bytearray()
+        _put_int(body, self._ids[schema])
+        self._put_struct(schema, value, body)
+        _put_message(out, body)
+        return bytes(out)
+
+    def _assign(self, schema: Schema) -> None:
+        if isinstance(schema, int) or schema in self._ids:
+            return
+        if isinstance(schema, StructSchema):
+            self._ids[schema] = self._take_id()
+            for field in schema.fields:
+                self._assign(field.type)
+        else:
+            self._assign(schema.elem)
+            self._ids[schema] = self._take_id()
+
+    def _take_id(self) -> int:
+        tid = self._next_id
+        self._next_id += 1
+        return tid
+
+    def _id(self, schema: Schema) -> int:
+        return schema if isinstance(schema, int) else self._ids[schema]
+
+    def _send_type(self, schema: Schema, out: bytearray) -> None:
+        if isinstance(schema, int) or self._ids[schema] in self._sent:
+            return
+        tid = self._ids[schema]
+        self._sent.add(tid)
+        body = bytearray()
+        _put_int(body, -tid)
+        common = bytearray()
+        if schema.name:
+            common += b"\x01"
+            _put_bytes(common, schema.name.encode())
+            common += b"\x01"
+        else:
+            common += b"\x02"
+        _put_int(common, tid)
+        common += b"\x00"
+        if isinstance(schema, StructSchema):
+            body += b"\x03\x01" + common
+            if schema.fields:
+                body += b"\x01"
+                _put_uint(body, len(schema.fields))
+                for field in schema.fields:
+                    body += b"\x01"
+                    _put_bytes(body, field.name.encode())
+                    body += b"\x01"
+                    _put_int(body, self._id(field.type))
+                    body += b"\x00"
+            body += b"\x00\x00"
+        else:
+            body += b"\x02\x01" + common + b"\x01"
+            _put_int(body, self._id(schema.elem))
+            body += b"\x00\x00"
+        _put_message(out, body)
+        # Go sends a type's definition before those of the types it uses.
+        if isinstance(schema, StructSchema):
+            for field in schema.fields:
+                self._send_type(field.type, out)
+        else:
+            self._send_type(schema.elem, out)
+
+    def _put_struct(self, schema: StructSchema, value: object, out: bytearray) -> None:
+        if not isinstance(value, Mapping):
+            raise GobError(
+                f"struct {schema.name!r}: expected a mapping, got {type(value).__name__}"
+            )
+        last = -1
+        for number, field in enumerate(schema.fields):
+            item = value.get(field.name)
+            if isinstance(field.type, StructSchema):
+                item = {} if item is None else item
+            elif item is None or (not field.pointer and _is_zero(item)):
+                continue
+            _put_uint(out, number - last)
+            last = number
+            self._put_value(field.type, item, f"{schema.name}.{field.name}", out)
+        out.append(0)
+
+    def _put_value(self, schema: Schema, value: object, where: str, out: bytearray) -> None:
+        if isinstance(schema, StructSchema):
+            self._put_struct(schema, value, out)
+        elif isinstance(schema, SliceSchema):
+            if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+                raise GobError(f"{where}: expected a sequence, got {type(value).__name__}")
+            _put_uint(out, len(value))
+            for item in value:
+                self._put_value(schema.elem, item, where, out)
+        elif schema == STRING and isinstance(value, str):
+            _put_bytes(out, value.encode("utf-8", "surrogateescape"))
+        elif schema == BYTES and isinstance(value, bytes):
+            _put_bytes(out, value)
+        elif schema == BOOL and isinstance(value, bool):
+            _put_uint(out, int(value))
+        elif schema == INT and type(value) is int and _INT64[0] <= value <= _INT64[1]:
+            _put_int(out, value)
+        elif schema == UINT and type(value) is int and 0 <= value <= _UINT64_MAX:
+            _put_uint(out, value)
+        else:
+            raise GobError(f"{where}: {value!r} is not a Go {_BUILTIN_NAMES.get(schema, schema)}")
+
+
+# ------------------------------------------------------------------- cnilib <-> values
+
+
+@attrs.frozen
+class CmdArgs:
+    """Go ``skel.CmdArgs``: what the plugin sends the daemon for every call.
+
+    ``netns`` is absolute (the plugin makes it so); ``stdin_data`` is the whole
+    network configuration the plugin was given.
+    """
+
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    args: str = ""
+    path: str = ""
+    stdin_data: bytes = b""
+
+
+def cmd_args_to_value(args: CmdArgs) -> dict[str, object]:
+    """``args`` as a :data:`CMD_ARGS` value."""
+    return {
+        "ContainerID": args.container_id,
+        "Netns": args.netns,
+        "IfName": args.ifname,
+        "Args": args.args,
+        "Path": args.path,
+        "StdinData": args.stdin_data,
+    }
+
+
+def _get(value: Mapping[str, object], name: str, kind: type, where: str) -> object:
+    """Field ``name`` of a decoded struct, checked to be a ``kind`` (None when absent)."""
+    item = value.get(name)
+    if item is None:
+        return None
+    if not isinstance(item, kind) or (kind is int and isinstance(item, bool)):
+        raise GobError(f"{where}.{name}: expected a Go {_kind_name(kind)}, got {_what(item)}")
+    return item
+
+
+def _kind_name(kind: type) -> str:
+    names = {str: "string", bytes: "[]byte", int: "int", list: "slice", dict: "struct"}
+    return names.get(kind, kind.__name__)
+
+
+def _what(item: object) -> str:
+    return {str: "a string", bytes: "a []byte", bool: "a bool", int: "an integer"}.get(
+        type(item), f"a {type(item).__name__}"
+    )
+
+
+def _struct_value(value: object, where: str) -> Mapping[str, object]:
+    if not isinstance(value, dict):
+        raise GobError(f"{where}: expected a struct, got {_what(value)}")
+    return value
+
+
+def _str(value: Mapping[str, object], name: str, where: str) -> str:
+    item = _get(value, name, str, where)
+    return item if isinstance(item, str) else ""
+
+
+def _int(value: Mapping[str, object], name: str, where: str) -> int | None:
+    item = _get(value, name, int, where)
+    return item if isinstance(item, int) else None
+
+
+def _bytes(value: Mapping[str, object], name: str, where: str) -> bytes:
+    item = _get(value, name, bytes, where)
+    return item if isinstance(item, bytes) else b""
+
+
+def _list(value: Mapping[str, object], name: str, where: str) -> list[object]:
+    item = _get(value, name, list, where)
+    return item if isinstance(item, list) else []
+
+
+def _strings(value: Mapping[str, object], name: str, where: str) -> tuple[str, ...]:
+    items = _list(value, name, where)
+    for item in items:
+        if not isinstance(item, str):
+            raise GobError(f"{where}.{name}: expected strings, got {_what(item)}")
+    return tuple(str(item) for item in items)
+
+
+def cmd_args_from_value(value: object) -> CmdArgs:
+    """A decoded ``skel.CmdArgs`` of any Go version (fields by name, unknown ones ignored)."""
+    fields = _struct_value(value, "CmdArgs")
+    return CmdArgs(
+        container_id=_str(fields, "ContainerID", "CmdArgs"),
+        netns=_str(fields, "Netns", "CmdArgs"),
+        ifname=_str(fields, "IfName", "CmdArgs"),
+        args=_str(fields, "Args", "CmdArgs"),
+        path=_str(fields, "Path", "CmdArgs"),
+        stdin_data=_bytes(fields, "StdinData", "CmdArgs"),
+    )
+
+
+def _ip_bytes(addr: IPAddress | None) -> bytes:
+    return b"" if addr is None else addr.packed
+
+
+def _ipnet_value(net: IPInterface | None) -> dict[str, object]:
+    if net is None:
+        return {}
+    return {"IP": net.ip.packed, "Mask": net.network.netmask.packed}
+
+
+def result_to_value(result: ResultV100) -> dict[str, object]:
+    """``result`` as a :data:`RESULT` value (IPv4 addresses as 4 bytes, as Go's daemon)."""
+    return {
+        "CNIVersion": result.cni_version,
+        "Interfaces": [
+            {
+                "Name": i.name,
+                "Mac": i.mac,
+                "Mtu": i.mtu,
+                "Sandbox": i.sandbox,
+                "SocketPath": i.socket_path,
+                "PciID": i.pci_id,
+            }
+            for i in result.interfaces
+        ],
+        "IPs": [
+            {
+                "Interface": ip.interface,
+                "Address": _ipnet_value(ip.address),
+                "Gateway": _ip_bytes(ip.gateway),
+            }
+            for ip in result.ips
+        ],
+        "Routes": [
+            {
+                "Dst": _ipnet_value(r.dst),
+                "GW": _ip_bytes(r.gw),
+                "MTU": r.mtu,
+                "AdvMSS": r.adv_mss,
+                "Priority": r.priority,
+                "Table": r.table,
+                "Scope": r.scope,
+            }
+            for r in result.routes
+        ],
+        "DNS": {
+            "Nameservers": list(result.dns.nameservers),
+            "Domain": result.dns.domain,
+            "Search": list(result.dns.search),
+            "Options": list(result.dns.options),
+        },
+    }
+
+
+def _ip_from(raw: bytes, where: str) -> IPAddress | None:
+    """A Go ``net.IP``: empty is none, 16 bytes of a mapped IPv4 address are IPv4."""
+    if not raw:
+        return None
+    if len(raw) == 4:
+        return IPv4Address(raw)
+    if len(raw) == 16:
+        addr = IPv6Address(raw)
+        return addr.ipv4_mapped or addr
+    raise GobError(f"{where}: an IP address of {len(raw)} bytes")
+
+
+def _prefix_length(mask: bytes, where: str) -> int:
+    bits = int.from_bytes(mask, "big")
+    total = len(mask) * 8
+    ones = total - (((~bits) & ((1 << total) - 1)).bit_length())
+    if bits != ((1 << total) - 1) ^ ((1 << (total - ones)) - 1):
+        raise GobError(f"{where}: non-canonical mask {mask.hex()}")
+    return ones
+
+
+def _ipnet_from(value: object, where: str) -> IPInterface | None:
+    """A Go ``net.IPNet`` as libcni prints it (a zero one is none)."""
+    fields = _struct_value(value, where)
+    ip = _ip_from(_bytes(fields, "IP", where), f"{where}.IP")
+    if ip is None:
+        return None
+    mask = _bytes(fields, "Mask", where)
+    # Go's IPNet.String: an IPv4 address takes a 16-byte mask's last 4 bytes.
+    if isinstance(ip, IPv4Address) and len(mask) == 16:
+        mask = mask[12:]
+    if len(mask) != len(ip.packed):
+        raise GobError(f"{where}: a {len(mask)}-byte mask for {ip}")
+    prefix = _prefix_length(mask, f"{where}.Mask")
+    if isinstance(ip, IPv4Address):
+        return IPv4Interface((ip, prefix))
+    return IPv6Interface((ip, prefix))
+
+
+def result_from_value(value: object) -> ResultV100:
+    """A decoded ``types100.Result`` of any Go version, as a :class:`ResultV100`."""
+    fields = _struct_value(value, "Result")
+    interfaces = []
+    for item in _list(fields, "Interfaces", "Result"):
+        i = _struct_value(item, "Result.Interfaces")
+        where = "Interface"
+        interfaces.append(
+            Interface(
+                name=_str(i, "Name", where),
+                mac=_str(i, "Mac", where),
+                mtu=_int(i, "Mtu", where) or 0,
+                sandbox=_str(i, "Sandbox", where),
+                socket_path=_str(i, "SocketPath", where),
+                pci_id=_str(i, "PciID", where),
+            )
+        )
+    ips = []
+    for item in _list(fields, "IPs", "Result"):
+        ip = _struct_value(item, "Result.IPs")
+        ips.append(
+            IPConfig(
+                interface=_int(ip, "Interface", "IPConfig"),
+                address=_ipnet_from(ip.get("Address", {}), "IPConfig.Address"),
+                gateway=_ip_from(_bytes(ip, "Gateway", "IPConfig"), "IPConfig.Gateway"),
+            )
+        )
+    routes = []
+    for item in _list(fields, "Routes", "Result"):
+        r = _struct_value(item, "Result.Routes")
+        routes.append(
+            Route(
+                dst=_ipnet_from(r.get("Dst", {}), "Route.Dst"),
+                gw=_ip_from(_bytes(r, "GW", "Route"), "Route.GW"),
+                mtu=_int(r, "MTU", "Route") or 0,
+                adv_mss=_int(r, "AdvMSS", "Route") or 0,
+                priority=_int(r, "Priority", "Route") or 0,
+                table=_int(r, "Table", "Route"),
+                scope=_int(r, "Scope", "Route"),
+            )
+        )
+    dns = _struct_value(fields.get("DNS", {}), "Result.DNS")
+    return ResultV100(
+        cni_version=_str(fields, "CNIVersion", "Result"),
+        interfaces=interfaces,
+        ips=ips,
+        routes=routes,
+        dns=DNS(
+            nameservers=_strings(dns, "Nameservers", "DNS"),
+            domain=_str(dns, "Domain", "DNS"),
+            search=_strings(dns, "Search", "DNS"),
+            options=_strings(dns, "Options", "DNS"),
+        ),
+    )

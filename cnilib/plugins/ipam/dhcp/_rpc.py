@@ -1,0 +1,495 @@
+"""Go ``net/rpc`` over HTTP CONNECT on a unix socket: how the dhcp plugin reaches its daemon.
+
+The protocol is Go's, so either side interoperates with Go's: the client writes
+``CONNECT /_goRPC_ HTTP/1.0`` and a blank line, the server answers
+``HTTP/1.0 200 Connected to Go RPC`` and a blank line, then each side writes a
+gob stream (:mod:`._gob`): an ``rpc.Request`` header and a ``skel.CmdArgs``
+per call, an ``rpc.Response`` header and the reply (``types100.Result`` for
+``DHCP.Allocate``, ``struct{}`` for ``DHCP.Release`` and for every error).
+
+* :func:`call` is the plugin's side: one call per connection, as Go's plugin
+  dials per call. Go's has no timeout; ``timeout`` bounds connect and call.
+* :func:`serve_rpc` is the daemon's side: an asyncio unix server taking any
+  number of sequential calls per connection (Go's plugin makes one, a
+  long-lived client may make more), each answered with the request's ``Seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Collection
+from pathlib import Path
+
+from cnilib._log import get_logger
+from cnilib.errors import CNIError, ErrorCode, PluginError, TryAgainLaterError
+from cnilib.plugins.ipam.dhcp._gob import (
+    CMD_ARGS,
+    EMPTY,
+    REQUEST,
+    RESPONSE,
+    RESULT,
+    CmdArgs,
+    Decoded,
+    Decoder,
+    Encoder,
+    GobError,
+    StructSchema,
+    cmd_args_from_value,
+    cmd_args_to_value,
+    result_from_value,
+    result_to_value,
+)
+from cnilib.results.v100 import ResultV100
+
+__all__ = [
+    "DHCP_METHODS",
+    "CmdArgs",
+    "DaemonCallError",
+    "DaemonTimeoutError",
+    "DaemonUnreachableError",
+    "Handler",
+    "RPCFailure",
+    "call",
+    "serve_rpc",
+]
+
+_log = get_logger(__name__)
+
+DHCP_METHODS = ("DHCP.Allocate", "DHCP.Release")
+"""The methods Go's dhcp daemon registers."""
+
+RPC_PATH = "/_goRPC_"
+_CONNECTED = "200 Connected to Go RPC"
+_MAX_HANDSHAKE = 8192
+"""The most bytes of HTTP request or response head read before giving up on it."""
+HANDSHAKE_TIMEOUT = 30.0
+"""Seconds the server waits for a connection's HTTP request (Go waits forever)."""
+
+Handler = Callable[[str, CmdArgs], Awaitable[ResultV100 | None]]
+"""What :func:`serve_rpc` calls for each request: ``(method, args) -> reply``."""
+
+
+class RPCFailure(Exception):  # noqa: N818 -- the contract's name
+    """Raised by a :data:`Handler`: ``text`` becomes the Response's ``Error``.
+
+    The Go plugin reports it as ``error calling <method>: <text>``.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class DaemonUnreachableError(TryAgainLaterError):
+    """The daemon's socket could not be connected to, or it did not answer as Go's RPC server.
+
+    Text as Go's plugin: ``error dialing DHCP daemon: dial unix <path>: connect:
+    no such file or directory``. Go's plugin reports it with code 999 (skel's
+    default); this is code 11, "try again later", because a daemon that is not
+    running (yet) is a transient condition of the node, not of the request:
+    the runtime may retry the same ADD once the daemon is up.
+    """
+
+
+class DaemonCallError(PluginError):
+    """The daemon answered the call with an error, or the call broke off.
+
+    Text as Go's plugin: ``error calling DHCP.Allocate: <text>`` (``reason`` is
+    ``<text>``), e.g. ``error calling DHCP.Release: unexpected EOF`` when the
+    daemon hung up. Code 999, as Go's plugin reports it.
+    """
+
+    default_code = ErrorCode.INTERNAL
+
+    def __init__(
+        self,
+        msg: str,
+        *,
+        code: int | None = None,
+        details: str = "",
+        stderr: bytes = b"",
+        reason: str = "",
+    ) -> None:
+        super().__init__(msg, code=code, details=details, stderr=stderr)
+        self.reason = reason
+
+
+class DaemonTimeoutError(DaemonCallError, TimeoutError):
+    """:func:`call` ran out of its ``timeout`` waiting for the daemon's reply."""
+
+
+def _strerror(exc: OSError) -> str:
+    """The errno text as Go prints a ``syscall.Errno`` (``no such file or directory``)."""
+    if exc.errno:
+        text = os.strerror(exc.errno)
+        return text[:1].lower() + text[1:]
+    return str(exc)
+
+
+# ------------------------------------------------------------------------------ client
+
+
+class _Deadline:
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self._end = None if timeout is None else time.monotonic() + timeout
+
+    def arm(self, sock: socket.socket) -> None:
+        """Give ``sock`` the time left; raise TimeoutError when none is."""
+        if self._end is None:
+            sock.settimeout(None)
+            return
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(left)
+
+
+def _recv(sock: socket.socket, deadline: _Deadline) -> bytes:
+    deadline.arm(sock)
+    return sock.recv(65536)
+
+
+def _client_handshake(sock: socket.socket, deadline: _Deadline, path: str) -> bytes:
+    """Send the CONNECT, read the answer; the bytes after it belong to the gob stream."""
+    dialing = f"error dialing DHCP daemon: dial-http unix {path}"
+    deadline.arm(sock)
+    sock.sendall(f"CONNECT {RPC_PATH} HTTP/1.0\n\n".encode())
+    buf = b""
+    while True:
+        for end in (b"\r\n\r\n", b"\n\n"):
+            if end in buf:
+                head, rest = buf.split(end, 1)
+                break
+        else:
+            if len(buf) > _MAX_HANDSHAKE:
+                raise DaemonUnreachableError(f"{dialing}: HTTP response head too long")
+            data = _recv(sock, deadline)
+            if not data:
+                raise DaemonUnreachableError(f"{dialing}: unexpected EOF")
+            buf += data
+            continue
+        break
+    status_line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+    _proto, _, status = status_line.partition(" ")
+    if status != _CONNECTED:
+        raise DaemonUnreachableError(f"{dialing}: unexpected HTTP response: {status}")
+    return rest
+
+
+def _read_value(sock: socket.socket, deadline: _Deadline, decoder: Decoder) -> Decoded:
+    while True:
+        value = decoder.next()
+        if value is not None:
+            return value
+        data = _recv(sock, deadline)
+        if not data:
+            raise EOFError
+        decoder.feed(data)
+
+
+def call(
+    socket_path: str | os.PathLike[str],
+    method: str,
+    args: CmdArgs,
+    *,
+    timeout: float | None = None,
+) -> ResultV100 | None:
+    """Call ``method`` on the daemon at ``socket_path``, as Go's plugin does.
+
+    Returns the reply's Result, or None for a ``struct{}`` reply (Release).
+    ``timeout`` (seconds) bounds the whole call, connect included; None waits
+    as long as the daemon takes (Go's plugin does: a lease can take minutes).
+
+    Raises :class:`DaemonUnreachableError` when the socket cannot be connected
+    to (or is no Go RPC server), :class:`DaemonCallError` when the daemon
+    answers an error, hangs up (``unexpected EOF``) or sends a malformed reply,
+    and :class:`DaemonTimeoutError` when ``timeout`` runs out.
+    """
+    path = os.fspath(socket_path)
+    deadline = _Deadline(timeout)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            deadline.arm(sock)
+            sock.connect(path)
+        except TimeoutError as exc:
+            raise DaemonUnreachableError(
+                f"error dialing DHCP daemon: dial unix {path}: i/o timeout"
+            ) from exc
+        except OSError as exc:
+            raise DaemonUnreachableError(
+                f"error dialing DHCP daemon: dial unix {path}: connect: {_strerror(exc)}"
+            ) from exc
+        try:
+            return _call_connected(sock, deadline, path, method, args)
+        except TimeoutError as exc:
+            raise DaemonTimeoutError(
+                f"error calling {method}: no reply within {timeout}s",
+                reason=f"no reply within {timeout}s",
+            ) from exc
+
+
+def _call_connected(
+    sock: socket.socket, deadline: _Deadline, path: str, method: str, args: CmdArgs
+) -> ResultV100 | None:
+    def failed(reason: str) -> DaemonCallError:
+        return DaemonCallError(f"error calling {method}: {reason}", reason=reason)
+
+    try:
+        rest = _client_handshake(sock, deadline, path)
+    except OSError as exc:
+        if isinstance(exc, TimeoutError):
+            raise
+        raise DaemonUnreachableError(
+            f"error dialing DHCP daemon: dial-http unix {path}: {_strerror(exc)}"
+        ) from exc
+    encoder = Encoder()
+    request = encoder.encode(REQUEST, {"ServiceMethod": method, "Seq": 0})
+    request += encoder.encode(CMD_ARGS, cmd_args_to_value(args))
+    decoder = Decoder()
+    decoder.feed(rest)
+    try:
+        deadline.arm(sock)
+        sock.sendall(request)
+        header = _read_value(sock, deadline, decoder)
+        body = _read_value(sock, deadline, decoder)
+    except EOFError as exc:
+        raise failed("unexpected EOF") from exc
+    except GobError as exc:
+        raise failed(str(exc)) from exc
+    except OSError as exc:
+        if isinstance(exc, TimeoutError):
+            raise
+        raise failed(_strerror(exc)) from exc
+    if not isinstance(header.value, dict):
+        raise failed("gob: the reply header is not an rpc.Response")
+    error = header.value.get("Error", "")
+    seq = header.value.get("Seq", 0)
+    if not isinstance(error, str) or seq != 0:
+        raise failed(f"gob: unexpected reply header {header.value!r}")
+    if error:
+        raise failed(error)
+    if body.is_empty_struct:
+        return None
+    try:
+        return result_from_value(body.value)
+    except GobError as exc:
+        raise failed(str(exc)) from exc
+
+
+# ------------------------------------------------------------------------------ server
+
+
+async def serve_rpc(
+    sock_or_path: socket.socket | str | os.PathLike[str],
+    handler: Handler,
+    *,
+    methods: Collection[str] = DHCP_METHODS,
+) -> asyncio.AbstractServer:
+    """Serve Go ``net/rpc`` calls on a unix socket; each call goes to ``handler``.
+
+    ``sock_or_path`` is a path to bind (its directory is made, mode 0700, as Go's
+    daemon does; a stale socket file nobody listens on is replaced, a live one
+    is ``EADDRINUSE``), or a bound unix stream socket (systemd socket
+    activation). The caller removes the socket file when done.
+
+    ``handler(method, args)`` returns the reply: a :class:`ResultV100`, or None
+    for ``struct{}``. Raising :class:`RPCFailure` answers its text as the error;
+    any other exception is logged and answered as an error, and the server goes
+    on. A method outside ``methods`` is answered as Go's server does
+    (``rpc: can't find method DHCP.Nope``), without calling ``handler``.
+    """
+    if isinstance(sock_or_path, socket.socket):
+        sock = sock_or_path
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            raise ValueError("serve_rpc needs a unix stream socket")
+    else:
+        sock = _bind(Path(sock_or_path))
+    serve = functools.partial(_serve_connection, handler=handler, methods=frozenset(methods))
+    return await asyncio.start_unix_server(serve, sock=sock)
+
+
+def _bind(path: Path) -> socket.socket:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.bind(str(path))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or _is_live(path):
+                raise
+            path.unlink()
+            sock.bind(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _is_live(path: Path) -> bool:
+    """Whether something accepts connections on the socket file ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError as exc:
+            return exc.errno != errno.ECONNREFUSED
+    return True
+
+
+def _http_error(status: str, body: str) -> bytes:
+    # What Go's net/http writes for http.Error / the rpc handler's 405.
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+    ).encode()
+
+
+async def _server_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """Read the HTTP request; answer 200 to ``CONNECT /_goRPC_``, Go's error otherwise."""
+    lines: list[bytes] = []
+    size = 0
+    async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+        while True:
+            try:
+                line = await reader.readline()
+            except ValueError:  # a line longer than the reader's limit
+                line = b"x"
+            size += len(line)
+            if not line.endswith(b"\n") or size > _MAX_HANDSHAKE:
+                if line:
+                    writer.write(_http_error("400 Bad Request", "400 Bad Request"))
+                return False
+            if line in (b"\n", b"\r\n"):
+                break
+            lines.append(line)
+    request_line = lines[0].strip().decode("latin-1") if lines else ""
+    parts = request_line.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        writer.write(_http_error("400 Bad Request", "400 Bad Request"))
+        return False
+    verb, target, _proto = parts
+    if target != RPC_PATH:
+        writer.write(_http_error("404 Not Found", "404 page not found\n"))
+        return False
+    if verb != "CONNECT":
+        writer.write(_http_error("405 Method Not Allowed", "405 must CONNECT\n"))
+        return False
+    writer.write(f"HTTP/1.0 {_CONNECTED}\n\n".encode())
+    return True
+
+
+async def _next_value(reader: asyncio.StreamReader, decoder: Decoder) -> Decoded | None:
+    """The next gob value, None at a clean end of the stream."""
+    while True:
+        value = decoder.next()
+        if value is not None:
+            return value
+        data = await reader.read(65536)
+        if not data:
+            if decoder.pending:
+                raise GobError("unexpected EOF")
+            return None
+        decoder.feed(data)
+
+
+def _route(method: str, methods: frozenset[str]) -> str:
+    """Go's error for a method the server does not have, or "" for one it has."""
+    if method in methods:
+        return ""
+    service, dot, _ = method.rpartition(".")
+    if not dot:
+        return f"rpc: service/method request ill-formed: {method}"
+    if not any(m.rpartition(".")[0] == service for m in methods):
+        return f"rpc: can't find service {method}"
+    return f"rpc: can't find method {method}"
+
+
+async def _dispatch(
+    handler: Handler, method: str, body: Decoded, methods: frozenset[str]
+) -> tuple[str, ResultV100 | None]:
+    """Run one call: (error text, reply)."""
+    error = _route(method, methods)
+    if error:
+        return error, None
+    try:
+        args = cmd_args_from_value(body.value)
+    except GobError as exc:
+        return str(exc), None
+    try:
+        reply: object = await handler(method, args)
+    except RPCFailure as exc:
+        return exc.text, None
+    except CNIError as exc:
+        _log.info("%s for %s failed: %s", method, args.container_id, exc)
+        return str(exc), None
+    except Exception as exc:
+        _log.exception("%s for %s: unexpected error in the handler", method, args.container_id)
+        return f"internal error: {type(exc).__name__}: {exc}", None
+    if reply is None or isinstance(reply, ResultV100):
+        return "", reply
+    _log.error("%s: the handler returned %r, not a ResultV100 or None", method, reply)
+    return f"internal error: {method} returned a {type(reply).__name__}", None
+
+
+def _reply_body(
+    method: str, error: str, reply: ResultV100 | None
+) -> tuple[StructSchema, dict[str, object]]:
+    """The reply's schema and value: ``struct{}`` for an error, a None reply or one that
+    gob cannot carry (checked before the header, which must go first, is encoded)."""
+    if error or reply is None:
+        return EMPTY, {}
+    value = result_to_value(reply)
+    try:
+        Encoder().encode(RESULT, value)
+    except GobError as exc:
+        _log.error("%s: cannot encode the handler's result: %s", method, exc)
+        return EMPTY, {}
+    return RESULT, value
+
+
+async def _serve_connection(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    handler: Handler,
+    methods: frozenset[str],
+) -> None:
+    try:
+        if not await _server_handshake(reader, writer):
+            await writer.drain()
+            return
+        decoder = Decoder()
+        encoder = Encoder()
+        while True:
+            header = await _next_value(reader, decoder)
+            if header is None:
+                return
+            body = await _next_value(reader, decoder)
+            if body is None:
+                return
+            fields = header.value if isinstance(header.value, dict) else {}
+            method, seq = fields.get("ServiceMethod", ""), fields.get("Seq", 0)
+            if not isinstance(method, str) or not isinstance(seq, int) or seq < 0:
+                raise GobError(f"the request header is not an rpc.Request: {header.value!r}")
+            error, reply = await _dispatch(handler, method, body, methods)
+            schema, value = _reply_body(method, error, reply)
+            if schema is EMPTY and not error and reply is not None:
+                error = "internal error: the result cannot be encoded"
+            out = encoder.encode(RESPONSE, {"ServiceMethod": method, "Seq": seq, "Error": error})
+            out += encoder.encode(schema, value)
+            writer.write(out)
+            await writer.drain()
+    except GobError as exc:
+        _log.warning("closing an RPC connection: %s", exc)
+    except (TimeoutError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
