@@ -338,3 +338,55 @@ def test_send_after_the_link_vanished(
     error = asyncio.run(run())
     assert error.errno in (errno.ENXIO, errno.ENODEV)  # ENXIO seen: the bound ifindex is gone
     assert f"send DHCPDISCOVER on eth0 in {ctr.path}" in str(error)
+
+
+def test_unicast_replies_and_renewal_without_an_address(
+    world: DhcpWorld, add_container: Callable[[], Container]
+) -> None:
+    """Without the BROADCAST bit dnsmasq unicasts OFFER and ACK to the new address (it
+    writes a neighbour entry for it first), and that entry lets a later renewal's ACK,
+    sent to ciaddr, reach a client whose interface has no address at all."""
+    ctr = add_container()
+    cid = _client_id(ctr)
+
+    async def run() -> tuple[DhcpReply, DhcpReply | None]:
+        async with await open_dhcp_socket(ctr.path, "eth0") as sock:
+            xid = random.getrandbits(32)
+            await sock.send(DhcpRequest(MessageType.DISCOVER, xid, sock.mac, client_id=cid))
+            offer = await sock.receive(xid, TIMEOUT)
+            assert offer is not None
+            await sock.send(
+                DhcpRequest(
+                    MessageType.REQUEST,
+                    xid,
+                    sock.mac,
+                    client_id=cid,
+                    requested_ip=offer.yiaddr,
+                    server_id=offer.server_id,
+                )
+            )
+            ack = await sock.receive(xid, TIMEOUT)
+            assert ack is not None
+            assert ack.message_type is MessageType.ACK
+            assert ack.server_id is not None
+            xid = random.getrandbits(32)
+            await sock.send(
+                DhcpRequest(
+                    MessageType.REQUEST,
+                    xid,
+                    sock.mac,
+                    client_id=cid,
+                    ciaddr=ack.yiaddr,
+                    dst_mac=ack.server_mac,
+                    src_ip=ack.yiaddr,
+                    dst_ip=ack.server_id,
+                )
+            )
+            renewed = await sock.receive(xid, TIMEOUT)
+            await _release(sock, cid, ack)
+            return ack, renewed
+
+    assert not ctr.addresses()
+    ack, renewed = asyncio.run(run())
+    assert renewed is not None
+    assert (renewed.message_type, renewed.yiaddr) == (MessageType.ACK, ack.yiaddr)
