@@ -256,7 +256,9 @@ def _call_connected(
     decoder.feed(rest)
     try:
         deadline.arm(sock)
-        sock.sendall(request)
+        # A daemon that hung up may have answered first: read what it sent either way.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request)
         header = _read_value(sock, deadline, decoder)
         body = _read_value(sock, deadline, decoder)
     except EOFError as exc:
