@@ -36,8 +36,6 @@ from cnilib.plugins.ipam.dhcp._rpc import (
 )
 from cnilib.results import ResultV100
 
-pytestmark = pytest.mark.asyncio
-
 ARGS = CmdArgs(
     container_id="cid1",
     netns="/run/netns/ctr",
@@ -150,6 +148,7 @@ def request(encoder: Encoder, method: str, seq: int, args: CmdArgs = ARGS) -> by
 # ---------------------------------------------------------------------------- calls
 
 
+@pytest.mark.asyncio
 async def test_allocate_returns_the_handlers_result(tmp_path: Path) -> None:
     sock = tmp_path / "d.sock"
     async with serving(sock) as recorder:
@@ -157,6 +156,7 @@ async def test_allocate_returns_the_handlers_result(tmp_path: Path) -> None:
     assert recorder.calls == [("DHCP.Allocate", ARGS)]
 
 
+@pytest.mark.asyncio
 async def test_release_returns_none(tmp_path: Path) -> None:
     sock = tmp_path / "d.sock"
     async with serving(sock) as recorder:
@@ -164,6 +164,7 @@ async def test_release_returns_none(tmp_path: Path) -> None:
     assert recorder.calls == [("DHCP.Release", ARGS)]
 
 
+@pytest.mark.asyncio
 async def test_rpc_failure_is_the_callers_error_as_go_words_it(tmp_path: Path) -> None:
     sock = tmp_path / "d.sock"
     async with serving(sock):
@@ -183,6 +184,7 @@ async def test_rpc_failure_is_the_callers_error_as_go_words_it(tmp_path: Path) -
         ("Allocate", "rpc: service/method request ill-formed: Allocate"),
     ],
 )
+@pytest.mark.asyncio
 async def test_unknown_methods_are_answered_as_go_does(
     tmp_path: Path, method: str, text: str
 ) -> None:
@@ -193,6 +195,7 @@ async def test_unknown_methods_are_answered_as_go_does(
     assert recorder.calls == []
 
 
+@pytest.mark.asyncio
 async def test_a_crashing_handler_is_logged_answered_and_the_server_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -209,6 +212,7 @@ async def test_a_crashing_handler_is_logged_answered_and_the_server_goes_on(
     assert "DHCP.Allocate for crash" in record.getMessage()
 
 
+@pytest.mark.asyncio
 async def test_a_result_gob_cannot_carry_is_answered_as_an_error(tmp_path: Path) -> None:
     too_big = ResultV100.from_json({"cniVersion": "1.0.0", "routes": [{"dst": "0.0.0.0/0"}]})
     assert isinstance(too_big, ResultV100)
@@ -232,6 +236,7 @@ async def test_a_result_gob_cannot_carry_is_answered_as_an_error(tmp_path: Path)
 # --------------------------------------------------------------------------- failures
 
 
+@pytest.mark.asyncio
 async def test_no_daemon_is_unreachable_with_gos_text(tmp_path: Path) -> None:
     sock = tmp_path / "nope.sock"
     with pytest.raises(DaemonUnreachableError) as info:
@@ -243,6 +248,7 @@ async def test_no_daemon_is_unreachable_with_gos_text(tmp_path: Path) -> None:
     assert isinstance(info.value, TryAgainLaterError)
 
 
+@pytest.mark.asyncio
 async def test_a_socket_file_nobody_listens_on_is_unreachable(tmp_path: Path) -> None:
     sock = tmp_path / "stale.sock"
     with socket.socket(socket.AF_UNIX) as s:
@@ -251,6 +257,7 @@ async def test_a_socket_file_nobody_listens_on_is_unreachable(tmp_path: Path) ->
         await acall(sock, "DHCP.Release")
 
 
+@pytest.mark.asyncio
 async def test_a_daemon_that_hangs_up_is_an_unexpected_eof(tmp_path: Path) -> None:
     sock = tmp_path / "d.sock"
 
@@ -266,6 +273,7 @@ async def test_a_daemon_that_hangs_up_is_an_unexpected_eof(tmp_path: Path) -> No
     assert not isinstance(info.value, DaemonTimeoutError)
 
 
+@pytest.mark.asyncio
 async def test_a_daemon_that_does_not_answer_times_out(tmp_path: Path) -> None:
     sock = tmp_path / "d.sock"
 
@@ -282,6 +290,7 @@ async def test_a_daemon_that_does_not_answer_times_out(tmp_path: Path) -> None:
     assert str(info.value).startswith("error calling DHCP.Allocate: no reply within")
 
 
+@pytest.mark.asyncio
 async def test_a_server_that_is_not_go_rpc_is_unreachable(tmp_path: Path) -> None:
     sock = tmp_path / "d.sock"
 
@@ -297,6 +306,7 @@ async def test_a_server_that_is_not_go_rpc_is_unreachable(tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.asyncio
 async def test_a_garbled_reply_is_a_call_error(tmp_path: Path) -> None:
     sock = tmp_path / "d.sock"
 
@@ -312,6 +322,7 @@ async def test_a_garbled_reply_is_a_call_error(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------- the server
 
 
+@pytest.mark.asyncio
 async def test_many_calls_on_one_connection_echo_their_seq(tmp_path: Path) -> None:
     sock = tmp_path / "d.sock"
     encoder = Encoder()
@@ -341,6 +352,7 @@ async def test_many_calls_on_one_connection_echo_their_seq(tmp_path: Path) -> No
     assert [m for m, _ in recorder.calls] == ["DHCP.Allocate", "DHCP.Release"]
 
 
+@pytest.mark.asyncio
 async def test_args_of_the_wrong_type_are_answered_and_the_connection_goes_on(
     tmp_path: Path,
 ) -> None:
@@ -360,6 +372,7 @@ async def test_args_of_the_wrong_type_are_answered_and_the_connection_goes_on(
     assert recorder.calls == [("DHCP.Release", ARGS)]
 
 
+@pytest.mark.asyncio
 async def test_a_malformed_stream_closes_the_connection_not_the_server(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -381,6 +394,7 @@ async def test_a_malformed_stream_closes_the_connection_not_the_server(
         (b"CONNECT\n\n", b"400 Bad Request", b"400 Bad Request"),
     ],
 )
+@pytest.mark.asyncio
 async def test_a_bad_handshake_gets_gos_http_answer_and_is_closed(
     tmp_path: Path, head: bytes, status: bytes, body: bytes
 ) -> None:
@@ -404,6 +418,7 @@ async def test_a_bad_handshake_gets_gos_http_answer_and_is_closed(
     assert recorder.calls == []
 
 
+@pytest.mark.asyncio
 async def test_a_prebound_socket_is_served(tmp_path: Path) -> None:
     # What systemd socket activation hands over: a bound (and listening) unix socket.
     sock = tmp_path / "act.sock"
@@ -414,6 +429,7 @@ async def test_a_prebound_socket_is_served(tmp_path: Path) -> None:
         assert await acall(sock, "DHCP.Allocate") == RESULT
 
 
+@pytest.mark.asyncio
 async def test_a_prebound_socket_must_be_unix_stream() -> None:
     with (
         socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as dgram,
@@ -422,6 +438,7 @@ async def test_a_prebound_socket_must_be_unix_stream() -> None:
         await serve_rpc(dgram, Recorder())
 
 
+@pytest.mark.asyncio
 async def test_a_stale_socket_file_is_replaced_a_live_one_is_not(tmp_path: Path) -> None:
     sock = tmp_path / "run" / "cni" / "d.sock"
     sock.parent.mkdir(parents=True)
@@ -435,8 +452,28 @@ async def test_a_stale_socket_file_is_replaced_a_live_one_is_not(tmp_path: Path)
         assert await acall(sock, "DHCP.Release") is None
 
 
+@pytest.mark.asyncio
 async def test_the_socket_directory_is_made_private(tmp_path: Path) -> None:
     sock = tmp_path / "new" / "d.sock"
     async with serving(sock):
         assert (sock.parent.stat().st_mode & 0o777) == 0o700
         assert await acall(sock, "DHCP.Release") is None
+
+
+def test_a_loop_shutting_down_with_a_connection_open_is_quiet(tmp_path: Path) -> None:
+    # asyncio.run cancels the open connection's task on the way out; Python 3.11's stream
+    # callback then reports a cancelled task as an "Exception in callback".
+    sock = tmp_path / "d.sock"
+    reported: list[dict[str, object]] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: reported.append(ctx))
+        server = await serve_rpc(sock, Recorder())
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(CONNECT)
+        await reader.readuntil(b"\n\n")
+        server.close()
+        writer.close()
+
+    asyncio.run(main())
+    assert reported == []

@@ -491,7 +491,12 @@ async def _serve_connection(
         _log.warning("closing an RPC connection: %s", exc)
     except (TimeoutError, ConnectionError):
         pass
+    except asyncio.CancelledError:
+        # The loop is going down (nothing awaits this task: asyncio's server made it).
+        # Ending normally keeps Python 3.11's stream callback from reporting the
+        # cancelled task as an "Exception in callback".
+        pass
     finally:
+        # Not awaiting wait_closed: the transport closes on its own, and a second
+        # wait here is what a shutting-down loop would cancel.
         writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
