@@ -43,7 +43,7 @@ def test_defaults() -> None:
     assert c.socket_path == DEFAULT_SOCKET_PATH == "/run/cni/dhcp.sock"
     assert c.priority == 0
     # Go's requestOptionsDefault: routers, then subnet-mask.
-    assert c.parameters == (3, 1)
+    assert c.parameters == (3, 1, 6, 15)
     assert c.extra_options == ()
     assert c.client_id_override is None
 
@@ -167,9 +167,9 @@ def test_provide_errors_come_before_request_errors_as_in_go() -> None:
 
 def test_request_list_order_and_duplicates() -> None:
     # Go: requested codes in order, then routers and subnet-mask if not there yet.
-    assert conf(request=[{"option": "121"}, {"option": "33"}]).parameters == (121, 33, 3, 1)
-    assert conf(request=[{"option": "subnet-mask"}, {"option": "121"}]).parameters == (1, 121, 3)
-    assert conf(request=[{"option": "6"}, {"option": "6"}, {"option": "3"}]).parameters == (6, 3, 1)
+    assert conf(request=[{"option": "121"}, {"option": "33"}]).parameters == (121, 33, 3, 1, 6, 15)
+    assert conf(request=[{"option": "subnet-mask"}, {"option": "121"}]).parameters == (1, 121, 3, 6, 15)
+    assert conf(request=[{"option": "6"}, {"option": "6"}, {"option": "3"}]).parameters == (6, 3, 1, 15)
 
 
 def test_skip_default_anywhere_drops_the_defaults() -> None:
@@ -177,11 +177,11 @@ def test_skip_default_anywhere_drops_the_defaults() -> None:
     assert got.parameters == (121, 33)
     got = conf(request=[{"skipDefault": True}, {"option": "routers"}])
     assert got.parameters == (3,)
-    assert conf(request=[{"option": "6", "skipDefault": False}]).parameters == (6, 3, 1)
+    assert conf(request=[{"option": "6", "skipDefault": False}]).parameters == (6, 3, 1, 15)
 
 
 def test_request_entries_without_option_are_skipped() -> None:
-    assert conf(request=[{"option": ""}, None, {"option": "15"}]).parameters == (15, 3, 1)
+    assert conf(request=[{"option": ""}, None, {"option": "15"}]).parameters == (15, 3, 1, 6)
 
 
 def test_empty_request_list_leaves_the_client_libraries_list() -> None:
@@ -198,7 +198,7 @@ def test_empty_request_list_leaves_the_client_libraries_list() -> None:
 
 def test_provided_55_is_replaced_by_the_request_list() -> None:
     got = conf(provide=[{"option": "55", "value": "\x01"}])
-    assert got.parameters == (3, 1)
+    assert got.parameters == (3, 1, 6, 15)
     assert got.extra_options == ()
 
 

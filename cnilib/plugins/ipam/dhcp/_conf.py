@@ -91,8 +91,12 @@ OPTION_NAMES: Mapping[str, int] = {
 }
 """Go's ``optionNameToID``: the only names it knows (others are numbers)."""
 
-DEFAULT_PARAMETERS: tuple[int, ...] = (3, 1)
-"""Go's ``requestOptionsDefault`` (routers, subnet-mask), appended to ``request``."""
+DEFAULT_PARAMETERS: tuple[int, ...] = (3, 1, 6, 15)
+"""Appended to ``request`` unless an entry has ``skipDefault``: Go's
+``requestOptionsDefault`` (routers, subnet-mask), then the DNS servers and the
+domain name, which Go does not ask for. A server sends only the options it
+is asked for, and the result's ``dns`` is filled from them (Go's is always
+empty)."""
 
 CLIENT_DEFAULT_PARAMETERS: tuple[int, ...] = (1, 3, 15, 6)
 """The list Go's DHCP library (nclient4) sends when Go's own list is empty."""
