@@ -166,10 +166,14 @@ def test_provide_errors_come_before_request_errors_as_in_go() -> None:
 
 
 def test_request_list_order_and_duplicates() -> None:
-    # Go: requested codes in order, then routers and subnet-mask if not there yet.
-    assert conf(request=[{"option": "121"}, {"option": "33"}]).parameters == (121, 33, 3, 1, 6, 15)
-    assert conf(request=[{"option": "subnet-mask"}, {"option": "121"}]).parameters == (1, 121, 3, 6, 15)
-    assert conf(request=[{"option": "6"}, {"option": "6"}, {"option": "3"}]).parameters == (6, 3, 1, 15)
+    # Go: requested codes in order, then routers and subnet-mask (and cnilib: DNS servers,
+    # domain name) if not there yet.
+    def asked(*codes: str) -> tuple[int, ...]:
+        return conf(request=[{"option": code} for code in codes]).parameters
+
+    assert asked("121", "33") == (121, 33, 3, 1, 6, 15)
+    assert asked("subnet-mask", "121") == (1, 121, 3, 6, 15)
+    assert asked("6", "6", "3") == (6, 3, 1, 15)
 
 
 def test_skip_default_anywhere_drops_the_defaults() -> None:
