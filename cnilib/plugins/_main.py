@@ -42,6 +42,10 @@ def main(plugin_type: str) -> None:
     """Run one CNI call of ``plugin_type`` from this process's env and stdin; exit."""
     from cnilib.plugins._registry import BUILTIN_PLUGINS
 
+    if plugin_type == "dhcp" and sys.argv[1:2] == ["daemon"]:  # as Go's: `dhcp daemon [flags]`
+        from cnilib.plugins.ipam.dhcp._daemon import main as daemon_main
+
+        raise SystemExit(daemon_main(sys.argv[2:]))
     if os.environ.get("CNI_COMMAND") == "VERSION" and plugin_type in BUILTIN_PLUGINS:
         from cnilib.plugins._versions import version_only
 
@@ -123,8 +127,15 @@ def install(directory: str | os.PathLike[str], types: Sequence[str] | None = Non
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    """``python -m cnilib.plugins install DIR [TYPE ...]`` and ``python -m cnilib.plugins list``."""
+    """``python -m cnilib.plugins install DIR [TYPE ...]``, ``python -m cnilib.plugins list``
+    and ``python -m cnilib.plugins dhcp daemon [flags]``."""
     import argparse
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["dhcp", "daemon"]:  # Go's flags, parsed the Go way
+        from cnilib.plugins.ipam.dhcp._daemon import main as daemon_main
+
+        return daemon_main(argv[2:])
 
     from cnilib.errors import CNIError
     from cnilib.plugins._registry import plugin_types
@@ -137,6 +148,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
         "types", nargs="*", help="plugin types (default: all, installed packages' included)"
     )
     sub.add_parser("list", help="the in-process plugin types and where each comes from")
+    dhcp = sub.add_parser("dhcp", help="the dhcp plugin's lease daemon: dhcp daemon [flags]")
+    dhcp.add_argument("daemon", choices=["daemon"], help="run the lease daemon (Go's flags)")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":

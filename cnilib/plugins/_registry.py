@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "loopback": "cnilib.plugins.main.loopback:Loopback",
     "host-local": "cnilib.plugins.ipam.host_local:HostLocal",
     "static": "cnilib.plugins.ipam.static:Static",
+    "dhcp": "cnilib.plugins.ipam.dhcp.dhcp:Dhcp",
     "bridge": "cnilib.plugins.main.bridge:Bridge",
     "ptp": "cnilib.plugins.main.ptp:Ptp",
     "macvlan": "cnilib.plugins.main.macvlan:Macvlan",
