@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import json
 import logging
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +17,6 @@ from cnilib.netlink._dhcp import (
     DhcpLinkNotFoundError,
     DhcpReply,
     DhcpRequest,
-    DhcpSocket,
     DhcpSocketError,
     MessageType,
 )
@@ -31,15 +28,19 @@ from cnilib.plugins.ipam.dhcp._lease import (
     LeaseState,
     Timing,
 )
-
-KEY = "cid/dhcpnet/eth0"
-NETNS = "/run/netns/ctr"
-IFNAME = "eth0"
-CLIENT_MAC = "02:00:00:00:00:01"
-SERVER_MAC = "02:00:00:00:00:fe"
-SERVER_IP = "192.0.2.1"
-ADDRESS = "192.0.2.100"
-WALL0 = 1_700_000_000.0
+from tests.unit._dhcp_fake import (
+    ADDRESS,
+    CLIENT_MAC,
+    IFNAME,
+    KEY,
+    NETNS,
+    SERVER_IP,
+    SERVER_MAC,
+    WALL0,
+    FakeClock,
+    FakeServer,
+    ack_options,
+)
 
 OPTIONS = LeaseRequestOptions(
     client_id=b"\x00" + KEY.encode(),
@@ -47,157 +48,6 @@ OPTIONS = LeaseRequestOptions(
     extra_options=((12, b"podfive"), (77, b"cnitest")),
     broadcast=True,
 )
-
-
-def u32(value: int) -> bytes:
-    return value.to_bytes(4, "big")
-
-
-def ack_options(lease: int = 100, t1: int = 50, t2: int = 85) -> dict[int, bytes]:
-    return {
-        1: bytes([255, 255, 255, 0]),
-        3: bytes([192, 0, 2, 1]),
-        51: u32(lease),
-        54: bytes([192, 0, 2, 1]),
-        58: u32(t1),
-        59: u32(t2),
-    }
-
-
-class FakeClock:
-    """Time that passes only when the keeper waits; waits beyond ``limit`` park."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-        self.limit = math.inf
-        self.parked = asyncio.Event()
-        self._resume = asyncio.Event()
-
-    def time(self) -> float:
-        return WALL0 + self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        await self.advance(seconds)
-
-    async def advance(self, seconds: float) -> None:
-        target = self.now + max(seconds, 0.0)
-        while target > self.limit:
-            self.parked.set()
-            self._resume.clear()
-            await self._resume.wait()
-        self.now = target
-        await asyncio.sleep(0)
-
-    async def run_until(self, limit: float, keeper: LeaseKeeper) -> None:
-        """Let the keeper run until it waits past ``limit`` (or its task ends)."""
-        self.limit = limit
-        self.parked.clear()
-        self._resume.set()
-        task = keeper.task
-        assert task is not None
-        parked = asyncio.ensure_future(self.parked.wait())
-        await asyncio.wait({parked, task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-        parked.cancel()
-        assert self.parked.is_set() or task.done(), "the keeper neither waited nor ended"
-        if task.done() and not task.cancelled():
-            task.result()
-
-
-class FakeServer:
-    """A scripted DHCP server behind fake sockets; counts opens and closes."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.sent: list[tuple[float, DhcpRequest]] = []
-        self.opens = 0
-        self.closes = 0
-        self.answer_discover = True
-        self.request_plan: list[str] = []
-        """Answers to the next REQUESTs: ack, nak, silent (then ``default_request``)."""
-        self.default_request = "ack"
-        self.answer_unicast = True
-        self.open_error: Exception | None = None
-        self.send_error: Exception | None = None
-        self.offer_address = ADDRESS
-        self.options = ack_options()
-
-    @property
-    def requests(self) -> list[DhcpRequest]:
-        return [request for _, request in self.sent]
-
-    def kinds(self) -> list[MessageType]:
-        return [request.message_type for request in self.requests]
-
-    async def open_socket(self, netns: str, ifname: str) -> DhcpSocket:
-        assert (netns, ifname) == (NETNS, IFNAME)
-        if self.open_error is not None:
-            raise self.open_error
-        self.opens += 1
-        return FakeSocket(self)
-
-    def reply(self, kind: MessageType, request: DhcpRequest, yiaddr: str) -> DhcpReply:
-        return DhcpReply(
-            message_type=kind,
-            xid=request.xid,
-            yiaddr=yiaddr,
-            chaddr=request.mac,
-            options=dict(self.options),
-            server_mac=SERVER_MAC,
-            server_ip=SERVER_IP,
-        )
-
-    def answer(self, request: DhcpRequest) -> list[DhcpReply]:
-        if request.message_type is MessageType.DISCOVER:
-            if not self.answer_discover:
-                return []
-            return [self.reply(MessageType.OFFER, request, self.offer_address)]
-        if request.message_type is MessageType.REQUEST:
-            if request.dst_ip != "255.255.255.255" and not self.answer_unicast:
-                return []
-            plan = self.request_plan.pop(0) if self.request_plan else self.default_request
-            asked = request.requested_ip or request.ciaddr
-            if plan == "ack":
-                return [self.reply(MessageType.ACK, request, asked)]
-            if plan == "nak":
-                return [self.reply(MessageType.NAK, request, "0.0.0.0")]
-            return []
-        return []
-
-
-class FakeSocket(DhcpSocket):
-    def __init__(self, server: FakeServer) -> None:
-        self.server = server
-        self.ifname = IFNAME
-        self.ifindex = 2
-        self.mac = CLIENT_MAC
-        self.closed = False
-        self.queue: list[DhcpReply] = []
-
-    async def send(self, request: DhcpRequest) -> None:
-        assert not self.closed
-        if self.server.send_error is not None:
-            raise self.server.send_error
-        self.server.sent.append((self.server.clock.now, request))
-        self.queue.extend(self.server.answer(request))
-
-    async def receive(self, xid: int, timeout: float) -> DhcpReply | None:  # noqa: ASYNC109
-        assert not self.closed
-        for reply in self.queue:
-            if reply.xid == xid:
-                self.queue.remove(reply)
-                return reply
-        await self.server.clock.advance(timeout)
-        return None
-
-    def close(self) -> None:
-        assert not self.closed
-        self.closed = True
-        self.server.closes += 1
 
 
 class World:
