@@ -507,7 +507,8 @@ class DhcpSocket:
         Only a BOOTREPLY with this ``xid`` and our chaddr counts, whatever its
         message type (OFFER, ACK, NAK). The interface going down while waiting
         is not an error (the kernel reports ``ENETDOWN`` once; the wait goes on);
-        any other socket failure raises :class:`DhcpSocketError`.
+        any other socket failure raises :class:`DhcpSocketError`. Other tasks
+        run between two skipped frames, however many are queued.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -521,12 +522,16 @@ class DhcpSocket:
             except TimeoutError:
                 return None
             except OSError as exc:
-                if exc.errno == _errno.ENETDOWN:
-                    continue
-                raise self._error("receive", exc) from exc
-            reply = decode_reply(frame)
-            if reply is not None and reply.xid == xid and reply.chaddr == self.mac:
-                return reply
+                if exc.errno != _errno.ENETDOWN:
+                    raise self._error("receive", exc) from exc
+            else:
+                reply = decode_reply(frame)
+                if reply is not None and reply.xid == xid and reply.chaddr == self.mac:
+                    return reply
+            # sock_recv returns without suspending while frames are queued: under a
+            # stream of other clients' replies this loop would hold the event loop
+            # (every other lease, the RPC server) until its deadline.
+            await asyncio.sleep(0)
 
     def close(self) -> None:
         """Close the socket (again: no-op)."""

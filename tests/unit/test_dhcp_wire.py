@@ -376,6 +376,27 @@ async def test_receive_skips_others_and_returns_ours(
 
 
 @pytest.mark.asyncio
+async def test_receive_lets_other_tasks_run_while_skipping_queued_frames(
+    pair: tuple[DhcpSocket, socket.socket],
+) -> None:
+    """A backlog of other clients' replies must not hold the event loop."""
+    sock, server = pair
+    for other in range(50):
+        server.send(_frame(_reply_payload(ACK_OPTIONS, xid=XID + 1 + other)))
+    server.send(_frame(_reply_payload(ACK_OPTIONS)))
+    ran: list[int] = []
+
+    async def other_task() -> None:
+        ran.append(1)
+
+    other = asyncio.create_task(other_task())
+    reply = await sock.receive(XID, timeout=5.0)
+    assert reply is not None
+    assert ran, "receive() kept the loop while it skipped the queued frames"
+    await other
+
+
+@pytest.mark.asyncio
 async def test_receive_times_out_with_none(pair: tuple[DhcpSocket, socket.socket]) -> None:
     sock, server = pair
     server.send(_frame(_reply_payload(ACK_OPTIONS, xid=7)))
