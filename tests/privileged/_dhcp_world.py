@@ -486,6 +486,14 @@ class DhcpWorld:
         self.containers.append(ctr)
         return ctr
 
+    def add_uplink(self, name: str = "up0") -> str:
+        """A veth *name* in the node whose peer (``<name>p``) is a port of ``br0``: a
+        parent for macvlan links (a bridge port itself cannot be one). Returns *name*."""
+        self.node.exec("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p")
+        self.node.exec("ip", "link", "set", f"{name}p", "master", BRIDGE, "up")
+        self.node.exec("ip", "link", "set", name, "up")
+        return name
+
     def remove_containers(self) -> None:
         """Delete every container namespace (and its veth with it)."""
         errors: list[Exception] = []
