@@ -381,8 +381,8 @@ async def test_receive_lets_other_tasks_run_while_skipping_queued_frames(
 ) -> None:
     """A backlog of other clients' replies must not hold the event loop."""
     sock, server = pair
-    for other in range(50):
-        server.send(_frame(_reply_payload(ACK_OPTIONS, xid=XID + 1 + other)))
+    for n in range(50):
+        server.send(_frame(_reply_payload(ACK_OPTIONS, xid=XID + 1 + n)))
     server.send(_frame(_reply_payload(ACK_OPTIONS)))
     ran: list[int] = []
 
