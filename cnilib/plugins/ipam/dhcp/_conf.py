@@ -72,6 +72,7 @@ __all__ = [
     "MAX_OPTION_VALUE",
     "OPTION_NAMES",
     "DhcpConf",
+    "SHUTTING_DOWN",
     "OptionNameError",
     "client_id",
     "lease_key",
@@ -80,6 +81,10 @@ __all__ = [
 ]
 
 DEFAULT_SOCKET_PATH = "/run/cni/dhcp.sock"
+
+SHUTTING_DOWN = "the dhcp daemon is shutting down"
+"""cnilib's daemon answers the calls in flight when it stops with this error;
+cnilib's plugin reports it as code 11 (try again later)."""
 
 OPTION_NAMES: Mapping[str, int] = {
     "dhcp-client-identifier": 61,

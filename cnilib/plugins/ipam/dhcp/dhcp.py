@@ -13,9 +13,22 @@ cnilib's daemon.
   ``prevResult``. Go's CHECK asks for a lease (acquiring one if there is
   none) and looks at nothing else; against Go's daemon, which has no
   ``DHCP.Check``, this plugin does the same.
-- STATUS: the daemon must answer on its socket (code 50 if not).
+- STATUS: the daemon must answer ``DHCP.Status`` within 10 s (code 50 if it
+  cannot be reached, does not answer in time or hangs up); Go's daemon,
+  which has no such method, answers "can't find method", and that counts as
+  up.
 - GC: ``DHCP.GC`` releases this network's leases of attachments not in
   ``cni.dev/valid-attachments`` (Go's plugin does nothing on GC).
+
+Error codes: a configuration error is code 7, found before the daemon is
+called; a daemon that cannot be reached is code 11 (try again later: Go's
+plugin says 999), and so is cnilib's daemon answering that it is shutting
+down (the call was cancelled; the same call succeeds once it is back). Any
+other error the daemon answers is Go's ``error calling DHCP.Allocate:
+<text>``, code 999, as Go's plugin reports it; this includes ``no more
+tries`` when no DHCP server answered within the daemon's ``-resendtimeout``
+(minutes: a runtime retrying at once would wait as long again, so it is not
+reported as transient).
 """
 
 from __future__ import annotations
@@ -23,10 +36,16 @@ from __future__ import annotations
 import os
 from typing import ClassVar
 
-from cnilib.errors import ErrorCode, PluginError
+from cnilib.errors import ErrorCode, PluginError, TryAgainLaterError
 from cnilib.plugins._base import BasePlugin, PluginRequest
-from cnilib.plugins.ipam.dhcp._conf import DhcpConf
-from cnilib.plugins.ipam.dhcp._rpc import CmdArgs, DaemonCallError, DaemonUnreachableError, call
+from cnilib.plugins.ipam.dhcp._conf import SHUTTING_DOWN, DhcpConf
+from cnilib.plugins.ipam.dhcp._rpc import (
+    CmdArgs,
+    DaemonCallError,
+    DaemonTimeoutError,
+    DaemonUnreachableError,
+    call as _rpc_call,
+)
 from cnilib.results import Result, ResultV100
 
 __all__ = ["Dhcp"]
@@ -53,7 +72,7 @@ class Dhcp(BasePlugin):
         try:
             lease = call(conf.socket_path, "DHCP.Check", _cmd_args(req))
         except DaemonCallError as exc:
-            if "can't find method DHCP.Check" not in str(exc):
+            if not _no_method(exc, "DHCP.Check"):
                 raise
             _allocate(conf, req)  # Go's daemon: Go's CHECK
             return
@@ -65,10 +84,12 @@ class Dhcp(BasePlugin):
         conf = _conf(req)
         try:
             call(conf.socket_path, "DHCP.Status", _cmd_args(req), timeout=_STATUS_TIMEOUT)
-        except DaemonUnreachableError as exc:
+        except (DaemonUnreachableError, DaemonTimeoutError) as exc:
             raise PluginError(str(exc), code=ErrorCode.PLUGIN_NOT_AVAILABLE) from exc
-        except DaemonCallError:
-            pass  # it answered (Go's daemon has no DHCP.Status): it is up
+        except DaemonCallError as exc:
+            if not _no_method(exc, "DHCP.Status"):  # hung up, or shutting down
+                raise PluginError(str(exc), code=ErrorCode.PLUGIN_NOT_AVAILABLE) from exc
+            # Go's daemon answered (it has no DHCP.Status): it is up.
 
     def gc(self, req: PluginRequest) -> None:
         conf = _conf(req)
@@ -76,9 +97,26 @@ class Dhcp(BasePlugin):
         try:
             call(conf.socket_path, "DHCP.GC", _cmd_args(req))
         except DaemonCallError as exc:
-            if "can't find method DHCP.GC" not in str(exc):
+            if not _no_method(exc, "DHCP.GC"):
                 raise
             # Go's daemon cannot collect garbage; nothing to do, as Go's plugin.
+
+
+def call(
+    socket_path: str, method: str, args: CmdArgs, *, timeout: float | None = None
+) -> ResultV100 | None:
+    """:func:`._rpc.call`; cnilib's daemon shutting down is code 11 (try again later)."""
+    try:
+        return _rpc_call(socket_path, method, args, timeout=timeout)
+    except DaemonCallError as exc:
+        if exc.reason == SHUTTING_DOWN:
+            raise TryAgainLaterError(str(exc)) from exc
+        raise
+
+
+def _no_method(exc: DaemonCallError, method: str) -> bool:
+    """Whether the daemon answered as Go's net/rpc does for a method it lacks."""
+    return exc.reason == f"rpc: can't find method {method}"
 
 
 def _conf(req: PluginRequest) -> DhcpConf:
