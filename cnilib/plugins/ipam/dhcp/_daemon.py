@@ -22,7 +22,16 @@ Where it differs from Go's daemon, on purpose:
 - A stale socket file (the daemon was killed) is removed at start; a live one
   (another daemon answers on it) is refused. Go fails on both.
 - A second ADD or a CHECK for a lease it holds returns that lease (Go's latest
-  release; Debian's 1.1.1 acquires another one and leaks the first).
+  release; Debian's 1.1.1 acquires another one and leaks the first); an ADD
+  naming another namespace or interface than the one the lease is kept in
+  (the container was re-created and its DEL never came) acquires anew there.
+- Calls for one attachment are answered one after the other (a DEL during
+  its ADD waits for the ADD); calls for different attachments run at once.
+- Stopping (SIGTERM) answers the calls in flight with "the dhcp daemon is
+  shutting down" (code 11 from cnilib's plugin) instead of hanging up; the
+  socket and the pidfile are removed, and the exit status is 0. The pidfile
+  is written once the socket listens, so a daemon that cannot listen leaves
+  a running one's pidfile alone. A socket passed by systemd is not removed.
 - ``DHCP.Check`` and ``DHCP.GC`` exist besides Go's ``DHCP.Allocate`` and
   ``DHCP.Release``: CHECK fails for a lease the daemon does not hold instead of
   acquiring one, and GC releases the leases of attachments that are gone.
@@ -38,7 +47,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +55,8 @@ import attrs
 
 from cnilib._log import get_logger
 from cnilib.errors import CNIError
-from cnilib.plugins.ipam.dhcp._conf import DhcpConf
-from cnilib.plugins.ipam.dhcp._lease import LeaseError, LeaseKeeper, LeaseRequestOptions, Timing
+from cnilib.plugins.ipam.dhcp._conf import SHUTTING_DOWN, DhcpConf
+from cnilib.plugins.ipam.dhcp._lease import LeaseKeeper, LeaseRequestOptions, Timing
 from cnilib.plugins.ipam.dhcp._options import lease_result
 from cnilib.plugins.ipam.dhcp._rpc import DHCP_METHODS, CmdArgs, RPCFailure, serve_rpc
 from cnilib.plugins.ipam.dhcp._state import LeaseRecords
@@ -68,7 +77,18 @@ DEFAULT_STATE_DIR = "/run/cni/dhcp"
 METHODS = (*DHCP_METHODS, "DHCP.Check", "DHCP.Status", "DHCP.GC")
 """Go's two methods, and cnilib's own (the plugin falls back when a Go daemon lacks them)."""
 
+_DRAIN_TIMEOUT = 5.0
+"""How long stopping waits for the calls in flight to be answered."""
+
 _log = get_logger("cnilib.dhcp")
+
+
+@attrs.define
+class _KeyLock:
+    """A key's lock and how many calls hold or wait for it (dropped at zero)."""
+
+    lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
+    users: int = 0
 
 
 @attrs.define
@@ -123,14 +143,49 @@ class LeaseDaemon:
         self.timing = timing if timing is not None else Timing()
         self._open_socket = open_socket
         self._attachments: dict[str, _Attachment] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, _KeyLock] = {}
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._calls = 0
+        """RPC calls being answered (stopping waits for their answers)."""
+        self._idle: asyncio.Event | None = None
 
     # -- the RPC methods ------------------------------------------------------------
 
     async def handle(self, method: str, args: CmdArgs) -> ResultV100 | None:
-        """Answer one RPC call (the handler :func:`serve_rpc` calls)."""
+        """Answer one RPC call (the handler :func:`serve_rpc` calls).
+
+        While :meth:`serve` runs, a call still in flight when it is asked to
+        stop is cancelled and answered :data:`SHUTTING_DOWN` (an acquisition
+        can take minutes; the caller gets an answer, not a hang-up).
+        """
+        stop = self._stop
+        if stop is None:  # not serving: nothing to race against
+            return await self._call(method, args)
+        if stop.is_set():
+            raise RPCFailure(SHUTTING_DOWN)
+        self._calls += 1
+        if self._idle is not None:
+            self._idle.clear()
+        work = asyncio.ensure_future(self._call(method, args))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((work, stopping), return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+                _log.info("%s for %s: cancelled, %s", method, args.container_id, SHUTTING_DOWN)
+                raise RPCFailure(SHUTTING_DOWN)
+            return work.result()
+        finally:
+            stopping.cancel()
+            work.cancel()  # the caller's task cancelled: so is the call
+            self._calls -= 1
+            if self._calls == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def _call(self, method: str, args: CmdArgs) -> ResultV100 | None:
         if method == "DHCP.Allocate":
             return await self.allocate(args)
         if method == "DHCP.Release":
@@ -151,9 +206,14 @@ class LeaseDaemon:
         key = conf.lease_key(args.container_id, args.ifname)
         async with self._lock(key):
             held = self._attachments.get(key)
-            if held is not None and held.keeper.check():
+            same = held is not None and (held.netns, held.ifname) == (args.netns, args.ifname)
+            if held is not None and same and held.keeper.check():
                 return held.result()
-            if held is not None:  # lost (NAK, expiry): start over
+            if held is not None:
+                # Lost (NAK, expiry), or kept in a namespace the container no
+                # longer has (its DEL never came): renewing there would let the
+                # lease run out under the new interface. Start over; the same
+                # client ID gets the same binding from the server.
                 await self._forget(key, release=False)
             keeper = self._new_keeper(key, args, conf)
             await keeper.acquire()  # its errors are CNIErrors: the plugin gets their text
@@ -192,29 +252,48 @@ class LeaseDaemon:
         """GC: release this network's leases whose attachment is not in the valid list."""
         conf = _conf(args)
         valid = conf.valid_attachments
-        stale = [
-            key
+        stale = {
+            key: held
             for key, held in self._attachments.items()
             if held.network == conf.network and (held.container_id, held.ifname) not in valid
-        ]
+        }
         for key in stale:
             async with self._lock(key):
+                if self._attachments.get(key) is not stale[key]:
+                    continue  # released, or allocated anew, while waiting for the lock
                 _log.info("%s: released by GC", key)
                 await self._forget(key, release=True)
 
     # -- lifecycle ----------------------------------------------------------------
 
     async def resume(self) -> None:
-        """Take up the leases recorded by a previous run of the daemon."""
+        """Take up the leases recorded by a previous run of the daemon.
+
+        A record that cannot be resumed is renamed ``*.bad`` (kept for a
+        human); one whose namespace is gone is dropped (its container went
+        while the daemon was down: there is nothing left to renew or release).
+        """
+        self._resume()
+
+    def _resume(self) -> None:
+        # Synchronous: serve() calls it once the socket is bound and before the
+        # loop runs again, so no call is answered before the leases are back.
         if self.records is None:
             return
         for document in self.records.load():
             key = document["key"]
             try:
                 attachment = self._attachment_from(key, document)
-            except (KeyError, TypeError, ValueError, LeaseError) as exc:
-                _log.error("%s: lease record cannot be resumed: %s", key, exc)
-                self.records.drop(key)
+            except (KeyError, TypeError, ValueError, CNIError) as exc:
+                self.records.set_aside(key, f"cannot be resumed: {exc}")
+                continue
+            if not os.path.exists(attachment.keeper.netns):
+                _log.info(
+                    "%s: namespace %s is gone, forgetting the lease",
+                    key,
+                    attachment.keeper.netns,
+                )
+                self._drop_record(key)
                 continue
             self._attachments[key] = attachment
             _log.info("%s: resuming lease of %s", key, attachment.keeper.address)
@@ -234,25 +313,34 @@ class LeaseDaemon:
         Leases are kept (not released) when serving stops.
         """
         self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+        stop = self._stop = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         path = Path(socket_path)
-        await self.resume()
+        # The socket first: a daemon that cannot listen (another one serves
+        # there) must not touch the state directory the other one keeps.
         try:
             server = await serve_rpc(listener or path, self.handle, methods=METHODS)
-        except OSError as exc:
-            await self.close(release=False)
-            if exc.errno == errno.EADDRINUSE:
+        except (OSError, ValueError) as exc:
+            self._stop = None
+            if getattr(exc, "errno", None) == errno.EADDRINUSE:
                 raise CNIError(f"another dhcp daemon is listening on {path}") from exc
-            raise CNIError(f"Error getting listener: listen unix {path}: {exc.strerror}") from exc
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise CNIError(f"Error getting listener: listen unix {path}: {reason}") from exc
         owned = listener is None
         try:
+            self._resume()
             _log.info("listening on %s", path)
             if ready is not None:
                 ready()
-            await self._stop.wait()
+            await stop.wait()
         finally:
+            stop.set()  # also when cancelled: calls in flight are answered
             server.close()
-            await server.wait_closed()
+            if self._calls:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_DRAIN_TIMEOUT):
+                        await self._idle.wait()
             if owned:
                 _unlink(path)
             await self.close(release=False)
@@ -270,13 +358,26 @@ class LeaseDaemon:
         attachments, self._attachments = self._attachments, {}
         for held in attachments.values():
             await held.keeper.stop(release=release)
-            if release and self.records is not None:
-                self.records.drop(held.keeper.key)
+            if release:
+                self._drop_record(held.keeper.key)
 
     # -- the parts --------------------------------------------------------------
 
-    def _lock(self, key: str) -> asyncio.Lock:
-        return self._locks.setdefault(key, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _lock(self, key: str) -> AsyncIterator[None]:
+        """Hold ``key``'s lock; the lock is forgotten when no call uses it any more
+        (a daemon sees every container the node ever ran)."""
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _KeyLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[key]
 
     def _keeper_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"on_change": self._changed}
@@ -319,8 +420,7 @@ class LeaseDaemon:
         held = self._attachments.pop(key, None)
         if held is not None:
             await held.keeper.stop(release=release)
-        if self.records is not None:
-            self.records.drop(key)
+        self._drop_record(key)
 
     def _changed(self, keeper: LeaseKeeper) -> None:
         """A lease changed (renewed, rebound, lost, gone): keep its record current."""
@@ -330,10 +430,17 @@ class LeaseDaemon:
         if keeper.gone:  # its namespace or link disappeared: nothing left to keep
             _log.info("%s: interface gone, forgetting the lease", keeper.key)
             self._attachments.pop(keeper.key, None)
-            if self.records is not None:
-                self.records.drop(keeper.key)
+            self._drop_record(keeper.key)
             return
         self._save(held)
+
+    def _drop_record(self, key: str) -> None:
+        if self.records is None:
+            return
+        try:
+            self.records.drop(key)
+        except OSError as exc:  # DEL must still succeed (and a retried DEL too)
+            _log.error("%s: could not remove the lease record: %s", key, exc)
 
     def _save(self, held: _Attachment) -> None:
         if self.records is None:
@@ -357,18 +464,39 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def activated_socket() -> socket.socket | None:
-    """The listening socket systemd passed (``LISTEN_FDS``), as Go's daemon takes it."""
-    from cnilib.errors import CNIError
+_LISTEN_FDS_START = 3
+_LISTEN_ENV = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
-    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+
+def activated_socket() -> socket.socket | None:
+    """The listening socket systemd passed (``LISTEN_FDS``), as Go's daemon takes it.
+
+    As go-systemd's ``activation.Listeners``: the variables count only when
+    ``LISTEN_PID`` is this process and are removed from the environment
+    either way (a child must not take them for its own); values that are not
+    numbers mean no socket; the descriptor is made close-on-exec. One unix
+    stream socket is accepted; more, or a descriptor that is not one, is an
+    error.
+    """
+    env = {name: os.environ.pop(name, None) for name in _LISTEN_ENV}
+    try:
+        pid, count = int(env["LISTEN_PID"] or ""), int(env["LISTEN_FDS"] or "")
+    except ValueError:
         return None
-    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
-    if count == 0:
+    if pid != os.getpid() or count <= 0:
         return None
+    for fd in range(_LISTEN_FDS_START, _LISTEN_FDS_START + count):
+        with contextlib.suppress(OSError):
+            os.set_inheritable(fd, False)
     if count > 1:
         raise CNIError(f"Too many ({count}) FDs passed through socket activation")
-    listener = socket.socket(fileno=3)
+    try:
+        listener = socket.socket(fileno=_LISTEN_FDS_START)
+    except OSError:
+        raise CNIError("LISTEN_FDS=1 but no FD found") from None
+    if listener.family != socket.AF_UNIX or listener.type != socket.SOCK_STREAM:
+        listener.detach()
+        raise CNIError("the socket passed through socket activation is not a unix stream socket")
     listener.setblocking(False)
     return listener
 
@@ -421,12 +549,21 @@ class DaemonThread:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``dhcp daemon [flags]``: serve until SIGTERM or SIGINT; the exit status."""
-    from cnilib.errors import CNIError
-    from cnilib.plugins.ipam.dhcp._flags import parse_flags
+    """``dhcp daemon [flags]``: serve until SIGTERM or SIGINT; the exit status.
+
+    0 after a signal (leases kept and recorded, socket and pidfile removed),
+    1 when it cannot start, 2 for bad flags (0 for ``-h``), as Go's.
+    The pidfile is written once the socket listens and removed only by the
+    daemon that wrote it: a second daemon refused at the socket leaves the
+    first one's pidfile alone.
+    """
+    from cnilib.plugins.ipam.dhcp._flags import FlagsHelp, parse_flags
 
     try:
         flags = parse_flags(argv)
+    except FlagsHelp as exc:
+        print(exc, file=sys.stderr)
+        return 0
     except CNIError as exc:
         print(f"dhcp daemon: {exc}", file=sys.stderr)
         return 2
@@ -442,39 +579,46 @@ def main(argv: Sequence[str]) -> int:
         ),
     )
     socket_path = Path(flags.host_prefix + flags.socket_path)
+    pidfile = Path(flags.pidfile) if flags.pidfile else None
+    written: list[Path] = []
     try:
+        if flags.pidfile and not os.path.isabs(flags.pidfile):
+            raise CNIError(f"Error writing pidfile {flags.pidfile!r}: path not absolute")
         listener = activated_socket()
-        if flags.pidfile:
-            _write_pidfile(flags.pidfile)
-        asyncio.run(_serve_until_signal(daemon, socket_path, listener))
+
+        def ready() -> None:
+            if pidfile is not None:
+                _write_pidfile(pidfile)
+                written.append(pidfile)
+
+        asyncio.run(_serve_until_signal(daemon, socket_path, listener, ready))
     except CNIError as exc:
         _log.error("%s", exc)
         return 1
     finally:
-        if flags.pidfile:
-            _unlink(Path(flags.pidfile))
+        for path in written:
+            _unlink(path)
     return 0
 
 
 async def _serve_until_signal(
-    daemon: LeaseDaemon, socket_path: Path, listener: socket.socket | None
+    daemon: LeaseDaemon,
+    socket_path: Path,
+    listener: socket.socket | None,
+    ready: Callable[[], None],
 ) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.request_stop)
-    await daemon.serve(socket_path, listener=listener)
+    await daemon.serve(socket_path, listener=listener, ready=ready)
     _log.info("stopped; leases are kept")
 
 
-def _write_pidfile(path: str) -> None:
-    from cnilib.errors import CNIError
-
-    if not os.path.isabs(path):
-        raise CNIError(f"Error writing pidfile {path!r}: path not absolute")
+def _write_pidfile(path: Path) -> None:
     try:
-        Path(path).write_text(f"{os.getpid()}\n")
+        path.write_text(f"{os.getpid()}\n")
     except OSError as exc:
-        raise CNIError(f"Error writing pidfile {path!r}: {exc.strerror}") from exc
+        raise CNIError(f"Error writing pidfile {str(path)!r}: {exc.strerror}") from exc
 
 
 def _configure_logging() -> None:

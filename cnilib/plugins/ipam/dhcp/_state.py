@@ -56,6 +56,10 @@ class LeaseRecords:
         """Forget ``key``'s record (none is fine)."""
         drop_state(self.path(key))
 
+    def set_aside(self, key: str, why: str) -> None:
+        """Rename ``key``'s record ``<name>.bad`` (one the daemon cannot resume)."""
+        self._set_aside(self.path(key), why)
+
     def load(self) -> Iterator[dict[str, Any]]:
         """Every readable record of the directory (none if it does not exist).
 
