@@ -29,6 +29,7 @@ import pytest
 
 import cnilib.netlink
 from cnilib.errors import CNIError, ErrorCode, PluginError
+from cnilib.netlink import NetNSNotFoundError
 from cnilib.netlink._dhcp import MessageType
 from cnilib.plugins.ipam.dhcp._daemon import DaemonThread, LeaseDaemon, main
 from cnilib.plugins.ipam.dhcp._lease import LeaseError, Timing
@@ -444,6 +445,35 @@ async def test_a_lease_lost_on_renewal_fails_check_and_allocate_starts_over(
     ]
 
 
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("fast")
+async def test_a_lease_whose_namespace_vanished_is_forgotten(
+    server: FakeServer, state: Path, link_downs: list[tuple[str, tuple[Any, ...]]]
+) -> None:
+    async with running(new_daemon(server, state, timing=FAST_TIMING)) as daemon:
+        await daemon.allocate(cmd())
+        server.open_error = NetNSNotFoundError(NETNS)  # at the renewal
+        await until(lambda: record_files(state) == [], "the record dropped")
+        text = await failure(daemon.check(cmd()))
+    assert text == "cid/dhcpnet/eth0: no DHCP lease is held for this attachment"
+    assert server.kinds() == [MessageType.DISCOVER, MessageType.REQUEST]
+    assert link_downs == []
+
+
+@pytest.mark.asyncio
+async def test_an_allocate_from_another_namespace_acquires_there(
+    server: FakeServer, state: Path, tmp_path: Path
+) -> None:
+    other = str(tmp_path / "netns" / "ctr2")
+    async with running(new_daemon(server, state)) as daemon:
+        first = await daemon.allocate(cmd())
+        again = await daemon.allocate(cmd(netns=other))
+        assert await daemon.check(cmd(netns=other)) == again
+    assert addresses(again) == addresses(first)  # the same client ID: the same address
+    assert server.kinds() == [MessageType.DISCOVER, MessageType.REQUEST] * 2
+    assert read_record(state)["netns"] == other
+
+
 # ------------------------------------------------------------------------ restart
 
 
@@ -496,6 +526,20 @@ async def test_a_restarted_daemon_past_t1_renews_instead_of_discovering(
     [renew] = server.requests
     assert renew.message_type is MessageType.REQUEST
     assert (renew.ciaddr, renew.dst_ip, renew.requested_ip) == ("192.0.2.100", SERVER_IP, None)
+
+
+@pytest.mark.asyncio
+async def test_a_record_of_a_vanished_namespace_is_dropped(
+    server: FakeServer, state: Path, netns: str
+) -> None:
+    await allocated_then_stopped(server, state)
+    os.unlink(netns)
+    async with running(new_daemon(server, state)) as daemon:
+        await daemon.resume()
+        assert "no DHCP lease" in await failure(daemon.check(cmd()))
+        await daemon.release(cmd())
+    assert record_files(state) == []
+    assert server.sent == []  # nothing to release in a namespace that is gone
 
 
 @pytest.mark.asyncio
@@ -595,6 +639,30 @@ def test_rpc_calls_in_parallel(server: FakeServer, sock: Path) -> None:
     assert [addresses(r) == addresses(results[n % 3]) for n, r in enumerate(results)] == [True] * 6
     assert len({addresses(r)[0] for r in results}) == 3
     assert server.kinds().count(MessageType.DISCOVER) == 3
+
+
+def test_a_call_in_flight_when_stopping_is_answered(
+    server: FakeServer, state: Path, sock: Path
+) -> None:
+    server.answer_discover = False
+    slow = Timing(attempt_timeout=WAIT, resend_timeout=WAIT)  # would wait for long
+    errors: list[Exception] = []
+
+    def allocate() -> None:
+        try:
+            call(sock, "DHCP.Allocate", cmd(), timeout=WAIT * 2)
+        except DaemonCallError as exc:
+            errors.append(exc)
+
+    with DaemonThread(new_daemon(server, state, timing=slow), sock):
+        caller = threading.Thread(target=allocate)
+        caller.start()
+        wait_for(lambda: bool(server.sent), "the DISCOVER")
+    caller.join(WAIT)
+    assert [str(e) for e in errors] == [
+        "error calling DHCP.Allocate: the dhcp daemon is shutting down"
+    ]
+    assert record_files(state) == []
 
 
 def test_stopping_removes_the_socket_and_keeps_the_records(
