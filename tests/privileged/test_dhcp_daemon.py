@@ -422,6 +422,9 @@ def test_stale_socket_is_replaced_and_a_live_one_refused(run: Run, daemon: Daemo
     daemon.proc.wait(10.0)
     daemon.proc = None
     assert run.socket_path.is_socket()  # left behind
+    down = run.ipam_error("STATUS", version="1.1.0")  # nobody answers on it
+    assert 50 == down.code
+    assert f"dial unix {run.socket_path}: connect: connection refused" in down.msg, down.msg
     daemon.start()  # replaces it
     wait_log(daemon, f"resuming lease of {ip}")
     # A second daemon on the live socket (and the same state directory) gives up.
@@ -479,5 +482,35 @@ def test_gc_releases_invalid_attachments_and_status_needs_the_daemon(
     daemon.stop()
     err = run.ipam_error("STATUS", version="1.1.0")
     assert 50 == err.code
-    assert "error dialing DHCP daemon" in err.msg
-    assert str(run.socket_path) in err.msg
+    assert (
+        f"error dialing DHCP daemon: dial unix {run.socket_path}: "
+        "connect: no such file or directory"
+    ) == err.msg
+
+
+def test_sigterm_during_an_add_ends_it_and_leaves_nothing(run: Run) -> None:
+    """A daemon stopped while it is still trying to acquire a lease exits at once (not
+    when the budget is spent): the ADD fails, no record and no socket is left."""
+    d = run.daemon("-timeout", "1s", "-resendtimeout", "60s")
+    d.start()
+    try:
+        run.world.stop_dnsmasq()
+        ctr = run.world.add_container()
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(run.ipam_error, "ADD", ctr, timeout=20.0)
+            wait_for(lambda: packet_sockets(ctr), 5.0, what="the daemon's DHCP socket")
+            assert d.proc is not None
+            os.kill(d.proc.pid, signal.SIGTERM)
+            assert 0 == d.proc.wait(10.0), d.log_text()
+            err = pending.result()
+        assert not isinstance(err, cnilib.PluginTimeoutError), err
+        assert (11, "error calling DHCP.Allocate: the dhcp daemon is shutting down") == (
+            err.code,
+            err.msg,
+        )
+        assert set() == run.records()
+        assert [] == packet_sockets(ctr)
+        assert not run.socket_path.exists()
+        assert "Traceback" not in d.log_text(), d.log_text()
+    finally:
+        d.stop()
