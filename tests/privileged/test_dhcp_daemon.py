@@ -3,15 +3,17 @@
 The daemon's own behaviour (``test_dhcp.py`` compares it with Go's): run in
 the runtime's process (:class:`DaemonThread`, or a task in the runtime's
 asyncio loop) under a macvlan attachment; no server; a container namespace
-deleted under it (not pinned, the lease forgotten); SIGTERM, SIGKILL and a
-second daemon on a live socket; GC and STATUS through the plugin.
+deleted under it (not pinned, the lease forgotten); SIGTERM (also during an
+ADD), SIGKILL and a second daemon on a live socket; GC and STATUS through the
+plugin.
 
 Plugins run in process (``InProcessExecutor(host_netns=<node>)``); the
 daemon runs in the test process or as ``python -m cnilib.plugins dhcp
 daemon`` under ``ip netns exec <node>``. Either way it opens its DHCP sockets
 inside the container's namespace through the netlink workers, so its own
-namespace does not matter. dnsmasq gives T1 = 2 s and T2 = 4 s, so a renewal
-is seen within seconds.
+namespace does not matter. dnsmasq is asked for T1 = 2 s and T2 = 4 s, so a
+renewal is seen within seconds (dnsmasq 2.90 ignores T1 = 1 s, T2 = 2 s and
+sends its defaults of half and 7/8 of the lease).
 """
 
 from __future__ import annotations
