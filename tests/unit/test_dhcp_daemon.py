@@ -797,9 +797,6 @@ def test_main_relative_pidfile_exits_1(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 @pytest.mark.usefixtures("cnilib_logger")
-@pytest.mark.xfail(
-    strict=True, reason="the pidfile error quotes the path Python's way ('x'), not Go's %q (\"x\")"
-)
 def test_main_relative_pidfile_gos_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["-pidfile", "relative.pid", "-socketpath", str(tmp_path / "d.sock")]
     assert main(argv) == 1

@@ -411,3 +411,31 @@ async def test_a_daemon_shutting_down_is_try_again_later(netns: str, tmp_path: P
         server.close()
     assert info.value.code == ErrorCode.TRY_AGAIN_LATER
     assert SHUTTING_DOWN in str(info.value)
+
+
+def test_daemon_thread_raises_a_failure_after_start_up_on_exit(tmp_path: Path) -> None:
+    """A daemon that fails while serving is not lost in its thread: leaving says so."""
+
+    class Failing(LeaseDaemon):
+        async def close(self, *, release: bool = False) -> None:
+            raise RuntimeError("the state directory vanished")
+
+    daemon = Failing(state_dir=None, timing=TIMING)
+    thread = _daemon.DaemonThread(daemon, tmp_path / "d.sock")
+    thread.__enter__()
+    assert (tmp_path / "d.sock").exists()
+    with pytest.raises(RuntimeError, match="state directory vanished"):
+        thread.__exit__(None, None, None)
+
+
+def test_main_logs_through_one_handler_however_often_it_runs() -> None:
+    import logging
+
+    root = logging.getLogger("cnilib")
+    before = list(root.handlers)
+    try:
+        _daemon._configure_logging()
+        _daemon._configure_logging()
+        assert len(root.handlers) == len(before) + 1
+    finally:
+        root.handlers[:] = before

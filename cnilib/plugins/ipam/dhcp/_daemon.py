@@ -61,6 +61,7 @@ from cnilib.plugins.ipam.dhcp._options import lease_result
 from cnilib.plugins.ipam.dhcp._rpc import DHCP_METHODS, CmdArgs, RPCFailure, serve_rpc
 from cnilib.plugins.ipam.dhcp._state import LeaseRecords
 from cnilib.results import ResultV100
+from cnilib.results._gotext import go_quote
 
 __all__ = [
     "DEFAULT_SOCKET_PATH",
@@ -529,6 +530,8 @@ class DaemonThread:
             asyncio.run(self.daemon.serve(self.socket_path, ready=self._ready.set))
         except BaseException as exc:
             self._error = exc
+            if self._ready.is_set():  # after start-up: nobody is waiting to hear it
+                _log.error("the dhcp lease daemon stopped: %s", exc)
         finally:
             self._ready.set()
 
@@ -543,6 +546,10 @@ class DaemonThread:
     def __exit__(self, *exc: object) -> None:
         self.daemon.request_stop()
         self._thread.join()
+        if self._error is not None and exc[0] is None:
+            # Serving failed after it started: say so, rather than let the
+            # plugin calls that found no daemon be the only sign.
+            raise self._error
 
 
 # -- the command --------------------------------------------------------------------
@@ -583,7 +590,7 @@ def main(argv: Sequence[str]) -> int:
     written: list[Path] = []
     try:
         if flags.pidfile and not os.path.isabs(flags.pidfile):
-            raise CNIError(f"Error writing pidfile {flags.pidfile!r}: path not absolute")
+            raise CNIError(f"Error writing pidfile {go_quote(flags.pidfile)}: path not absolute")
         listener = activated_socket()
 
         def ready() -> None:
@@ -618,14 +625,17 @@ def _write_pidfile(path: Path) -> None:
     try:
         path.write_text(f"{os.getpid()}\n")
     except OSError as exc:
-        raise CNIError(f"Error writing pidfile {str(path)!r}: {exc.strerror}") from exc
+        raise CNIError(f"Error writing pidfile {go_quote(str(path))}: {exc.strerror}") from exc
 
 
 def _configure_logging() -> None:
     import logging
 
+    root = logging.getLogger("cnilib")
+    if any(getattr(h, "_cnilib_dhcp_daemon", False) for h in root.handlers):
+        return  # main() ran before in this process: one handler, not two
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger("cnilib")
+    handler._cnilib_dhcp_daemon = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.INFO)

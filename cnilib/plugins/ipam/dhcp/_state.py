@@ -8,8 +8,11 @@ restarted daemon resumes renewing and a later DEL still releases.
 
 A record is written atomically (:mod:`cnilib.plugins._statefile`); the file
 name is the lease's key (``<containerID>/<network>/<ifname>``) with every
-character outside ``[A-Za-z0-9._-]`` percent-encoded, so keys never collide
-and never escape the directory. Records are read once, at start; the daemon
+character outside ``[A-Za-z0-9._~-]`` and a leading dot percent-encoded, so
+keys never collide, never escape the directory and never make a hidden
+file. A name that would pass the file system's 255-byte limit (a key is up to
+254 bytes, and encoding can triple it) keeps its first 150 characters and
+ends with a hash of the whole key. Records are read once, at start; the daemon
 holds no file open between writes. A record that cannot be read or parsed is
 logged and renamed ``*.bad`` (kept for a human, never trusted, never
 silently lost).
@@ -18,6 +21,7 @@ silently lost).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -28,7 +32,7 @@ from urllib.parse import quote
 from cnilib._log import get_logger
 from cnilib.plugins._statefile import drop_state, write_state
 
-__all__ = ["RECORD_VERSION", "LeaseRecords"]
+__all__ = ["RECORD_VERSION", "LeaseRecords", "record_name"]
 
 RECORD_VERSION = 1
 """The ``version`` a record is written with; others are not resumed."""
@@ -45,7 +49,7 @@ class LeaseRecords:
 
     def path(self, key: str) -> Path:
         """Where the record of ``key`` lives."""
-        return self.directory / (quote(key, safe="") + _SUFFIX)
+        return self.directory / record_name(key)
 
     def write(self, key: str, record: Mapping[str, Any]) -> None:
         """Save ``record`` for ``key`` (atomically; replaces the previous one)."""
@@ -96,5 +100,20 @@ def _is_record(document: object, name: str) -> bool:
         isinstance(document, dict)
         and document.get("version") == RECORD_VERSION
         and isinstance(document.get("key"), str)
-        and quote(document["key"], safe="") + _SUFFIX == name
+        and record_name(document["key"]) == name
     )
+
+
+_MAX_NAME = 240
+"""Below NAME_MAX (255) with room for the ``.bad`` and temporary-file affixes."""
+
+
+def record_name(key: str) -> str:
+    """The file name of ``key``'s record."""
+    name = quote(key, safe="")
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    if len(name) + len(_SUFFIX) > _MAX_NAME:
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        name = f"{name[:150]}-{digest}"
+    return name + _SUFFIX
