@@ -426,6 +426,73 @@ def test_deep_nesting_is_refused() -> None:
         decoder.next()
 
 
+def _uint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes([value])
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return bytes([256 - len(raw)]) + raw
+
+
+def _big_message(body: bytes) -> bytes:
+    return _uint(len(body)) + body
+
+
+def test_a_message_of_many_tiny_elements_is_refused_before_they_are_made() -> None:
+    # 65 = struct{}, 66 = []T65: one byte per element. A 16 MiB message of them
+    # would be 16 million dicts (gigabytes, minutes of a blocked event loop).
+    count = 1 << 20
+    data = (
+        _struct_def(65, b"E", [])
+        + _typedef(
+            66, b"\x02\x01\x01\x01S\x01" + _zigzag(66) + b"\x00\x01" + _zigzag(65) + b"\x00\x00"
+        )
+        + _big_message(b"\xff\x84\x00" + _uint(count) + bytes(count))
+    )
+    decoder = Decoder()
+    decoder.feed(data)
+    with pytest.raises(GobError, match=r"S: more than 65536 items in one message"):
+        _drain(decoder)
+
+
+def test_a_message_of_many_struct_fields_is_refused() -> None:
+    # A struct value is as costly as a slice: each field present is an item.
+    fields = [(b"", 2)] * 70000  # field names may repeat on the wire
+    value = _zigzag(65) + b"\x01\x00" * 70000 + b"\x00"
+    decoder = Decoder(max_definitions=1 << 20)
+    decoder.feed(_big_struct_def(65, fields) + _big_message(value))
+    with pytest.raises(GobError, match="more than 65536 items"):
+        _drain(decoder)
+
+
+def _big_struct_def(tid: int, fields: list[tuple[bytes, int]]) -> bytes:
+    body = b"\x03\x01\x01\x01T\x01" + _zigzag(tid) + b"\x00\x01" + _uint(len(fields))
+    body += b"".join(
+        b"\x01" + bytes([len(fname)]) + fname + b"\x01" + _zigzag(ftid) + b"\x00"
+        for fname, ftid in fields
+    )
+    return _big_message(_zigzag(-tid) + body + b"\x00\x00")
+
+
+def test_a_type_of_millions_of_fields_is_refused() -> None:
+    fields = [(b"", 2)] * (1 << 20)
+    decoder = Decoder(max_definitions=1 << 30)
+    decoder.feed(_big_struct_def(65, fields))
+    with pytest.raises(GobError, match=r"struct type 'T': more than 65536 items"):
+        _drain(decoder)
+
+
+def test_a_stream_may_not_define_types_without_end() -> None:
+    # Definitions live as long as the stream: their total is bounded.
+    data = b"".join(_big_struct_def(tid, [(b"A", 2)] * 70) for tid in range(65, 125))
+    decoder = Decoder()
+    decoder.feed(data)
+    with pytest.raises(GobError, match="too many type definitions in one stream"):
+        _drain(decoder)
+    decoder = Decoder(max_definitions=60 * 71)
+    decoder.feed(data)
+    _drain(decoder)  # exactly at the limit
+
+
 @pytest.mark.parametrize(
     ("value", "error"),
     [

@@ -16,7 +16,11 @@ This module is that codec, sans I/O:
   :func:`cmd_args_to_value` / :func:`cmd_args_from_value` map between gob
   struct values (dicts keyed by field name) and cnilib's types.
 
-Anything malformed raises :class:`GobError` saying what was wrong.
+Anything malformed raises :class:`GobError` saying what was wrong. The peer may
+be hostile, so what one stream can cost is bounded: a message's size
+(:data:`MAX_MESSAGE`), the items one message may make (:data:`MAX_ITEMS`), the
+type definitions a stream may keep (:data:`MAX_DEFINITIONS`) and how deeply
+values nest.
 
 Two Go details shape the Result mapping. Gob omits zero values, so a Go peer
 cannot send an ``IPConfig.Interface`` pointer to index 0 (it arrives as no
@@ -48,6 +52,8 @@ __all__ = [
     "EMPTY",
     "FLOAT",
     "INT",
+    "MAX_DEFINITIONS",
+    "MAX_ITEMS",
     "MAX_MESSAGE",
     "REQUEST",
     "RESPONSE",
@@ -92,6 +98,16 @@ _FIRST_ASSIGNED_ID = 65
 MAX_MESSAGE = 1 << 24
 """The largest gob message accepted (16 MiB; Go's limit is 1 GiB). A CmdArgs is a
 network configuration, a Result a few addresses: anything near this is an attack."""
+
+MAX_ITEMS = 1 << 16
+"""The most struct fields, slice/array elements and map entries one message may
+hold. Each is a Python object: without this bound a 16 MiB message of one-byte
+elements would cost gigabytes and minutes (a Result is a few hundred items)."""
+
+MAX_DEFINITIONS = 1 << 12
+"""The most type definitions plus their fields one stream may send. They are kept
+for the stream's life, so this bounds what a connection holds (Go's rpc and CNI
+types are a few dozen)."""
 
 _MAX_DEPTH = 64
 """How deeply values may nest (a recursive type could otherwise exhaust the stack)."""
@@ -289,14 +305,21 @@ RESULT_GO_1_1_1 = _result_schema(
 class _Reader:
     """Reads gob primitives from one message; running past its end is a GobError."""
 
-    __slots__ = ("data", "pos")
+    __slots__ = ("data", "items", "limit", "pos")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, limit: int) -> None:
         self.data = data
         self.pos = 0
+        self.items = self.limit = limit
 
     def remaining(self) -> int:
         return len(self.data) - self.pos
+
+    def take(self, count: int, what: str) -> None:
+        """Count ``count`` more items against the message's budget (before making them)."""
+        self.items -= count
+        if self.items < 0:
+            raise GobError(f"{what}: more than {self.limit} items in one message")
 
     def uint(self) -> int:
         if self.pos >= len(self.data):
@@ -338,6 +361,7 @@ def _field_numbers(reader: _Reader, count: int, what: str) -> Iterator[int]:
         number += delta
         if number >= count:
             raise GobError(f"{what}: field number {number} out of range (it has {count})")
+        reader.take(1, what)
         yield number
 
 
@@ -369,6 +393,7 @@ def _read_struct_type(reader: _Reader) -> WireStruct:
         count = reader.uint()
         if count > reader.remaining():
             raise GobError(f"struct type {name!r}: {count} fields overrun the message")
+        reader.take(count, f"struct type {name!r}")
         for _ in range(count):
             field_name, field_id = "", 0
             for part in _field_numbers(reader, 2, "fieldType"):
@@ -460,10 +485,18 @@ class Decoder:
     ``[]byte`` as bytes. Type definitions are remembered for the stream's life.
     """
 
-    def __init__(self, *, max_message: int = MAX_MESSAGE) -> None:
+    def __init__(
+        self,
+        *,
+        max_message: int = MAX_MESSAGE,
+        max_items: int = MAX_ITEMS,
+        max_definitions: int = MAX_DEFINITIONS,
+    ) -> None:
         self._buf = bytearray()
         self._types: dict[int, WireType] = {}
         self._max = max_message
+        self._max_items = max_items
+        self._definitions_left = max_definitions
 
     def feed(self, data: bytes) -> None:
         """Append bytes received from the peer."""
@@ -480,7 +513,7 @@ class Decoder:
             message = self._frame()
             if message is None:
                 return None
-            reader = _Reader(message)
+            reader = _Reader(message, self._max_items)
             tid = reader.int()
             if tid < 0:
                 self._define(-tid, reader)
@@ -521,6 +554,9 @@ class Decoder:
         wire = _read_wire_type(reader)
         if reader.remaining():
             raise GobError(f"{reader.remaining()} extra bytes after the definition of type {tid}")
+        self._definitions_left -= 1 + (len(wire.fields) if isinstance(wire, WireStruct) else 0)
+        if self._definitions_left < 0:
+            raise GobError("too many type definitions in one stream")
         self._types[tid] = wire
 
     def _top_value(self, tid: int, reader: _Reader) -> Decoded:
@@ -576,6 +612,7 @@ class Decoder:
         # Every element takes at least one byte: a larger count is a lie.
         if count > reader.remaining():
             raise GobError(f"{wire.name or 'a value'}: {count} elements overrun the message")
+        reader.take(count, wire.name or "a value")
         if isinstance(wire, WireArray):
             if count != wire.length:
                 raise GobError(
