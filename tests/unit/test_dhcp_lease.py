@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -651,3 +652,184 @@ async def test_on_change_failure_does_not_stop_the_keeper(
     await keeper.acquire()
     assert state(keeper) is LeaseState.BOUND
     assert "saving the lease failed" in caplog.text
+
+
+# -- replies a careful client refuses, and lease times from the right moment -------------
+
+
+@pytest.mark.asyncio
+async def test_lease_times_count_from_the_request_not_the_ack(world: World) -> None:
+    world.server.latency = 3.0  # each reply arrives 3 s after what it answers
+    keeper = world.keeper()
+    await keeper.acquire()
+    assert world.clock.now == 6  # OFFER at 3 s, REQUEST then, ACK at 6 s
+    # RFC 2131 4.4.1: the lease began when the REQUEST was sent.
+    assert keeper.obtained == WALL0 + 3
+    assert (keeper.renew_at, keeper.expires_at) == (WALL0 + 53, WALL0 + 103)
+    world.server.sent.clear()
+    keeper.start()
+    await world.clock.run_until(60, keeper)
+    [(when, _renew)] = world.server.sent
+    assert when == 53
+    assert keeper.obtained == WALL0 + 53
+    await keeper.stop(release=False)
+
+
+@pytest.mark.asyncio
+async def test_an_offer_without_an_address_is_ignored(world: World) -> None:
+    plain = world.server.answer
+
+    def answer(request: DhcpRequest) -> list[DhcpReply]:
+        if request.message_type is MessageType.DISCOVER:
+            return [world.server.reply(MessageType.OFFER, request, "0.0.0.0"), *plain(request)]
+        return plain(request)
+
+    world.server.answer = answer  # type: ignore[method-assign]
+    keeper = world.keeper()
+    await keeper.acquire()
+    request = world.server.requests[1]
+    assert request.requested_ip == ADDRESS
+    assert keeper.address == ADDRESS
+    assert world.clock.sleeps == []
+
+
+@pytest.mark.asyncio
+async def test_while_selecting_only_the_chosen_servers_ack_for_the_offer_counts(
+    world: World,
+) -> None:
+    plain = world.server.answer
+
+    def answer(request: DhcpRequest) -> list[DhcpReply]:
+        if request.message_type is not MessageType.REQUEST:
+            return plain(request)
+        other = world.server.reply(MessageType.NAK, request, "0.0.0.0")
+        other = attrs.evolve(other, options={**other.options, 54: bytes([192, 0, 2, 2])})
+        wrong = world.server.reply(MessageType.ACK, request, "192.0.2.200")
+        return [other, wrong, *plain(request)]
+
+    world.server.answer = answer  # type: ignore[method-assign]
+    keeper = world.keeper()
+    await keeper.acquire()
+    assert keeper.address == ADDRESS
+    assert world.server.kinds() == [MessageType.DISCOVER, MessageType.REQUEST]
+    assert world.clock.sleeps == []
+
+
+class BackToBackError(Exception):
+    pass
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("lease", "t1", "t2", "times"),
+    [
+        (100, 0, 0, (50, 85, 100)),  # T1/T2 of 0: absent
+        (0, 0, 0, (10, 17, 20)),  # lease 0: MIN_LEASE_TIME
+        (5, 1, 2, (1, 2, 20)),  # a tiny lease: only the expiry moves
+    ],
+)
+async def test_tiny_lease_times_do_not_renew_back_to_back(
+    world: World, lease: int, t1: int, t2: int, times: tuple[int, int, int]
+) -> None:
+    world.server.options = ack_options(lease=lease, t1=t1, t2=t2)
+    plain = world.server.answer
+
+    def answer(request: DhcpRequest) -> list[DhcpReply]:
+        if len(world.server.sent) > 20:
+            raise BackToBackError("renewed back to back")
+        return plain(request)
+
+    world.server.answer = answer  # type: ignore[method-assign]
+    keeper = await bound(world)
+    assert (keeper.renew_at, keeper.rebind_at, keeper.expires_at) == tuple(WALL0 + t for t in times)
+    keeper.start()
+    await world.clock.run_until(times[0] + 0.5, keeper)
+    assert len(world.server.sent) == 1
+    assert state(keeper) is LeaseState.BOUND
+    await keeper.stop(release=False)
+
+
+@pytest.mark.asyncio
+async def test_a_renewal_ack_with_malformed_times_is_a_failed_attempt(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    keeper = await bound(world)
+    world.server.options = {**ack_options(), 58: b"\x00\x01"}
+    keeper.start()
+    await world.clock.run_until(10_000, keeper)  # the task must not die of the option
+
+    assert state(keeper) is LeaseState.EXPIRED
+    assert world.downs == [(NETNS, IFNAME)]
+    assert keeper.address == ADDRESS
+    assert "sent an unusable DHCPACK: DHCP option 58" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_acquire_retries_after_an_ack_with_malformed_times(world: World) -> None:
+    good = world.server.options
+    world.server.options = {**good, 51: b"\x01"}
+    plain = world.server.answer
+
+    def answer(request: DhcpRequest) -> list[DhcpReply]:
+        replies = plain(request)
+        if request.message_type is MessageType.REQUEST:
+            world.server.options = good
+        return replies
+
+    world.server.answer = answer  # type: ignore[method-assign]
+    keeper = world.keeper()
+    await keeper.acquire()
+    assert state(keeper) is LeaseState.BOUND
+    assert world.clock.sleeps == [2.0]
+    assert keeper.expires_at == WALL0 + 2 + 100
+
+
+@pytest.mark.asyncio
+async def test_a_record_from_the_future_renews_at_once(world: World) -> None:
+    keeper = await bound(world)
+    record = keeper.to_record()
+    record["obtained"] = WALL0 + 1000  # the wall clock went back since
+    again = world.resume(record)
+    again.start()
+    await world.clock.run_until(1, again)
+    [(when, renew)] = world.server.sent
+    assert when == 0
+    assert renew.ciaddr == ADDRESS
+    assert state(again) is LeaseState.BOUND
+    await again.stop(release=False)
+
+
+def test_odd_records_are_lease_record_errors() -> None:
+    good: dict[str, Any] = {
+        "key": KEY,
+        "netns": NETNS,
+        "ifname": IFNAME,
+        "options": OPTIONS.to_json(),
+        "state": "bound",
+        "obtained": WALL0,
+        "ack": {
+            "yiaddr": ADDRESS,
+            "chaddr": CLIENT_MAC,
+            "server_mac": SERVER_MAC,
+            "server_ip": SERVER_IP,
+            "options": {"51": "00000064"},
+        },
+    }
+    LeaseKeeper.from_record(good)
+    bads: list[Any] = [
+        {**good, "ack": {**good["ack"], "options": {"51": "0064"}}},
+        {**good, "ack": {**good["ack"], "options": {"999": "00"}}},
+        {**good, "ack": {**good["ack"], "server_mac": "nope"}},
+        {**good, "ack": {**good["ack"], "chaddr": 7}},
+        {**good, "obtained": 1e300},
+        {**good, "obtained": math.nan},
+        {**good, "obtained": math.inf},
+        {**good, "obtained": "yesterday"},
+        {**good, "options": {**good["options"], "extra_options": [[300, "00"]]}},
+        {**good, "options": {**good["options"], "parameters": [0]}},
+        {**good, "options": {**good["options"], "client_id": ""}},
+        [],
+    ]
+    for bad in bads:
+        with pytest.raises(LeaseRecordError):
+            LeaseKeeper.from_record(bad)

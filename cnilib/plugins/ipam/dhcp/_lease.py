@@ -18,8 +18,7 @@ Matched with Go (the latest release, and 1.1.1 where they agree):
 - Client identifier, parameter request list and the ``provide`` options on
   every DISCOVER and REQUEST, client identifier only on RELEASE.
 - A NAK while acquiring is a failed attempt (retried). T1, T2 and the lease
-  time come from options 58, 59 and 51 (defaults 50 %, 85 %, 60 min) and
-  count from the ACK's receipt.
+  time come from options 58, 59 and 51 (defaults 50 %, 85 %, 60 min).
 - A socket is opened for each transaction and closed after it.
 - The BROADCAST flag (Go ``-broadcast``) is set on the messages sent while
   the client has no address (DISCOVER, REQUEST for an offer, INIT-REBOOT);
@@ -48,6 +47,18 @@ Improvements over Go:
   expiry (Go retries each for ``resend_timeout`` and checks afterwards).
 - T2 beyond the lease time falls back to 85 %, T1 beyond T2 to 50 % (as Go
   1.1.1; the latest Go takes the options as given).
+- The lease times count from the sending of the REQUEST the ACK answers
+  (RFC 2131 4.4.1), not from the ACK's arrival (Go), which can be up to
+  ``attempt_timeout`` later than the server's count.
+- A lease time under :data:`MIN_LEASE_TIME` (20 s) counts as 20 s, and a
+  T1 or T2 of 0 as absent (dhcpcd's rules): Go renews back to back when a
+  server sends them.
+- While selecting, an OFFER without an address is ignored, and so are an
+  ACK or NAK from another server than the chosen one (option 54) and an ACK
+  for another address than the one offered (Go takes the first ACK or NAK
+  with the xid).
+- An ACK whose lease times (51, 58, 59) are malformed is a failed attempt,
+  retried like silence, also while renewing (maintenance goes on).
 - The ``no more tries`` error names the interface, the namespace, the budget
   and the last failure.
 - The lease can be saved (:meth:`LeaseKeeper.to_record`) after every change
@@ -55,7 +66,8 @@ Improvements over Go:
   (:meth:`LeaseKeeper.from_record`): timers re-armed from the stored wall
   times; past T1 it renews at once, past T2 it rebinds, past expiry it asks
   for the same address again (INIT-REBOOT: a broadcast REQUEST for it, then
-  a DISCOVER asking for it; another address is refused, not taken).
+  a DISCOVER asking for it; another address is refused, not taken). A
+  record from the future (the wall clock went back) renews at once.
 
 Time: stored times are wall-clock (:func:`time.time`), waiting uses the
 monotonic clock; both come from an injectable :class:`Clock`, and so do the
@@ -86,9 +98,17 @@ from cnilib.netlink._dhcp import (
     DhcpSocket,
     DhcpSocketError,
     MessageType,
+    encode_message,
     open_dhcp_socket,
 )
-from cnilib.plugins.ipam.dhcp._options import lease_times
+from cnilib.plugins.ipam.dhcp._options import (
+    LEASE_TIME,
+    REBINDING_TIME,
+    RENEWAL_TIME,
+    DhcpOptionError,
+    LeaseTimes,
+    lease_times,
+)
 
 __all__ = [
     "Clock",
@@ -99,12 +119,20 @@ __all__ = [
     "LeaseState",
     "SystemClock",
     "Timing",
+    "lease_timers",
 ]
 
 _log = get_logger("cnilib.dhcp")
 
 FAST_RETRIES = 4
 """Retries at :attr:`Timing.fast_delay` before the exponential backoff starts."""
+
+MIN_LEASE_TIME = 20
+"""Seconds: a shorter lease time (option 51) counts as this long (dhcpcd's floor).
+
+A lease of 0 or a few seconds would have the keeper renew (or expire) back to
+back; 20 s is shorter than any server's real lease (dnsmasq's minimum is 2
+minutes), so only a broken server is affected."""
 
 
 OpenSocket = Callable[[str, str], Awaitable[DhcpSocket]]
@@ -282,9 +310,60 @@ def _is_gone(exc: BaseException) -> bool:
     return False
 
 
+_ZERO_SECONDS = bytes(4)
+
+
+def lease_timers(options: Mapping[int, bytes]) -> LeaseTimes:
+    """The lease time, T1 and T2 the keeper uses for an ACK's ``options``.
+
+    :func:`~cnilib.plugins.ipam.dhcp._options.lease_times` (RFC 2131 4.4.5
+    defaults and bounds), with a lease time under :data:`MIN_LEASE_TIME`
+    taken as that long and a T1 or T2 of 0 as absent (as dhcpcd does): either
+    would have the keeper renew back to back. Raises
+    :class:`~cnilib.plugins.ipam.dhcp._options.DhcpOptionError` for a
+    malformed option.
+    """
+    times = lease_times(options)
+    if times.lease >= MIN_LEASE_TIME and _ZERO_SECONDS not in (
+        options.get(RENEWAL_TIME),
+        options.get(REBINDING_TIME),
+    ):
+        return times
+    fixed = {
+        code: value
+        for code, value in options.items()
+        if not (code in (RENEWAL_TIME, REBINDING_TIME) and value == _ZERO_SECONDS)
+    }
+    if times.lease < MIN_LEASE_TIME:
+        fixed[LEASE_TIME] = MIN_LEASE_TIME.to_bytes(4, "big")
+    return lease_times(fixed)
+
+
 def _server_id(reply: DhcpReply) -> str:
     """Option 54, else the packet's source (the server to talk to)."""
     return reply.server_id or reply.server_ip
+
+
+def _offer_unusable(offer: DhcpReply) -> str | None:
+    if offer.yiaddr == "0.0.0.0":
+        return "it offers no address (yiaddr 0.0.0.0)"
+    return None
+
+
+def _record_mac(value: object) -> str:
+    """An Ethernet address from a record (it is sent to: a bad one fails late)."""
+    text = str(value).lower()
+    parts = text.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and set(p) <= set("0123456789abcdef") for p in parts):
+        raise LeaseRecordError(f"dhcp lease record: {value!r} is not an Ethernet address")
+    return text
+
+
+def _record_code(value: object) -> int:
+    code = int(str(value))
+    if not 1 <= code <= 254:
+        raise LeaseRecordError(f"dhcp lease record: option code {value!r} is out of range")
+    return code
 
 
 def _fmt_wall(seconds: float) -> str:
@@ -342,6 +421,8 @@ class LeaseKeeper:
         """Wall time of the ACK."""
         self._obtained_mono = 0.0
         """The same instant on the monotonic clock."""
+        self._sent = (0.0, 0.0)
+        """Wall and monotonic time the latest REQUEST went out (the lease counts from it)."""
         self._lease_time = self._t1 = self._t2 = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -373,7 +454,11 @@ class LeaseKeeper:
 
     @property
     def obtained(self) -> float | None:
-        """Wall time the latest ACK arrived."""
+        """Wall time the REQUEST answered by the latest ACK was sent.
+
+        The lease's times count from it (RFC 2131 4.4.1), not from the ACK's
+        arrival, which can be up to ``attempt_timeout`` later.
+        """
         return self._obtained
 
     @property
@@ -603,17 +688,44 @@ class LeaseKeeper:
                 raise _AttemptFailedError(f"DHCP exchange on {self.ifname} failed: {exc}") from exc
 
     async def _wait(
-        self, sock: DhcpSocket, xid: int, wanted: frozenset[MessageType], deadline: float
+        self,
+        sock: DhcpSocket,
+        xid: int,
+        wanted: frozenset[MessageType],
+        deadline: float,
+        skip: Callable[[DhcpReply], str | None] = lambda _reply: None,
     ) -> DhcpReply | None:
-        """The first reply of a wanted type within the attempt timeout (and ``deadline``)."""
+        """The first reply of a wanted type within the attempt timeout (and ``deadline``).
+
+        A reply for which ``skip`` gives a reason is ignored (logged at debug level).
+        """
         clock = self._clock
         until = min(deadline, clock.monotonic() + self.timing.attempt_timeout)
         while (remaining := until - clock.monotonic()) > 0:
             reply = await sock.receive(xid, remaining)
             if reply is None:
                 return None
-            if reply.message_type in wanted:
+            if reply.message_type not in wanted:
+                continue
+            reason = skip(reply)
+            if reason is None:
                 return reply
+            _log.debug("%s: DHCP%s ignored: %s", self.key, reply.message_type.name, reason)
+        return None
+
+    def _sending_request(self) -> None:
+        clock = self._clock
+        self._sent = (clock.time(), clock.monotonic())
+
+    @staticmethod
+    def _unusable(ack: DhcpReply) -> _AttemptFailedError | None:
+        """Why ``ack``'s lease times cannot be used (a malformed option 51, 58 or 59)."""
+        try:
+            lease_timers(ack.options)
+        except DhcpOptionError as exc:
+            return _AttemptFailedError(
+                f"DHCP server {_server_id(ack)} sent an unusable DHCPACK: {exc}"
+            )
         return None
 
     def _request(self, sock: DhcpSocket, kind: MessageType, xid: int, **fields: Any) -> DhcpRequest:
@@ -637,11 +749,25 @@ class LeaseKeeper:
         await sock.send(
             self._request(sock, MessageType.DISCOVER, xid, broadcast=broadcast, **extra)
         )
-        offer = await self._wait(sock, xid, frozenset({MessageType.OFFER}), deadline)
+        offer = await self._wait(
+            sock, xid, frozenset({MessageType.OFFER}), deadline, skip=_offer_unusable
+        )
         if offer is None:
             raise _AttemptFailedError(self._silence("DHCPOFFER"))
         if want is not None and offer.yiaddr != want:
             raise _RefusedError(f"the server offers {offer.yiaddr} instead of {want}")
+        server = _server_id(offer)
+
+        def not_the_answer(reply: DhcpReply) -> str | None:
+            # Only the selected server answers a REQUEST naming it (RFC 2131 4.3.2),
+            # and its ACK is for the address it offered.
+            if reply.server_id not in (None, server):
+                return f"from server {reply.server_id}, not the selected {server}"
+            if reply.message_type is MessageType.ACK and reply.yiaddr != offer.yiaddr:
+                return f"for {reply.yiaddr}, not the offered {offer.yiaddr}"
+            return None
+
+        self._sending_request()
         await sock.send(
             self._request(
                 sock,
@@ -649,14 +775,18 @@ class LeaseKeeper:
                 xid,
                 broadcast=broadcast,
                 requested_ip=offer.yiaddr,
-                server_id=_server_id(offer),
+                server_id=server,
             )
         )
-        reply = await self._wait(sock, xid, frozenset({MessageType.ACK, MessageType.NAK}), deadline)
+        reply = await self._wait(
+            sock, xid, frozenset({MessageType.ACK, MessageType.NAK}), deadline, skip=not_the_answer
+        )
         if reply is None:
             raise _AttemptFailedError(self._silence("DHCPACK"))
         if reply.message_type is MessageType.NAK:
             raise _AttemptFailedError(f"DHCP server {_server_id(reply)} NAK'd its own offer")
+        if (unusable := self._unusable(reply)) is not None:
+            raise unusable
         return reply
 
     async def _renew(self, sock: DhcpSocket, deadline: float) -> DhcpReply:
@@ -705,6 +835,7 @@ class LeaseKeeper:
 
     async def _confirm(self, sock: DhcpSocket, request: DhcpRequest, deadline: float) -> DhcpReply:
         """Send a REQUEST for the held address; ACK for it, or :class:`_RefusedError`."""
+        self._sending_request()
         await sock.send(request)
         reply = await self._wait(
             sock, request.xid, frozenset({MessageType.ACK, MessageType.NAK}), deadline
@@ -718,6 +849,8 @@ class LeaseKeeper:
             raise _RefusedError(
                 f"DHCP server {_server_id(reply)} acknowledged {reply.yiaddr}, not {held}"
             )
+        if (unusable := self._unusable(reply)) is not None:
+            raise unusable
         return reply
 
     def _silence(self, what: str) -> str:
@@ -731,10 +864,10 @@ class LeaseKeeper:
     # -- bookkeeping -----------------------------------------------------------
 
     def _commit(self, ack: DhcpReply) -> None:
-        self._lease_time, self._t1, self._t2 = lease_times(ack.options)
+        """Hold ``ack``; its times count from the REQUEST's sending (RFC 2131 4.4.1)."""
+        self._lease_time, self._t1, self._t2 = lease_timers(ack.options)
         self._ack = ack
-        self._obtained = self._clock.time()
-        self._obtained_mono = self._clock.monotonic()
+        self._obtained, self._obtained_mono = self._sent
         self._state = LeaseState.BOUND
 
     def _mono(self, offset: float) -> float:
@@ -792,10 +925,12 @@ class LeaseKeeper:
         """A keeper resuming a saved lease; :meth:`start` it to maintain it.
 
         The timers are re-armed from the stored wall time: before T2 it is
-        BOUND (renewing at once when past T1), before expiry REBINDING,
-        after expiry REBOOTING (asking for the same address again). A
-        record of a lease lost, expired, gone or released keeps that state.
-        Raises :class:`LeaseRecordError` for a record it cannot use.
+        BOUND (renewing at once when past T1, or when the time lies in the
+        future), before expiry REBINDING, after expiry REBOOTING (asking for
+        the same address again). A record of a lease lost, expired, gone or
+        released keeps that state. Raises :class:`LeaseRecordError` for a
+        record it cannot use (a missing or malformed field, a time no clock
+        shows, an option or address that could not be sent).
         """
         try:
             keeper = cls(
@@ -811,6 +946,17 @@ class LeaseKeeper:
                 set_link_down=set_link_down,
                 on_change=on_change,
             )
+            # What the keeper will send must encode: else its task would fail at T1.
+            encode_message(
+                DhcpRequest(
+                    MessageType.REQUEST,
+                    0,
+                    "00:00:00:00:00:00",
+                    client_id=keeper.options.client_id,
+                    parameters=keeper.options.parameters,
+                    extra_options=keeper.options.extra_options,
+                )
+            )
             state = LeaseState(record["state"])
             raw_ack = record["ack"]
             obtained = record["obtained"]
@@ -823,23 +969,38 @@ class LeaseKeeper:
                 message_type=MessageType.ACK,
                 xid=0,
                 yiaddr=str(ipaddress.IPv4Address(raw_ack["yiaddr"])),
-                chaddr=str(raw_ack["chaddr"]),
-                options={int(c): bytes.fromhex(v) for c, v in raw_ack["options"].items()},
-                server_mac=str(raw_ack["server_mac"]),
+                chaddr=_record_mac(raw_ack["chaddr"]),
+                options={_record_code(c): bytes.fromhex(v) for c, v in raw_ack["options"].items()},
+                server_mac=_record_mac(raw_ack["server_mac"]),
                 server_ip=str(ipaddress.IPv4Address(raw_ack["server_ip"])),
             )
+            if not isinstance(obtained, int | float) or isinstance(obtained, bool):
+                raise LeaseRecordError(f"dhcp lease record: obtained {obtained!r} is no time")
             obtained = float(obtained)
+            # A time datetime cannot show (NaN, infinite, past year 9999) is no time either.
+            _fmt_wall(obtained + max(lease_timers(ack.options)))
         except LeaseRecordError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            OverflowError,
+            OSError,
+            DhcpOptionError,
+        ) as exc:
             raise LeaseRecordError(f"dhcp lease record: {exc!r}") from exc
         keeper._ack = ack
-        keeper._lease_time, keeper._t1, keeper._t2 = lease_times(ack.options)
+        keeper._lease_time, keeper._t1, keeper._t2 = lease_timers(ack.options)
         keeper._obtained = obtained
         clk = keeper._clock
-        # Waiting uses the monotonic clock: place the ACK on it. A wall clock
-        # that went back counts as no time elapsed.
-        elapsed = max(0.0, clk.time() - obtained)
+        # Waiting uses the monotonic clock: place the ACK on it. A record from
+        # the future means the wall clock went back: how long ago the lease
+        # began is unknown, so it is renewed at once (T1 taken as passed).
+        elapsed = clk.time() - obtained
+        if elapsed < 0:
+            elapsed = keeper._t1
         keeper._obtained_mono = clk.monotonic() - elapsed
         if state not in _HELD and state is not LeaseState.REBOOTING:
             keeper._state = state
