@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import select
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cnilib.errors import ErrorCode, PluginError, TryAgainLaterError
+from cnilib.plugins.ipam.dhcp import _rpc
 from cnilib.plugins.ipam.dhcp._gob import (
     CMD_ARGS,
     REQUEST,
@@ -231,6 +233,96 @@ async def test_a_result_gob_cannot_carry_is_answered_as_an_error(tmp_path: Path)
     async with serving(tmp_path / "w.sock", wrong):
         with pytest.raises(DaemonCallError, match=r"internal error: DHCP\.Allocate returned a str"):
             await acall(tmp_path / "w.sock", "DHCP.Allocate")
+
+
+def _handshake(path: Path) -> socket.socket:
+    """A connection past the HTTP handshake (every read bounded: a hang fails the test)."""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(10)
+    sock.connect(str(path))
+    sock.sendall(CONNECT)
+    head = b""
+    while not head.endswith(b"\n\n"):
+        chunk = sock.recv(1)
+        assert chunk, head
+        head += chunk
+    assert head == b"HTTP/1.0 200 Connected to Go RPC\n\n"
+    return sock
+
+
+def _read_to_end(sock: socket.socket) -> bytes:
+    """What the server sends until it hangs up (a server that never does times out)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_sends_nothing_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_rpc, "IDLE_TIMEOUT", 0.05)
+    sock = tmp_path / "d.sock"
+    async with serving(sock) as recorder:
+        with await asyncio.to_thread(_handshake, sock) as idle:
+            assert await asyncio.to_thread(_read_to_end, idle) == b""
+    assert recorder.calls == []
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_stops_mid_request_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_rpc, "REQUEST_TIMEOUT", 0.05)
+    sock = tmp_path / "d.sock"
+    data = request(Encoder(), "DHCP.Allocate", 3)
+    async with serving(sock) as recorder:
+        for cut in (1, len(data) // 2, len(data) - 1):  # in the header, in the body
+            with await asyncio.to_thread(_handshake, sock) as half:
+                half.sendall(data[:cut])
+                assert await asyncio.to_thread(_read_to_end, half) == b""
+    assert recorder.calls == []
+
+
+@pytest.mark.asyncio
+async def test_stalled_clients_do_not_hold_up_others(tmp_path: Path) -> None:
+    sock = tmp_path / "d.sock"
+    async with serving(sock):
+        silent = await asyncio.to_thread(_handshake, sock)
+        half = await asyncio.to_thread(_handshake, sock)
+        with silent, half:
+            half.sendall(request(Encoder(), "DHCP.Allocate", 1)[:40])
+            assert await acall(sock, "DHCP.Allocate", timeout=10) == RESULT
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_does_not_read_its_replies_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_rpc, "REQUEST_TIMEOUT", 0.05)
+    routes = [{"dst": f"10.{i // 256}.{i % 256}.0/24", "gw": "192.0.2.1"} for i in range(2000)]
+    big = ResultV100.from_json({"cniVersion": "1.0.0", "routes": routes})
+    assert isinstance(big, ResultV100)
+
+    async def handler(method: str, args: CmdArgs) -> ResultV100 | None:
+        return big
+
+    def pipeline_and_wait_for_hang_up(path: Path) -> int:
+        # ~40 KiB per reply: 30 of them fill the socket and the server's buffer.
+        with _handshake(path) as client:
+            encoder = Encoder()
+            client.sendall(b"".join(request(encoder, "DHCP.Allocate", n) for n in range(30)))
+            poller = select.poll()
+            poller.register(client, select.POLLRDHUP)
+            events = poller.poll(10_000)  # without reading anything
+            return events[0][1] if events else 0
+
+    sock = tmp_path / "d.sock"
+    async with serving(sock, handler):
+        events = await asyncio.to_thread(pipeline_and_wait_for_hang_up, sock)
+        assert events & select.POLLRDHUP
+        assert await acall(sock, "DHCP.Allocate", timeout=10) == big
 
 
 # --------------------------------------------------------------------------- failures

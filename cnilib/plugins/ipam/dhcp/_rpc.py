@@ -12,6 +12,9 @@ per call, an ``rpc.Response`` header and the reply (``types100.Result`` for
 * :func:`serve_rpc` is the daemon's side: an asyncio unix server taking any
   number of sequential calls per connection (Go's plugin makes one, a
   long-lived client may make more), each answered with the request's ``Seq``.
+  Unlike Go's, it drops a connection that idles or stalls (:data:`IDLE_TIMEOUT`,
+  :data:`REQUEST_TIMEOUT`): any local root process may connect, and every
+  connection it keeps open is a file descriptor the lease renewals need.
 """
 
 from __future__ import annotations
@@ -70,6 +73,12 @@ _MAX_HANDSHAKE = 8192
 """The most bytes of HTTP request or response head read before giving up on it."""
 HANDSHAKE_TIMEOUT = 30.0
 """Seconds the server waits for a connection's HTTP request (Go waits forever)."""
+IDLE_TIMEOUT = 60.0
+"""Seconds the server waits for the first byte of a connection's next request (Go
+waits forever; its plugin sends the request at once and hangs up after the reply)."""
+REQUEST_TIMEOUT = 30.0
+"""Seconds a request may take to arrive once its first byte has, and a reply to be
+taken by the client: a client that stalls mid-message or does not read is dropped."""
 
 Handler = Callable[[str, CmdArgs], Awaitable[ResultV100 | None]]
 """What :func:`serve_rpc` calls for each request: ``(method, args) -> reply``."""
@@ -386,6 +395,28 @@ async def _server_handshake(reader: asyncio.StreamReader, writer: asyncio.Stream
     return True
 
 
+async def _read_request(
+    reader: asyncio.StreamReader, decoder: Decoder
+) -> tuple[Decoded, Decoded] | None:
+    """The next request's header and body, None when the client hung up.
+
+    Its first byte may take :data:`IDLE_TIMEOUT`, the rest :data:`REQUEST_TIMEOUT`
+    (raising TimeoutError), so a stalled client holds the connection only so long.
+    """
+    if not decoder.pending:
+        async with asyncio.timeout(IDLE_TIMEOUT):
+            data = await reader.read(65536)
+        if not data:
+            return None
+        decoder.feed(data)
+    async with asyncio.timeout(REQUEST_TIMEOUT):
+        header = await _next_value(reader, decoder)
+        if header is None:
+            return None
+        body = await _next_value(reader, decoder)
+    return None if body is None else (header, body)
+
+
 async def _next_value(reader: asyncio.StreamReader, decoder: Decoder) -> Decoded | None:
     """The next gob value, None at a clean end of the stream."""
     while True:
@@ -469,12 +500,10 @@ async def _serve_connection(
         decoder = Decoder()
         encoder = Encoder()
         while True:
-            header = await _next_value(reader, decoder)
-            if header is None:
+            request = await _read_request(reader, decoder)
+            if request is None:
                 return
-            body = await _next_value(reader, decoder)
-            if body is None:
-                return
+            header, body = request
             fields = header.value if isinstance(header.value, dict) else {}
             method, seq = fields.get("ServiceMethod", ""), fields.get("Seq", 0)
             if not isinstance(method, str) or not isinstance(seq, int) or seq < 0:
@@ -486,10 +515,14 @@ async def _serve_connection(
             out = encoder.encode(RESPONSE, {"ServiceMethod": method, "Seq": seq, "Error": error})
             out += encoder.encode(schema, value)
             writer.write(out)
-            await writer.drain()
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                await writer.drain()
     except GobError as exc:
         _log.warning("closing an RPC connection: %s", exc)
-    except (TimeoutError, ConnectionError):
+    except TimeoutError:
+        # Closing would wait for a client that does not read to take the reply.
+        writer.transport.abort()
+    except ConnectionError:
         pass
     except asyncio.CancelledError:
         # The loop is going down (nothing awaits this task: asyncio's server made it).
