@@ -17,7 +17,9 @@ from cnilib.errors import ErrorCode, PluginError, TryAgainLaterError
 from cnilib.plugins.ipam.dhcp import _rpc
 from cnilib.plugins.ipam.dhcp._gob import (
     CMD_ARGS,
+    EMPTY,
     REQUEST,
+    RESPONSE,
     STRING,
     CmdArgs,
     Decoded,
@@ -409,6 +411,30 @@ async def test_a_garbled_reply_is_a_call_error(tmp_path: Path) -> None:
     async with raw_server(sock, garbage):
         with pytest.raises(DaemonCallError, match=r"^error calling DHCP\.Allocate: gob: "):
             await acall(sock, "DHCP.Allocate")
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+@pytest.mark.asyncio
+async def test_a_reply_that_comes_with_the_handshake_is_read_whole(
+    tmp_path: Path, newline: bytes
+) -> None:
+    # The head ends at its first blank line, even when the gob bytes after it
+    # (read in the same recv) hold a blank line of their own.
+    encoder = Encoder()
+    text = "no\r\n\r\nlease\n\n"
+    reply = encoder.encode(RESPONSE, {"ServiceMethod": "DHCP.Allocate", "Error": text})
+    reply += encoder.encode(EMPTY, {})
+    sock = tmp_path / "d.sock"
+
+    async def eager(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\n\n")
+        writer.write(b"HTTP/1.0 200 Connected to Go RPC" + newline * 2 + reply)
+        await reader.read(65536)
+
+    async with raw_server(sock, eager):
+        with pytest.raises(DaemonCallError) as info:
+            await acall(sock, "DHCP.Allocate")
+    assert info.value.reason == text
 
 
 # ------------------------------------------------------------------------- the server

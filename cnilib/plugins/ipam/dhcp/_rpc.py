@@ -172,19 +172,19 @@ def _client_handshake(sock: socket.socket, deadline: _Deadline, path: str) -> by
     sock.sendall(f"CONNECT {RPC_PATH} HTTP/1.0\n\n".encode())
     buf = b""
     while True:
-        for end in (b"\r\n\r\n", b"\n\n"):
-            if end in buf:
-                head, rest = buf.split(end, 1)
-                break
-        else:
-            if len(buf) > _MAX_HANDSHAKE:
-                raise DaemonUnreachableError(f"{dialing}: HTTP response head too long")
-            data = _recv(sock, deadline)
-            if not data:
-                raise DaemonUnreachableError(f"{dialing}: unexpected EOF")
-            buf += data
-            continue
-        break
+        # The head ends at its first blank line (the gob stream after it may hold any bytes).
+        ends = [(buf.find(end), end) for end in (b"\n\n", b"\n\r\n")]
+        found = [(at, end) for at, end in ends if at >= 0]
+        if found:
+            at, end = min(found)
+            head, rest = buf[:at], buf[at + len(end) :]
+            break
+        if len(buf) > _MAX_HANDSHAKE:
+            raise DaemonUnreachableError(f"{dialing}: HTTP response head too long")
+        data = _recv(sock, deadline)
+        if not data:
+            raise DaemonUnreachableError(f"{dialing}: unexpected EOF")
+        buf += data
     status_line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
     _proto, _, status = status_line.partition(" ")
     if status != _CONNECTED:
