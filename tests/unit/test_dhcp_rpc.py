@@ -571,6 +571,17 @@ async def test_a_stale_socket_file_is_replaced_a_live_one_is_not(tmp_path: Path)
 
 
 @pytest.mark.asyncio
+async def test_a_file_that_is_no_socket_is_not_replaced(tmp_path: Path) -> None:
+    # A daemonSocketPath or -socketpath naming some other file must not delete it.
+    path = tmp_path / "important.conf"
+    path.write_text("keep me")
+    with pytest.raises(OSError, match="in use") as info:
+        await serve_rpc(path, Recorder())
+    assert info.value.errno == errno.EADDRINUSE
+    assert path.read_text() == "keep me"
+
+
+@pytest.mark.asyncio
 async def test_the_socket_directory_is_made_private(tmp_path: Path) -> None:
     sock = tmp_path / "new" / "d.sock"
     async with serving(sock):

@@ -25,6 +25,7 @@ import errno
 import functools
 import os
 import socket
+import stat
 import time
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
@@ -333,7 +334,8 @@ def _bind(path: Path) -> socket.socket:
         try:
             sock.bind(str(path))
         except OSError as exc:
-            if exc.errno != errno.EADDRINUSE or _is_live(path):
+            # Only a socket nobody listens on is replaced: never a file or a live daemon's.
+            if exc.errno != errno.EADDRINUSE or not _is_socket(path) or _is_live(path):
                 raise
             path.unlink()
             sock.bind(str(path))
@@ -341,6 +343,13 @@ def _bind(path: Path) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        return stat.S_ISSOCK(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _is_live(path: Path) -> bool:
