@@ -20,6 +20,7 @@ import pytest
 from cnilib._json import JSONValue
 from cnilib.errors import CNIError, ErrorCode, PluginError, TryAgainLaterError
 from cnilib.invoke import Command
+from cnilib.netlink._dhcp import MessageType
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins.ipam.dhcp import _daemon, dhcp
 from cnilib.plugins.ipam.dhcp._conf import SHUTTING_DOWN
@@ -433,9 +434,30 @@ def test_main_logs_through_one_handler_however_often_it_runs() -> None:
 
     root = logging.getLogger("cnilib")
     before = list(root.handlers)
+    # Earlier main() calls in this process may have added theirs: start without it.
+    root.handlers[:] = [h for h in before if not getattr(h, "_cnilib_dhcp_daemon", False)]
     try:
+        others = len(root.handlers)
         _daemon._configure_logging()
         _daemon._configure_logging()
-        assert len(root.handlers) == len(before) + 1
+        assert len(root.handlers) == others + 1
     finally:
         root.handlers[:] = before
+
+
+@pytest.mark.asyncio
+async def test_an_ack_without_a_subnet_mask_is_released_not_kept(
+    netns: str, tmp_path: Path
+) -> None:
+    """ADD fails (Go's text) and, as Go, the address goes back to the server: no lease
+    left renewing, no record."""
+    server = FakeServer(RealClock(), attachments=None)
+    server.options = {code: value for code, value in server.options.items() if code != 1}
+    daemon = daemon_with(server, tmp_path / "state")
+    with pytest.raises(CNIError, match="Subnet Mask not found in DHCPACK"):
+        await daemon.allocate(cmd_args(netns))
+    assert server.kinds()[-1] == MessageType.RELEASE
+    with pytest.raises(RPCFailure, match="no DHCP lease is held"):
+        await daemon.check(cmd_args(netns))
+    assert not list((tmp_path / "state").glob("*.json"))
+    await daemon.close()

@@ -226,10 +226,17 @@ class LeaseDaemon:
                 priority=conf.priority,
                 keeper=keeper,
             )
+            try:
+                result = attachment.result()
+            except CNIError:
+                # An ACK the result cannot be made of (no subnet mask): as Go,
+                # give the address back rather than keep renewing it unused.
+                await keeper.stop(release=True)
+                raise
             self._attachments[key] = attachment
             self._save(attachment)
             keeper.start()
-            return attachment.result()
+            return result
 
     async def release(self, args: CmdArgs) -> None:
         """DEL: release the attachment's lease; one the daemon does not hold is fine."""
