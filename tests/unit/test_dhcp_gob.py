@@ -1,4 +1,5 @@
-"""The dhcp RPC's gob codec against bytes captured from Go's plugin and daemon (1.1.1).
+"""The dhcp RPC's gob codec and Go types (``_gob``, ``_gob_schemas``) against bytes
+captured from Go's plugin and daemon (1.1.1).
 
 ``go_release_request.bin``: what Debian's Go dhcp plugin wrote after the HTTP
 handshake for a DEL (rpc.Request + skel.CmdArgs, definitions included).
@@ -16,17 +17,9 @@ import pytest
 
 from cnilib.plugins.ipam.dhcp._gob import (
     BYTES,
-    CMD_ARGS,
-    CMD_ARGS_LATEST,
-    EMPTY,
     INT,
-    REQUEST,
-    RESPONSE,
-    RESULT,
-    RESULT_GO_1_1_1,
     STRING,
     UINT,
-    CmdArgs,
     Decoded,
     Decoder,
     Encoder,
@@ -35,6 +28,16 @@ from cnilib.plugins.ipam.dhcp._gob import (
     SliceSchema,
     StructSchema,
     WireStruct,
+)
+from cnilib.plugins.ipam.dhcp._gob_schemas import (
+    CMD_ARGS,
+    CMD_ARGS_LATEST,
+    EMPTY,
+    REQUEST,
+    RESPONSE,
+    RESULT,
+    RESULT_GO_1_1_1,
+    CmdArgs,
     cmd_args_from_value,
     cmd_args_to_value,
     result_from_value,

@@ -15,18 +15,13 @@ import pytest
 
 from cnilib.errors import ErrorCode, PluginError, TryAgainLaterError
 from cnilib.plugins.ipam.dhcp import _rpc
-from cnilib.plugins.ipam.dhcp._gob import (
+from cnilib.plugins.ipam.dhcp._gob import STRING, Decoded, Decoder, Encoder, Field, StructSchema
+from cnilib.plugins.ipam.dhcp._gob_schemas import (
     CMD_ARGS,
     EMPTY,
     REQUEST,
     RESPONSE,
-    STRING,
     CmdArgs,
-    Decoded,
-    Decoder,
-    Encoder,
-    Field,
-    StructSchema,
     cmd_args_to_value,
     result_from_value,
 )

@@ -3,7 +3,7 @@
 The protocol is Go's, so either side interoperates with Go's: the client writes
 ``CONNECT /_goRPC_ HTTP/1.0`` and a blank line, the server answers
 ``HTTP/1.0 200 Connected to Go RPC`` and a blank line, then each side writes a
-gob stream (:mod:`._gob`): an ``rpc.Request`` header and a ``skel.CmdArgs``
+gob stream (:mod:`._gob`, :mod:`._gob_schemas`): an ``rpc.Request`` header and a ``skel.CmdArgs``
 per call, an ``rpc.Response`` header and the reply (``types100.Result`` for
 ``DHCP.Allocate``, ``struct{}`` for ``DHCP.Release`` and for every error).
 
@@ -32,18 +32,14 @@ from pathlib import Path
 
 from cnilib._log import get_logger
 from cnilib.errors import CNIError, ErrorCode, PluginError, TryAgainLaterError
-from cnilib.plugins.ipam.dhcp._gob import (
+from cnilib.plugins.ipam.dhcp._gob import Decoded, Decoder, Encoder, GobError, StructSchema
+from cnilib.plugins.ipam.dhcp._gob_schemas import (
     CMD_ARGS,
     EMPTY,
     REQUEST,
     RESPONSE,
     RESULT,
     CmdArgs,
-    Decoded,
-    Decoder,
-    Encoder,
-    GobError,
-    StructSchema,
     cmd_args_from_value,
     cmd_args_to_value,
     result_from_value,
