@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import re
 import select
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -406,6 +407,42 @@ async def test_a_garbled_reply_is_a_call_error(tmp_path: Path) -> None:
     async with raw_server(sock, garbage):
         with pytest.raises(DaemonCallError, match=r"^error calling DHCP\.Allocate: gob: "):
             await acall(sock, "DHCP.Allocate")
+
+
+def _reply(header: dict[str, object], body: bytes | None = b"") -> bytes:
+    encoder = Encoder()
+    data = encoder.encode(RESPONSE, {"ServiceMethod": "DHCP.Allocate", **header})
+    if body == b"":
+        body = encoder.encode(EMPTY, {})
+    return data + (body or b"")
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (_reply({"Seq": 5}), r"gob: unexpected reply header .*'Seq': 5"),
+        (_reply({}, None), "unexpected EOF"),  # the header, then a hang-up
+        (_reply({})[:-1], "unexpected EOF"),  # half of the body
+        (b"\xf8" + (1 << 60).to_bytes(8, "big"), "gob: message of 1152921504606846976 bytes"),
+        (_reply({}, b"\x04\x0c\x00\x01x"), "gob: Result: expected a struct, got a string"),
+        (b"\x04\x0c\x00\x01x" * 2, "gob: the reply header is not an rpc.Response"),
+    ],
+)
+@pytest.mark.asyncio
+async def test_a_daemon_that_misbehaves_is_a_call_error(
+    tmp_path: Path, answer: bytes, reason: str
+) -> None:
+    sock = tmp_path / "d.sock"
+
+    async def misbehave(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\n\n")
+        writer.write(b"HTTP/1.0 200 Connected to Go RPC\n\n" + answer)
+
+    async with raw_server(sock, misbehave):
+        with pytest.raises(DaemonCallError) as info:
+            await acall(sock, "DHCP.Allocate", timeout=10)
+    assert not isinstance(info.value, DaemonTimeoutError)
+    assert re.match(reason, info.value.reason), info.value.reason
 
 
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
