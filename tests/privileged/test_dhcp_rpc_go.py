@@ -113,7 +113,12 @@ async def go_plugin(node: NetNS, command: str, ctr: NetNS, stdin: bytes) -> tupl
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(stdin), 30)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(stdin), 30)
+    except TimeoutError:
+        proc.kill()  # not left running after the test (it waits on our server forever)
+        await proc.wait()
+        raise
     assert proc.returncode is not None
     return proc.returncode, out
 
