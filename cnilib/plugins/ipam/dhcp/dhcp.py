@@ -53,6 +53,13 @@ __all__ = ["Dhcp"]
 _STATUS_TIMEOUT = 10.0
 """STATUS only asks whether the daemon answers: it must not hang the runtime."""
 
+_QUICK_CALL_TIMEOUT = 60.0
+"""DEL, CHECK and GC: the daemon answers from what it holds (DEL sends one
+DHCPRELEASE), so a daemon that accepted the call and then hung is an error
+rather than a plugin that never returns. ADD has no bound of its own, as in Go:
+acquiring may take the daemon's whole ``-resendtimeout``, and the runtime's
+deadline for the plugin applies."""
+
 
 class Dhcp(BasePlugin):
     """The ``dhcp`` IPAM plugin (a client of the lease daemon)."""
@@ -65,12 +72,14 @@ class Dhcp(BasePlugin):
 
     def delete(self, req: PluginRequest) -> None:
         conf = _conf(req)
-        call(conf.socket_path, "DHCP.Release", _cmd_args(req))
+        call(conf.socket_path, "DHCP.Release", _cmd_args(req), timeout=_QUICK_CALL_TIMEOUT)
 
     def check(self, req: PluginRequest) -> None:
         conf = _conf(req)
         try:
-            lease = call(conf.socket_path, "DHCP.Check", _cmd_args(req))
+            lease = call(
+                conf.socket_path, "DHCP.Check", _cmd_args(req), timeout=_QUICK_CALL_TIMEOUT
+            )
         except DaemonCallError as exc:
             if not _no_method(exc, "DHCP.Check"):
                 raise
@@ -95,7 +104,7 @@ class Dhcp(BasePlugin):
         conf = _conf(req)
         req.valid_attachments()  # a malformed list is the plugin's error (code 7), not the daemon's
         try:
-            call(conf.socket_path, "DHCP.GC", _cmd_args(req))
+            call(conf.socket_path, "DHCP.GC", _cmd_args(req), timeout=_QUICK_CALL_TIMEOUT)
         except DaemonCallError as exc:
             if not _no_method(exc, "DHCP.GC"):
                 raise
