@@ -56,6 +56,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _harness import GO_DIR, Row, measure_interleaved, print_table, rerun_inside_node
 
+from cnilib import CNIError
 from cnilib.invoke import Executor, Invocation, SubprocessExecutor
 
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
@@ -71,6 +72,7 @@ LABELS = {
     INP_GO: "cnilib in-process + Go daemon",
 }
 SIDES = (GO, EXE, INP, INP_GO)
+EXECUTABLES = {GO: "Go plugin", EXE: "cnilib executable"}
 # Container namespace roles: each side's timed one and its burst's.
 CONTAINERS = tuple(
     f"{side}-{n}" for side in SIDES for n in ("one", *(f"b{i:02d}" for i in range(BURST)))
@@ -78,6 +80,11 @@ CONTAINERS = tuple(
 NETWORK = "benchdhcp"
 SERVER_IP, ROUTER = "192.0.2.1", "192.0.2.1"
 DHCP_RANGE = "192.0.2.10,192.0.2.250,255.255.255.0,1h"  # 1 h: no renewal during the run
+# Each client's own address (dnsmasq --dhcp-host, by client ID). Without them, dnsmasq
+# picks a released client's next address by hashing, now and then offers one address to two
+# clients of a burst and NAKs the second's REQUEST ("address in use"); that client's retry,
+# a second or more on either daemon, would be the burst's wall time.
+ADDRESSES = {role: f"192.0.2.{10 + n}" for n, role in enumerate(CONTAINERS)}
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 
 
@@ -100,6 +107,22 @@ def wire(prefix: str) -> None:
     subprocess.run(["ip", "-n", srv, "link", "set", "eth0", "up"], check=True)
     for role in CONTAINERS:
         subprocess.run(["ip", "-n", f"{prefix}-{role}", "link", "set", "eth0", "up"], check=True)
+
+
+def container_id(role: str) -> str:
+    """The CNI container ID of ``role``'s attachment."""
+    return f"bench-dhcp-{role}"
+
+
+def dhcp_hosts() -> list[str]:
+    """dnsmasq's ``--dhcp-host=id:<client ID>,<address>`` for :data:`ADDRESSES` (the client
+    ID is ``0x00`` + ``<container ID>/<network>/<ifname>``, on both daemons). Options, not a
+    file: dnsmasq reads a hosts file after dropping its privileges."""
+    options = []
+    for role, address in ADDRESSES.items():
+        client_id = b"\0" + f"{container_id(role)}/{NETWORK}/eth0".encode()
+        options.append(f"--dhcp-host=id:{':'.join(f'{b:02x}' for b in client_id)},{address}")
+    return options
 
 
 def wait_until(ready: Callable[[], bool], what: str, proc: subprocess.Popen[bytes]) -> None:
@@ -154,7 +177,8 @@ def start_dnsmasq(start: Callable[[list[str], Path], subprocess.Popen[bytes]],
          "--keep-in-foreground", "--port=0", "--bind-interfaces", "--interface=eth0",
          "--except-interface=lo", "--no-ping", f"--dhcp-range={DHCP_RANGE}",
          f"--dhcp-leasefile={tmp}/dnsmasq.leases", f"--pid-file={tmp}/dnsmasq.pid",
-         f"--dhcp-option=option:router,{ROUTER}", f"--log-facility={tmp}/dnsmasq.log"],
+         f"--dhcp-option=option:router,{ROUTER}", f"--log-facility={tmp}/dnsmasq.log",
+         *dhcp_hosts()],
         Path(tmp, "dnsmasq.stderr"),
     )  # fmt: skip
 
@@ -168,8 +192,8 @@ def start_dnsmasq(start: Callable[[list[str], Path], subprocess.Popen[bytes]],
 
 
 def start_daemon(start: Callable[[list[str], Path], subprocess.Popen[bytes]],
-                 prefix: str, argv: list[str], sock: str, log: Path) -> None:  # fmt: skip
-    """A lease daemon in the node namespace; returns once its socket accepts."""
+                 prefix: str, argv: list[str], sock: str, log: Path) -> int:  # fmt: skip
+    """A lease daemon in the node namespace; returns its pid once its socket accepts."""
     proc = start(["ip", "netns", "exec", f"{prefix}-node", *argv], log)
 
     def accepts() -> bool:
@@ -181,6 +205,13 @@ def start_daemon(start: Callable[[list[str], Path], subprocess.Popen[bytes]],
         return True
 
     wait_until(accepts, f"the daemon {argv[0]}", proc)
+    return proc.pid
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system, all threads) process ``pid`` has used so far, in ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 class Side:
@@ -198,14 +229,14 @@ class Side:
         self.stdin = json.dumps(conf).encode()
 
     def call(self, command: str, role: str) -> bytes:
-        """``command`` on ``role``'s ``eth0``; an ADD must answer with a 192.0.2.0/24
+        """``command`` on ``role``'s ``eth0``; an ADD must answer with the container's
         address (a side that measured something else would be a wrong figure)."""
         out = self.executor.exec(
             Invocation(
                 command=command,
                 plugin_type="dhcp",
                 stdin=self.stdin,
-                container_id=f"bench-dhcp-{self.key}-{role}",
+                container_id=container_id(f"{self.key}-{role}"),
                 netns=f"/run/netns/{self.prefix}-{self.key}-{role}",
                 ifname="eth0",
                 path=self.path,
@@ -213,9 +244,18 @@ class Side:
         )
         if command == "ADD":
             address = json.loads(out)["ips"][0]["address"]
-            if not address.startswith("192.0.2."):
+            if address != f"{ADDRESSES[f'{self.key}-{role}']}/24":
                 sys.exit(f"{LABELS[self.key]}: ADD answered {address}")
         return out
+
+    def fail(self, role: str) -> None:
+        """An ADD against a socket no daemon listens on: the plugin process alone (start,
+        imports, configuration, a refused connect); it must fail."""
+        try:
+            self.call("ADD", role)
+        except CNIError:
+            return
+        sys.exit(f"{LABELS[self.key]}: an ADD with no daemon succeeded")
 
     def burst(self, pool: ThreadPoolExecutor, command: str) -> None:
         """``command`` on the side's 20 burst containers at once; fails if any failed."""
@@ -238,11 +278,12 @@ def inner(prefix: str) -> None:
         )
         start_dnsmasq(start, prefix, tmp)
         go_sock, py_sock = f"{tmp}/go.sock", f"{tmp}/py.sock"
-        start_daemon(start, prefix, [f"{GO_DIR}/dhcp", "daemon", "-socketpath", go_sock],
-                     go_sock, Path(tmp, "go-daemon.log"))  # fmt: skip
+        go_pid = start_daemon(start, prefix, [f"{GO_DIR}/dhcp", "daemon", "-socketpath", go_sock],
+                              go_sock, Path(tmp, "go-daemon.log"))  # fmt: skip
         py_daemon = [sys.executable, "-m", "cnilib.plugins", "dhcp", "daemon",
                      "-socketpath", py_sock, "-statedir", f"{tmp}/state"]  # fmt: skip
-        start_daemon(start, prefix, py_daemon, py_sock, Path(tmp, "py-daemon.log"))
+        py_pid = start_daemon(start, prefix, py_daemon, py_sock, Path(tmp, "py-daemon.log"))
+        cpu_before = {GO: cpu_ms(go_pid), EXE: cpu_ms(py_pid)}
 
         in_process = InProcessExecutor()
         subprocess_ = SubprocessExecutor()
@@ -259,7 +300,12 @@ def inner(prefix: str) -> None:
         ]
         for key, directory in ((GO, GO_DIR), (EXE, exe_dir)):
             version = Invocation.version("dhcp", [directory])
-            cases.append((f"{LABELS[key]}: VERSION", functools.partial(subprocess_.exec, version)))
+            exec_version = functools.partial(subprocess_.exec, version)
+            cases.append((f"{EXECUTABLES[key]}: VERSION", exec_version))
+            nobody = Side(key, prefix, subprocess_, directory, f"{tmp}/nobody.sock")
+            cases.append(
+                (f"{EXECUTABLES[key]}: ADD, no daemon", functools.partial(nobody.fail, "one"))
+            )
         rows = {row.label: row for row in measure_interleaved(cases, runs=RUNS)}
 
         with ThreadPoolExecutor(BURST) as pool:
@@ -279,13 +325,23 @@ def inner(prefix: str) -> None:
         print_table("One attachment: ADD (inside a node namespace)", pick(rows, "ADD"),
                     baseline=go_add)  # fmt: skip
         print_table("One attachment: DEL", pick(rows, "DEL"), baseline=f"{LABELS[GO]}: DEL")
-        versions = [rows[f"{LABELS[key]}: VERSION"] for key in (GO, EXE)]
-        print_table("VERSION of the plugin executable (its process, no daemon)", versions,
-                    baseline=versions[0].label)  # fmt: skip
+        floors = [rows[f"{EXECUTABLES[key]}: {case}"] for case in ("VERSION", "ADD, no daemon")
+                  for key in (GO, EXE)]  # fmt: skip
+        print_table("The plugin executable alone: VERSION, and ADD with no daemon listening",
+                    floors, baseline=floors[0].label)  # fmt: skip
         print_table(f"{BURST} ADDs at once (wall time of the burst)", pick(bursts, f"{BURST} ADDs"),
                     baseline=f"{LABELS[GO]}: {BURST} ADDs")  # fmt: skip
         print_table(f"{BURST} DELs at once", pick(bursts, f"{BURST} DELs"),
                     baseline=f"{LABELS[GO]}: {BURST} DELs")  # fmt: skip
+        # Each daemon served two sides: (warm-up + runs) single pairs and (warm-up + rounds)
+        # bursts of BURST pairs each (ADD + DEL = one pair).
+        pairs = 2 * ((2 + RUNS) + (1 + ROUNDS) * BURST)
+        print("\n### The lease daemons' CPU time (user + system, over the whole run)\n")
+        print("| daemon | ADD+DEL pairs served | CPU ms per pair |")
+        print("|---|---:|---:|")
+        for key, pid, name in ((GO, go_pid, "Go's"), (EXE, py_pid, "cnilib's")):
+            used = cpu_ms(pid) - cpu_before[key]
+            print(f"| {name} | {pairs} | {used / pairs:.2f} |")
         print()
         for line in verdicts(rows, bursts):
             print(line)
