@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cnilib.plugins.ipam.dhcp._daemon import DaemonThread, LeaseDaemon
-    from cnilib.plugins.ipam.dhcp._lease import Timing
+    from cnilib.plugins.ipam.dhcp._timing import Timing
 
 __all__ = ["DaemonThread", "LeaseDaemon", "Timing"]
 
@@ -25,7 +25,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(_daemon, name)
     if name == "Timing":
-        from cnilib.plugins.ipam.dhcp import _lease
+        from cnilib.plugins.ipam.dhcp import _timing
 
-        return _lease.Timing
+        return _timing.Timing
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,9 +50,9 @@ Improvements over Go:
 - The lease times count from the sending of the REQUEST the ACK answers
   (RFC 2131 4.4.1), not from the ACK's arrival (Go), which can be up to
   ``attempt_timeout`` later than the server's count.
-- A lease time under :data:`MIN_LEASE_TIME` (20 s) counts as 20 s, and a
-  T1 or T2 of 0 as absent (dhcpcd's rules): Go renews back to back when a
-  server sends them.
+- A lease time under :data:`~cnilib.plugins.ipam.dhcp._timing.MIN_LEASE_TIME`
+  (20 s) counts as 20 s, and a T1 or T2 of 0 as absent (dhcpcd's rules): Go
+  renews back to back when a server sends them.
 - While selecting, an OFFER without an address is ignored, and so are an
   ACK or NAK from another server than the chosen one (option 54) and an ACK
   for another address than the one offered (Go takes the first ACK or NAK
@@ -70,23 +70,27 @@ Improvements over Go:
   record from the future (the wall clock went back) renews at once.
 
 Time: stored times are wall-clock (:func:`time.time`), waiting uses the
-monotonic clock; both come from an injectable :class:`Clock`, and so do the
-random jitter and transaction ids, so tests need no real sleeping.
+monotonic clock; both come from a :class:`Clock`, which is injected
+(:class:`KeeperDeps`) like the random jitter, the transaction ids and the
+socket factory, so tests need no real sleeping and no network.
+
+This module holds the keeper; the pieces it is made of have their own:
+:mod:`~cnilib.plugins.ipam.dhcp._timing` (:class:`Timing` and its backoff,
+:class:`Clock`, :func:`lease_timers`),
+:mod:`~cnilib.plugins.ipam.dhcp._lease_state` (:class:`LeaseState`),
+:mod:`~cnilib.plugins.ipam.dhcp._request_options`
+(:class:`LeaseRequestOptions`) and :mod:`~cnilib.plugins.ipam.dhcp._lease_record`
+(the saved record, :class:`LeaseRecordError`). Their public names are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import enum
 import errno
-import ipaddress
 import random
-import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import Any, Protocol
-
-import attrs
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypedDict, Unpack
 
 from cnilib._log import get_logger
 from cnilib.errors import ErrorCode, PluginError
@@ -98,20 +102,23 @@ from cnilib.netlink._dhcp import (
     DhcpSocket,
     DhcpSocketError,
     MessageType,
-    encode_message,
     open_dhcp_socket,
 )
-from cnilib.plugins.ipam.dhcp._options import (
-    LEASE_TIME,
-    REBINDING_TIME,
-    RENEWAL_TIME,
-    DhcpOptionError,
-    LeaseTimes,
-    lease_times,
+from cnilib.plugins.ipam.dhcp._lease_record import LeaseRecord, LeaseRecordError
+from cnilib.plugins.ipam.dhcp._lease_state import HELD, LeaseState
+from cnilib.plugins.ipam.dhcp._options import DhcpOptionError
+from cnilib.plugins.ipam.dhcp._request_options import LeaseRequestOptions
+from cnilib.plugins.ipam.dhcp._timing import (
+    Clock,
+    SystemClock,
+    Timing,
+    format_wall_time,
+    lease_timers,
 )
 
 __all__ = [
     "Clock",
+    "KeeperDeps",
     "LeaseError",
     "LeaseKeeper",
     "LeaseRecordError",
@@ -124,20 +131,31 @@ __all__ = [
 
 _log = get_logger("cnilib.dhcp")
 
-FAST_RETRIES = 4
-"""Retries at :attr:`Timing.fast_delay` before the exponential backoff starts."""
-
-MIN_LEASE_TIME = 20
-"""Seconds: a shorter lease time (option 51) counts as this long (dhcpcd's floor).
-
-A lease of 0 or a few seconds would have the keeper renew (or expire) back to
-back; 20 s is shorter than any server's real lease (dnsmasq's minimum is 2
-minutes), so only a broken server is affected."""
-
 
 OpenSocket = Callable[[str, str], Awaitable[DhcpSocket]]
 LinkDown = Callable[[str, str], Awaitable[None]]
 OnChange = Callable[["LeaseKeeper"], None]
+
+
+class KeeperDeps(TypedDict, total=False):
+    """What a :class:`LeaseKeeper` works with, each optional (keyword arguments).
+
+    One list for :class:`LeaseKeeper` and :meth:`LeaseKeeper.from_record`;
+    the defaults are applied by the keeper.
+    """
+
+    open_socket: OpenSocket
+    """Opens a socket for one transaction (default: the real AF_PACKET socket)."""
+    clock: Clock | None
+    """The clocks and sleeping (None: :class:`SystemClock`)."""
+    rand: Callable[[], float]
+    """A float in [0, 1) for the retry jitter (default :func:`random.random`)."""
+    new_xid: Callable[[], int] | None
+    """A transaction id (None: 32 random bits)."""
+    set_link_down: LinkDown | None
+    """Sets the interface down on loss or expiry (None: leave it; default: netlink)."""
+    on_change: OnChange | None
+    """Called after every ACK and every loss, so the owner can save the record."""
 
 
 class LeaseError(PluginError):
@@ -145,135 +163,6 @@ class LeaseError(PluginError):
 
     def __init__(self, msg: str) -> None:
         super().__init__(msg, code=ErrorCode.INTERNAL)
-
-
-class LeaseRecordError(ValueError):
-    """A saved lease record cannot be resumed (malformed or incomplete)."""
-
-
-class LeaseState(enum.Enum):
-    """Where a lease stands."""
-
-    INIT = "init"
-    """No lease acquired yet."""
-    BOUND = "bound"
-    RENEWING = "renewing"
-    REBINDING = "rebinding"
-    REBOOTING = "rebooting"
-    """Resumed after expiry: asking for the same address again."""
-    EXPIRED = "expired"
-    LOST = "lost"
-    """The server refused the address (NAK) while renewing or rebinding."""
-    GONE = "gone"
-    """The interface or its namespace vanished; maintenance ended."""
-    RELEASED = "released"
-
-
-_HELD = frozenset({LeaseState.BOUND, LeaseState.RENEWING, LeaseState.REBINDING})
-
-
-class Clock(Protocol):
-    """Where a keeper gets the time and waits."""
-
-    def time(self) -> float:
-        """Wall-clock seconds since the epoch (stored in records)."""
-
-    def monotonic(self) -> float:
-        """Seconds on a clock that never jumps (used for waiting)."""
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` (0 or less: just yield)."""
-
-
-class SystemClock:
-    """The real clocks and :func:`asyncio.sleep`."""
-
-    def time(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(seconds, 0.0))
-
-
-def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, not {value!r}")
-
-
-@attrs.frozen
-class Timing:
-    """How long to wait for servers and how to retry (Go's daemon flags)."""
-
-    attempt_timeout: float = attrs.field(default=10.0, validator=_positive)
-    """Seconds one attempt waits for each reply (Go ``-timeout``)."""
-    resend_max: float = attrs.field(default=62.0, validator=_positive)
-    """The longest delay between attempts (Go ``-resendmax``)."""
-    resend_timeout: float = attrs.field(default=208.0, validator=_positive)
-    """The budget of one acquisition, attempts and delays (Go ``-resendtimeout``)."""
-    fast_delay: float = attrs.field(default=2.0, validator=_positive)
-    """The delay of the first :data:`FAST_RETRIES` retries."""
-    first_backoff: float = attrs.field(default=4.0, validator=_positive)
-    """The first delay of the exponential backoff (RFC 2131 4.1)."""
-    jitter: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
-    """Each delay is moved by up to this many seconds either way."""
-
-    def delays(self, rand: Callable[[], float] = random.random) -> Iterator[float]:
-        """The delays before each retry; ``rand`` returns a float in [0, 1)."""
-        for _ in range(FAST_RETRIES):
-            yield self._jittered(self.fast_delay, rand)
-        base = self.first_backoff
-        while True:
-            yield self._jittered(min(base, self.resend_max), rand)
-            base *= 2
-
-    def _jittered(self, delay: float, rand: Callable[[], float]) -> float:
-        return max(0.0, delay + self.jitter * (2.0 * rand() - 1.0))
-
-
-def _int_tuple(values: Iterable[int]) -> tuple[int, ...]:
-    return tuple(values)
-
-
-def _option_tuple(values: Iterable[tuple[int, bytes]]) -> tuple[tuple[int, bytes], ...]:
-    return tuple((code, bytes(value)) for code, value in values)
-
-
-@attrs.frozen
-class LeaseRequestOptions:
-    """What the client puts in its messages (from the IPAM configuration)."""
-
-    client_id: bytes
-    """Option 61's payload (Go: ``b"\\x00" + "<containerID>/<net>/<ifname>"``)."""
-    parameters: tuple[int, ...] = attrs.field(default=(), converter=_int_tuple)
-    """Option 55, in this order (none when empty)."""
-    extra_options: tuple[tuple[int, bytes], ...] = attrs.field(default=(), converter=_option_tuple)
-    """Further options (Go's ``provide``), sent as given on DISCOVER and REQUEST."""
-    broadcast: bool = False
-    """Ask the server to broadcast its answers while we have no address (Go ``-broadcast``)."""
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-able form (bytes as hex)."""
-        return {
-            "client_id": self.client_id.hex(),
-            "parameters": list(self.parameters),
-            "extra_options": [[code, value.hex()] for code, value in self.extra_options],
-            "broadcast": self.broadcast,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LeaseRequestOptions:
-        """The inverse of :meth:`to_json`."""
-        return cls(
-            client_id=bytes.fromhex(data["client_id"]),
-            parameters=tuple(int(code) for code in data["parameters"]),
-            extra_options=tuple(
-                (int(code), bytes.fromhex(value)) for code, value in data["extra_options"]
-            ),
-            broadcast=bool(data["broadcast"]),
-        )
 
 
 class _AttemptFailedError(Exception):
@@ -310,35 +199,6 @@ def _is_gone(exc: BaseException) -> bool:
     return False
 
 
-_ZERO_SECONDS = bytes(4)
-
-
-def lease_timers(options: Mapping[int, bytes]) -> LeaseTimes:
-    """The lease time, T1 and T2 the keeper uses for an ACK's ``options``.
-
-    :func:`~cnilib.plugins.ipam.dhcp._options.lease_times` (RFC 2131 4.4.5
-    defaults and bounds), with a lease time under :data:`MIN_LEASE_TIME`
-    taken as that long and a T1 or T2 of 0 as absent (as dhcpcd does): either
-    would have the keeper renew back to back. Raises
-    :class:`~cnilib.plugins.ipam.dhcp._options.DhcpOptionError` for a
-    malformed option.
-    """
-    times = lease_times(options)
-    if times.lease >= MIN_LEASE_TIME and _ZERO_SECONDS not in (
-        options.get(RENEWAL_TIME),
-        options.get(REBINDING_TIME),
-    ):
-        return times
-    fixed = {
-        code: value
-        for code, value in options.items()
-        if not (code in (RENEWAL_TIME, REBINDING_TIME) and value == _ZERO_SECONDS)
-    }
-    if times.lease < MIN_LEASE_TIME:
-        fixed[LEASE_TIME] = MIN_LEASE_TIME.to_bytes(4, "big")
-    return lease_times(fixed)
-
-
 def _server_id(reply: DhcpReply) -> str:
     """Option 54, else the packet's source (the server to talk to)."""
     return reply.server_id or reply.server_ip
@@ -348,26 +208,6 @@ def _offer_unusable(offer: DhcpReply) -> str | None:
     if offer.yiaddr == "0.0.0.0":
         return "it offers no address (yiaddr 0.0.0.0)"
     return None
-
-
-def _record_mac(value: object) -> str:
-    """An Ethernet address from a record (it is sent to: a bad one fails late)."""
-    text = str(value).lower()
-    parts = text.split(":")
-    if len(parts) != 6 or not all(len(p) == 2 and set(p) <= set("0123456789abcdef") for p in parts):
-        raise LeaseRecordError(f"dhcp lease record: {value!r} is not an Ethernet address")
-    return text
-
-
-def _record_code(value: object) -> int:
-    code = int(str(value))
-    if not 1 <= code <= 254:
-        raise LeaseRecordError(f"dhcp lease record: option code {value!r} is out of range")
-    return code
-
-
-def _fmt_wall(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
 
 async def _set_link_down(netns: str, ifname: str) -> None:
@@ -396,25 +236,21 @@ class LeaseKeeper:
         ifname: str,
         options: LeaseRequestOptions,
         timing: Timing | None = None,
-        *,
-        open_socket: OpenSocket = open_dhcp_socket,
-        clock: Clock | None = None,
-        rand: Callable[[], float] = random.random,
-        new_xid: Callable[[], int] | None = None,
-        set_link_down: LinkDown | None = _set_link_down,
-        on_change: OnChange | None = None,
+        **deps: Unpack[KeeperDeps],
     ) -> None:
         self.key = key
         self.netns = netns
         self.ifname = ifname
         self.options = options
         self.timing = timing if timing is not None else Timing()
-        self.on_change = on_change
-        self._open_socket = open_socket
+        self.on_change = deps.get("on_change")
+        self._open_socket = deps.get("open_socket", open_dhcp_socket)
+        clock = deps.get("clock")
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._rand = rand
+        self._rand = deps.get("rand", random.random)
+        new_xid = deps.get("new_xid")
         self._new_xid = new_xid if new_xid is not None else (lambda: random.getrandbits(32))
-        self._set_link_down = set_link_down
+        self._set_link_down = deps.get("set_link_down", _set_link_down)
         self._state = LeaseState.INIT
         self._ack: DhcpReply | None = None
         self._obtained: float | None = None
@@ -483,7 +319,7 @@ class LeaseKeeper:
 
     def check(self) -> bool:
         """Whether the lease is held (bound, renewing or rebinding)."""
-        return self._state in _HELD
+        return self._state in HELD
 
     # -- acquire, maintain, release -------------------------------------------
 
@@ -876,7 +712,7 @@ class LeaseKeeper:
 
     def _fmt_expiry(self) -> str:
         expiry = self.expires_at
-        return "unknown" if expiry is None else _fmt_wall(expiry)
+        return "unknown" if expiry is None else format_wall_time(expiry)
 
     def _changed(self) -> None:
         if self.on_change is None:
@@ -890,37 +726,22 @@ class LeaseKeeper:
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-able record of the lease, for :meth:`from_record`."""
-        ack = self._ack
-        return {
-            "key": self.key,
-            "netns": self.netns,
-            "ifname": self.ifname,
-            "options": self.options.to_json(),
-            "state": self._state.value,
-            "obtained": self._obtained,
-            "ack": None
-            if ack is None
-            else {
-                "yiaddr": ack.yiaddr,
-                "chaddr": ack.chaddr,
-                "server_mac": ack.server_mac,
-                "server_ip": ack.server_ip,
-                "options": {str(code): value.hex() for code, value in sorted(ack.options.items())},
-            },
-        }
+        return LeaseRecord(
+            self.key,
+            self.netns,
+            self.ifname,
+            self.options,
+            self._state,
+            self._obtained,
+            self._ack,
+        ).to_json()
 
     @classmethod
     def from_record(
         cls,
         record: Mapping[str, Any],
         timing: Timing | None = None,
-        *,
-        open_socket: OpenSocket = open_dhcp_socket,
-        clock: Clock | None = None,
-        rand: Callable[[], float] = random.random,
-        new_xid: Callable[[], int] | None = None,
-        set_link_down: LinkDown | None = _set_link_down,
-        on_change: OnChange | None = None,
+        **deps: Unpack[KeeperDeps],
     ) -> LeaseKeeper:
         """A keeper resuming a saved lease; :meth:`start` it to maintain it.
 
@@ -932,65 +753,12 @@ class LeaseKeeper:
         record it cannot use (a missing or malformed field, a time no clock
         shows, an option or address that could not be sent).
         """
-        try:
-            keeper = cls(
-                str(record["key"]),
-                str(record["netns"]),
-                str(record["ifname"]),
-                LeaseRequestOptions.from_json(record["options"]),
-                timing,
-                open_socket=open_socket,
-                clock=clock,
-                rand=rand,
-                new_xid=new_xid,
-                set_link_down=set_link_down,
-                on_change=on_change,
-            )
-            # What the keeper will send must encode: else its task would fail at T1.
-            encode_message(
-                DhcpRequest(
-                    MessageType.REQUEST,
-                    0,
-                    "00:00:00:00:00:00",
-                    client_id=keeper.options.client_id,
-                    parameters=keeper.options.parameters,
-                    extra_options=keeper.options.extra_options,
-                )
-            )
-            state = LeaseState(record["state"])
-            raw_ack = record["ack"]
-            obtained = record["obtained"]
-            if raw_ack is None or obtained is None:
-                if state in _HELD:
-                    raise LeaseRecordError("a held lease without its ACK")
-                keeper._state = state
-                return keeper
-            ack = DhcpReply(
-                message_type=MessageType.ACK,
-                xid=0,
-                yiaddr=str(ipaddress.IPv4Address(raw_ack["yiaddr"])),
-                chaddr=_record_mac(raw_ack["chaddr"]),
-                options={_record_code(c): bytes.fromhex(v) for c, v in raw_ack["options"].items()},
-                server_mac=_record_mac(raw_ack["server_mac"]),
-                server_ip=str(ipaddress.IPv4Address(raw_ack["server_ip"])),
-            )
-            if not isinstance(obtained, int | float) or isinstance(obtained, bool):
-                raise LeaseRecordError(f"dhcp lease record: obtained {obtained!r} is no time")
-            obtained = float(obtained)
-            # A time datetime cannot show (NaN, infinite, past year 9999) is no time either.
-            _fmt_wall(obtained + max(lease_timers(ack.options)))
-        except LeaseRecordError:
-            raise
-        except (
-            KeyError,
-            TypeError,
-            ValueError,
-            AttributeError,
-            OverflowError,
-            OSError,
-            DhcpOptionError,
-        ) as exc:
-            raise LeaseRecordError(f"dhcp lease record: {exc!r}") from exc
+        saved = LeaseRecord.from_json(record)
+        keeper = cls(saved.key, saved.netns, saved.ifname, saved.options, timing, **deps)
+        ack, obtained, state = saved.ack, saved.obtained, saved.state
+        if ack is None or obtained is None:
+            keeper._state = state
+            return keeper
         keeper._ack = ack
         keeper._lease_time, keeper._t1, keeper._t2 = lease_timers(ack.options)
         keeper._obtained = obtained
@@ -1002,7 +770,7 @@ class LeaseKeeper:
         if elapsed < 0:
             elapsed = keeper._t1
         keeper._obtained_mono = clk.monotonic() - elapsed
-        if state not in _HELD and state is not LeaseState.REBOOTING:
+        if state not in HELD and state is not LeaseState.REBOOTING:
             keeper._state = state
         elif elapsed < keeper._t2:
             keeper._state = LeaseState.BOUND
