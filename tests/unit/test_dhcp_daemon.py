@@ -822,6 +822,13 @@ def _connectable(path: Path) -> bool:
     return True
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
 def _run_daemon_process(command: list[str], tmp_path: Path, signum: int) -> str:
     """Start the daemon, see it serve, stop it with ``signum``; its stderr."""
     sock, pidfile, state = tmp_path / "run" / "d.sock", tmp_path / "d.pid", tmp_path / "state"
@@ -829,11 +836,11 @@ def _run_daemon_process(command: list[str], tmp_path: Path, signum: int) -> str:
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 10
-        while not _connectable(sock):
+        # The pidfile is written once the socket listens: wait for both.
+        while not (_connectable(sock) and _read(pidfile).strip() == str(proc.pid)):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the daemon did not start listening"
             time.sleep(0.02)
-        assert pidfile.read_text().strip() == str(proc.pid)
         assert call(sock, "DHCP.Status", cmd(), timeout=WAIT) is None
         assert "no DHCP lease" in rpc_error("DHCP.Check", cmd(), sock)
         proc.send_signal(signum)
