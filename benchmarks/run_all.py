@@ -1,6 +1,7 @@
 """Run every benchmark in one go and print their tables (``make bench``).
 
-The privileged ones (bridge, burst, in-process, links, chain) are skipped with a note when not root.
+The privileged ones (bridge, burst, in-process, links, chain, dhcp) are skipped with a note
+when not root.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ SCRIPTS = [
     "bench_inprocess.py",
     "bench_links.py",
     "bench_chain.py",
+    "bench_dhcp.py",
 ]
 PRIVILEGED = {
     "bench_bridge.py",
@@ -28,6 +30,7 @@ PRIVILEGED = {
     "bench_inprocess.py",
     "bench_links.py",
     "bench_chain.py",
+    "bench_dhcp.py",
 }
 
 
