@@ -537,11 +537,24 @@ class DhcpSocket:
         """Close the socket (again: no-op)."""
         self._sock.close()
 
+    async def aclose(self) -> None:
+        """Close the socket without holding up the event loop (again: no-op).
+
+        Releasing a bound packet socket waits in the kernel for packets in
+        flight (``synchronize_net``): 8 to 15 ms measured here. On the loop, a
+        burst of leases would pay that one after another; on a thread, the
+        closes overlap and the loop goes on.
+        """
+        if self._sock.fileno() < 0:
+            return
+        fd = self._sock.detach()  # the object is closed at once; the fd goes on a thread
+        await asyncio.to_thread(os.close, fd)
+
     async def __aenter__(self) -> DhcpSocket:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        await self.aclose()
 
 
 def _open_here(ifname: str) -> tuple[socket.socket, int, str, str]:

@@ -260,3 +260,6 @@ class FakeSocket(DhcpSocket):
         self.closed = True
         with self.server._lock:
             self.server.closes += 1
+
+    async def aclose(self) -> None:
+        self.close()

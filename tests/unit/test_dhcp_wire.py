@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import random
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -443,3 +445,27 @@ def test_receive_works_from_a_loop_on_another_thread(
     reply = asyncio.run(sock.receive(XID, timeout=5.0))
     assert reply is not None
     assert reply.yiaddr == "192.0.2.150"
+
+
+@pytest.mark.asyncio
+async def test_leaving_the_socket_closes_it_off_the_event_loop(
+    pair: tuple[DhcpSocket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel takes milliseconds to release a bound packet socket: a burst of
+    leases must not pay that in turn on the daemon's loop thread."""
+    sock, _ = pair
+    closed_on: list[threading.Thread] = []
+    real_close = os.close
+
+    def recording_close(fd: int) -> None:
+        closed_on.append(threading.current_thread())
+        real_close(fd)
+
+    monkeypatch.setattr(os, "close", recording_close)
+    async with sock:
+        pass
+    assert closed_on
+    assert threading.main_thread() not in closed_on
+    assert sock.fileno() < 0
+    await sock.aclose()  # again: nothing to do
+    assert len(closed_on) == 1
