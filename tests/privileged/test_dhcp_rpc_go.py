@@ -17,13 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from cnilib.plugins.ipam.dhcp._rpc import (
-    CmdArgs,
-    DaemonCallError,
-    RPCFailure,
-    call,
-    serve_rpc,
-)
+from cnilib.plugins.ipam.dhcp._rpc import CmdArgs, DaemonCallError, RPCFailure, call
+from cnilib.plugins.ipam.dhcp._rpc_server import serve_rpc
 from cnilib.results import ResultV100
 from cnilib.testing import NetNS
 from tests.privileged._kernel import GO_PLUGINS, JSON, go_plugin_marks, plugin_output

@@ -27,7 +27,8 @@ from cnilib.plugins.ipam.dhcp._conf import SHUTTING_DOWN
 from cnilib.plugins.ipam.dhcp._daemon import LeaseDaemon, activated_socket
 from cnilib.plugins.ipam.dhcp._flags import FlagsHelp, parse_flags
 from cnilib.plugins.ipam.dhcp._lease import Timing
-from cnilib.plugins.ipam.dhcp._rpc import CmdArgs, DaemonCallError, RPCFailure, call, serve_rpc
+from cnilib.plugins.ipam.dhcp._rpc import CmdArgs, DaemonCallError, RPCFailure, call
+from cnilib.plugins.ipam.dhcp._rpc_server import serve_rpc
 from tests.unit._dhcp_fake import FakeServer, RealClock
 
 CONF: dict[str, JSONValue] = {"cniVersion": "1.0.0", "name": "dhcpnet", "ipam": {"type": "dhcp"}}

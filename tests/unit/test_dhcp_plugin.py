@@ -25,7 +25,8 @@ from cnilib.netlink._dhcp import MessageType
 from cnilib.plugins._executor import InProcessExecutor
 from cnilib.plugins.ipam.dhcp._daemon import DaemonThread, LeaseDaemon
 from cnilib.plugins.ipam.dhcp._lease import Timing
-from cnilib.plugins.ipam.dhcp._rpc import DHCP_METHODS, serve_rpc
+from cnilib.plugins.ipam.dhcp._rpc import DHCP_METHODS
+from cnilib.plugins.ipam.dhcp._rpc_server import serve_rpc
 from tests.unit._dhcp_fake import FakeServer, RealClock, ack_options
 
 NETNS = "/nonexistent/cnilib-unit/ctr"

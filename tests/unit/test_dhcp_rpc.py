@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cnilib.errors import ErrorCode, PluginError, TryAgainLaterError
-from cnilib.plugins.ipam.dhcp import _rpc
+from cnilib.plugins.ipam.dhcp import _rpc_server
 from cnilib.plugins.ipam.dhcp._gob import STRING, Decoded, Decoder, Encoder, Field, StructSchema
 from cnilib.plugins.ipam.dhcp._gob_schemas import (
     CMD_ARGS,
@@ -32,8 +32,8 @@ from cnilib.plugins.ipam.dhcp._rpc import (
     DaemonUnreachableError,
     RPCFailure,
     call,
-    serve_rpc,
 )
+from cnilib.plugins.ipam.dhcp._rpc_server import serve_rpc
 from cnilib.results import ResultV100
 
 ARGS = CmdArgs(
@@ -260,7 +260,7 @@ def _read_to_end(sock: socket.socket) -> bytes:
 async def test_a_client_that_sends_nothing_is_dropped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_rpc, "IDLE_TIMEOUT", 0.05)
+    monkeypatch.setattr(_rpc_server, "IDLE_TIMEOUT", 0.05)
     sock = tmp_path / "d.sock"
     async with serving(sock) as recorder:
         with await asyncio.to_thread(_handshake, sock) as idle:
@@ -272,7 +272,7 @@ async def test_a_client_that_sends_nothing_is_dropped(
 async def test_a_client_that_stops_mid_request_is_dropped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_rpc, "REQUEST_TIMEOUT", 0.05)
+    monkeypatch.setattr(_rpc_server, "REQUEST_TIMEOUT", 0.05)
     sock = tmp_path / "d.sock"
     data = request(Encoder(), "DHCP.Allocate", 3)
     async with serving(sock) as recorder:
@@ -298,7 +298,7 @@ async def test_stalled_clients_do_not_hold_up_others(tmp_path: Path) -> None:
 async def test_a_client_that_does_not_read_its_replies_is_dropped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_rpc, "REQUEST_TIMEOUT", 0.05)
+    monkeypatch.setattr(_rpc_server, "REQUEST_TIMEOUT", 0.05)
     routes = [{"dst": f"10.{i // 256}.{i % 256}.0/24", "gw": "192.0.2.1"} for i in range(2000)]
     big = ResultV100.from_json({"cniVersion": "1.0.0", "routes": routes})
     assert isinstance(big, ResultV100)

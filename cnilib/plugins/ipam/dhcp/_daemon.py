@@ -58,7 +58,8 @@ from cnilib.errors import CNIError
 from cnilib.plugins.ipam.dhcp._conf import SHUTTING_DOWN, DhcpConf
 from cnilib.plugins.ipam.dhcp._lease import LeaseKeeper, LeaseRequestOptions, Timing
 from cnilib.plugins.ipam.dhcp._options import lease_result
-from cnilib.plugins.ipam.dhcp._rpc import DHCP_METHODS, CmdArgs, RPCFailure, serve_rpc
+from cnilib.plugins.ipam.dhcp._rpc import DHCP_METHODS, CmdArgs, RPCFailure
+from cnilib.plugins.ipam.dhcp._rpc_server import serve_rpc
 from cnilib.plugins.ipam.dhcp._state import LeaseRecords
 from cnilib.results import ResultV100
 from cnilib.results._gotext import go_quote
