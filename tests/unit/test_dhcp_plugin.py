@@ -10,6 +10,7 @@ fails there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -23,9 +24,10 @@ from cnilib.errors import CNIError, ErrorCode
 from cnilib.invoke import Invocation
 from cnilib.netlink._dhcp import MessageType
 from cnilib.plugins._executor import InProcessExecutor
-from cnilib.plugins.ipam.dhcp._daemon import DaemonThread, LeaseDaemon
+from cnilib.plugins.ipam.dhcp._conf import SHUTTING_DOWN
+from cnilib.plugins.ipam.dhcp._daemon import METHODS, DaemonThread, LeaseDaemon
 from cnilib.plugins.ipam.dhcp._lease import Timing
-from cnilib.plugins.ipam.dhcp._rpc import DHCP_METHODS
+from cnilib.plugins.ipam.dhcp._rpc import DHCP_METHODS, CmdArgs, RPCFailure
 from cnilib.plugins.ipam.dhcp._rpc_server import serve_rpc
 from tests.unit._dhcp_fake import FakeServer, RealClock, ack_options
 
@@ -326,6 +328,20 @@ def test_status_after_the_daemon_stopped_is_code_50(
     assert error(executor, "STATUS", netconf(sock)).code == ErrorCode.PLUGIN_NOT_AVAILABLE
 
 
+def test_status_while_the_daemon_shuts_down_is_code_50(
+    executor: InProcessExecutor, sock: Path
+) -> None:
+    """A daemon answering that it is stopping cannot serve ADD: STATUS's code 50, not 11."""
+
+    async def stopping(method: str, args: CmdArgs) -> None:
+        raise RPCFailure(SHUTTING_DOWN)
+
+    with _rpc_server(sock, stopping):
+        exc = error(executor, "STATUS", netconf(sock))
+    assert exc.code == ErrorCode.PLUGIN_NOT_AVAILABLE
+    assert str(exc) == f"error calling DHCP.Status: {SHUTTING_DOWN}"
+
+
 # ----------------------------------------------------------------------------- GC
 
 
@@ -366,6 +382,32 @@ def test_gc_without_valid_attachments_is_code_7(
 
 
 # ------------------------------------------------------------ a daemon with Go's methods
+
+
+@contextlib.contextmanager
+def _rpc_server(sock: Path, handler: Any, methods: Any = METHODS) -> Iterator[None]:
+    """``serve_rpc(sock, handler)`` on a loop of its own thread, while the block runs."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop: list[asyncio.Event] = []
+
+    async def serve() -> None:
+        stop.append(asyncio.Event())
+        rpc = await serve_rpc(sock, handler, methods=methods)
+        ready.set()
+        await stop[0].wait()
+        rpc.close()
+        await rpc.wait_closed()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),))
+    thread.start()
+    try:
+        assert ready.wait(5), "the server did not start"
+        yield
+    finally:
+        loop.call_soon_threadsafe(lambda: stop[0].set())
+        thread.join(5)
+        loop.close()
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ cnilib's daemon.
   none) and looks at nothing else; against Go's daemon, which has no
   ``DHCP.Check``, this plugin does the same.
 - STATUS: the daemon must answer ``DHCP.Status`` within 10 s (code 50 if it
-  cannot be reached, does not answer in time or hangs up); Go's daemon,
-  which has no such method, answers "can't find method", and that counts as
-  up.
+  cannot be reached, does not answer in time, hangs up or is shutting
+  down); Go's daemon, which has no such method, answers "can't find
+  method", and that counts as up.
 - GC: ``DHCP.GC`` releases this network's leases of attachments not in
   ``cni.dev/valid-attachments`` (Go's plugin does nothing on GC).
 
@@ -92,7 +92,8 @@ class Dhcp(BasePlugin):
     def status(self, req: PluginRequest) -> None:
         conf = _conf(req)
         try:
-            call(conf.socket_path, "DHCP.Status", _cmd_args(req), timeout=_STATUS_TIMEOUT)
+            # Not call(): a daemon shutting down cannot serve ADD, which is code 50 here, not 11.
+            _rpc_call(conf.socket_path, "DHCP.Status", _cmd_args(req), timeout=_STATUS_TIMEOUT)
         except (DaemonUnreachableError, DaemonTimeoutError) as exc:
             raise PluginError(str(exc), code=ErrorCode.PLUGIN_NOT_AVAILABLE) from exc
         except DaemonCallError as exc:
