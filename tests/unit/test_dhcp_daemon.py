@@ -529,6 +529,21 @@ async def test_a_restarted_daemon_past_t1_renews_instead_of_discovering(
 
 
 @pytest.mark.asyncio
+async def test_a_restarted_daemon_applies_its_own_broadcast_flag_to_resumed_leases(
+    server: FakeServer, state: Path
+) -> None:
+    """``-broadcast`` is the daemon's setting (as its timing is), not the record's: a
+    daemon restarted with it asks for the expired lease with the BROADCAST flag."""
+    await allocated_then_stopped(server, state, age=200)  # lease 100: expired, INIT-REBOOT
+    async with running(new_daemon(server, state, broadcast=True)) as daemon:
+        await daemon.resume()
+        await until(lambda: bool(server.requests), "the INIT-REBOOT request")
+    reboot = server.requests[0]
+    assert (reboot.message_type, reboot.requested_ip) == (MessageType.REQUEST, "192.0.2.100")
+    assert reboot.broadcast
+
+
+@pytest.mark.asyncio
 async def test_a_record_of_a_vanished_namespace_is_dropped(
     server: FakeServer, state: Path, netns: str
 ) -> None:

@@ -416,6 +416,9 @@ class LeaseDaemon:
         )
         if keeper.key != key:
             raise ValueError(f"the lease inside is {keeper.key!r}")
+        # -broadcast is this daemon's setting, as its timing is: a daemon
+        # restarted to change it applies it to the leases it resumes too.
+        keeper.options = attrs.evolve(keeper.options, broadcast=self.broadcast)
         return _Attachment(
             container_id=str(document["containerID"]),
             network=str(document["network"]),
