@@ -477,6 +477,12 @@ async def test_an_allocate_from_another_namespace_acquires_there(
 # ------------------------------------------------------------------------ restart
 
 
+def netns_file(path: str) -> None:
+    """A namespace file (never entered) at ``path``."""
+    Path(path).parent.mkdir(parents=True)
+    Path(path).write_text("")
+
+
 async def allocated_then_stopped(
     server: FakeServer, state: Path, age: float = 0.0
 ) -> dict[str, Any]:
@@ -541,6 +547,23 @@ async def test_a_restarted_daemon_applies_its_own_broadcast_flag_to_resumed_leas
     reboot = server.requests[0]
     assert (reboot.message_type, reboot.requested_ip) == (MessageType.REQUEST, "192.0.2.100")
     assert reboot.broadcast
+
+
+@pytest.mark.asyncio
+async def test_a_restarted_daemon_applies_its_own_host_prefix_to_resumed_leases(
+    server: FakeServer, state: Path, tmp_path: Path
+) -> None:
+    """A daemon moved into a container (now with ``-hostprefix``) renews the leases
+    it resumes through its prefix, as it would open a new one, not the old path."""
+    before = await allocated_then_stopped(server, state, age=60)  # past T1: renews at once
+    prefix = str(tmp_path / "host")
+    netns_file(prefix + NETNS)
+    server.attachments = {(prefix + NETNS, "eth0")}
+    async with running(new_daemon(server, state, host_prefix=prefix)) as daemon:
+        await daemon.resume()
+        await until(lambda: read_record(state)["lease"]["obtained"] > before["lease"]["obtained"],
+                    "the renewed record")  # fmt: skip
+    assert read_record(state)["netns"] == NETNS  # as the plugin gave it
 
 
 @pytest.mark.asyncio

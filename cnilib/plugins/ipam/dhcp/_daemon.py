@@ -416,14 +416,17 @@ class LeaseDaemon:
         )
         if keeper.key != key:
             raise ValueError(f"the lease inside is {keeper.key!r}")
-        # -broadcast is this daemon's setting, as its timing is: a daemon
-        # restarted to change it applies it to the leases it resumes too.
+        # -broadcast and -hostprefix are this daemon's settings, as its timing
+        # is: a daemon restarted to change them (or moved into a container)
+        # applies them to the leases it resumes too.
         keeper.options = attrs.evolve(keeper.options, broadcast=self.broadcast)
+        netns = str(document["netns"])
+        keeper.netns = self.host_prefix + netns
         return _Attachment(
             container_id=str(document["containerID"]),
             network=str(document["network"]),
             ifname=str(document["ifname"]),
-            netns=str(document["netns"]),
+            netns=netns,
             priority=int(document["priority"]),
             keeper=keeper,
         )
