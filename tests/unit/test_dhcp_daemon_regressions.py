@@ -462,3 +462,26 @@ async def test_an_ack_without_a_subnet_mask_is_released_not_kept(
         await daemon.check(cmd_args(netns))
     assert not list((tmp_path / "state").glob("*.json"))
     await daemon.close()
+
+
+@pytest.mark.asyncio
+async def test_a_del_gives_up_the_add_still_acquiring_instead_of_waiting_for_it(
+    netns: str,
+) -> None:
+    """No server answers: the ADD would retry for its whole budget (here 1000 s, Go's
+    default is 208). The container's DEL cancels it and returns; the ADD fails saying why."""
+    server = FakeServer(RealClock(), attachments=None)
+    server.answer_discover = False
+    slow = Timing(attempt_timeout=0.05, resend_max=0.05, resend_timeout=1000.0, fast_delay=0.01)
+    daemon = LeaseDaemon(state_dir=None, timing=slow, open_socket=server.open_socket)
+    add = asyncio.ensure_future(daemon.allocate(cmd_args(netns)))
+    for _ in range(3000):  # until the ADD is under way
+        if server.requests:
+            break
+        await asyncio.sleep(0.01)
+    # A bound that only turns a hang (the DEL waiting for the ADD) into a failure.
+    await asyncio.wait_for(daemon.release(cmd_args(netns)), timeout=30)
+    with pytest.raises(RPCFailure, match=r"deleted \(DEL\) meanwhile"):
+        await add
+    assert MessageType.REQUEST not in server.kinds()
+    await daemon.close()

@@ -55,6 +55,7 @@ import attrs
 
 from cnilib._log import get_logger
 from cnilib.errors import CNIError
+from cnilib.netlink._dhcp import DhcpReply
 from cnilib.plugins.ipam.dhcp._conf import SHUTTING_DOWN, DhcpConf
 from cnilib.plugins.ipam.dhcp._lease import LeaseKeeper, LeaseRequestOptions, Timing
 from cnilib.plugins.ipam.dhcp._options import lease_result
@@ -146,6 +147,8 @@ class LeaseDaemon:
         self._open_socket = open_socket
         self._attachments: dict[str, _Attachment] = {}
         self._locks: dict[str, _KeyLock] = {}
+        self._acquiring: dict[str, asyncio.Future[DhcpReply]] = {}
+        """The acquisitions under way, by key (a DEL cancels its attachment's)."""
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._calls = 0
@@ -218,7 +221,7 @@ class LeaseDaemon:
                 # client ID gets the same binding from the server.
                 await self._forget(key, release=False)
             keeper = self._new_keeper(key, args, conf)
-            await keeper.acquire()  # its errors are CNIErrors: the plugin gets their text
+            await self._acquire(key, keeper)
             attachment = _Attachment(
                 container_id=args.container_id,
                 network=conf.network,
@@ -239,10 +242,38 @@ class LeaseDaemon:
             keeper.start()
             return result
 
+    async def _acquire(self, key: str, keeper: LeaseKeeper) -> None:
+        """``keeper.acquire()``, which a DEL of the same attachment cancels.
+
+        Its errors are CNIErrors: the plugin gets their text.
+        """
+        acquiring = asyncio.ensure_future(keeper.acquire())
+        self._acquiring[key] = acquiring
+        try:
+            await acquiring
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this call itself is cancelled (the daemon is stopping)
+            raise RPCFailure(
+                f"{key}: no lease acquired: the attachment was deleted (DEL) meanwhile"
+            ) from None
+        finally:
+            if self._acquiring.get(key) is acquiring:
+                del self._acquiring[key]
+
     async def release(self, args: CmdArgs) -> None:
-        """DEL: release the attachment's lease; one the daemon does not hold is fine."""
+        """DEL: release the attachment's lease; one the daemon does not hold is fine.
+
+        An ADD of the attachment still acquiring its lease is given up rather
+        than waited for: that can take the whole ``-resendtimeout`` (minutes),
+        and the container is going away.
+        """
         conf = _conf(args)
         key = conf.lease_key(args.container_id, args.ifname)
+        acquiring = self._acquiring.get(key)
+        if acquiring is not None:
+            acquiring.cancel()
         async with self._lock(key):
             await self._forget(key, release=True)
 
