@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import secrets
 import socket
 import time
@@ -48,6 +47,7 @@ from cnilib.netlink import (
     set_link_up,
     write_sysctl,
 )
+from cnilib.plugins._gotext import go_strerror
 from cnilib.results import IPAddress, IPInterface, Route
 from cnilib.results.v100 import IPConfig
 
@@ -78,15 +78,6 @@ IFA_F_DADFAILED = 0x08
 def fail(message: str) -> PluginError:
     """A plain plugin error (code 999, as Go's skel reports any error)."""
     return PluginError(message, code=ErrorCode.INTERNAL)
-
-
-def go_strerror(exc: BaseException) -> str:
-    """The errno text of ``exc`` as Go prints a ``syscall.Errno`` (``file exists``)."""
-    err = getattr(exc, "errno", None)
-    if isinstance(err, int) and err > 0:
-        text = os.strerror(err)
-        return text[:1].lower() + text[1:]
-    return str(exc)
 
 
 def random_veth_name() -> str:

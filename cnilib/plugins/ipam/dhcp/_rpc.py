@@ -21,6 +21,7 @@ import time
 
 from cnilib._log import get_logger
 from cnilib.errors import ErrorCode, PluginError, TryAgainLaterError
+from cnilib.plugins._gotext import go_strerror
 from cnilib.plugins.ipam.dhcp._gob import Decoded, Decoder, Encoder, GobError
 from cnilib.plugins.ipam.dhcp._gob_schemas import (
     CMD_ARGS,
@@ -100,14 +101,6 @@ class DaemonCallError(PluginError):
 
 class DaemonTimeoutError(DaemonCallError, TimeoutError):
     """:func:`call` ran out of its ``timeout`` waiting for the daemon's reply."""
-
-
-def _strerror(exc: OSError) -> str:
-    """The errno text as Go prints a ``syscall.Errno`` (``no such file or directory``)."""
-    if exc.errno:
-        text = os.strerror(exc.errno)
-        return text[:1].lower() + text[1:]
-    return str(exc)
 
 
 # ------------------------------------------------------------------------------ client
@@ -202,7 +195,7 @@ def call(
             ) from exc
         except OSError as exc:
             raise DaemonUnreachableError(
-                f"error dialing DHCP daemon: dial unix {path}: connect: {_strerror(exc)}"
+                f"error dialing DHCP daemon: dial unix {path}: connect: {go_strerror(exc)}"
             ) from exc
         try:
             return _call_connected(sock, deadline, path, method, args)
@@ -225,7 +218,7 @@ def _call_connected(
         if isinstance(exc, TimeoutError):
             raise
         raise DaemonUnreachableError(
-            f"error dialing DHCP daemon: dial-http unix {path}: {_strerror(exc)}"
+            f"error dialing DHCP daemon: dial-http unix {path}: {go_strerror(exc)}"
         ) from exc
     encoder = Encoder()
     request = encoder.encode(REQUEST, {"ServiceMethod": method, "Seq": 0})
@@ -246,7 +239,7 @@ def _call_connected(
     except OSError as exc:
         if isinstance(exc, TimeoutError):
             raise
-        raise failed(_strerror(exc)) from exc
+        raise failed(go_strerror(exc)) from exc
     if not isinstance(header.value, dict):
         raise failed("gob: the reply header is not an rpc.Response")
     error = header.value.get("Error", "")
