@@ -1,0 +1,98 @@
+"""A multi-node overlay network: containers on many nodes in one network, state in etcd.
+
+Each node runs an :class:`Agent` (``python -m cnilib.overlay agent``). It claims a
+subnet of the cluster CIDR in etcd, registers its VXLAN endpoint under a lease it
+keeps alive, makes the VXLAN device and the node bridge, and programs routes,
+neighbour and FDB entries for every other node, following etcd. The ``overlay`` CNI
+plugin attaches containers to the node bridge with an address of the node's subnet.
+See ``docs/overlay.md``.
+
+Importing this package is cheap: the etcd client is imported only when
+:func:`connect_etcd` (or the agent) first needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cnilib.overlay._agent import Agent, AgentConfig
+    from cnilib.overlay._config import ClusterConfig
+    from cnilib.overlay._errors import (
+        NodeNameTakenError,
+        OverlayConfigError,
+        OverlayError,
+        PoolExhaustedError,
+        RecordError,
+        RevisionCompactedError,
+        StoreError,
+        StoreUnavailableError,
+    )
+    from cnilib.overlay._etcd import connect_etcd
+    from cnilib.overlay._memstore import MemoryStore
+    from cnilib.overlay._nodestate import NodeState, read_node_state
+    from cnilib.overlay._records import Keys, NodeRecord, SubnetRecord
+    from cnilib.overlay._status import NodeStatus, cluster_status
+    from cnilib.overlay._store import ClusterStore
+
+__all__ = [
+    "Agent",
+    "AgentConfig",
+    "ClusterConfig",
+    "ClusterStore",
+    "Keys",
+    "MemoryStore",
+    "NodeNameTakenError",
+    "NodeRecord",
+    "NodeState",
+    "NodeStatus",
+    "OverlayConfigError",
+    "OverlayError",
+    "PoolExhaustedError",
+    "RecordError",
+    "RevisionCompactedError",
+    "StoreError",
+    "StoreUnavailableError",
+    "SubnetRecord",
+    "cluster_status",
+    "connect_etcd",
+    "read_node_state",
+]
+
+_HOMES = {
+    "Agent": "_agent",
+    "AgentConfig": "_agent",
+    "ClusterConfig": "_config",
+    "ClusterStore": "_store",
+    "Keys": "_records",
+    "MemoryStore": "_memstore",
+    "NodeNameTakenError": "_errors",
+    "NodeRecord": "_records",
+    "NodeState": "_nodestate",
+    "NodeStatus": "_status",
+    "OverlayConfigError": "_errors",
+    "OverlayError": "_errors",
+    "PoolExhaustedError": "_errors",
+    "RecordError": "_errors",
+    "RevisionCompactedError": "_errors",
+    "StoreError": "_errors",
+    "StoreUnavailableError": "_errors",
+    "SubnetRecord": "_records",
+    "cluster_status": "_status",
+    "connect_etcd": "_etcd",
+    "read_node_state": "_nodestate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
