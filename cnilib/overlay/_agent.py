@@ -26,15 +26,16 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import Protocol
 
 import attrs
 
 from cnilib.errors import CNIError
 from cnilib.overlay._config import ClusterConfig
-from cnilib.overlay._datapath import DatapathConfig, Peer, VxlanDatapath
+from cnilib.overlay._datapath import DatapathConfig, Peer, ReconcileReport, VxlanDatapath
 from cnilib.overlay._errors import (
     OverlayError,
     RecordError,
@@ -52,7 +53,7 @@ from cnilib.overlay._nodestate import (
 from cnilib.overlay._records import DEFAULT_PREFIX, Keys, SubnetRecord
 from cnilib.overlay._store import ClusterStore, WatchBatch
 
-__all__ = ["Agent", "AgentConfig", "run_agent"]
+__all__ = ["Agent", "AgentConfig", "Datapath", "run_agent"]
 
 log = logging.getLogger("cnilib.overlay")
 
@@ -95,6 +96,20 @@ class AgentConfig:
         return state_path(self.run_dir, self.network)
 
 
+class Datapath(Protocol):
+    """What the agent asks of a node's data path (:class:`VxlanDatapath` by default).
+
+    This is where an encrypted transport plugs in: one that publishes its key material
+    in the node's record and programs WireGuard peers or IPsec policies instead of
+    VXLAN neighbour and FDB entries (see ``docs/overlay.md``).
+    """
+
+    async def probe_underlay(self) -> tuple[str, int]: ...
+    async def current_mac(self) -> str | None: ...
+    async def setup(self, subnet: IPv4Network, vtep_mac: str) -> int: ...
+    async def reconcile(self, peers: Collection[Peer]) -> ReconcileReport: ...
+
+
 def _random_mac() -> str:
     """A random locally administered unicast MAC, as flannel gives its VXLAN device."""
     octets = bytearray(os.urandom(6))
@@ -105,9 +120,18 @@ def _random_mac() -> str:
 class Agent:
     """The overlay's node agent; :meth:`run` it as an asyncio task."""
 
-    def __init__(self, config: AgentConfig, *, store: ClusterStore | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        store: ClusterStore | None = None,
+        datapath: Callable[[DatapathConfig], Datapath] = VxlanDatapath,
+    ) -> None:
+        """``store``: the cluster store (default: etcd at ``config.etcd``, connected by
+        :meth:`run` and closed when it ends); ``datapath``: makes the node's data path."""
         self.config = config
         self._store = store
+        self._make_datapath = datapath
         self._keys = Keys(config.prefix, config.network)
         self._joined = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -117,7 +141,7 @@ class Agent:
         self._state: NodeState | None = None
         self._cluster: ClusterConfig | None = None
         self._membership: Membership | None = None
-        self._datapath: VxlanDatapath | None = None
+        self._datapath: Datapath | None = None
         self._peers: dict[IPv4Network, Peer] = {}
         self._bad_records: set[tuple[str, int]] = set()
         self._skipped: set[IPv4Network] = set()
@@ -182,7 +206,7 @@ class Agent:
         config = self.config
         cluster = await ensure_cluster_config(store, self._keys, config.cluster)
         self._cluster = cluster
-        datapath = VxlanDatapath(
+        datapath = self._make_datapath(
             DatapathConfig(
                 netns=config.netns,
                 underlay=config.underlay,
