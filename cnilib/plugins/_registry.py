@@ -47,6 +47,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "bandwidth": "cnilib.plugins.meta.bandwidth:Bandwidth",
     "firewall": "cnilib.plugins.meta.firewall:Firewall",
     "sbr": "cnilib.plugins.meta.sbr:Sbr",
+    "overlay": "cnilib.plugins.main.overlay:Overlay",
 }
 """CNI type → ``module:Class`` of cnilib's own plugins."""
 
