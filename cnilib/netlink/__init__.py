@@ -16,9 +16,9 @@ DHCPv4 on the wire (:func:`open_dhcp_socket`, :class:`DhcpSocket`,
 :class:`DhcpRequest`, :class:`DhcpReply`) makes its raw socket inside a
 namespace the same way, then serves any asyncio loop.
 
-The helpers (links, addresses, routes, rules, traffic control, conntrack,
-sysctls) act on the namespace of the worker that runs them and must be called
-inside :func:`run_in_netns`,
+The helpers (links, addresses, routes, rules, neighbours and FDB entries,
+traffic control, conntrack, sysctls) act on the namespace of the worker that
+runs them and must be called inside :func:`run_in_netns`,
 :func:`arun_in_netns` or :func:`run_here`. Failures are
 :class:`cnilib.PluginError` subclasses whose message names the operation,
 the object and the namespace. pyroute2 is imported only when a worker makes
@@ -55,6 +55,7 @@ from cnilib.netlink._kinds import (
     ipvlan_data,
     macvlan_data,
     vlan_data,
+    vxlan_data,
 )
 from cnilib.netlink._link import (
     IFF_ALLMULTI,
@@ -62,6 +63,7 @@ from cnilib.netlink._link import (
     IFF_UP,
     Link,
     LinkRef,
+    VxlanInfo,
     add_bridge,
     add_veth,
     delete_link,
@@ -80,6 +82,20 @@ from cnilib.netlink._link import (
     set_link_promisc,
     set_link_txqlen,
     set_link_up,
+)
+from cnilib.netlink._neigh import (
+    NTF_SELF,
+    NUD_NOARP,
+    NUD_PERMANENT,
+    FdbEntry,
+    Neighbour,
+    append_fdb,
+    delete_fdb,
+    delete_neighbour,
+    list_fdb,
+    list_neighbours,
+    replace_fdb,
+    replace_neighbour,
 )
 from cnilib.netlink._ns import NetNSHandle, current_netns_path, open_netns
 from cnilib.netlink._pool import (
@@ -133,6 +149,9 @@ __all__ = [
     "IPVLAN_MODES",
     "KERNEL_OPTIONS",
     "MACVLAN_MODES",
+    "NTF_SELF",
+    "NUD_NOARP",
+    "NUD_PERMANENT",
     "RT_SCOPE_HOST",
     "RT_SCOPE_LINK",
     "RT_SCOPE_UNIVERSE",
@@ -145,10 +164,12 @@ __all__ = [
     "DhcpRequest",
     "DhcpSocket",
     "DhcpSocketError",
+    "FdbEntry",
     "Link",
     "LinkKindUnsupportedError",
     "LinkRef",
     "MessageType",
+    "Neighbour",
     "NetNSError",
     "NetNSHandle",
     "NetNSNotFoundError",
@@ -163,6 +184,7 @@ __all__ = [
     "Sysfs",
     "SysfsError",
     "TcFilter",
+    "VxlanInfo",
     "add_address",
     "add_bridge",
     "add_ifb",
@@ -173,13 +195,16 @@ __all__ = [
     "add_tbf_qdisc",
     "add_rule",
     "add_veth",
+    "append_fdb",
     "arun_in_netns",
     "close_netns",
     "current_netns_path",
     "decode_reply",
     "default_pool",
     "delete_address",
+    "delete_fdb",
     "delete_link",
+    "delete_neighbour",
     "delete_qdisc",
     "delete_route",
     "delete_rule",
@@ -192,8 +217,10 @@ __all__ = [
     "ipr",
     "ipvlan_data",
     "list_addresses",
+    "list_fdb",
     "list_filters",
     "list_links",
+    "list_neighbours",
     "list_qdiscs",
     "list_routes",
     "list_rules",
@@ -206,6 +233,8 @@ __all__ = [
     "psched_tick_in_usec",
     "raw",
     "read_sysctl",
+    "replace_fdb",
+    "replace_neighbour",
     "replace_route",
     "run_here",
     "run_in_netns",
@@ -221,5 +250,6 @@ __all__ = [
     "set_link_up",
     "sysctl_path",
     "vlan_data",
+    "vxlan_data",
     "write_sysctl",
 ]

@@ -1,8 +1,9 @@
-"""Virtual links on a parent (macvlan, ipvlan, vlan) and parentless ones (dummy).
+"""Virtual links on a parent (macvlan, ipvlan, vlan), parentless ones (dummy)
+and VXLAN tunnel endpoints.
 
 :func:`add_link` sends one ``RTM_NEWLINK`` with ``NLM_F_CREATE | NLM_F_EXCL``;
 the kind's ``IFLA_INFO_DATA`` comes from :func:`macvlan_data`,
-:func:`ipvlan_data` or :func:`vlan_data`. The attributes, their types and
+:func:`ipvlan_data`, :func:`vlan_data` or :func:`vxlan_data`. The attributes, their types and
 byte order are the kernel's (``include/uapi/linux/if_link.h``), which is
 what pyroute2 and Go's netlink package send for the same request; the unit
 tests decode these requests with pyroute2 to prove it.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import os
 import struct
 from typing import TYPE_CHECKING
@@ -29,6 +31,12 @@ from cnilib.netlink._link import (
     IFLA_MTU,
     IFLA_NET_NS_FD,
     IFLA_TXQLEN,
+    IFLA_VXLAN_ID,
+    IFLA_VXLAN_LEARNING,
+    IFLA_VXLAN_LINK,
+    IFLA_VXLAN_LOCAL,
+    IFLA_VXLAN_LOCAL6,
+    IFLA_VXLAN_PORT,
     change_link,
     delete_link,
     ifname_attr,
@@ -50,6 +58,7 @@ __all__ = [
     "ipvlan_data",
     "macvlan_data",
     "vlan_data",
+    "vxlan_data",
 ]
 
 MACVLAN_MODES: dict[str, int] = {
@@ -69,6 +78,7 @@ KERNEL_OPTIONS: dict[str, str] = {
     "ipvlan": "CONFIG_IPVLAN",
     "vlan": "CONFIG_VLAN_8021Q",
     "dummy": "CONFIG_DUMMY",
+    "vxlan": "CONFIG_VXLAN",
 }
 """The kernel option that builds each link kind."""
 
@@ -77,7 +87,9 @@ IFLA_MACVLAN_BC_QUEUE_LEN = 7
 IFLA_IPVLAN_MODE = 1
 IFLA_IPVLAN_FLAGS = 2
 IFLA_VLAN_ID = 1
+_U8 = struct.Struct("=B")
 _U16 = struct.Struct("=H")
+_BE16 = struct.Struct("!H")
 _U32 = struct.Struct("=I")
 
 
@@ -117,6 +129,39 @@ def ipvlan_data(mode: str) -> bytes:
 def vlan_data(vlan_id: int) -> bytes:
     """``IFLA_INFO_DATA`` of an 802.1Q vlan: its id (u16, host order)."""
     return attr(IFLA_VLAN_ID, _U16.pack(vlan_id))
+
+
+def vxlan_data(
+    vni: int,
+    *,
+    local: str | ipaddress.IPv4Address | ipaddress.IPv6Address,
+    link: int,
+    port: int = 8472,
+    learning: bool = False,
+) -> bytes:
+    """``IFLA_INFO_DATA`` of a VXLAN tunnel endpoint (``ip link add ... type vxlan``).
+
+    ``vni`` (u32), the source address ``local`` of the encapsulated packets
+    (``IFLA_VXLAN_LOCAL``, or ``IFLA_VXLAN_LOCAL6`` for IPv6), the underlay
+    link's index ``link`` (u32), whether the device learns remote MACs from
+    received packets (u8), and the UDP destination ``port`` (big-endian u16,
+    as the kernel wants it: 8472 is Linux's default, 4789 IANA's). No group and
+    no remote: peers are reached through FDB entries (:func:`~cnilib.netlink.append_fdb`).
+    :class:`ValueError` for a VNI outside 0..2**24-1 or a port outside 1..65535.
+    """
+    if not 0 <= vni < 1 << 24:
+        raise ValueError(f"VXLAN id {vni} is not in 0..16777215")
+    if not 0 < port < 1 << 16:
+        raise ValueError(f"VXLAN port {port} is not in 1..65535")
+    address = ipaddress.ip_address(local) if isinstance(local, str) else local
+    local_kind = IFLA_VXLAN_LOCAL if address.version == 4 else IFLA_VXLAN_LOCAL6
+    return (
+        attr(IFLA_VXLAN_ID, _U32.pack(vni))
+        + attr(IFLA_VXLAN_LINK, _U32.pack(link))
+        + attr(local_kind, address.packed)
+        + attr(IFLA_VXLAN_LEARNING, _U8.pack(int(learning)))
+        + attr(IFLA_VXLAN_PORT, _BE16.pack(port))
+    )
 
 
 def link_request(

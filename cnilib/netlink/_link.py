@@ -9,6 +9,7 @@ index or a :class:`Link`.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import struct
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -36,6 +37,7 @@ __all__ = [
     "IFF_UP",
     "Link",
     "LinkRef",
+    "VxlanInfo",
     "add_bridge",
     "add_veth",
     "delete_link",
@@ -59,6 +61,21 @@ __all__ = [
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 IFF_ALLMULTI = 0x200
+
+
+@attrs.frozen(kw_only=True)
+class VxlanInfo:
+    """What the kernel reports of a VXLAN device (its ``IFLA_INFO_DATA``)."""
+
+    vni: int
+    local: str | None
+    """The source address of encapsulated packets; None when the device has none."""
+    link: int | None
+    """Index of the underlay link; None when the device is bound to none."""
+    port: int
+    """UDP destination port (8472 unless the device was made with another)."""
+    learning: bool
+    """Whether the device learns remote MACs from the packets it receives."""
 
 
 @attrs.frozen(kw_only=True)
@@ -89,6 +106,8 @@ class Link:
     promiscuity: int = 0
     """``IFLA_PROMISCUITY``: how many users want the link promiscuous (a bridge
     port counts as one without ``IFF_PROMISC`` being set)."""
+    vxlan: VxlanInfo | None = None
+    """A VXLAN device's parameters; None for other kinds."""
 
     @property
     def up(self) -> bool:
@@ -113,9 +132,26 @@ def _kind_data_from_msg(kind: str, msg: Any) -> tuple[str, int | None]:
     return "", None
 
 
+def _vxlan_from_msg(msg: Any) -> VxlanInfo | None:
+    """A VXLAN device's :class:`VxlanInfo` from a pyroute2 message."""
+    data = msg.get(("linkinfo", "data"))
+    if data is None:
+        return None
+    local = data.get("IFLA_VXLAN_LOCAL") or data.get("IFLA_VXLAN_LOCAL6")
+    link = data.get("IFLA_VXLAN_LINK")
+    return VxlanInfo(
+        vni=int(data.get("IFLA_VXLAN_ID") or 0),
+        local=str(local) if local else None,
+        link=int(link) if link else None,
+        port=int(data.get("IFLA_VXLAN_PORT") or 0),
+        learning=bool(data.get("IFLA_VXLAN_LEARNING")),
+    )
+
+
 def _link_from_msg(msg: Any) -> Link:
     kind = str(msg.get(("linkinfo", "kind")) or "")
     mode, vlan_id = _kind_data_from_msg(kind, msg)
+    vxlan = _vxlan_from_msg(msg) if kind == "vxlan" else None
     return Link(
         index=int(msg["index"]),
         name=str(msg.get("ifname") or ""),
@@ -132,6 +168,7 @@ def _link_from_msg(msg: Any) -> Link:
         vlan_id=vlan_id,
         txqlen=int(msg.get("txqlen") or 0),
         promiscuity=int(msg.get("promiscuity") or 0),
+        vxlan=vxlan,
     )
 
 
@@ -161,6 +198,13 @@ _IFINFO = struct.Struct("=BxHiII")
 _U32 = struct.Struct("=I")
 _S32 = struct.Struct("=i")
 _U16 = struct.Struct("=H")
+_BE16 = struct.Struct("!H")
+IFLA_VXLAN_ID = 1
+IFLA_VXLAN_LINK = 3
+IFLA_VXLAN_LOCAL = 4
+IFLA_VXLAN_LEARNING = 7
+IFLA_VXLAN_PORT = 15
+IFLA_VXLAN_LOCAL6 = 17
 
 
 def _text(value: memoryview) -> str:
@@ -171,13 +215,15 @@ def _link_from_raw(payload: memoryview) -> Link:
     """A :class:`Link` from an ``RTM_NEWLINK`` payload: what pyroute2's decode gives."""
     _, _, index, flags, _ = _IFINFO.unpack_from(payload, 0)
     found = parse_attrs(payload, _IFINFO.size)
-    kind, mode, vlan_id = "", "", None
+    kind, mode, vlan_id, vxlan = "", "", None, None
     if IFLA_LINKINFO in found:
         info = parse_attrs(found[IFLA_LINKINFO])
         if IFLA_INFO_KIND in info:
             kind = _text(info[IFLA_INFO_KIND])
         if IFLA_INFO_DATA in info:
             mode, vlan_id = _kind_data_from_raw(kind, info[IFLA_INFO_DATA])
+            if kind == "vxlan":
+                vxlan = _vxlan_from_raw(info[IFLA_INFO_DATA])
     mac = found.get(IFLA_ADDRESS)
     oper = found.get(IFLA_OPERSTATE)
     master, peer = found.get(IFLA_MASTER), found.get(IFLA_LINK)
@@ -202,6 +248,7 @@ def _link_from_raw(payload: memoryview) -> Link:
         vlan_id=vlan_id,
         txqlen=_U32.unpack(txqlen)[0] if txqlen is not None else 0,
         promiscuity=_U32.unpack(promiscuity)[0] if promiscuity is not None else 0,
+        vxlan=vxlan,
     )
 
 
@@ -218,6 +265,25 @@ def _kind_data_from_raw(kind: str, payload: memoryview) -> tuple[str, int | None
     if kind == "vlan" and len(first) >= 2:
         return "", _U16.unpack_from(first)[0]
     return "", None
+
+
+def _vxlan_from_raw(payload: memoryview) -> VxlanInfo:
+    """A VXLAN device's :class:`VxlanInfo` from its ``IFLA_INFO_DATA`` (the
+    attributes of ``include/uapi/linux/if_link.h``; the port is big-endian)."""
+    data = parse_attrs(payload)
+    vni, link = data.get(IFLA_VXLAN_ID), data.get(IFLA_VXLAN_LINK)
+    local = data.get(IFLA_VXLAN_LOCAL)
+    if local is None:
+        local = data.get(IFLA_VXLAN_LOCAL6)
+    port, learning = data.get(IFLA_VXLAN_PORT), data.get(IFLA_VXLAN_LEARNING)
+    link_index = _U32.unpack_from(link)[0] if link is not None and len(link) >= 4 else 0
+    return VxlanInfo(
+        vni=_U32.unpack_from(vni)[0] if vni is not None and len(vni) >= 4 else 0,
+        local=str(ipaddress.ip_address(bytes(local))) if local is not None else None,
+        link=link_index or None,
+        port=_BE16.unpack_from(port)[0] if port is not None and len(port) >= 2 else 0,
+        learning=bool(learning[0]) if learning is not None and len(learning) >= 1 else False,
+    )
 
 
 def ifname_attr(name: str) -> bytes:
