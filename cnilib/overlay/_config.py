@@ -73,7 +73,7 @@ def _bound(
     return subnet
 
 
-def _check_range(field: str, value: int, low: int, high: int) -> int:
+def _check_range(field: str, value: object, low: int, high: int) -> int:
     # bool is an int to Python, never a VNI or a port
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise OverlayConfigError(f"cluster {field} {value!r} is not in {low}..{high}")
