@@ -71,7 +71,7 @@ demo-deps: venv
 
 # Everything the checks need, which includes what the demo and the benchmarks need:
 # mypy checks the benchmarks' charts against matplotlib's types (the bench extra).
-TEST_EXTRAS := test,lint,docs,bench
+TEST_EXTRAS := test,lint,docs,bench,overlay
 test-deps: system-deps venv
 	$(call install,test,.[$(TEST_EXTRAS)],demo bench)
 
@@ -97,6 +97,24 @@ system-deps:
 		echo "installing containernetworking-plugins, iptables, nftables, iproute2, procps, dnsmasq-base"; \
 		$(APT_INSTALL) containernetworking-plugins iptables nftables iproute2 procps dnsmasq-base \
 			>/dev/null; \
+	fi
+	@# etcd-server is the cluster store of the overlay's tests: they start their own etcd
+	@# (loopback, free ports, a tmp data dir) and never use a system one. Its postinst starts
+	@# the system's etcd on 127.0.0.1:2379 through invoke-rc.d, so the install runs under a
+	@# policy-rc.d that denies starting services (one already present is left as it is), and
+	@# on a systemd machine the unit it enables is disabled again: installing it leaves no etcd
+	@# running, now or after a reboot.
+	@if [ ! -x /usr/bin/etcd ]; then \
+		echo "installing etcd-server (its service is not started)"; \
+		guard=; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \
+				&& guard=1; \
+		fi; \
+		$(APT_INSTALL) etcd-server >/dev/null; rc=$$?; \
+		[ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; \
+		if [ -d /run/systemd/system ]; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi; \
+		exit $$rc; \
 	fi
 
 lint: test-deps
