@@ -118,6 +118,7 @@ class TestVxlanInfoDecoding:
             (attr(1, struct.pack("=I", 9)) + attr(15, struct.pack("!H", 8472)),
              nl.VxlanInfo(vni=9, local=None, link=None, port=8472, learning=False)),
         ],
+        ids=["ipv4-defaults", "ipv6-port-learning", "no-local-no-link"],
     )  # fmt: skip
     def test_both_paths_agree(self, data: bytes, expected: nl.VxlanInfo) -> None:
         payload = self._reply(data)
