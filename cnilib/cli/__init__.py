@@ -232,6 +232,17 @@ def _parser() -> argparse.ArgumentParser:
         "list the networks in the conf dir; unloadable files and invalid names: exit 1",
         "[options]",
     )
+
+    # Everything after "overlay agent|status" is python -m cnilib.overlay's, --help too.
+    overlay = sub.add_parser(
+        "overlay",
+        help="the multi-node overlay network: a node's agent, the cluster's status",
+        description="python -m cnilib.overlay's commands: 'overlay agent [options]' joins "
+        "this node to the overlay, 'overlay status --etcd URL' prints the cluster; "
+        "'cnilib overlay COMMAND --help' lists each one's options (docs/overlay.md).",
+        usage="%(prog)s {agent,status} [options]",
+    )
+    overlay.add_argument("rest", nargs=argparse.REMAINDER, metavar="{agent,status} [options]")
     return parser
 
 

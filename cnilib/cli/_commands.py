@@ -427,6 +427,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return doctor(args)
 
 
+def _cmd_overlay(args: argparse.Namespace) -> int:
+    from cnilib.overlay._cli import main as overlay_main  # no etcd client unless needed
+
+    return overlay_main(args.rest, prog="cnilib overlay")
+
+
 _COMMANDS = {
     "add": _cmd_add,
     "check": _cmd_check,
@@ -437,6 +443,7 @@ _COMMANDS = {
     "doctor": _cmd_doctor,
     "validate": _cmd_validate,
     "list": _cmd_list,
+    "overlay": _cmd_overlay,
 }
 
 

@@ -75,9 +75,9 @@ def _common(cmd: argparse.ArgumentParser) -> None:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "python -m cnilib.overlay") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m cnilib.overlay",
+        prog=prog,
         description="The multi-node VXLAN overlay: a node's agent, and the cluster's status.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -244,9 +244,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """Run ``agent`` or ``status``; return the exit status (2: usage error)."""
     from cnilib.errors import CNIError
 
-    parser = _parser()
-    if prog is not None:
-        parser.prog = prog
+    parser = _parser() if prog is None else _parser(prog)
     args = parser.parse_args(argv)
     if args.command == "agent" and args.cluster_cidr is None:
         given = [
