@@ -228,7 +228,8 @@ def append_fdb(link: LinkRef, mac: str, dst: str | IPAddr) -> None:
 def delete_fdb(link: LinkRef, mac: str, dst: str | IPAddr | None = None) -> None:
     """Delete the destination ``dst`` of ``mac`` from ``link``'s own FDB, or with
     ``dst`` None the whole entry (every destination); :class:`~cnilib.netlink.NetlinkError`
-    ``ENOENT`` when there is no such entry."""
+    ``ENOENT`` when ``mac`` has no entry. A VXLAN device answers success, changing
+    nothing, for a ``dst`` that the MAC's entry does not have."""
     where = f" dst {dst}" if dst is not None else ""
     with netlink_errors(f"delete fdb {mac} dev {_name(link)}{where}", netns_label()):
         body = fdb_request(_index(link), mac, dst)

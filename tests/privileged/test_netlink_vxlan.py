@@ -173,6 +173,7 @@ def test_fdb(vxns: NetNS) -> None:
         nl.delete_fdb("vx0", ZERO_MAC, "192.168.251.2")
         nl.delete_fdb("vx0", PEER_MAC)
         nl.delete_fdb("vx0", "02:00:00:00:04:04", "192.168.251.4")
+        nl.delete_fdb("vx0", "02:00:00:00:03:03", "192.168.251.9")  # not its dst: kept
         with pytest.raises(nl.NetlinkError) as info:
             nl.delete_fdb("vx0", PEER_MAC)
         return nl.list_fdb("vx0"), nl.list_fdb("ul0"), info.value
