@@ -7,6 +7,7 @@ in a node namespace; the kernel state is read back with ``ip``/``bridge``.
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -303,6 +304,31 @@ async def test_reconcile_ignores_peers_outside_the_cluster_and_itself(world: Wor
     report = await datapath.reconcile([outside, itself, PEER_B])
     assert report == ReconcileReport((SUBNET_B,), (), 0)
     assert entries(node) == peer_entries(PEER_B)
+
+
+@pytest.mark.asyncio
+async def test_reconcile_a_failing_peer_is_not_fatal(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = world.nodes["a"]
+    datapath = VxlanDatapath(world.config("a"))
+    await datapath.setup(SUBNET_A, MAC_A)
+    replace_fdb = netlink.replace_fdb
+
+    def refuse_c(link: Any, mac: str, dst: Any) -> None:
+        if mac == MAC_C:
+            raise netlink.NetlinkError(f"replace fdb {mac}", node.path, errno.EINVAL)
+        replace_fdb(link, mac, dst)
+
+    monkeypatch.setattr(netlink, "replace_fdb", refuse_c)
+    report = await datapath.reconcile([PEER_B, PEER_C])
+    assert report == ReconcileReport((SUBNET_B,), (), 0, failed=(SUBNET_C,))
+    routes, _, fdb = entries(node)
+    # no route without its FDB entry: the kernel would resolve the gateway itself
+    assert (routes, fdb) == (peer_entries(PEER_B)[0], peer_entries(PEER_B)[2])
+    monkeypatch.undo()
+    assert await datapath.reconcile([PEER_B, PEER_C]) == ReconcileReport((SUBNET_C,), (), 0)
+    assert entries(node) == peer_entries(PEER_B, PEER_C)
 
 
 SERVER = textwrap.dedent(
