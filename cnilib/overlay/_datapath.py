@@ -288,7 +288,7 @@ class VxlanDatapath:
         device = netlink.find_link(config.vxlan_name)
         if device is None:
             raise OverlayError(
-                f"overlay: the VXLAN device {config.vxlan_name} does not exist in"
+                f"the VXLAN device {config.vxlan_name} does not exist in"
                 f" {self._where()}: the data path was not set up"
             )
         wanted: dict[IPv4Network, Peer] = {}
@@ -317,12 +317,13 @@ class VxlanDatapath:
 
         changes = _Changes(self._where())
         # Removal first, the route before its neighbour and FDB entry.
-        removed = [dst for dst in routes if dst not in wanted]
+        removed: list[IPv4Network] = []
         gone_macs: set[str] = set()
-        for dst in removed:
-            changes.delete(
+        for dst in sorted(dst for dst in routes if dst not in wanted):
+            if changes.delete(
                 f"route {dst}", netlink.delete_route, dst, link=device.index, repair=False
-            )
+            ):
+                removed.append(dst)
             neighbour = neighbours.get(str(dst.network_address))
             if neighbour is not None:
                 gone_macs.add(neighbour.mac.lower())
@@ -449,17 +450,18 @@ class _Changes:
         *args: object,
         repair: bool = True,
         **kwargs: object,
-    ) -> None:
-        """Delete one entry; gone already is fine, any other failure is logged."""
+    ) -> bool:
+        """Delete one entry; gone already is fine (True), any other failure is logged (False)."""
         try:
             fn(*args, **kwargs)
         except NetlinkError as exc:
             if exc.errno in (errno.ENOENT, errno.ESRCH):
-                return
+                return True
             log.warning("could not delete %s in %s: %s", what, self.where, exc)
-            return
+            return False
         log.debug("deleted stale %s in %s", what, self.where)
         self.count(repair)
+        return True
 
 
 @contextmanager
