@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from cnilib.config import NetworkConfigList
     from cnilib.invoke import ChainExecutor
     from cnilib.plugins import InProcessExecutor
+    from cnilib.testing._etcd import EtcdServer
     from cnilib.testing._fake import FakePluginFactory
     from cnilib.testing._world import ConflistFactory, ContainerFactory
 
@@ -56,6 +57,7 @@ __all__ = [
     "cnilib_conflist",
     "cnilib_container",
     "cnilib_container_netns",
+    "cnilib_etcd",
     "cnilib_executor",
     "cnilib_fake_plugin",
     "cnilib_ipam_dir",
@@ -267,3 +269,25 @@ def cnilib_async_cni(
         yield cni
     finally:
         _run_aside(cni.aclose())
+
+
+@pytest.fixture
+def cnilib_etcd(tmp_path: Path) -> Iterator[EtcdServer]:
+    """A running :class:`cnilib.testing._etcd.EtcdServer` on 127.0.0.1 (free ports, data
+    in ``tmp_path``), stopped at teardown; ``stop()``/``start()`` stage an outage.
+
+    Skipped when the etcd binary is missing (``apt-get install etcd-server``); with
+    ``CNILIB_REQUIRE_PRIVILEGED=1``, as in CI, that fails the test instead."""
+    from cnilib.testing._etcd import ETCD_INSTALL_HINT, EtcdServer, find_etcd
+
+    if find_etcd() is None:
+        message = f"needs the etcd server binary: {ETCD_INSTALL_HINT}"
+        if os.environ.get(REQUIRE_PRIVILEGED_ENV) == "1":
+            pytest.fail(f"{message} ({REQUIRE_PRIVILEGED_ENV}=1 requires it)", pytrace=False)
+        pytest.skip(message)
+    server = EtcdServer(tmp_path / "etcd")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(kill=True)
