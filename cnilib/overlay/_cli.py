@@ -203,12 +203,12 @@ def agent_config(args: argparse.Namespace) -> AgentConfig:
 def _run_agent(args: argparse.Namespace) -> int:
     import logging
 
+    config = agent_config(args)  # a bad flag value fails before anything is set up
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    config = agent_config(args)
     from cnilib.overlay._agent import run_agent
 
     return run_agent(config)
