@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import os
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Literal, NoReturn
 
 from cnilib.overlay._errors import (
@@ -349,7 +349,7 @@ class EtcdStore:
         request = self._rpc.CompactionRequest(revision=revision, physical=True)
         await self._unary(f"compact at {revision}", "kvstub.Compact", request)
 
-    async def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[WatchBatch]:
+    async def watch(self, prefix: str, *, start_revision: int) -> AsyncGenerator[WatchBatch, None]:
         operation = f"watch {prefix!r} from revision {start_revision}"
         client = await self._stubs(operation)
         rpc = self._rpc

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -191,7 +191,7 @@ class MemoryStore:
         await self._call("revoke", str(lease))
         self._end_lease(lease)
 
-    async def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[WatchBatch]:
+    async def watch(self, prefix: str, *, start_revision: int) -> AsyncGenerator[WatchBatch, None]:
         await self._call("watch", prefix)
         wakeup = asyncio.Event()
         self._wakeups.add(wakeup)
