@@ -353,11 +353,11 @@ class Agent:
                     self._apply_put(item.key, item.value, item.mod_revision)
                 await self._reconcile()
                 delay = _BACKOFF_FIRST
-                async for batch in store.watch(
-                    self._keys.subnets, start_revision=snapshot.revision + 1
-                ):
-                    self._apply(batch)
-                    await self._reconcile()
+                changes = store.watch(self._keys.subnets, start_revision=snapshot.revision + 1)
+                async with contextlib.aclosing(changes):
+                    async for batch in changes:
+                        self._apply(batch)
+                        await self._reconcile()
             except RevisionCompactedError as exc:
                 log.info("watch fell behind a compaction, listing again: %s", exc)
             except StoreUnavailableError as exc:
@@ -401,13 +401,18 @@ class Agent:
         never route anything else through the overlay."""
         cluster = self._cluster
         assert cluster is not None
-        if record.subnet.subnet_of(cluster.network) and record.vni == cluster.vni:
+        if (
+            record.backend == "vxlan"
+            and record.subnet.subnet_of(cluster.network)
+            and record.vni == cluster.vni
+        ):
             return True
         if record.subnet not in self._skipped:
             self._skipped.add(record.subnet)
             log.warning(
-                "skipping node %s: subnet %s VNI %d is not in %s VNI %d",
-                record.node, record.subnet, record.vni, cluster.network, cluster.vni,
+                "skipping node %s: %s subnet %s VNI %d is not a vxlan subnet of %s VNI %d",
+                record.node, record.backend, record.subnet, record.vni, cluster.network,
+                cluster.vni,
             )  # fmt: skip
         return False
 

@@ -13,7 +13,7 @@ that as a delete.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Literal, Protocol
 
 import attrs
@@ -129,11 +129,14 @@ class ClusterStore(Protocol):
         """End ``lease`` now, deleting its keys (a lease already gone is fine)."""
         ...
 
-    def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[WatchBatch]:
-        """Changes under ``prefix`` from ``start_revision`` on, until the iterator is
-        closed. Raises :class:`~cnilib.overlay.RevisionCompactedError` when that
-        revision was compacted, :class:`~cnilib.overlay.StoreUnavailableError` when
-        the connection is lost (the caller lists again and resumes)."""
+    def watch(self, prefix: str, *, start_revision: int) -> AsyncGenerator[WatchBatch, None]:
+        """Changes under ``prefix`` from ``start_revision`` on, until the generator is
+        closed (``aclose()``, or :func:`contextlib.aclosing`: that ends the store's
+        server-side watch at once, not when the generator is collected).
+
+        Raises :class:`~cnilib.overlay.RevisionCompactedError` when that revision was
+        compacted, :class:`~cnilib.overlay.StoreUnavailableError` when the connection
+        is lost (the caller lists again and resumes)."""
         ...
 
     async def close(self) -> None:

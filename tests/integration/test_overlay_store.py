@@ -191,7 +191,7 @@ async def test_lease_expiry_deletes_keys_with_delete_events(
         while len(deletes) < 2:  # the expiry, without any keepalive
             deletes.extend((await next_batch(watch)).events)
     finally:
-        await watch.aclose()  # type: ignore[attr-defined]
+        await watch.aclose()
     assert {(e.type, e.key, e.value) for e in deletes} == {
         ("delete", prefix + "a", b""),
         ("delete", prefix + "b", b""),
@@ -254,7 +254,7 @@ async def test_watch_resumes_from_a_revision(store: ClusterStore, prefix: str) -
             batch = await next_batch(watch)
             seen.extend(batch.events)
     finally:
-        await watch.aclose()  # type: ignore[attr-defined]
+        await watch.aclose()
     assert [e.key for e in seen] == [prefix + f"k{i}" for i in range(3)]
     # resume after the first event: no gap, no duplicate, then live changes
     watch = store.watch(prefix, start_revision=seen[0].mod_revision + 1)
@@ -268,7 +268,7 @@ async def test_watch_resumes_from_a_revision(store: ClusterStore, prefix: str) -
         assert [(e.type, e.key) for e in live.events] == [("delete", prefix + "k0")]
         assert live.revision >= live.events[-1].mod_revision
     finally:
-        await watch.aclose()  # type: ignore[attr-defined]
+        await watch.aclose()
 
 
 @pytest.mark.asyncio
@@ -290,7 +290,7 @@ async def test_watch_from_a_compacted_revision_raises(store: ClusterStore, prefi
         batch = await next_batch(watch)
         assert [e.value for e in batch.events] == [b"3"]
     finally:
-        await watch.aclose()  # type: ignore[attr-defined]
+        await watch.aclose()
 
 
 # -- outage ----------------------------------------------------------------------------
@@ -365,7 +365,7 @@ async def test_outage_fails_calls_ends_watches_and_recovers(
         batch = await next_batch(watch)
         assert [e.key for e in batch.events] == ["/o/c"]
     finally:
-        await watch.aclose()  # type: ignore[attr-defined]
+        await watch.aclose()
 
 
 async def _answers(store: ClusterStore) -> bool:
