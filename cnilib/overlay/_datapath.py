@@ -292,13 +292,30 @@ class VxlanDatapath:
                 f" {self._where()}: the data path was not set up"
             )
         wanted: dict[IPv4Network, Peer] = {}
-        for peer in peers:
-            if not peer.subnet.subnet_of(config.cluster) or peer.subnet == self._subnet:
+        macs: dict[str, Peer] = {}
+        own = self._subnet
+        # In subnet order, so which of two conflicting peers wins does not depend on
+        # the order they came in (else the FDB entry of a shared MAC flaps).
+        for peer in sorted(peers, key=lambda p: (p.subnet, p.underlay, p.vtep_mac)):
+            twin = macs.get(peer.vtep_mac)
+            if (
+                not peer.subnet.subnet_of(config.cluster)
+                # every node's subnet has the same length: another length is a bad
+                # record, whose route would take part of ours or of a peer's
+                or (
+                    own is not None
+                    and (peer.subnet.overlaps(own) or peer.subnet.prefixlen != own.prefixlen)
+                )
+            ):
                 log.warning("ignoring peer %s: not another subnet of %s", peer, config.cluster)
             elif peer.subnet in wanted and wanted[peer.subnet] != peer:
                 log.warning("two peers claim %s: %s and %s", peer.subnet, wanted[peer.subnet], peer)
+            elif twin is not None and twin.underlay != peer.underlay:
+                # one FDB destination per unicast MAC: both cannot be reached
+                log.warning("ignoring peer %s: its VTEP MAC is also %s's", peer, twin)
             else:
                 wanted[peer.subnet] = peer
+                macs[peer.vtep_mac] = peer
         gateways = {p.gateway: p for p in wanted.values()}
 
         routes = {

@@ -331,6 +331,45 @@ async def test_reconcile_a_failing_peer_is_not_fatal(
     assert entries(node) == peer_entries(PEER_B, PEER_C)
 
 
+@pytest.mark.asyncio
+async def test_reconcile_ignores_peers_overlapping_own_subnet_or_of_another_size(
+    world: World,
+) -> None:
+    """A record of another prefix length (written by hand, or a bug) must never route a
+    part of this node's own subnet, or of another peer's, through the VXLAN device."""
+    node = world.nodes["a"]
+    datapath = VxlanDatapath(world.config("a"))
+    await datapath.setup(SUBNET_A, MAC_A)
+    half_of_mine = Peer(IPv4Network("10.244.1.0/25"), IPv4Address("192.168.250.5"), MAC_C)
+    whole_cluster = Peer(CLUSTER, IPv4Address("192.168.250.6"), "02:0a:00:00:00:06")
+    half_of_b = Peer(IPv4Network("10.244.2.128/25"), IPv4Address("192.168.250.7"), MAC_C)
+    report = await datapath.reconcile([half_of_mine, whole_cluster, half_of_b, PEER_B])
+    assert report == ReconcileReport((SUBNET_B,), (), 0)
+    assert entries(node) == peer_entries(PEER_B)
+
+
+@pytest.mark.asyncio
+async def test_reconcile_two_peers_with_one_mac_on_two_underlays_is_stable(
+    world: World,
+) -> None:
+    """One FDB entry per unicast MAC: of two peers that publish the same VTEP MAC from
+    different underlay addresses, the lower subnet keeps it, the other is left out, and
+    reconciling again changes nothing (no flapping between the two)."""
+    node = world.nodes["a"]
+    datapath = VxlanDatapath(world.config("a"))
+    await datapath.setup(SUBNET_A, MAC_A)
+    twin = Peer(SUBNET_C, IPv4Address("192.168.250.3"), MAC_B)
+    for peers in ([twin, PEER_B], [PEER_B, twin]):
+        report = await datapath.reconcile(peers)
+        assert report in (ReconcileReport((SUBNET_B,), (), 0), NOTHING)
+        assert entries(node) == peer_entries(PEER_B)
+        assert await datapath.reconcile(peers) == NOTHING
+    # the same MAC from the same underlay (a node renamed while its old record lives): both
+    renamed = Peer(SUBNET_C, IPv4Address("192.168.250.2"), MAC_B)
+    assert await datapath.reconcile([PEER_B, renamed]) == ReconcileReport((SUBNET_C,), (), 0)
+    assert await datapath.reconcile([renamed, PEER_B]) == NOTHING
+
+
 SERVER = textwrap.dedent(
     """
     import socket, sys
