@@ -46,6 +46,32 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _name(text: str) -> str:
+    """A network or node name: it becomes an etcd key and a file name (the state file),
+    so CNI's network name rule applies to both."""
+    from cnilib.errors import CNIError
+    from cnilib.names import validate_network_name
+
+    try:
+        validate_network_name(text)
+    except CNIError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid name (letters, digits, _ . -; starting with a letter"
+            " or digit)"
+        ) from None
+    return text
+
+
 def _endpoints(text: str) -> tuple[str, ...]:
     endpoints = tuple(part.strip() for part in text.split(",") if part.strip())
     if not endpoints:
@@ -64,6 +90,7 @@ def _common(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--network",
         metavar="NAME",
+        type=_name,
         default="overlay",
         help="the overlay network's name: its etcd keys and the CNI network name (default overlay)",
     )
@@ -90,7 +117,7 @@ def _parser(prog: str = "python -m cnilib.overlay") -> argparse.ArgumentParser:
         "overlay CNI plugin reads, and follow the other nodes until SIGTERM/SIGINT.",
     )
     _common(agent)
-    agent.add_argument("--node", metavar="NAME", required=True, help="this node's name")
+    agent.add_argument("--node", metavar="NAME", type=_name, required=True, help="this node's name")
     agent.add_argument(
         "--underlay",
         metavar="IP",
@@ -161,7 +188,7 @@ def _parser(prog: str = "python -m cnilib.overlay") -> argparse.ArgumentParser:
     status.add_argument(
         "--timeout",
         metavar="SECONDS",
-        type=float,
+        type=_seconds,
         default=5.0,
         help="seconds to wait for etcd per request (default 5)",
     )

@@ -349,3 +349,30 @@ def test_agent_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("python -m cnilib.overlay agent: cluster network 10.50.0.0/30")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--network", "../elsewhere"),  # the state file would leave the run directory
+        ("--network", ""),
+        ("--node", "a/b"),  # nodes/a/b: a node key of two levels
+        ("--node", ""),
+    ],
+)
+def test_agent_refuses_names_that_leave_their_key_or_directory(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*_agent_args(), flag, value])
+    assert info.value.code == 2
+    assert f"argument {flag}: {value!r} is not a valid name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_status_timeout_must_be_positive(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A timeout of 0 or less made etcd's client fail with an empty message."""
+    with pytest.raises(SystemExit) as info:
+        main(["status", "--etcd", "127.0.0.1:1", "--timeout", value])
+    assert info.value.code == 2
+    assert "argument --timeout:" in capsys.readouterr().err
