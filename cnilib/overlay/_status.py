@@ -117,6 +117,7 @@ async def cluster_status(
             )
         )
     problems += _cross_check(keys, nodes, node_keys.items)
+    problems += _shared_macs(keys, nodes)
     return ClusterStatus(
         config=config,
         nodes=tuple(sorted(nodes, key=lambda n: n.subnet)),
@@ -175,6 +176,23 @@ def _cross_check(keys: Keys, nodes: list[NodeStatus], node_keys: tuple[KeyValue,
         for node in nodes
         if node.node not in named
     )
+    return problems
+
+
+def _shared_macs(keys: Keys, nodes: list[NodeStatus]) -> list[str]:
+    """A VTEP MAC published from two underlay addresses: a peer's FDB holds one
+    destination per MAC, so peers reach only the lowest subnet's node (the data path
+    leaves the others out)."""
+    first: dict[str, NodeStatus] = {}
+    problems: list[str] = []
+    for node in sorted(nodes, key=lambda n: n.subnet):
+        owner = first.setdefault(node.vtep_mac, node)
+        if owner is not node and owner.underlay != node.underlay:
+            problems.append(
+                f"etcd key {keys.subnet(node.subnet)!r} publishes VTEP MAC {node.vtep_mac}, "
+                f"which {keys.subnet(owner.subnet)!r} publishes from another underlay "
+                f"address ({owner.underlay}): peers reach only the latter"
+            )
     return problems
 
 

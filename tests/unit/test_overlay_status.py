@@ -11,6 +11,7 @@ import sys
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+import attrs
 import pytest
 
 from cnilib.overlay._cli import _parser, agent_config, main
@@ -376,3 +377,25 @@ def test_status_timeout_must_be_positive(value: str, capsys: pytest.CaptureFixtu
         main(["status", "--etcd", "127.0.0.1:1", "--timeout", value])
     assert info.value.code == 2
     assert "argument --timeout:" in capsys.readouterr().err
+
+
+def test_vtep_mac_shared_from_two_underlays_is_a_problem() -> None:
+    """Peers' data paths program only the lower subnet of two nodes sharing a VTEP MAC
+    from different underlay addresses: status says so, naming both keys."""
+
+    async def run() -> ClusterStatus:
+        store = MemoryStore()
+        await _cluster(store)
+        await _join(store, _record("a", 1))
+        twin = attrs.evolve(_record("b", 2), vtep_mac=_record("a", 1).vtep_mac)
+        await _join(store, twin)
+        # the same MAC from the same underlay (a renamed node's old record): fine
+        same = attrs.evolve(_record("c", 3), vtep_mac=_record("d", 4).vtep_mac)
+        await _join(store, same)
+        await _join(store, attrs.evolve(_record("d", 4), underlay=same.underlay))
+        return await cluster_status(store, KEYS, now=NOW)
+
+    (problem,) = asyncio.run(run()).problems
+    assert problem.startswith(f"etcd key {KEYS.subnet(IPv4Network('10.244.2.0/24'))!r}")
+    assert "VTEP MAC 02:00:00:00:00:01" in problem
+    assert f"{KEYS.subnet(IPv4Network('10.244.1.0/24'))!r}" in problem
