@@ -8,7 +8,7 @@ node state file) and serves until stopped:
   the same subnet is claimed again under a new lease;
 - ``subnets/`` is listed, then watched from the listing's revision; every change is
   applied to the peer table and the kernel is reconciled against it. After a
-  compaction or a lost connection the agent lists again (backing off 0.1 s to 5 s),
+  compaction or a lost connection the agent lists again (backing off 0.1 s to 1 s),
   and while etcd is unreachable it changes nothing in the kernel, so traffic between
   existing containers keeps flowing;
 - every ``resync_interval`` the kernel is reconciled again, which repairs entries
@@ -57,8 +57,10 @@ __all__ = ["Agent", "AgentConfig", "Datapath", "run_agent"]
 
 log = logging.getLogger("cnilib.overlay")
 
+# Retrying an unreachable etcd: cheap for etcd, and a node that joined during an
+# outage is reached within a second of etcd's return.
 _BACKOFF_FIRST = 0.1
-_BACKOFF_MAX = 5.0
+_BACKOFF_MAX = 1.0
 
 
 @attrs.frozen(kw_only=True)
@@ -185,11 +187,23 @@ class Agent:
         store = self._store
         owned = store is None
         try:
-            if store is None:
-                from cnilib.overlay._etcd import connect_etcd
+            # Like flannel, a node that starts while etcd is down waits for it: nodes
+            # and etcd may boot in any order.
+            delay = _BACKOFF_FIRST
+            while True:
+                try:
+                    if store is None:
+                        from cnilib.overlay._etcd import connect_etcd
 
-                store = await connect_etcd(self.config.etcd)
-            await self._join(store)
+                        store = await connect_etcd(self.config.etcd)
+                    await self._join(store)
+                    break
+                except StoreUnavailableError as exc:
+                    log.warning("etcd unreachable, joining when it answers (retry in %.1fs): %s",
+                                delay, exc)  # fmt: skip
+                if await self._stopped_within(delay):
+                    return
+                delay = min(delay * 2, _BACKOFF_MAX)
             await self._serve(store)
         except BaseException as exc:
             self._failure = exc
@@ -199,6 +213,12 @@ class Agent:
             if owned and store is not None:
                 with contextlib.suppress(CNIError):
                     await store.close()
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less if :meth:`stop` is called; whether it was."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
 
     # ---- joining -------------------------------------------------------------------
 
