@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import urllib.parse
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -55,6 +56,11 @@ _CHANNEL_OPTIONS: dict[str, Any] = {
     "grpc.keepalive_timeout_ms": 5_000,
     "grpc.enable_retries": 0,
 }
+
+# grpc sends a channel through $http_proxy/$https_proxy/$grpc_proxy unless $no_proxy
+# names the host. A proxy cannot reach this host's loopback, and etcd's Go client (like
+# etcdctl and flannel) never proxies loopback: neither do we.
+_LOOPBACK_OPTIONS: dict[str, Any] = {"grpc.enable_http_proxy": 0}
 
 _UNAVAILABLE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN"})
 
@@ -87,6 +93,15 @@ def parse_endpoints(endpoints: str | Sequence[str]) -> tuple[tuple[str, int], ..
     if not parsed:
         raise OverlayConfigError(f"no etcd endpoint in {endpoints!r}")
     return tuple(parsed)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _quiet_grpc() -> None:
@@ -137,9 +152,10 @@ class EtcdStore:
         self._rpc = aetcd.rpc
         self.endpoint = f"{host}:{port}"
         self.timeout = timeout
-        self._client = aetcd.Client(
-            host=host, port=port, timeout=timeout, options=dict(_CHANNEL_OPTIONS)
-        )
+        options = dict(_CHANNEL_OPTIONS)
+        if _is_loopback(host):
+            options.update(_LOOPBACK_OPTIONS)
+        self._client = aetcd.Client(host=host, port=port, timeout=timeout, options=options)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -164,8 +180,22 @@ class EtcdStore:
             return await asyncio.wait_for(
                 fn(request, timeout=self.timeout, metadata=client.metadata), self.timeout + 1
             )
+        except asyncio.CancelledError:
+            self._cancelled(operation)
         except Exception as exc:
             self._fail(operation, exc)
+
+    def _cancelled(self, operation: str) -> NoReturn:
+        """A call ended with CancelledError: re-raise it when this task is being
+        cancelled; otherwise grpc cancelled the call because :meth:`close` closed the
+        channel under it, which is a StoreError (a CancelledError would make the caller
+        believe its own task was cancelled)."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+        if self._closed:
+            raise StoreError(f"etcd at {self.endpoint}: {operation}: the store was closed")
+        raise StoreUnavailableError(f"etcd at {self.endpoint}: {operation}: the call was cancelled")
 
     def _fail(self, operation: str, exc: BaseException) -> NoReturn:
         """Raise ``exc`` as the StoreError it means, naming endpoint and operation."""
@@ -308,6 +338,8 @@ class EtcdStore:
         )
         try:
             reply = await asyncio.wait_for(call.read(), self.timeout + 1)
+        except asyncio.CancelledError:
+            self._cancelled(operation)
         except Exception as exc:
             self._fail(operation, exc)
         finally:
@@ -365,11 +397,15 @@ class EtcdStore:
         try:
             try:
                 await asyncio.wait_for(call.write(create), self.timeout)
+            except asyncio.CancelledError:
+                self._cancelled(operation)
             except Exception as exc:
                 self._fail(operation, exc)
             while True:
                 try:
                     reply = await call.read()
+                except asyncio.CancelledError:
+                    self._cancelled(operation)
                 except Exception as exc:
                     self._fail(operation, exc)
                 if reply is self._rpc_eof():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -374,3 +375,82 @@ async def _answers(store: ClusterStore) -> bool:
     except StoreUnavailableError:
         return False
     return True
+
+
+# -- the etcd client's own edges -------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_closing_the_store_ends_pending_calls_with_a_store_error(
+    shared_etcd: EtcdServer,
+) -> None:
+    """A call or watch in flight when the store is closed ends with StoreError, not
+    with grpc's CancelledError (which would look like the caller's task was cancelled)."""
+    from cnilib.overlay._etcd import connect_etcd
+
+    etcd = await connect_etcd(shared_etcd.url, timeout=2.0)
+    watch = etcd.watch("/closing/", start_revision=0)
+    watching = asyncio.ensure_future(next_batch(watch))
+    await asyncio.sleep(0.2)  # the watch is established
+    calls = [asyncio.ensure_future(etcd.keepalive(1)), asyncio.ensure_future(etcd.get("/c"))]
+    await asyncio.sleep(0)
+    await etcd.close()
+    for pending in (watching, *calls):
+        with pytest.raises(StoreError, match="closed"):
+            await pending
+    await watch.aclose()
+
+
+@pytest.mark.asyncio
+async def test_cancelling_a_call_or_watch_still_cancels(shared_etcd: EtcdServer) -> None:
+    from cnilib.overlay._etcd import connect_etcd
+
+    etcd = await connect_etcd(shared_etcd.url, timeout=2.0)
+    try:
+        watch = etcd.watch("/cancel/", start_revision=0)
+        pending = [asyncio.ensure_future(next_batch(watch)), asyncio.ensure_future(etcd.get("/c"))]
+        await asyncio.sleep(0)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await watch.aclose()
+        assert await etcd.get("/cancel/none") is None  # the store still works
+    finally:
+        await etcd.close()
+
+
+@pytest.mark.asyncio
+async def test_a_proxy_in_the_environment_is_not_used_for_loopback(
+    shared_etcd: EtcdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """grpc sends every channel through $http_proxy; a proxy cannot reach this host's
+    loopback etcd (etcd's own Go client never proxies loopback either)."""
+    from cnilib.overlay._etcd import connect_etcd
+
+    for name in ("http_proxy", "https_proxy", "grpc_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.delenv("no_proxy", raising=False)
+    etcd = await connect_etcd(shared_etcd.url, timeout=2.0)
+    try:
+        await etcd.list("/proxy/")
+    finally:
+        await etcd.close()
+
+
+def test_etcd_server_starts_with_a_proxy_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The health check asks the loopback etcd directly, not through $http_proxy."""
+    _need_etcd()
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    # urlopen's default opener reads the environment once, when first used
+    monkeypatch.setattr(urllib.request, "_opener", None)
+    server = EtcdServer(tmp_path / "etcd")
+    try:
+        server.start(timeout=5.0)
+        assert server.running
+    finally:
+        server.stop(kill=True)
