@@ -39,6 +39,7 @@ from cnilib.overlay._errors import (
     OverlayError,
     RecordError,
     StoreError,
+    StoreUnavailableError,
 )
 from cnilib.overlay._records import Keys, NodeRecord, SubnetRecord
 from cnilib.overlay._store import ClusterStore, KeyValue, LeaseGrant, Snapshot
@@ -163,7 +164,22 @@ class Membership:
         grant = await self._store.grant(self._ttl)
         try:
             for _ in range(RACE_RETRIES):
-                claimed, old_lease = await self._try_claim(mac, previous, grant, known)
+                try:
+                    claimed, old_lease = await self._try_claim(mac, previous, grant, known)
+                except StoreUnavailableError:
+                    raise
+                except StoreError:
+                    # etcd refuses a put under a lease that expired since the grant (a
+                    # slow store, a stalled loop): that is a lost race, not a failure
+                    if await self._store.time_to_live(grant.id) is not None:
+                        raise
+                    log.warning(
+                        "node %s: lease %x expired before the claim: granting another",
+                        self._node,
+                        grant.id,
+                    )
+                    grant = await self._store.grant(self._ttl)
+                    continue
                 if claimed is not None:
                     break
             else:

@@ -351,6 +351,34 @@ async def test_too_many_lost_races_give_up_and_revoke() -> None:
     assert len(store.lease_ids()) == RACE_RETRIES
 
 
+class LeaseRunsOut(MemoryStore):
+    """A MemoryStore where the lease of the first claim expires just before the claim's
+    transaction reaches the store (a slow store, or a loop that stalled past the TTL)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expired: list[int] = []
+
+    async def compare_and_put(
+        self, expect: Mapping[str, int], puts: Mapping[str, bytes], *, lease: int = 0
+    ) -> TxnOutcome:
+        if lease and not self.expired:
+            self.expired.append(lease)
+            self.expire(lease)
+        return await super().compare_and_put(expect, puts, lease=lease)
+
+
+@pytest.mark.asyncio
+async def test_lease_expired_before_the_claim_is_granted_again() -> None:
+    store = LeaseRunsOut()
+    membership = member(store)
+    registration = await membership.join(MAC)
+    assert store.expired
+    assert registration.lease not in store.expired
+    assert store.lease_ids() == (registration.lease,)
+    await assert_holds(store, registration)
+
+
 # ---- keepalive, loss, reclaim ----------------------------------------------------------
 
 
