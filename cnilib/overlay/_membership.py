@@ -218,7 +218,16 @@ class Membership:
             )
             expect = {keys.subnet(subnet): 0, node_key: 0}
         else:
-            subnet = self._take_over(held, snapshot, previous, known)
+            try:
+                subnet = self._take_over(held, snapshot, previous, known)
+            except NodeNameTakenError:
+                # The key and the subnets were read apart: if the key changed meanwhile
+                # (its lease expired, say), the snapshot did not show its holder's
+                # subnet record. Read again rather than refuse a name that is free.
+                again = await self._store.get(node_key)
+                if again is None or again.mod_revision != held.mod_revision:
+                    return None, 0
+                raise
             subnet_kv = _find(snapshot, keys.subnet(subnet))
             expect = {
                 keys.subnet(subnet): subnet_kv.mod_revision if subnet_kv else 0,

@@ -28,7 +28,7 @@ from cnilib.overlay._membership import (
 )
 from cnilib.overlay._memstore import MemoryStore
 from cnilib.overlay._records import Keys, NodeRecord, SubnetRecord
-from cnilib.overlay._store import TxnOutcome
+from cnilib.overlay._store import Snapshot, TxnOutcome
 
 KEYS = Keys()
 CLUSTER = ClusterConfig.make("10.244.0.0/16")
@@ -376,6 +376,32 @@ async def test_lease_expired_before_the_claim_is_granted_again() -> None:
     assert store.expired
     assert registration.lease not in store.expired
     assert store.lease_ids() == (registration.lease,)
+    await assert_holds(store, registration)
+
+
+class ExpiresBetweenReads(MemoryStore):
+    """A MemoryStore where the lease of ``nodes/n1`` expires after the claim read that
+    key and before it lists the subnets (an agent restarted just as its old lease ends)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fired = False
+
+    async def list(self, prefix: str) -> Snapshot:
+        held = self._kv.get(KEYS.node("n1"))
+        if prefix == KEYS.subnets and held is not None and not self.fired:
+            self.fired = True
+            self.expire(held.lease)
+        return await super().list(prefix)
+
+
+@pytest.mark.asyncio
+async def test_restart_as_the_old_lease_expires_mid_claim_joins() -> None:
+    store = ExpiresBetweenReads()
+    first = await member(store, "n1", A).join(MAC)
+    registration = await member(store, "n1", A).join(MAC2, previous=first.record.subnet)
+    assert store.fired
+    assert registration.record.subnet == first.record.subnet
     await assert_holds(store, registration)
 
 
