@@ -24,6 +24,7 @@ _REQUIRED_ENVIRONMENT = (
     "containernetworking-plugins are not installed",
     "nftables (the nft tool) is not installed",
     "dnsmasq (Debian's dnsmasq-base) is not installed",
+    "needs the etcd server binary",
 )
 ROOT = HERE.parent.parent
 
