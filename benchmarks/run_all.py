@@ -1,6 +1,6 @@
 """Run every benchmark in one go and print their tables (``make bench``).
 
-The privileged ones (bridge, burst, in-process, links, chain, dhcp) are skipped with a note
+The privileged ones (bridge, burst, in-process, links, chain, dhcp, overlay) are skipped with a note
 when not root.
 """
 
@@ -23,6 +23,7 @@ SCRIPTS = [
     "bench_links.py",
     "bench_chain.py",
     "bench_dhcp.py",
+    "bench_overlay.py",
 ]
 PRIVILEGED = {
     "bench_bridge.py",
@@ -31,6 +32,7 @@ PRIVILEGED = {
     "bench_links.py",
     "bench_chain.py",
     "bench_dhcp.py",
+    "bench_overlay.py",
 }
 
 
