@@ -101,13 +101,15 @@ system-deps:
 	@# etcd-server is the cluster store of the overlay's tests: they start their own etcd
 	@# (loopback, free ports, a tmp data dir) and never use a system one. Its postinst starts
 	@# the system's etcd on 127.0.0.1:2379 through invoke-rc.d, so the install runs under a
-	@# policy-rc.d that denies starting services (one already present is left as it is), and
+	@# policy-rc.d that denies starting services (one already present is left as it is; ours is
+	@# removed also when the install is interrupted: left behind, it would deny every service), and
 	@# on a systemd machine the unit it enables is disabled again: installing it leaves no etcd
 	@# running, now or after a reboot.
 	@if [ ! -x /usr/bin/etcd ]; then \
 		echo "installing etcd-server (its service is not started)"; \
 		guard=; \
 		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; trap 'exit 130' HUP INT TERM; \
 			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \
 				&& guard=1; \
 		fi; \
