@@ -156,7 +156,7 @@ class Agent:
     @property
     def peers(self) -> Mapping[IPv4Network, Peer]:
         """The other nodes as etcd last said, by subnet."""
-        return dict(self._peers)
+        return self._peer_set()
 
     @property
     def registration(self) -> Registration | None:
@@ -172,7 +172,8 @@ class Agent:
             joined.cancel()
             stopped.cancel()
         if self._state is None:
-            if self._failure is not None:
+            # (a cancelled run() is no reason to look cancelled to the waiter)
+            if self._failure is not None and not isinstance(self._failure, asyncio.CancelledError):
                 raise self._failure
             raise OverlayError(f"overlay agent {self.config.node!r} stopped before joining")
         return self._state
@@ -279,7 +280,10 @@ class Agent:
         assert self._datapath is not None
         assert self._cluster is not None
         record = registration.record
-        mtu = await self._datapath.setup(record.subnet, record.vtep_mac)
+        # Not while a reconcile changes the same devices (after a reclaim onto another
+        # subnet, the watch and the resync keep running).
+        async with self._reconcile_lock:
+            mtu = await self._datapath.setup(record.subnet, record.vtep_mac)
         state = NodeState(
             name=self.config.network,
             node=self.config.node,
@@ -297,7 +301,7 @@ class Agent:
 
     async def _serve(self, store: ClusterStore) -> None:
         tasks = {
-            asyncio.create_task(self._keep_lease(), name="overlay-lease"),
+            asyncio.create_task(self._keep_lease(store), name="overlay-lease"),
             asyncio.create_task(self._follow(store), name="overlay-watch"),
             asyncio.create_task(self._resync(), name="overlay-resync"),
         }
@@ -327,7 +331,7 @@ class Agent:
             "node %s left overlay %s (released: %s)", self.config.node, self.config.network, release
         )
 
-    async def _keep_lease(self) -> None:
+    async def _keep_lease(self, store: ClusterStore) -> None:
         assert self._membership is not None
         while True:
             alive = asyncio.create_task(self._membership.keep_alive())
@@ -341,6 +345,8 @@ class Agent:
             if alive.done() and not alive.cancelled() and alive.exception() is not None:
                 raise alive.exception()  # type: ignore[misc]
             self._key_lost.clear()
+            if alive.cancelled() and await self._still_held(store):
+                continue
             old = self._membership.registration
             log.warning("node %s lost its registration: claiming it again", self.config.node)
             registration = await self._reclaim()
@@ -350,6 +356,19 @@ class Agent:
                 )
                 await self._install(registration)
                 await self._reconcile()
+
+    async def _still_held(self, store: ClusterStore) -> bool:
+        """Whether the own subnet key, which the watch saw deleted or overwritten, is
+        under our lease after all: the change was from before our last claim (the
+        keepalive noticed the lost lease first and the subnet was claimed again)."""
+        registration = self.registration
+        if registration is None:
+            return False
+        try:
+            kv = await store.get(self._keys.subnet(registration.record.subnet))
+        except StoreUnavailableError:
+            return False  # the reclaim waits for etcd and takes over what is still ours
+        return kv is not None and kv.lease == registration.lease
 
     async def _reclaim(self) -> Registration:
         assert self._membership is not None
@@ -368,9 +387,11 @@ class Agent:
         while True:
             try:
                 snapshot = await store.list(self._keys.subnets)
-                self._peers = {}
+                before, self._peers = self._peers, {}
                 for item in snapshot.items:
-                    self._apply_put(item.key, item.value, item.mod_revision)
+                    self._apply_put(item.key, item.value, item.mod_revision, before)
+                for subnet in sorted(before.keys() - self._peers.keys()):
+                    log.info("peer with subnet %s left", subnet)
                 await self._reconcile()
                 delay = _BACKOFF_FIRST
                 changes = store.watch(self._keys.subnets, start_revision=snapshot.revision + 1)
@@ -398,23 +419,44 @@ class Agent:
                 continue
             if self._own_subnet() == subnet:
                 self._key_lost.set()
-            elif self._peers.pop(subnet, None) is not None:
+            if self._peers.pop(subnet, None) is not None:
                 log.info("peer with subnet %s left", subnet)
 
-    def _apply_put(self, key: str, value: bytes, revision: int) -> None:
+    def _apply_put(
+        self,
+        key: str,
+        value: bytes,
+        revision: int,
+        known: Mapping[IPv4Network, Peer] | None = None,
+    ) -> None:
+        """Apply one record to the peer table (``known``: the table before a re-list,
+        so that only changes are logged)."""
+        own = self._own_subnet()
         try:
             record = SubnetRecord.from_json(self._keys, key, value)
         except RecordError as exc:
+            if own is not None and key == self._keys.subnet(own):
+                self._key_lost.set()  # overwritten: no longer our record
             if (key, revision) not in self._bad_records:
                 self._bad_records.add((key, revision))
                 log.warning("skipping a record that does not decode: %s", exc)
             return
-        if record.subnet == self._own_subnet() or not self._usable(record):
+        if record.subnet == own and record.node != self.config.node:
+            self._key_lost.set()  # another node wrote our subnet key
+        if record.node == self.config.node or not self._usable(record):
+            # Our own records (also one under an older lease, until it goes) are no peers.
+            self._peers.pop(record.subnet, None)
             return
         peer = Peer.from_record(record)
-        if self._peers.get(record.subnet) != peer:
+        if (self._peers if known is None else known).get(record.subnet) != peer:
             log.info("peer %s: subnet %s via %s", record.node, record.subnet, record.underlay)
         self._peers[record.subnet] = peer
+
+    def _peer_set(self) -> dict[IPv4Network, Peer]:
+        """The peers the kernel must reach: the table without this node's own subnet,
+        also while a reclaim moves it (the subnet claimed and the one still installed)."""
+        own = {self._own_subnet(), self._state.subnet if self._state else None}
+        return {subnet: peer for subnet, peer in self._peers.items() if subnet not in own}
 
     def _usable(self, record: SubnetRecord) -> bool:
         """Only subnets inside the cluster CIDR on our VNI become routes: a bad record must
@@ -449,7 +491,7 @@ class Agent:
         assert self._datapath is not None
         async with self._reconcile_lock:
             try:
-                report = await self._datapath.reconcile(list(self._peers.values()))
+                report = await self._datapath.reconcile(list(self._peer_set().values()))
             except CNIError as exc:
                 log.error("reconciling the kernel failed, retrying at the next change: %s", exc)
                 return
