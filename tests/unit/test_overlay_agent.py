@@ -210,6 +210,18 @@ async def running(agent: Agent) -> AsyncIterator[asyncio.Task[None]]:
             await task
 
 
+@contextlib.asynccontextmanager
+async def running_unjoined(agent: Agent) -> AsyncIterator[asyncio.Task[None]]:
+    """The agent's run() as a task, not waited for; cancelled when the block ends."""
+    task = asyncio.create_task(agent.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, CNIError):
+            await task
+
+
 async def join(store: MemoryStore, node: str, underlay: IPv4Address, mac: str, **kw: Any) -> Any:
     """Another node joins (as its agent would): its Membership and registration."""
     member = Membership(store, KEYS, kw.pop("cluster", CLUSTER), node=node, underlay=underlay)
@@ -387,6 +399,30 @@ async def test_wait_joined_after_run_was_cancelled_before_joining(
     with pytest.raises(asyncio.CancelledError):
         await task
     # the waiter is told the agent stopped; it is not cancelled itself
+    with pytest.raises(OverlayError, match="stopped before joining"):
+        await agent.wait_joined()
+
+
+@pytest.mark.asyncio
+async def test_joins_once_etcd_answers(store: SpyStore, tmp_path: Path) -> None:
+    store.set_available(False)
+    agent = Agent(config(tmp_path), store=store, datapath=Factory())
+    async with running_unjoined(agent) as task:
+        await settle()  # it tries, and waits
+        assert not task.done()
+        store.set_available(True)
+        await asyncio.wait_for(agent.wait_joined(), 10)
+        assert 2 == len(await held(store))
+
+
+@pytest.mark.asyncio
+async def test_stop_while_waiting_for_etcd(store: SpyStore, tmp_path: Path) -> None:
+    store.set_available(False)
+    agent = Agent(config(tmp_path), store=store, datapath=Factory())
+    task = asyncio.create_task(agent.run())
+    await settle()
+    agent.stop()
+    await task  # returns, no error
     with pytest.raises(OverlayError, match="stopped before joining"):
         await agent.wait_joined()
 
@@ -583,6 +619,24 @@ async def test_own_subnet_key_deleted_is_claimed_again(store: SpyStore, tmp_path
         assert subnet == own_subnet(agent)
         assert (lease,) == store.lease_ids()  # the old lease was revoked
         assert_never_own(agent, factory.fake, subnet)
+        assert not task.done()
+
+
+@pytest.mark.asyncio
+async def test_own_subnet_key_overwritten_by_another_node(store: SpyStore, tmp_path: Path) -> None:
+    factory = Factory()
+    agent = Agent(config(tmp_path), store=store, datapath=factory)
+    async with running(agent) as task:
+        fake = factory.fake
+        old = own_subnet(agent)
+        intruder = SubnetRecord(subnet=old, node="n2", underlay=B, vtep_mac=MAC_B)
+        await store.compare_and_put({}, {KEYS.subnet(old): intruder.to_json()})
+        await eventually(lambda: own_subnet(agent) != old, "the agent moved")
+        new = own_subnet(agent)
+        await eventually(lambda: fake.last == frozenset({old}), "the old subnet routed to n2")
+        assert agent.state is not None
+        assert new == agent.state.subnet
+        assert_never_own(agent, fake, new)
         assert not task.done()
 
 
