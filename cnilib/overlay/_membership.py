@@ -324,15 +324,19 @@ class Membership:
         while True:
             await asyncio.sleep(delay)
             try:
-                ttl = await self._store.keepalive(lease)
-            except StoreError as exc:
+                # Each call is bounded by the interval, not only by the store's own
+                # timeout (etcd's: 5 s): a call that hangs while etcd answers others (a
+                # half-open connection) would otherwise let a short lease lapse before
+                # the next call, which is a new one and may well get through.
+                ttl = await asyncio.wait_for(self._store.keepalive(lease), interval)
+            except (StoreError, TimeoutError) as exc:
                 failures += 1
                 log.warning(
                     "node %s: keepalive of lease %x failed (%d in a row), retrying: %s",
                     self._node,
                     lease,
                     failures,
-                    exc,
+                    exc if isinstance(exc, StoreError) else f"no answer within {interval:g} s",
                 )
                 delay = min(interval, _FIRST_RETRY * 2 ** (failures - 1))
                 continue

@@ -498,6 +498,35 @@ async def test_keep_alive_survives_a_store_outage(caplog: pytest.LogCaptureFixtu
     assert store.lease_ids() == (registration.lease,)
 
 
+class FirstKeepaliveHangs(MemoryStore):
+    """The first keepalive call never answers (a half-open connection); later ones do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def keepalive(self, lease: int) -> int:
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.Event().wait()
+        return await super().keepalive(lease)
+
+
+@pytest.mark.asyncio
+async def test_keep_alive_gives_up_on_a_hung_call_and_tries_again() -> None:
+    # a hung call must not keep the next one from renewing the lease before it lapses
+    store = FirstKeepaliveHangs()
+    membership = member(store)
+    registration = await membership.join(MAC)
+    task = await keep(membership)
+    try:
+        await eventually(lambda: store.calls >= 3, "keepalives after the hung one")
+        assert not task.done()
+    finally:
+        await stop(task)
+    await assert_holds(store, registration)
+
+
 @pytest.mark.asyncio
 async def test_keep_alive_before_join() -> None:
     with pytest.raises(OverlayError, match="not joined"):
