@@ -40,6 +40,7 @@ from cnilib.overlay._errors import (
     OverlayError,
     RecordError,
     RevisionCompactedError,
+    StoreError,
     StoreUnavailableError,
 )
 from cnilib.overlay._membership import Membership, Registration, ensure_cluster_config
@@ -61,6 +62,8 @@ log = logging.getLogger("cnilib.overlay")
 # outage is reached within a second of etcd's return.
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 1.0
+# How long a graceful stop waits for the agent's tasks, then for etcd to take the leave.
+_STOP_GRACE = 5.0
 
 
 @attrs.frozen(kw_only=True)
@@ -313,8 +316,18 @@ class Agent:
         finally:
             for task in (stop, *tasks):
                 task.cancel()
-            await asyncio.gather(stop, *tasks, return_exceptions=True)
-        await self._leave()
+            # A task stuck in a call the store never answers must not keep a stopping
+            # agent alive: it is abandoned after the grace period.
+            _, stuck = await asyncio.wait({stop, *tasks}, timeout=_STOP_GRACE)
+            for task in stuck:
+                log.warning("task %s did not end within %.0fs of the stop", task.get_name(),
+                            _STOP_GRACE)  # fmt: skip
+        try:
+            async with asyncio.timeout(_STOP_GRACE):
+                await self._leave()
+        except TimeoutError:
+            log.warning("etcd did not answer the leave within %.0fs: the node's keys expire "
+                        "with its lease", _STOP_GRACE)  # fmt: skip
 
     async def _leave(self) -> None:
         assert self._membership is not None
@@ -401,12 +414,15 @@ class Agent:
                         await self._reconcile()
             except RevisionCompactedError as exc:
                 log.info("watch fell behind a compaction, listing again: %s", exc)
-            except StoreUnavailableError as exc:
-                log.warning(
-                    "etcd unreachable, kernel state kept, retrying in %.1fs: %s", delay, exc
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _BACKOFF_MAX)
+                continue
+            except StoreError as exc:
+                # Unreachable, or etcd ended the watch itself (it cancels watches for
+                # reasons of its own): either way the kernel is kept and the agent lists again.
+                log.warning("etcd: %s; kernel state kept, listing again in %.1fs", exc, delay)
+            else:
+                log.warning("etcd ended the watch; listing again in %.1fs", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF_MAX)
 
     def _apply(self, batch: WatchBatch) -> None:
         for event in batch.events:

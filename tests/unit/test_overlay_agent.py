@@ -10,7 +10,7 @@ import contextvars
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,13 @@ from cnilib.overlay._errors import (
     OverlayConfigError,
     OverlayError,
     PoolExhaustedError,
+    StoreError,
 )
 from cnilib.overlay._membership import Membership
 from cnilib.overlay._memstore import MemoryStore
 from cnilib.overlay._nodestate import NodeState, read_node_state, write_node_state
 from cnilib.overlay._records import Keys, SubnetRecord
-from cnilib.overlay._store import LeaseGrant, Snapshot
+from cnilib.overlay._store import LeaseGrant, Snapshot, WatchBatch
 
 KEYS = Keys()
 CLUSTER = ClusterConfig.make("10.244.0.0/16")
@@ -450,6 +451,65 @@ async def test_peers_follow_puts_and_deletes(store: SpyStore, tmp_path: Path) ->
         assert {} == agent.peers
         assert_never_own(agent, fake, own)
         assert not task.done()
+
+
+class EndingWatchStore(SpyStore):
+    """A SpyStore whose first watch of subnets/ ends after its first batch: with
+    ``error`` (etcd cancelling the watch) or without one (the stream just ends)."""
+
+    def __init__(self, error: CNIError | None) -> None:
+        super().__init__()
+        self.error = error
+        self.ended = False
+
+    async def watch(self, prefix: str, *, start_revision: int) -> AsyncGenerator[WatchBatch, None]:
+        inner = super().watch(prefix, start_revision=start_revision)
+        async with contextlib.aclosing(inner):
+            async for batch in inner:
+                yield batch
+                if prefix == KEYS.subnets and not self.ended:
+                    self.ended = True
+                    if self.error is not None:
+                        raise self.error
+                    return
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("error", [StoreError("etcd at x: watch: cancelled by the server"), None])
+async def test_a_watch_etcd_ends_is_listed_again(error: CNIError | None, tmp_path: Path) -> None:
+    store = EndingWatchStore(error)
+    factory = Factory()
+    agent = Agent(config(tmp_path), store=store, datapath=factory)
+    async with running(agent) as task:
+        _, r2 = await join(store, "n2", B, MAC_B)  # the batch after which the watch ends
+        _, r3 = await join(store, "n3", C, MAC_C)  # made while no watch may be open
+        both = frozenset({r2.record.subnet, r3.record.subnet})
+        await eventually(lambda: factory.fake.last == both, "n2 and n3 after the re-list")
+        assert store.ended
+        _, r4 = await join(store, "n4", IPv4Address("192.168.250.4"), "0a:58:0a:f4:04:04")
+        await eventually(lambda: r4.record.subnet in (factory.fake.last or ()), "n4 watched")
+        assert not task.done()
+
+
+class StuckRevokeStore(SpyStore):
+    """A SpyStore whose revoke never answers (etcd taking the call and going silent)."""
+
+    async def revoke(self, lease: int) -> None:
+        await asyncio.Event().wait()
+
+
+@pytest.mark.asyncio
+async def test_a_stop_is_not_held_up_by_a_store_that_never_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_agent, "_STOP_GRACE", 0.05)
+    store = StuckRevokeStore()
+    agent = Agent(config(tmp_path, release_on_exit=True), store=store, datapath=Factory())
+    task = asyncio.create_task(agent.run())
+    await agent.wait_joined()
+    agent.stop()
+    await asyncio.wait_for(task, 10)  # a bound against hanging only
+    assert task.exception() is None
 
 
 def bad_records() -> dict[str, bytes]:
