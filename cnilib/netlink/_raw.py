@@ -6,10 +6,10 @@ a few microseconds for most of them. A bridge ADD makes about fourteen, so
 the requests on its path (link lookups and changes, the veth pair, an
 address, a route) go through this socket instead, which each namespace
 worker opens itself: one blocking ``send``/``recv`` per request, only the
-attributes :class:`~cnilib.netlink.Link` needs decoded. It also serves the
-address dump and link deletion; everything else (dumps of every link or
-route, route and address deletion, bridge-port and VLAN requests) stays
-on pyroute2.
+attributes :class:`~cnilib.netlink.Link` needs decoded. It also serves
+link deletion, the address and route dumps, route deletion, and the
+neighbour and FDB requests; the rest (the dump of every link, address
+deletion, bridge-port and VLAN requests) stays on pyroute2.
 
 The messages are the ones pyroute2 sends for the same calls (same type,
 flags, header fields and attributes in the same order), so the kernel ends
