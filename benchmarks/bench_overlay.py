@@ -62,35 +62,8 @@ NODES = ("n1", "n2", "n3")
 CONTAINERS = {"c1a": "n1", "c1b": "n1", "c2a": "n2"}
 PROBE_PORT, RATE_PORT = 7001, 7002
 
-_RATE = r"""
-import json, socket, sys, time
-mode, addr, port, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-chunk = b"\0" * 65536
-if mode == "recv":
-    with socket.create_server((addr, port)) as server:
-        server.settimeout(10.0)
-        print("ready", flush=True)
-        conn, _ = server.accept()
-        with conn:
-            conn.settimeout(5.0)
-            total = len(conn.recv(65536))
-            start = time.monotonic()
-            while time.monotonic() - start < seconds:
-                data = conn.recv(65536)
-                if not data:
-                    break
-                total += len(data)
-            elapsed = time.monotonic() - start
-    print(json.dumps({"bytes": total, "seconds": elapsed}), flush=True)
-else:
-    deadline = time.monotonic() + seconds + 2
-    with socket.create_connection((addr, port), timeout=5.0) as conn:
-        try:
-            while time.monotonic() < deadline:
-                conn.sendall(chunk)
-        except OSError:
-            pass  # the receiver measured enough and closed
-"""
+# The TCP sender and receiver of the bandwidth tests, run in the namespaces by path.
+_RATE = Path(__file__).resolve().parent.parent / "tests" / "privileged" / "_throughput.py"
 
 
 def wire(prefix: str) -> None:
@@ -246,14 +219,14 @@ async def reset_n3(world: World, subnet: IPv4Network | None) -> None:
 def rate(prefix: str, src: str, dst: str, dst_ip: IPv4Address) -> float:
     """One TCP connection src -> dst for SECONDS: Mbit/s as the receiver counted."""
     exe = ["ip", "netns", "exec"]
-    recv = subprocess.Popen([*exe, f"{prefix}-{dst}", sys.executable, "-c", _RATE, "recv",
+    recv = subprocess.Popen([*exe, f"{prefix}-{dst}", sys.executable, str(_RATE), "recv",
                              str(dst_ip), str(RATE_PORT), str(SECONDS)],
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert recv.stdout is not None
         if recv.stdout.readline().strip() != "ready":
             raise RuntimeError("the receiver did not start")
-        send = subprocess.run([*exe, f"{prefix}-{src}", sys.executable, "-c", _RATE, "send",
+        send = subprocess.run([*exe, f"{prefix}-{src}", sys.executable, str(_RATE), "send",
                                str(dst_ip), str(RATE_PORT), str(SECONDS)],
                               check=False, timeout=SECONDS + 15)  # fmt: skip
         out = recv.stdout.readline()
