@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 from cnilib.overlay._errors import OverlayConfigError
+from cnilib.overlay._records import decode_object
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_VNI", "ClusterConfig"]
 
@@ -203,12 +204,7 @@ class ClusterConfig:
         flannel); the rest takes :meth:`make`'s defaults. Unknown fields are refused, so
         a misspelt one is not silently ignored. Errors name the key and the field.
         """
-        try:
-            data = json.loads(value)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise OverlayConfigError(f"etcd key {key!r}: value is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise OverlayConfigError(f"etcd key {key!r}: value is not a JSON object")
+        data = decode_object(key, value, OverlayConfigError)
         _no_unknown(key, "", data, _KEYS)
         backend = data.get("backend", {})
         if not isinstance(backend, dict):

@@ -22,13 +22,14 @@ from typing import Any
 
 import attrs
 
-from cnilib.overlay._errors import RecordError
+from cnilib.overlay._errors import OverlayError, RecordError
 
 __all__ = [
     "DEFAULT_PREFIX",
     "Keys",
     "NodeRecord",
     "SubnetRecord",
+    "decode_object",
 ]
 
 DEFAULT_PREFIX = "/cnilib/overlay"
@@ -82,13 +83,16 @@ class Keys:
             raise RecordError(f"etcd key {key!r}: {exc}") from exc
 
 
-def _decode(key: str, value: bytes) -> Mapping[str, Any]:
+def decode_object(
+    key: str, value: bytes, error: type[OverlayError] = RecordError
+) -> Mapping[str, Any]:
+    """The JSON object stored at ``key``; ``error`` naming the key otherwise."""
     try:
         data = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"etcd key {key!r}: value is not JSON: {exc}") from exc
+        raise error(f"etcd key {key!r}: value is not JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise RecordError(f"etcd key {key!r}: value is not a JSON object")
+        raise error(f"etcd key {key!r}: value is not a JSON object")
     return data
 
 
@@ -154,7 +158,7 @@ class SubnetRecord:
     def from_json(cls, keys: Keys, key: str, value: bytes) -> SubnetRecord:
         """Decode the record stored at ``key``; :class:`RecordError` naming key and field."""
         subnet = keys.subnet_of(key)
-        data = _decode(key, value)
+        data = decode_object(key, value)
         mac = _field(key, data, "vtepMAC", str).lower()
         if not _MAC.fullmatch(mac):
             raise RecordError(f'etcd key {key!r}: field "vtepMAC": {mac!r} is not a MAC address')
@@ -191,7 +195,7 @@ class NodeRecord:
 
     @classmethod
     def from_json(cls, keys: Keys, key: str, value: bytes) -> NodeRecord:
-        data = _decode(key, value)
+        data = decode_object(key, value)
         text = _field(key, data, "subnet", str)
         try:
             subnet = ipaddress.IPv4Network(text)
