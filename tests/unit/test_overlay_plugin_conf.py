@@ -61,8 +61,8 @@ def test_bad_key_is_code_7_naming_it(tmp_path: Path, key: str, value: Any) -> No
 
 def test_delegated_config(tmp_path: Path) -> None:
     """bridge on the state's bridge, gateway, MTU (overridable); host-local on the subnet
-    routing the cluster CIDR; dataDir and ipMasq passed on."""
-    req = _request(tmp_path, dataDir="/d", ipMasq=True, mtu=1300)
+    routing the cluster CIDR; dataDir passed on; no masquerading by bridge."""
+    req = _request(tmp_path, dataDir="/d", mtu=1300, ipMasq=False, ipMasqBackend="iptables")
     config = delegated_config(req, OverlayConf.load(req), STATE)
     assert config == {
         "cniVersion": "1.1.0",
@@ -71,7 +71,6 @@ def test_delegated_config(tmp_path: Path) -> None:
         "bridge": "ovbr0",
         "isGateway": True,
         "mtu": 1300,
-        "ipMasq": True,
         "ipam": {
             "type": "host-local",
             "ranges": [[{"subnet": "10.244.7.0/24", "gateway": "10.244.7.1"}]],
@@ -81,6 +80,31 @@ def test_delegated_config(tmp_path: Path) -> None:
     }
     plain = _request(tmp_path)
     assert delegated_config(plain, OverlayConf.load(plain), STATE)["mtu"] == 1450
+
+
+@pytest.mark.parametrize("command", [Command.ADD, Command.CHECK, Command.STATUS])
+def test_ip_masq_is_refused_with_code_7(tmp_path: Path, command: Command) -> None:
+    """bridge's masquerading would rewrite traffic to other nodes' containers too: refused
+    before anything is read or made, pointing at the agent's --ip-masq."""
+    write_node_state(state_path(tmp_path, "ovnet"), STATE)
+    plugin = Overlay()
+    call = {Command.ADD: plugin.add, Command.CHECK: plugin.check, Command.STATUS: plugin.status}
+    with pytest.raises(PluginError) as info:
+        call[command](_request(tmp_path, command, ipMasq=True))
+    assert info.value.code == 7
+    assert '"ipMasq"' in info.value.msg
+    assert "--ip-masq" in info.value.msg
+    assert "other nodes" in info.value.msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ovnet.json"]
+
+
+def test_del_and_gc_pass_ip_masq_on(tmp_path: Path) -> None:
+    """An attachment made while ipMasq was accepted still has bridge's rules: DEL and GC
+    give bridge the key, so that bridge removes them."""
+    req = _request(tmp_path, Command.DEL, ipMasq=True, ipMasqBackend="nftables")
+    config = delegated_config(req, OverlayConf.load(req), STATE)
+    assert (config["ipMasq"], config["ipMasqBackend"]) == (True, "nftables")
+    Overlay().delete(req)  # nothing saved, no state file: nothing to undo, no error
 
 
 def test_add_before_join_is_code_11(tmp_path: Path) -> None:

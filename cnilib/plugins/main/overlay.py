@@ -11,9 +11,15 @@ a configuration it builds from the state, as flannel's CNI plugin does::
               "gateway": <its first address>}]], "routes": [{"dst": <cluster CIDR>}]}}
 
 Keys: ``runDir`` (where the agent writes the state, default ``/run/cnilib/overlay``),
-``dataDir`` (host-local's, passed on), ``mtu`` (overrides the state's), ``ipMasq``
-and ``ipMasqBackend`` (passed on to bridge). ``runtimeConfig``, ``args``, ``dns``,
-``prevResult`` and the GC keys are passed on too.
+``dataDir`` (host-local's, passed on), ``mtu`` (overrides the state's).
+``runtimeConfig``, ``args``, ``dns``, ``prevResult`` and the GC keys are passed on too.
+
+``ipMasq: true`` is refused (code 7) by ADD, CHECK and STATUS: bridge's rule
+masquerades everything leaving the node's subnet, traffic to the other nodes'
+containers included; the agent's ``--ip-masq`` masquerades only what leaves the
+cluster CIDR (as flannel's plugin passes ``ipMasq: false`` and flanneld masquerades).
+DEL and GC still pass it (and ``ipMasqBackend``) on to bridge, so that they remove
+the rules of attachments made when it was accepted.
 
 - ADD without a state file is code 11 (the agent has not joined yet), before
   anything is made. The delegated configuration is saved per attachment,
@@ -73,6 +79,7 @@ class OverlayConf:
     mtu: int = 0
     """``0``: the state's (the VXLAN device's) MTU."""
     ip_masq: bool = False
+    """Refused by ADD, CHECK and STATUS (:meth:`refuse_ip_masq`); DEL and GC pass it on."""
     ip_masq_backend: str = ""
 
     @classmethod
@@ -93,6 +100,17 @@ class OverlayConf:
             ip_masq=req.get_bool("ipMasq"),
             ip_masq_backend=req.get_str("ipMasqBackend"),
         )
+
+    def refuse_ip_masq(self) -> None:
+        """Code 7 if ``ipMasq`` is true: bridge would masquerade traffic to other nodes too."""
+        if self.ip_masq:
+            raise PluginError(
+                f'invalid network configuration: overlay network "{self.name}": "ipMasq" is'
+                " not supported, as bridge's masquerading would also rewrite the source of"
+                " traffic to the other nodes' containers; start the node agent with"
+                " --ip-masq instead (it masquerades only what leaves the cluster CIDR)",
+                code=ErrorCode.INVALID_NETWORK_CONFIG,
+            )
 
     @property
     def state_file(self) -> Path:
@@ -186,6 +204,7 @@ class Overlay(BasePlugin):
     def add(self, req: PluginRequest) -> Result:
         """Bridge's ADD on the node's subnet; code 11 before the agent has joined."""
         conf = OverlayConf.load(req)
+        conf.refuse_ip_masq()
         state = self._state(conf)
         if state is None:
             raise TryAgainLaterError(_not_joined(conf))
@@ -215,6 +234,7 @@ class Overlay(BasePlugin):
     def check(self, req: PluginRequest) -> None:
         """Bridge's CHECK with the saved configuration."""
         conf = OverlayConf.load(req)
+        conf.refuse_ip_masq()
         saved = conf.saved_file(req.container_id, req.ifname)
         base = _read_saved(saved)
         if base is None:
@@ -227,6 +247,7 @@ class Overlay(BasePlugin):
     def status(self, req: PluginRequest) -> None:
         """Code 50 until the agent has joined; then host-local's STATUS."""
         conf = OverlayConf.load(req)
+        conf.refuse_ip_masq()
         state = self._state(conf)
         if state is None:
             raise PluginNotAvailableError(_not_joined(conf))
