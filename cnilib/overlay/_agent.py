@@ -43,6 +43,7 @@ from cnilib.overlay._errors import (
     StoreError,
     StoreUnavailableError,
 )
+from cnilib.overlay._masq import install_masquerade, remove_masquerade
 from cnilib.overlay._membership import Membership, Registration, ensure_cluster_config
 from cnilib.overlay._nodestate import (
     DEFAULT_RUN_DIR,
@@ -94,6 +95,10 @@ class AgentConfig:
     release_on_exit: bool = False
     """On a graceful stop, revoke the lease (peers drop this node at once, and the
     subnet is free for others) instead of letting it expire."""
+    ip_masq: bool = False
+    """Masquerade the node's containers' traffic that leaves the cluster CIDR (flanneld's
+    ``--ip-masq``): a nat chain in the node namespace, made with the bridge and removed
+    by a graceful stop with ``release_on_exit``."""
     resync_interval: float = 30.0
 
     @property
@@ -287,6 +292,11 @@ class Agent:
         # subnet, the watch and the resync keep running).
         async with self._reconcile_lock:
             mtu = await self._datapath.setup(record.subnet, record.vtep_mac)
+        if self.config.ip_masq:
+            # Before the state file: no container is attached without it.
+            await install_masquerade(
+                self.config.netns, self.config.network, self._cluster.network, record.subnet
+            )
         state = NodeState(
             name=self.config.network,
             node=self.config.node,
@@ -328,6 +338,12 @@ class Agent:
         except TimeoutError:
             log.warning("etcd did not answer the leave within %.0fs: the node's keys expire "
                         "with its lease", _STOP_GRACE)  # fmt: skip
+        if self.config.release_on_exit and self.config.ip_masq:
+            # Kernel state, outside the etcd bound: the subnet may go to another node.
+            try:
+                await remove_masquerade(self.config.netns, self.config.network)
+            except CNIError as exc:
+                log.warning("could not remove the masquerading rules: %s", exc)
 
     async def _leave(self) -> None:
         assert self._membership is not None

@@ -173,6 +173,13 @@ def _parser(prog: str = "python -m cnilib.overlay") -> argparse.ArgumentParser:
         "this node at once (default: the keys expire after --ttl)",
     )
     agent.add_argument(
+        "--ip-masq",
+        action="store_true",
+        help="masquerade the node's containers' traffic that leaves the cluster CIDR, in the "
+        "node's nat table (use it instead of the plugin's ipMasq, which would also rewrite "
+        "traffic to other nodes)",
+    )
+    agent.add_argument(
         "--log-level", choices=_LOG_LEVELS, default="info", help="log level (default info)"
     )
 
@@ -224,6 +231,7 @@ def agent_config(args: argparse.Namespace) -> AgentConfig:
         bridge=args.bridge,
         vxlan=args.vxlan,
         release_on_exit=args.release_on_exit,
+        ip_masq=args.ip_masq,
     )
 
 
