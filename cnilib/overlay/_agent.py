@@ -226,7 +226,8 @@ class Agent:
     async def _stopped_within(self, seconds: float) -> bool:
         """Wait ``seconds``, or less if :meth:`stop` is called; whether it was."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
         return self._stopping.is_set()
 
     # ---- joining -------------------------------------------------------------------

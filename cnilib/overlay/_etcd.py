@@ -177,9 +177,10 @@ class EtcdStore:
         stub_name, method = stub_call.split(".")
         fn = getattr(getattr(client, stub_name), method)
         try:
-            return await asyncio.wait_for(
-                fn(request, timeout=self.timeout, metadata=client.metadata), self.timeout + 1
-            )
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation that arrives as the call completes
+            async with asyncio.timeout(self.timeout + 1):
+                return await fn(request, timeout=self.timeout, metadata=client.metadata)
         except asyncio.CancelledError:
             self._cancelled(operation)
         except Exception as exc:
@@ -337,7 +338,8 @@ class EtcdStore:
             metadata=client.metadata,
         )
         try:
-            reply = await asyncio.wait_for(call.read(), self.timeout + 1)
+            async with asyncio.timeout(self.timeout + 1):
+                reply = await call.read()
         except asyncio.CancelledError:
             self._cancelled(operation)
         except Exception as exc:
@@ -396,7 +398,8 @@ class EtcdStore:
         call = rpc.WatchStub(client.channel).Watch(metadata=client.metadata)
         try:
             try:
-                await asyncio.wait_for(call.write(create), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await call.write(create)
             except asyncio.CancelledError:
                 self._cancelled(operation)
             except Exception as exc:

@@ -328,7 +328,8 @@ class Membership:
                 # timeout (etcd's: 5 s): a call that hangs while etcd answers others (a
                 # half-open connection) would otherwise let a short lease lapse before
                 # the next call, which is a new one and may well get through.
-                ttl = await asyncio.wait_for(self._store.keepalive(lease), interval)
+                async with asyncio.timeout(interval):
+                    ttl = await self._store.keepalive(lease)
             except (StoreError, TimeoutError) as exc:
                 failures += 1
                 log.warning(

@@ -422,6 +422,32 @@ async def test_cancelling_a_call_or_watch_still_cancels(shared_etcd: EtcdServer)
 
 
 @pytest.mark.asyncio
+async def test_a_cancel_while_a_watch_opens_is_never_lost(shared_etcd: EtcdServer) -> None:
+    """A task cancelled at any moment of opening a watch ends: Python 3.11's wait_for
+    could swallow a cancel arriving as the stream's first write completed, leaving the
+    task waiting for an event that may never come (an agent's stop then hung)."""
+    from cnilib.overlay._etcd import connect_etcd
+
+    etcd = await connect_etcd(shared_etcd.url, timeout=2.0)
+
+    async def follow() -> None:
+        async for _ in etcd.watch("/cancel-race/", start_revision=0):
+            pass
+
+    try:
+        for step in range(40):  # cancel after 0, 1, 2, ... loop turns of the opening
+            task = asyncio.ensure_future(follow())
+            for _ in range(step):
+                await asyncio.sleep(0)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=PATIENCE)
+            assert task in done, f"cancelled after {step} loop turns, the task went on"
+            assert task.cancelled()
+    finally:
+        await etcd.close()
+
+
+@pytest.mark.asyncio
 async def test_a_proxy_in_the_environment_is_not_used_for_loopback(
     shared_etcd: EtcdServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
