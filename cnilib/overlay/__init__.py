@@ -31,10 +31,10 @@ if TYPE_CHECKING:
     )
     from cnilib.overlay._etcd import connect_etcd
     from cnilib.overlay._memstore import MemoryStore
-    from cnilib.overlay._nodestate import NodeState, read_node_state
     from cnilib.overlay._records import Keys, NodeRecord, SubnetRecord
     from cnilib.overlay._status import NodeStatus, cluster_status
     from cnilib.overlay._store import ClusterStore
+    from cnilib.plugins.main._overlay_state import NodeState, read_node_state
 
 __all__ = [
     "Agent",
@@ -69,7 +69,7 @@ _HOMES = {
     "MemoryStore": "_memstore",
     "NodeNameTakenError": "_errors",
     "NodeRecord": "_records",
-    "NodeState": "_nodestate",
+    "NodeState": "cnilib.plugins.main._overlay_state",
     "NodeStatus": "_status",
     "OverlayConfigError": "_errors",
     "OverlayError": "_errors",
@@ -81,7 +81,7 @@ _HOMES = {
     "SubnetRecord": "_records",
     "cluster_status": "_status",
     "connect_etcd": "_etcd",
-    "read_node_state": "_nodestate",
+    "read_node_state": "cnilib.plugins.main._overlay_state",
 }
 
 
@@ -89,7 +89,9 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    # the node state file is the plugin's: the overlay depends on the plugins, never back
+    module = home if "." in home else f"{__name__}.{home}"
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -45,15 +45,15 @@ from cnilib.overlay._errors import (
 )
 from cnilib.overlay._masq import install_masquerade, remove_masquerade
 from cnilib.overlay._membership import Membership, Registration, ensure_cluster_config
-from cnilib.overlay._nodestate import (
+from cnilib.overlay._records import DEFAULT_PREFIX, Keys, SubnetRecord
+from cnilib.overlay._store import ClusterStore, WatchBatch
+from cnilib.plugins.main._overlay_state import (
     DEFAULT_RUN_DIR,
     NodeState,
     read_node_state,
     state_path,
     write_node_state,
 )
-from cnilib.overlay._records import DEFAULT_PREFIX, Keys, SubnetRecord
-from cnilib.overlay._store import ClusterStore, WatchBatch
 
 __all__ = ["Agent", "AgentConfig", "Datapath", "run_agent"]
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
-from cnilib.overlay._nodestate import DEFAULT_RUN_DIR
 from cnilib.overlay._records import DEFAULT_PREFIX
+from cnilib.plugins.main._overlay_state import DEFAULT_RUN_DIR
 
 if TYPE_CHECKING:
     from cnilib.overlay._agent import AgentConfig

@@ -19,9 +19,9 @@ import pytest
 
 import cnilib
 from cnilib.invoke import Executor, Invocation, SubprocessExecutor
-from cnilib.overlay._nodestate import NodeState, state_path, write_node_state
 from cnilib.plugins._executor import InProcessExecutor
 from cnilib.plugins._main import install
+from cnilib.plugins.main._overlay_state import NodeState, state_path, write_node_state
 from cnilib.testing import NetNS
 from tests.privileged._kernel import ip_json, link_names
 

@@ -31,9 +31,9 @@ from cnilib.overlay._errors import (
 )
 from cnilib.overlay._membership import Membership
 from cnilib.overlay._memstore import MemoryStore
-from cnilib.overlay._nodestate import NodeState, read_node_state, write_node_state
 from cnilib.overlay._records import Keys, SubnetRecord
 from cnilib.overlay._store import LeaseGrant, Snapshot, WatchBatch
+from cnilib.plugins.main._overlay_state import NodeState, read_node_state, write_node_state
 
 KEYS = Keys()
 CLUSTER = ClusterConfig.make("10.244.0.0/16")

@@ -14,8 +14,8 @@ import pytest
 
 from cnilib.errors import CNIError, PluginError
 from cnilib.invoke import Command
-from cnilib.overlay._nodestate import NodeState, state_path, write_node_state
 from cnilib.plugins._base import PluginRequest
+from cnilib.plugins.main._overlay_state import NodeState, state_path, write_node_state
 from cnilib.plugins.main.overlay import Overlay, OverlayConf, delegated_config
 
 STATE = NodeState(
@@ -143,7 +143,7 @@ def test_bad_state_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(CNIError) as info:
         Overlay().add(_request(tmp_path))
     assert str(path) in str(info.value)
-    assert info.value.code == 7
+    assert info.value.code == 6  # decoding failure: the agent wrote it, not the user
 
 
 def test_gc_drops_saved_configs_of_invalid_attachments(tmp_path: Path) -> None:

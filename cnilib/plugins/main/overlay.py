@@ -46,10 +46,15 @@ import attrs
 
 from cnilib._json import JSONObject, JSONValue
 from cnilib.errors import ErrorCode, PluginError, PluginNotAvailableError, TryAgainLaterError
-from cnilib.overlay._nodestate import DEFAULT_RUN_DIR, NodeState, read_node_state, state_path
 from cnilib.plugins._base import BasePlugin, PluginRequest
 from cnilib.plugins._hostside import fail
 from cnilib.plugins._statefile import drop_state, read_state, write_state
+from cnilib.plugins.main._overlay_state import (
+    DEFAULT_RUN_DIR,
+    NodeState,
+    read_node_state,
+    state_path,
+)
 from cnilib.plugins.main.bridge import Bridge
 from cnilib.results import Result
 

@@ -1,4 +1,7 @@
-"""The node state file: what the agent tells the ``overlay`` plugin on its node.
+"""The overlay's node state file: what the node agent tells the ``overlay`` plugin.
+
+It lives beside the plugin, and the agent (:mod:`cnilib.overlay`) imports it from
+here: the plugin, which runs as an executable too, depends on nothing of the agent's.
 
 The agent writes ``<run_dir>/<network>.json`` once it has joined (subnet claimed,
 VXLAN device and bridge made) and reads it back on restart to ask for the same
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import attrs
 
-from cnilib.overlay._errors import OverlayConfigError
+from cnilib.errors import ErrorCode, PluginError
 
 __all__ = ["DEFAULT_RUN_DIR", "NodeState", "read_node_state", "state_path", "write_node_state"]
 
@@ -72,8 +75,8 @@ def write_node_state(path: Path, state: NodeState) -> None:
 def read_node_state(path: Path) -> NodeState | None:
     """The state at ``path``; None when there is no file (the agent has not joined).
 
-    A file that does not decode raises :class:`~cnilib.overlay.OverlayConfigError`
-    naming the file and the field.
+    A file that does not decode raises :class:`~cnilib.PluginError` (code 6, decoding
+    failure) naming the file and the field.
     """
     from cnilib.plugins._statefile import read_state
 
@@ -106,4 +109,6 @@ def read_node_state(path: Path) -> NodeState | None:
             vni=data["vni"],
         )
     except (ValueError, TypeError) as exc:
-        raise OverlayConfigError(f"overlay node state {path}: {exc}") from exc
+        raise PluginError(
+            f"overlay node state {path}: {exc}", code=ErrorCode.DECODING_FAILURE
+        ) from exc
