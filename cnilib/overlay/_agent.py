@@ -65,6 +65,8 @@ _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 1.0
 # How long a graceful stop waits for the agent's tasks, then for etcd to take the leave.
 _STOP_GRACE = 5.0
+# A reconcile that failed (a kernel error) is tried again this soon, not at the resync.
+_RETRY_DELAY = 1.0
 
 
 @attrs.frozen(kw_only=True)
@@ -147,6 +149,7 @@ class Agent:
         self._stopping = asyncio.Event()
         self._key_lost = asyncio.Event()
         self._reconcile_lock = asyncio.Lock()
+        self._retry_soon = asyncio.Event()
         self._failure: BaseException | None = None
         self._state: NodeState | None = None
         self._cluster: ClusterConfig | None = None
@@ -516,8 +519,13 @@ class Agent:
         return registration.record.subnet if registration else None
 
     async def _resync(self) -> None:
+        """Reconcile every ``resync_interval``, and soon after a reconcile that failed."""
         while True:
-            await asyncio.sleep(self.config.resync_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.resync_interval):
+                    await self._retry_soon.wait()
+                    await asyncio.sleep(_RETRY_DELAY)
+            self._retry_soon.clear()
             await self._reconcile()
 
     async def _reconcile(self) -> None:
@@ -526,8 +534,12 @@ class Agent:
             try:
                 report = await self._datapath.reconcile(list(self._peer_set().values()))
             except CNIError as exc:
-                log.error("reconciling the kernel failed, retrying at the next change: %s", exc)
+                log.error("reconciling the kernel failed, retrying in %.0fs: %s", _RETRY_DELAY,
+                          exc)  # fmt: skip
+                self._retry_soon.set()
                 return
+        if report.failed:
+            self._retry_soon.set()
         if report.added or report.removed or report.repaired:
             log.info(
                 "kernel reconciled: %d added, %d removed, %d repaired",

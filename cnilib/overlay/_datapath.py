@@ -95,7 +95,8 @@ class ReconcileReport:
     """Other entries written or deleted: a present peer's wrong or missing neighbour or FDB
     entry, a stale entry left without its route. 0 when the kernel already matched."""
     failed: tuple[IPv4Network, ...] = ()
-    """Peers whose entries could not be written (logged; the next reconcile tries again)."""
+    """Peers whose entries could not be written, and departed subnets whose route could
+    not be deleted (logged; the next reconcile tries again)."""
 
 
 @attrs.frozen
@@ -335,12 +336,15 @@ class VxlanDatapath:
         changes = _Changes(self._where())
         # Removal first, the route before its neighbour and FDB entry.
         removed: list[IPv4Network] = []
+        failed: list[IPv4Network] = []
         gone_macs: set[str] = set()
         for dst in sorted(dst for dst in routes if dst not in wanted):
             if changes.delete(
                 f"route {dst}", netlink.delete_route, dst, link=device.index, repair=False
             ):
                 removed.append(dst)
+            else:
+                failed.append(dst)
             neighbour = neighbours.get(str(dst.network_address))
             if neighbour is not None:
                 gone_macs.add(neighbour.mac.lower())
@@ -369,7 +373,6 @@ class VxlanDatapath:
                 )
 
         added: list[IPv4Network] = []
-        failed: list[IPv4Network] = []
         for subnet, peer in sorted(wanted.items()):
             is_new = subnet not in routes
             try:

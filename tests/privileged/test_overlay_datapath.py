@@ -332,6 +332,28 @@ async def test_reconcile_a_failing_peer_is_not_fatal(
 
 
 @pytest.mark.asyncio
+async def test_reconcile_reports_a_route_it_could_not_delete(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A departed peer's route the kernel refuses to delete is reported failed (the agent
+    retries soon), not removed."""
+    node = world.nodes["a"]
+    datapath = VxlanDatapath(world.config("a"))
+    await datapath.setup(SUBNET_A, MAC_A)
+    await datapath.reconcile([PEER_B, PEER_C])
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise netlink.NetlinkError("delete route", node.path, errno.EBUSY)
+
+    monkeypatch.setattr(netlink, "delete_route", refuse)
+    report = await datapath.reconcile([PEER_B])
+    assert (report.removed, report.failed) == ((), (SUBNET_C,))
+    monkeypatch.undo()
+    assert (await datapath.reconcile([PEER_B])).removed == (SUBNET_C,)
+    assert entries(node) == peer_entries(PEER_B)
+
+
+@pytest.mark.asyncio
 async def test_reconcile_ignores_peers_overlapping_own_subnet_or_of_another_size(
     world: World,
 ) -> None:

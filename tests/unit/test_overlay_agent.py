@@ -65,6 +65,7 @@ class FakeDatapath:
         self.fail_probe: CNIError | None = None
         self.fail_setup: CNIError | None = None
         self.fail_reconcile: BaseException | None = None
+        self.report_failed: tuple[IPv4Network, ...] = ()  # reported as not written
         self.setups: list[tuple[IPv4Network, str]] = []
         self.reconciles: list[frozenset[IPv4Network]] = []
         self.gate = asyncio.Event()  # reconcile waits for it (set: never blocks)
@@ -97,7 +98,7 @@ class FakeDatapath:
         if self.fail_reconcile is not None:
             raise self.fail_reconcile
         self.reconciles.append(frozenset(subnets))
-        return ReconcileReport(added=(), removed=(), repaired=0)
+        return ReconcileReport(added=(), removed=(), repaired=0, failed=self.report_failed)
 
     @property
     def last(self) -> frozenset[IPv4Network] | None:
@@ -623,6 +624,45 @@ async def test_a_failing_reconcile_does_not_stop_the_agent(store: SpyStore, tmp_
         both = frozenset({r2.record.subnet, r3.record.subnet})
         await eventually(lambda: fake.last == both, "both added once it works again")
         assert not task.done()
+
+
+@pytest.mark.asyncio
+async def test_a_failed_reconcile_is_retried_without_waiting_for_a_change(
+    store: SpyStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_agent, "_RETRY_DELAY", 0.01)
+    factory = Factory()
+    agent = Agent(config(tmp_path, resync_interval=3600), store=store, datapath=factory)
+    async with running(agent):
+        fake = factory.fake
+        fake.fail_reconcile = OverlayError("netlink said no")
+        _, r2 = await join(store, "n2", B, MAC_B)
+        await eventually(lambda: r2.record.subnet in agent.peers, "n2 seen")
+        await settle()
+        fake.fail_reconcile = None  # the kernel takes it now; etcd has nothing new to say
+        await eventually(lambda: fake.last == frozenset({r2.record.subnet}), "n2 retried")
+
+
+@pytest.mark.asyncio
+async def test_entries_the_kernel_refused_are_retried(
+    store: SpyStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_agent, "_RETRY_DELAY", 0.01)
+    factory = Factory()
+    agent = Agent(config(tmp_path, resync_interval=3600), store=store, datapath=factory)
+    async with running(agent):
+        fake = factory.fake
+        _, r2 = await join(store, "n2", B, MAC_B)
+        fake.report_failed = (r2.record.subnet,)
+        await eventually(lambda: fake.last == frozenset({r2.record.subnet}), "n2 reconciled")
+        passes = len(fake.reconciles)
+        await eventually(lambda: len(fake.reconciles) > passes + 2, "retries of n2")
+        fake.report_failed = ()
+        await eventually(lambda: not agent._retry_soon.is_set(), "retries end")
+        await settle()
+        passes = len(fake.reconciles)
+        await asyncio.sleep(0.1)  # ten retry delays: none may come now
+        assert passes == len(fake.reconciles)
 
 
 @pytest.mark.asyncio
