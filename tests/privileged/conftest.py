@@ -15,6 +15,7 @@ import pluggy
 import pytest
 
 from cnilib.testing import NetNS
+from cnilib.testing._etcd import EtcdServer
 
 HERE = Path(__file__).resolve().parent
 
@@ -25,6 +26,7 @@ _REQUIRED_ENVIRONMENT = (
     "nftables (the nft tool) is not installed",
     "dnsmasq (Debian's dnsmasq-base) is not installed",
     "needs the etcd server binary",
+    "the overlay needs aetcd",
 )
 ROOT = HERE.parent.parent
 
@@ -78,3 +80,18 @@ def _retire_default_workers() -> Iterator[None]:
 def ns(cnilib_container_netns: Callable[[], NetNS]) -> NetNS:
     """A fresh container namespace (deleted after the test)."""
     return cnilib_container_netns()
+
+
+@pytest.fixture(scope="module")
+def etcd(cnilib_privileged: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """An etcd on 127.0.0.1 (free ports, data dir in tmp) for the overlay's test modules,
+    stopped when the module ends; skipped without the binary or the client (a failure
+    in CI, see _REQUIRED_ENVIRONMENT)."""
+    from cnilib.testing._etcd import ETCD_INSTALL_HINT, find_etcd
+    from tests.privileged._overlay_world import etcd_server
+
+    if find_etcd() is None:
+        pytest.skip(f"needs the etcd server binary: {ETCD_INSTALL_HINT}")
+    pytest.importorskip("aetcd", reason="the overlay needs aetcd: pip install 'cnilib[overlay]'")
+    with etcd_server(tmp_path_factory.mktemp("etcd")) as server:
+        yield server

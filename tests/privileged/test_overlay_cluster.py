@@ -31,7 +31,6 @@ from typing import Any
 
 import pytest
 
-from cnilib.testing._etcd import ETCD_INSTALL_HINT, find_etcd
 from tests.privileged._overlay_world import (
     CLUSTER_CIDR,
     NETWORK,
@@ -42,19 +41,11 @@ from tests.privileged._overlay_world import (
     Node,
     Underlay,
     etcd_keys,
-    etcd_server,
     eventually,
     expected_entries,
     off_loop,
     underlay_world,
 )
-
-pytestmark = [
-    # conftest fails this skip where the environment is required (CI)
-    pytest.mark.skipif(
-        find_etcd() is None, reason=f"needs the etcd server binary: {ETCD_INSTALL_HINT}"
-    ),
-]
 
 TTL = 2
 REMOVAL_DEADLINE = TTL + 3.0
@@ -62,13 +53,6 @@ REMOVAL_DEADLINE = TTL + 3.0
 its last keepalive) plus etcd's expiry check and the watch's delivery: the poll's bound."""
 CONVERGE = 10.0
 """Generous bound for a join to show on every peer (it takes well under a second here)."""
-
-
-@pytest.fixture(scope="module")
-def etcd(cnilib_privileged: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    pytest.importorskip("aetcd", reason="the overlay needs aetcd: pip install 'cnilib[overlay]'")
-    with etcd_server(tmp_path_factory.mktemp("etcd")) as server:
-        yield server
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ import pytest
 
 from cnilib import netlink
 from cnilib.testing import NetNS
-from cnilib.testing._etcd import ETCD_INSTALL_HINT, find_etcd
 from tests.privileged._overlay_world import (
     CLUSTER_CIDR,
     UNDERLAY_NET,
@@ -33,29 +32,14 @@ from tests.privileged._overlay_world import (
     Container,
     Node,
     Underlay,
-    etcd_server,
     eventually,
     underlay_world,
 )
-
-pytestmark = [
-    # conftest fails this skip where the environment is required (CI)
-    pytest.mark.skipif(
-        find_etcd() is None, reason=f"needs the etcd server binary: {ETCD_INSTALL_HINT}"
-    ),
-]
 
 PORT = 7788
 CHAIN = "CNI-OVL-overlay"
 COMMENT = 'cnilib overlay "overlay" masquerading'
 JUMP = '-A POSTROUTING -m comment --comment "cnilib overlay \\"overlay\\" masquerading" -j ' + CHAIN
-
-
-@pytest.fixture(scope="module")
-def etcd(cnilib_privileged: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    pytest.importorskip("aetcd", reason="the overlay needs aetcd: pip install 'cnilib[overlay]'")
-    with etcd_server(tmp_path_factory.mktemp("etcd")) as server:
-        yield server
 
 
 @pytest.fixture
