@@ -28,6 +28,9 @@ STATE = NodeState(
 )
 
 
+NO_SUCH_HOST = "/run/netns/cnilib-unit-tests-no-such-namespace"
+
+
 def _request(tmp: Path, command: Command = Command.ADD, **keys: Any) -> PluginRequest:
     config: dict[str, Any] = {
         "cniVersion": "1.1.0",
@@ -45,6 +48,10 @@ def _request(tmp: Path, command: Command = Command.ADD, **keys: Any) -> PluginRe
         path=("/nonexistent",),
         config=config,
         stdin=json.dumps(config).encode(),
+        # Unit tests run as root in CI: should a test reach bridge's host side (a broken
+        # refusal, say), it must fail on a namespace that does not exist, never act on
+        # the machine's own namespace (host_netns None).
+        host_netns=NO_SUCH_HOST,
     )
 
 
