@@ -26,7 +26,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Protocol
@@ -122,6 +122,14 @@ class Datapath(Protocol):
     async def reconcile(self, peers: Collection[Peer]) -> ReconcileReport: ...
 
 
+def _retry_delays() -> Iterator[float]:
+    """The pauses between attempts on an unreachable etcd: 0.1 s, doubling, at most 1 s."""
+    delay = _BACKOFF_FIRST
+    while True:
+        yield delay
+        delay = min(delay * 2, _BACKOFF_MAX)
+
+
 def _random_mac() -> str:
     """A random locally administered unicast MAC, as flannel gives its VXLAN device."""
     octets = bytearray(os.urandom(6))
@@ -201,8 +209,9 @@ class Agent:
         try:
             # Like flannel, a node that starts while etcd is down waits for it: nodes
             # and etcd may boot in any order.
-            delay = _BACKOFF_FIRST
+            delays = _retry_delays()
             while True:
+                delay = next(delays)
                 try:
                     if store is None:
                         from cnilib.overlay._etcd import connect_etcd
@@ -215,7 +224,6 @@ class Agent:
                                 delay, exc)  # fmt: skip
                 if await self._stopped_within(delay):
                     return
-                delay = min(delay * 2, _BACKOFF_MAX)
             await self._serve(store)
         except BaseException as exc:
             self._failure = exc
@@ -405,18 +413,17 @@ class Agent:
 
     async def _reclaim(self) -> Registration:
         assert self._membership is not None
-        delay = _BACKOFF_FIRST
+        delays = _retry_delays()
         while True:
             try:
                 return await self._membership.reclaim()
             except StoreUnavailableError as exc:
                 log.warning("etcd unreachable while re-registering: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _BACKOFF_MAX)
+                await asyncio.sleep(next(delays))
 
     async def _follow(self, store: ClusterStore) -> None:
         """List, reconcile, watch; list again after a compaction or a lost connection."""
-        delay = _BACKOFF_FIRST
+        delays = _retry_delays()
         while True:
             try:
                 snapshot = await store.list(self._keys.subnets)
@@ -426,7 +433,7 @@ class Agent:
                 for subnet in sorted(before.keys() - self._peers.keys()):
                     log.info("peer with subnet %s left", subnet)
                 await self._reconcile()
-                delay = _BACKOFF_FIRST
+                delays = _retry_delays()  # etcd answered: the next outage starts short
                 changes = store.watch(self._keys.subnets, start_revision=snapshot.revision + 1)
                 async with contextlib.aclosing(changes):
                     async for batch in changes:
@@ -438,11 +445,12 @@ class Agent:
             except StoreError as exc:
                 # Unreachable, or etcd ended the watch itself (it cancels watches for
                 # reasons of its own): either way the kernel is kept and the agent lists again.
+                delay = next(delays)
                 log.warning("etcd: %s; kernel state kept, listing again in %.1fs", exc, delay)
             else:
+                delay = next(delays)
                 log.warning("etcd ended the watch; listing again in %.1fs", delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, _BACKOFF_MAX)
 
     def _apply(self, batch: WatchBatch) -> None:
         for event in batch.events:
