@@ -60,27 +60,28 @@ __all__ = [
     "read_node_state",
 ]
 
+# the node state file's module is the plugin's: the overlay depends on the plugins, never back
 _HOMES = {
-    "Agent": "_agent",
-    "AgentConfig": "_agent",
-    "ClusterConfig": "_config",
-    "ClusterStore": "_store",
-    "Keys": "_records",
-    "MemoryStore": "_memstore",
-    "NodeNameTakenError": "_errors",
-    "NodeRecord": "_records",
+    "Agent": "cnilib.overlay._agent",
+    "AgentConfig": "cnilib.overlay._agent",
+    "ClusterConfig": "cnilib.overlay._config",
+    "ClusterStore": "cnilib.overlay._store",
+    "Keys": "cnilib.overlay._records",
+    "MemoryStore": "cnilib.overlay._memstore",
+    "NodeNameTakenError": "cnilib.overlay._errors",
+    "NodeRecord": "cnilib.overlay._records",
     "NodeState": "cnilib.plugins.main._overlay_state",
-    "NodeStatus": "_status",
-    "OverlayConfigError": "_errors",
-    "OverlayError": "_errors",
-    "PoolExhaustedError": "_errors",
-    "RecordError": "_errors",
-    "RevisionCompactedError": "_errors",
-    "StoreError": "_errors",
-    "StoreUnavailableError": "_errors",
-    "SubnetRecord": "_records",
-    "cluster_status": "_status",
-    "connect_etcd": "_etcd",
+    "NodeStatus": "cnilib.overlay._status",
+    "OverlayConfigError": "cnilib.overlay._errors",
+    "OverlayError": "cnilib.overlay._errors",
+    "PoolExhaustedError": "cnilib.overlay._errors",
+    "RecordError": "cnilib.overlay._errors",
+    "RevisionCompactedError": "cnilib.overlay._errors",
+    "StoreError": "cnilib.overlay._errors",
+    "StoreUnavailableError": "cnilib.overlay._errors",
+    "SubnetRecord": "cnilib.overlay._records",
+    "cluster_status": "cnilib.overlay._status",
+    "connect_etcd": "cnilib.overlay._etcd",
     "read_node_state": "cnilib.plugins.main._overlay_state",
 }
 
@@ -89,9 +90,7 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    # the node state file is the plugin's: the overlay depends on the plugins, never back
-    module = home if "." in home else f"{__name__}.{home}"
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(home), name)
     globals()[name] = value
     return value
 
