@@ -537,9 +537,14 @@ class DhcpWorld:
         """The server's lease for *client_id* (hex), if any."""
         return next((le for le in self.leases() if le.client_id == client_id), None)
 
-    def log_text(self) -> str:
-        """The server's log so far."""
-        return self.dnsmasq.log_text()
+    def log_text(self, since: int = 0) -> str:
+        """The server's log so far, from offset *since* (a :meth:`log_mark`) on."""
+        return self.dnsmasq.log_text()[since:]
+
+    def log_mark(self) -> int:
+        """Where the server's log ends now: what a test logs comes after it (the log
+        spans the whole module, so an earlier test's lines must not count)."""
+        return len(self.dnsmasq.log_text())
 
     # ------------------------------------------------------------------ daemons
 

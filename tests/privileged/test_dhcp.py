@@ -137,10 +137,16 @@ class Dhcp:
     daemon: Daemon
     plugin_path: tuple[str, ...]
     executor: SubprocessExecutor
+    log_start: int = 0
+    """Where the server's log stood when the test began."""
 
     @property
     def socket_path(self) -> Path:
         return self.daemon.socket_path
+
+    def server_log(self) -> str:
+        """What the server logged during this test."""
+        return self.world.log_text(since=self.log_start)
 
     def conf(self, version: str = "1.0.0", **ipam: Any) -> JSON:
         """A network configuration whose IPAM is dhcp through this run's daemon."""
@@ -234,7 +240,7 @@ def dhcp(
     executor = SubprocessExecutor(wrapper=world.node.exec_prefix, timeout=60.0)
     try:
         daemon.start()
-        yield Dhcp(world, side, daemon, path, executor)
+        yield Dhcp(world, side, daemon, path, executor, world.log_mark())
     finally:
         daemon.stop()
         world.remove_containers()
@@ -337,7 +343,7 @@ def test_provided_options_reach_the_server(dhcp: Dhcp) -> None:
     dhcp.add(ctr, args=(("IgnoreUnknown", "1"), ("K8S_POD_NAME", "podfive")), provide=provide)
     lease = dhcp.wait_lease(ctr)
     assert "podfive" == lease.hostname
-    log = dhcp.world.log_text()
+    log = dhcp.server_log()
     assert "user class: cnitest" in log
     assert "client provides name: podfive" in log
 
@@ -395,7 +401,7 @@ def test_nak(dhcp: Dhcp) -> None:
     ctr = dhcp.world.add_container()
     ip = leased_ip(dhcp.add(ctr))
     dhcp.world.nak_restart()
-    wait_for(lambda: "DHCPNAK" in dhcp.world.log_text(), 20.0, what="dnsmasq to NAK the renewal")
+    wait_for(lambda: "DHCPNAK" in dhcp.server_log(), 20.0, what="dnsmasq to NAK the renewal")
     if dhcp.side.daemon == "go":
         # Go 1.1.1: a NAKed renewal is a failed one; past T2 it rebinds with a full DISCOVER
         # and silently takes whatever address the server offers now.

@@ -89,6 +89,9 @@ class Run:
     world: DhcpWorld
     tmp: Path
     executor: InProcessExecutor
+    log_start: int = 0
+    """Where the server's log stood when the test began: the log spans the module, and
+    addresses come round again, so an earlier test's release must not count."""
 
     @property
     def socket_path(self) -> Path:
@@ -196,7 +199,7 @@ class Run:
 
     def released_on_server(self, ip: str) -> bool:
         """Whether dnsmasq logged a DHCPRELEASE of *ip*."""
-        return f"DHCPRELEASE(eth0) {ip} " in self.world.log_text()
+        return f"DHCPRELEASE(eth0) {ip} " in self.world.log_text(since=self.log_start)
 
 
 @pytest.fixture
@@ -205,7 +208,7 @@ def run(world: DhcpWorld, tmp_path: Path) -> Iterator[Run]:
     world.dnsmasq.ensure(t1=T1, t2=T2)
     executor = InProcessExecutor(host_netns=world.node.path, timeout=30.0)
     try:
-        yield Run(world, tmp_path, executor)
+        yield Run(world, tmp_path, executor, world.log_mark())
     finally:
         executor.close()
         world.remove_containers()
