@@ -50,7 +50,15 @@ sys.exit(code)
 
 
 def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python <argv>`` at the repository root, quietly, without the cache plugin."""
+    """Run ``python <argv>`` at the repository root, quietly, without the cache plugin.
+
+    The inner pytest is a session of its own: nothing tells it that it runs inside a
+    pytest-xdist worker (plugins that read ``PYTEST_XDIST_*`` would act on it)."""
+    env = {
+        k: v
+        for k, v in (os.environ if env is None else env).items()
+        if not k.startswith(("PYTEST_XDIST_", "PYTEST_CURRENT_TEST"))
+    }
     return subprocess.run(
         [sys.executable, *argv, str(HARNESS), "-q", "-p", "no:cacheprovider", "-rs"],
         cwd=ROOT,
