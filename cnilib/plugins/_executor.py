@@ -331,6 +331,25 @@ class InProcessExecutor:
             # class the plugin raised.
             raise error_from_object(exc.to_object()) from exc
 
+    def handle(self, plugin_type: str, env: Mapping[str, str], stdin: bytes) -> bytes:
+        """Answer one call given as a raw environment and stdin, on this thread, as the
+        plugin's executable would: its stdout, or its error object raised as a
+        :class:`cnilib.PluginError` (an exception that escaped the plugin is code 999,
+        chained as ``__cause__``). Unlike :meth:`exec`, ``env`` may lack or mangle
+        any ``CNI_*`` variable: this is how the conformance kit sends what a runtime
+        would not. No deadline."""
+        if self.closed:
+            raise ClosedError(
+                f"InProcessExecutor is closed: cannot run {plugin_type}", code=ErrorCode.INTERNAL
+            )
+        return handle(
+            self.plugin(plugin_type),
+            env,
+            stdin,
+            delegate_executor=self._delegates,
+            host_netns=self.host_netns,
+        )
+
     def exec(self, invocation: Invocation) -> bytes:
         """Call the plugin; return its stdout or raise its error object as a PluginError.
 
