@@ -1,5 +1,5 @@
 """``python -m cnilib``: cnitool's commands, plus ``version``, ``validate``,
-``list`` and ``doctor``.
+``list``, ``doctor``, and ``overlay`` and ``conformance`` (each another module's CLI).
 
 Only argparse is imported up front; each command imports what it needs, so
 ``--help`` starts as fast as Python itself.
@@ -243,6 +243,18 @@ def _parser() -> argparse.ArgumentParser:
         usage="%(prog)s {agent,status} [options]",
     )
     overlay.add_argument("rest", nargs=argparse.REMAINDER, metavar="{agent,status} [options]")
+
+    # Everything after "conformance" is python -m cnilib.conformance's, options and --help
+    # too: no prefix character is "-" here, so argparse takes every word as a REMAINDER one.
+    conformance = sub.add_parser(
+        "conformance",
+        help="test plugins against the CNI spec in namespaces of its own (needs root); "
+        "'cnilib conformance --help' lists its options",
+        usage="%(prog)s [options] TYPE [TYPE ...]",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    conformance.add_argument("rest", nargs="*", metavar="[options] TYPE [TYPE ...]")
     return parser
 
 

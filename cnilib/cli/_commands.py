@@ -433,6 +433,12 @@ def _cmd_overlay(args: argparse.Namespace) -> int:
     return overlay_main(args.rest, prog="cnilib overlay")
 
 
+def _cmd_conformance(args: argparse.Namespace) -> int:
+    from cnilib.conformance._cli import main as conformance_main  # the kit only when run
+
+    return conformance_main(args.rest, prog="cnilib conformance")
+
+
 _COMMANDS = {
     "add": _cmd_add,
     "check": _cmd_check,
@@ -444,6 +450,7 @@ _COMMANDS = {
     "validate": _cmd_validate,
     "list": _cmd_list,
     "overlay": _cmd_overlay,
+    "conformance": _cmd_conformance,
 }
 
 
