@@ -51,9 +51,10 @@ def _summary(report: Report) -> str:
     return f"{printable(report.plugin)}: {verdict}: {', '.join(parts)}"
 
 
-def _check_lines(result: CheckResult, *, verbose: bool) -> list[str]:
+def _check_lines(result: CheckResult, *, width: int, verbose: bool) -> list[str]:
     label = _LABELS[result.outcome]
-    lines = [f"  {label:<5} {printable(result.check.id)}  {printable(result.check.title)}"]
+    check_id = printable(result.check.id).ljust(width)
+    lines = [f"  {label:<5} {check_id}  {printable(result.check.title)}"]
     if result.reason and (result.outcome is not Outcome.PASS or verbose):
         reason = _lines(result.reason)
         lines.append(f"        {reason[0]}")
@@ -75,8 +76,9 @@ def _report_lines(report: Report, *, verbose: bool) -> list[str]:
         f"  supported versions: {printable(versions)}",
     ]
     lines.extend(f"  note: {line}" for note in report.notes for line in _lines(note))
+    width = max((len(printable(r.check.id)) for r in report.results), default=0)
     for result in report.results:
-        lines.extend(_check_lines(result, verbose=verbose))
+        lines.extend(_check_lines(result, width=width, verbose=verbose))
     lines.append(_summary(report))
     return lines
 
