@@ -250,3 +250,32 @@ def test_junit_survives_characters_xml_cannot_hold() -> None:
     assert failure is not None
     assert failure.get("message") == "r\\x00\\x1b"
     assert "\\x1b[31m\\x0cend" in (failure.text or "")
+
+
+# --- assert_conforms ----------------------------------------------------------------------
+
+
+def test_assert_conforms_passes_warnings_and_na() -> None:
+    from cnilib.testing import assert_conforms
+
+    assert_conforms(
+        _report(
+            "p",
+            _result("a.b", Outcome.PASS),
+            _result("a.c", Outcome.WARN, "meh"),
+            _result("a.d", Outcome.NOT_APPLICABLE, "no"),
+        )
+    )
+
+
+@pytest.mark.parametrize("outcome", [Outcome.FAIL, Outcome.ERROR])
+def test_assert_conforms_fails_with_the_table(outcome: Outcome) -> None:
+    from cnilib.testing import assert_conforms
+
+    report = _report("p", _result("a.b", Outcome.PASS), _result("del.x", outcome, "why", FAILING))
+    with pytest.raises(AssertionError) as info:
+        assert_conforms(report)
+    message = str(info.value)
+    assert message.startswith("not conformant: del.x\n")
+    assert table(report).rstrip("\n") in message
+    assert "boom-marker" in message
