@@ -255,14 +255,26 @@ class NetnsPool:
     def close_netns(self, target: NetnsTarget) -> bool:
         """Retire the worker of ``target``'s namespace; False if there was none.
 
-        A namespace that no longer exists at its path has no worker to find by
-        path; the idle timeout retires that one.
+        A namespace no longer at its path (deleted by the runtime before a DEL)
+        cannot be opened to find its worker: the workers that were opened by that
+        path are retired instead. Their threads are what keeps such a namespace,
+        and the container's end of a veth pair with it, alive; retiring one that
+        something else still uses costs that user a new thread, nothing more.
         """
         try:
             with open_netns(target) as handle:
                 key = handle.key
         except NetNSError:
-            return False
+            if not isinstance(target, str | os.PathLike):
+                return False
+            path = os.fspath(target)
+            with self._lock:
+                gone = [w for w in self._workers.values() if w.label == path]
+                for worker in gone:
+                    del self._workers[worker.key]
+            for worker in gone:
+                self._stop(worker)
+            return bool(gone)
         with self._lock:
             worker = self._workers.pop(key, None)
         if worker is None:

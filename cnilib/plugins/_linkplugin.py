@@ -232,8 +232,8 @@ def delete_container_link(req: PluginRequest) -> None:
     a missing link are success (DEL must be idempotent)."""
     if not req.netns:
         return
-    try:
+    with contextlib.suppress(NetNSNotFoundError):
         run_in_netns(req.netns, del_link_by_name_addr, req.ifname)
-    except NetNSNotFoundError:
-        return
-    close_netns(req.netns)  # the container is going away: do not keep it open
+    # The container is going away: do not keep it open (nor, if the runtime deleted it
+    # already, keep it alive with the worker that entered it at ADD).
+    close_netns(req.netns)

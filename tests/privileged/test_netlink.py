@@ -285,6 +285,19 @@ class TestRunInNetns:
         assert not pool.close_netns(ns.path)
         assert not pool.close_netns("/run/netns/cnilib-missing")
 
+    def test_close_netns_of_a_deleted_namespace_retires_its_worker(
+        self, ns: NetNS, pool: nl.NetnsPool
+    ) -> None:
+        """A namespace deleted at its path while a worker is still in it: close_netns by
+        that path retires the worker, which alone kept the namespace (and the
+        container's end of a veth pair) alive."""
+        thread = pool.run(ns.path, threading.current_thread)
+        subprocess.run(["ip", "netns", "delete", ns.name], check=True)
+        assert pool.close_netns(ns.path)
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+        assert not pool.close_netns(ns.path)
+
     def test_deleted_namespace_is_missing_even_with_a_live_worker(
         self, ns: NetNS, pool: nl.NetnsPool
     ) -> None:
@@ -518,9 +531,21 @@ class TestRawNetlink:
                 ({"table": None, "family": socket.AF_INET}, {"family": socket.AF_INET}),
                 ({"table": None, "link": "cni-va"}, {"oif": va}),
             ]
-            pairs = [
-                (pyroute2_routes(**theirs), nl.list_routes(**ours)) for ours, theirs in queries
-            ]
+
+            def dumped_alike(
+                ours: dict[str, Any], theirs: dict[str, Any]
+            ) -> tuple[list[nl.RouteEntry], list[nl.RouteEntry]]:
+                # The kernel adds the links' IPv6 link-local routes when it gets to them:
+                # compare dumps taken while nothing changed (pyroute2's on both sides).
+                for _ in range(50):
+                    before = pyroute2_routes(**theirs)
+                    got = nl.list_routes(**ours)
+                    if sorted(pyroute2_routes(**theirs), key=repr) == sorted(before, key=repr):
+                        break
+                    time.sleep(0.1)
+                return before, got
+
+            pairs = [dumped_alike(ours, theirs) for ours, theirs in queries]
             nl.delete_route("10.6.0.0/16", table=100)
             nl.delete_route("224.0.0.0/4", table=100)  # of any type
             nl.delete_route("10.7.0.0/16", gateway="10.8.0.1", priority=7)

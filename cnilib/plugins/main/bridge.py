@@ -215,12 +215,11 @@ class Bridge(BasePlugin):
         conf = BridgeConf.load(req)
         addrs: list[IPInterface] | None = None
         if req.netns:
-            try:
+            with contextlib.suppress(NetNSNotFoundError):
                 addrs = run_in_netns(req.netns, del_link_by_name_addr, req.ifname)
-            except NetNSNotFoundError:
-                addrs = None
-            else:
-                close_netns(req.netns)
+            # The container is going away: do not keep its namespace alive (a deleted
+            # one too: the worker that entered it at ADD would hold it).
+            close_netns(req.netns)
         if conf.ipam:
             req.delegate(conf.ipam, Command.DEL)
         masq = conf.ipam and conf.ip_masq

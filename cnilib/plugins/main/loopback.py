@@ -21,6 +21,7 @@ or directory`` rather than Go's ``failed to Statfs "<path>": ...``.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 from cnilib.errors import CNIError, ErrorCode, PluginError
@@ -109,9 +110,8 @@ class Loopback(BasePlugin):
         """Set ``lo`` down; a missing namespace is already deleted."""
         if not req.netns:
             return
-        try:
+        with contextlib.suppress(NetNSNotFoundError):
             run_in_netns(req.netns, _take_down)
-        except NetNSNotFoundError:
-            return
-        # The container is going away: do not keep its namespace alive with a worker.
+        # The container is going away: do not keep its namespace alive with a worker
+        # (a deleted one too: the worker that entered it at ADD would hold it).
         close_netns(req.netns)

@@ -310,12 +310,11 @@ class Ptp(BasePlugin):
         req.delegate(conf.ipam, Command.DEL)
         addrs: list[IPInterface] | None = None
         if req.netns:
-            try:
+            with contextlib.suppress(NetNSNotFoundError):
                 addrs = run_in_netns(req.netns, del_link_by_name_addr, req.ifname)
-            except NetNSNotFoundError:
-                pass
-            else:  # the container is going away: do not keep its namespace alive
-                close_netns(req.netns)
+            # The container is going away: do not keep its namespace alive (a deleted
+            # one too: the worker that entered it at ADD would hold it).
+            close_netns(req.netns)
         if not conf.ip_masq or addrs == []:
             return
         if addrs is None:
