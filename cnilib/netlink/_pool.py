@@ -270,10 +270,10 @@ class NetnsPool:
             path = os.fspath(target)
             with self._lock:
                 gone = [w for w in self._workers.values() if w.label == path]
-                for worker in gone:
-                    del self._workers[worker.key]
-            for worker in gone:
-                self._stop(worker)
+                for stale in gone:
+                    del self._workers[stale.key]
+            for stale in gone:
+                self._stop(stale)
             return bool(gone)
         with self._lock:
             worker = self._workers.pop(key, None)
