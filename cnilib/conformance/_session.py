@@ -27,7 +27,7 @@ from cnilib.conformance._sandbox import Container, Sandbox, Snapshot, snapshot
 from cnilib.conformance._target import Target
 from cnilib.spec import parse_version
 
-__all__ = ["ADD_VERSIONS", "KNOWN_VERSIONS", "Session"]
+__all__ = ["ADD_VERSIONS", "KNOWN_VERSIONS", "Session", "carries_prev_result"]
 
 KNOWN_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 ADD_VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -65,7 +65,10 @@ class Session:
     """By container ID: what :meth:`add` made and :meth:`delete` has not removed."""
     unavailable: str | None = None
     """Why no ADD can succeed on this machine (set by the run), else ``None``."""
+    settled: Snapshot | None = None
+    """The node after a first attachment came and went (see ``checks._common``)."""
     _containers: list[Container] = attrs.field(factory=list)
+    _baselines: dict[str, Snapshot] = attrs.field(factory=dict)
     _base: Any = None
 
     # ------------------------------------------------------------------ versions
@@ -170,7 +173,12 @@ class Session:
         """A new container namespace for the current check (gone after it)."""
         ctr = self.sandbox.container(ifname=ifname)
         self._containers.append(ctr)
+        self._baselines[ctr.id] = snapshot(ctr.ns)
         return ctr
+
+    def container_baseline(self, ctr: Container) -> Snapshot:
+        """The container's namespace as the runtime made it, before any plugin ran."""
+        return self._baselines[ctr.id]
 
     def finish_check(self) -> None:
         """After a check: DEL what it left attached (quietly: tidying, not evidence;
@@ -187,6 +195,7 @@ class Session:
             for ctr in self._containers:
                 ctr.ns.delete()
             self._containers.clear()
+            self._baselines.clear()
 
     # ------------------------------------------------------------------ calls
 
@@ -262,7 +271,7 @@ class Session:
         attachment = self.attachments.get(ctr.id)
         version = version or (attachment.version if attachment else self.newest)
         ipam = attachment.ipam if attachment else "host-local"
-        prev = self.prev_result(ctr) if prev_result and _has_prev_result(version) else None
+        prev = self.prev_result(ctr) if prev_result and carries_prev_result(version) else None
         conf = self.config(version, ipam=ipam, prev_result=prev, **extra)
         exchange = self.call(
             label or f"DEL ({version})", self.env("DEL", ctr, netns=netns), conf, record=record
@@ -331,6 +340,6 @@ class Session:
             self._base = None
 
 
-def _has_prev_result(version: str) -> bool:
+def carries_prev_result(version: str) -> bool:
     """Configurations of 0.4.0 and later carry ``prevResult`` on DEL."""
     return parse_version(version) >= parse_version("0.4.0")

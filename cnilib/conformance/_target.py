@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cnilib.conformance._model import Exchange
-from cnilib.errors import CNIError, PluginError, PluginNotFoundError
+from cnilib.errors import CNIError, ErrorCode, PluginError, PluginNotFoundError
 from cnilib.testing import NetNS
 
 __all__ = ["ExecutableTarget", "InProcessTarget", "Target", "find_target"]
@@ -117,7 +117,8 @@ class InProcessTarget:
         except PluginError as exc:
             stdout, status = error_output(exc), 1
             cause = exc.__cause__
-            if cause is not None and not isinstance(cause, CNIError):
+            if exc.code == ErrorCode.INTERNAL and not isinstance(cause, CNIError | None):
+                # skel turned an exception that escaped the plugin into code 999
                 stderr = "".join(traceback.format_exception(cause)).encode()
         return Exchange(label, dict(env), stdin, stdout, stderr, status, time.monotonic() - started)
 

@@ -1,0 +1,164 @@
+"""DEL: it succeeds whenever it can, and takes away everything its ADD made."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnilib.conformance._registry import Finding, check, failed, not_applicable, passed
+from cnilib.conformance._session import Session, carries_prev_result
+from cnilib.conformance.checks._common import (
+    add_blocked,
+    failed_add,
+    left_behind,
+    settled_node,
+    unexpected,
+)
+
+_MUST_DEL = (
+    "SPEC 1.1 §2 DEL (plugins must accept multiple DELs and succeed if what they made is gone)"
+)
+
+
+@check(
+    "del.after-add",
+    "DEL after ADD succeeds and returns the container's namespace to what it was",
+    "SPEC 1.1 §2 DEL",
+)
+def del_after_add(session: Session) -> Finding:
+    if (blocked := add_blocked(session)) is not None:
+        return blocked
+    ctr = session.container()
+    add = session.add(ctr)
+    if not add.succeeded:
+        return failed(failed_add(add), add)
+    delete = session.delete(ctr)
+    if not delete.succeeded:
+        return failed(f"DEL failed: {delete.describe()}", add, delete)
+    if left := session.snapshot_container(ctr).added_since(session.container_baseline(ctr)):
+        return failed(f"left in the container: {unexpected(left)}", add, delete)
+    return passed(add, delete)
+
+
+@check(
+    "del.leaves-nothing",
+    "after ADD and DEL nothing the ADD made stays on the host: no link, address, route, "
+    "rule, iptables rule, qdisc, or file in the plugin's state directories",
+    "SPEC 1.1 §2 DEL (release all resources held); §3 Attachment lifecycle",
+)
+def del_leaves_nothing(session: Session) -> Finding:
+    if (blocked := add_blocked(session)) is not None:
+        return blocked
+    before = settled_node(session)
+    ctr = session.container()
+    add = session.add(ctr)
+    if not add.succeeded:
+        return failed(failed_add(add), add)
+    delete = session.delete(ctr)
+    if not delete.succeeded:
+        return failed(f"DEL failed: {delete.describe()}", add, delete)
+    if left := left_behind(session, before):
+        return failed(f"left on the host: {unexpected(left)}", add, delete)
+    return passed(add, delete)
+
+
+@check("del.twice", "a second DEL of the same attachment succeeds", _MUST_DEL)
+def del_twice(session: Session) -> Finding:
+    if (blocked := add_blocked(session)) is not None:
+        return blocked
+    ctr = session.container()
+    add = session.add(ctr)
+    if not add.succeeded:
+        return failed(failed_add(add), add)
+    version = session.attachments[ctr.id].version
+    prev = session.prev_result(ctr)
+    first = session.delete(ctr)
+    # The runtime's second DEL carries what it still has: the same prevResult.
+    extra: dict[str, Any] = (
+        {"prevResult": prev} if prev is not None and carries_prev_result(version) else {}
+    )
+    second = session.call(
+        f"DEL ({version}, again)", session.env("DEL", ctr), session.config(version, **extra)
+    )
+    if not first.succeeded:
+        return failed(f"the first DEL failed: {first.describe()}", add, first)
+    if not second.succeeded:
+        return failed(f"the second DEL failed: {second.describe()}", first, second)
+    return passed(first, second)
+
+
+@check("del.without-add", "DEL of an attachment that was never added succeeds", _MUST_DEL)
+def del_without_add(session: Session) -> Finding:
+    if not session.supported:
+        return not_applicable("VERSION listed no version the kit knows")
+    ctr = session.container()
+    before = session.snapshot_node()
+    delete = session.delete(ctr, prev_result=False)
+    if not delete.succeeded:
+        return failed(f"DEL failed: {delete.describe()}", delete)
+    if left := left_behind(session, before):
+        return failed(f"DEL without ADD changed the host: {unexpected(left)}", delete)
+    return passed(delete)
+
+
+@check(
+    "del.netns-gone",
+    "DEL after the container's namespace is gone succeeds and still cleans up the host",
+    f"{_MUST_DEL}; §2 DEL (an IPAM plugin releases even when the namespace is gone)",
+)
+def del_netns_gone(session: Session) -> Finding:
+    if (blocked := add_blocked(session)) is not None:
+        return blocked
+    before = settled_node(session)
+    ctr = session.container()
+    add = session.add(ctr)
+    if not add.succeeded:
+        return failed(failed_add(add), add)
+    ctr.ns.delete()
+    delete = session.delete(ctr)
+    if not delete.succeeded:
+        session.attachments.pop(ctr.id, None)
+        return failed(f"DEL failed: {delete.describe()}", add, delete)
+    if left := left_behind(session, before):
+        return failed(f"left on the host: {unexpected(left)}", add, delete)
+    return passed(add, delete)
+
+
+@check(
+    "del.no-prevresult",
+    "DEL without prevResult succeeds and cleans up as much as it can",
+    "SPEC 1.1 §2 DEL (when CNI_NETNS and/or prevResult are not provided)",
+    level="should",
+)
+def del_no_prev_result(session: Session) -> Finding:
+    if (blocked := add_blocked(session, "0.4.0")) is not None:
+        return blocked
+    before = settled_node(session)
+    ctr = session.container()
+    add = session.add(ctr)
+    if not add.succeeded:
+        return failed(failed_add(add), add)
+    delete = session.delete(ctr, prev_result=False, label=f"DEL ({session.newest}, no prevResult)")
+    if not delete.succeeded:
+        return failed(f"DEL failed: {delete.describe()}", add, delete)
+    if left := left_behind(session, before):
+        return failed(f"left on the host: {unexpected(left)}", add, delete)
+    return passed(add, delete)
+
+
+@check(
+    "del.no-netns",
+    "DEL with CNI_NETNS empty succeeds and releases what it can without the namespace",
+    "SPEC 1.1 §2 DEL (when CNI_NETNS and/or prevResult are not provided)",
+    level="should",
+)
+def del_no_netns(session: Session) -> Finding:
+    if (blocked := add_blocked(session)) is not None:
+        return blocked
+    ctr = session.container()
+    add = session.add(ctr)
+    if not add.succeeded:
+        return failed(failed_add(add), add)
+    delete = session.delete(ctr, netns="", label=f"DEL ({session.newest}, CNI_NETNS empty)")
+    if not delete.succeeded:
+        return failed(f"DEL failed: {delete.describe()}", add, delete)
+    return passed(add, delete)
