@@ -62,6 +62,9 @@ class Profile:
     dir, the plugin's own state): a DEL must not leave a file there."""
     runtime_config: Mapping[str, Any] | None = None
     """``runtimeConfig`` sent with ADD, CHECK and DEL (capability arguments)."""
+    max_attachments: int | None = None
+    """How many attachments can exist at once (host-device has one device to
+    move); ``None``: no limit. Checks that need two are n/a below that."""
     needs_daemon: str | None = None
     """Why ADD cannot work without a daemon or agent the kit does not run (dhcp,
     cnilib's overlay): the checks that need an ADD are n/a with this reason."""

@@ -53,6 +53,9 @@ _SNAPSHOT_SCRIPT = "; ".join(
 # with the address or link, which the snapshot already shows.
 _KERNEL_ROUTE_TYPES = {"local", "broadcast", "multicast", "anycast"}
 _DEFAULT_RULE_PRIORITIES = {0, 32766, 32767}
+# host-local's (Go's and cnilib's) bookkeeping of a whole network, made by the first
+# call of any verb: not an attachment's, so never a leftover of one.
+_SHARED_FILES = {"lock", "last_reserved_ip.0", "last_reserved_ip.1"}
 
 
 @attrs.frozen
@@ -159,7 +162,7 @@ def snapshot(ns: NetNS, *, directories: Iterable[Path] = ()) -> Snapshot:
     for directory in directories:
         if directory.is_dir():
             for path in directory.rglob("*"):
-                if path.is_file():
+                if path.is_file() and path.name not in _SHARED_FILES:
                     items.add(f"file {directory.name}/{path.relative_to(directory)}")
     return Snapshot(frozenset(items))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -96,10 +97,9 @@ class Session:
         """host-local's (data dir in the sandbox) or static's section in the subnet."""
         subnet = self.sandbox.subnet
         if ipam == "static":
-            return {
-                "type": "static",
-                "addresses": [{"address": f"{subnet[200]}/{subnet.prefixlen}"}],
-            }
+            # With a gateway: ptp, for one, needs an address with one.
+            address = {"address": f"{subnet[200]}/{subnet.prefixlen}", "gateway": str(subnet[1])}
+            return {"type": "static", "addresses": [address]}
         return {
             "type": "host-local",
             "ranges": [
@@ -193,6 +193,7 @@ class Session:
                     self.attachments.pop(ctr.id, None)
         finally:
             for ctr in self._containers:
+                _unlink_stray_file(ctr)
                 ctr.ns.delete()
             self._containers.clear()
             self._baselines.clear()
@@ -343,3 +344,12 @@ class Session:
 def carries_prev_result(version: str) -> bool:
     """Configurations of 0.4.0 and later carry ``prevResult`` on DEL."""
     return parse_version(version) >= parse_version("0.4.0")
+
+
+def _unlink_stray_file(ctr: Container) -> None:
+    """Remove a plain file a plugin made at a deleted namespace's path (Go's sbr 1.1.1
+    does, on DEL): ``ip netns`` would list it as a namespace."""
+    path = ctr.netns
+    if os.path.isfile(path) and not os.path.ismount(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

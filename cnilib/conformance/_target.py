@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cnilib.conformance._model import Exchange
-from cnilib.errors import CNIError, ErrorCode, PluginError, PluginNotFoundError
+from cnilib.errors import PluginError, PluginNotFoundError
 from cnilib.testing import NetNS
 
 __all__ = ["ExecutableTarget", "InProcessTarget", "Target", "find_target"]
@@ -106,7 +106,7 @@ class InProcessTarget:
         self, label: str, env: Mapping[str, str], stdin: bytes, *, node: NetNS, timeout: float
     ) -> Exchange:
         from cnilib.plugins import InProcessExecutor
-        from cnilib.plugins._skel import error_output
+        from cnilib.plugins._skel import EscapedError, error_output
 
         executor = self._executor(node)
         assert isinstance(executor, InProcessExecutor)
@@ -116,10 +116,9 @@ class InProcessTarget:
             stdout, status = executor.handle(self.plugin_type, env, stdin), 0
         except PluginError as exc:
             stdout, status = error_output(exc), 1
-            cause = exc.__cause__
-            if exc.code == ErrorCode.INTERNAL and not isinstance(cause, CNIError | None):
-                # skel turned an exception that escaped the plugin into code 999
-                stderr = "".join(traceback.format_exception(cause)).encode()
+            if isinstance(exc, EscapedError) and exc.__cause__ is not None:
+                # An exception escaped the plugin; skel made code 999 of it.
+                stderr = "".join(traceback.format_exception(exc.__cause__)).encode()
         return Exchange(label, dict(env), stdin, stdout, stderr, status, time.monotonic() - started)
 
     def close(self) -> None:

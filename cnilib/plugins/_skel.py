@@ -26,7 +26,7 @@ from cnilib.invoke import Command, Executor
 from cnilib.names import validate_container_id, validate_interface_name, validate_network_name
 from cnilib.plugins._base import BasePlugin, PluginRequest
 
-__all__ = ["handle", "version_answer"]
+__all__ = ["EscapedError", "handle", "version_answer"]
 
 # Go's order of the variables, and which verbs need each (CNI_COMMAND: all).
 _REQUIRED: tuple[tuple[str, frozenset[str]], ...] = (
@@ -43,6 +43,13 @@ _MIN_VERSION = {
     Command.GC: spec.parse_version("1.1.0"),
     Command.STATUS: spec.parse_version("1.1.0"),
 }
+
+
+class EscapedError(PluginError):
+    """Code 999 made by skel from an exception that escaped the plugin (not a
+    :class:`cnilib.CNIError` it raised on purpose): what Go's skel makes of any
+    plain ``error``, and what the conformance kit counts as a crash of a Python
+    plugin (the exception is the ``__cause__``)."""
 
 
 def version_answer(plugin: type[BasePlugin] | BasePlugin) -> bytes:
@@ -175,7 +182,7 @@ def handle(
     except CNIError as exc:
         raise PluginError(str(exc), code=exc.code) from exc
     except Exception as exc:  # skel: any other error is code 999 with its text
-        raise PluginError(str(exc) or type(exc).__name__, code=ErrorCode.INTERNAL) from exc
+        raise EscapedError(str(exc) or type(exc).__name__, code=ErrorCode.INTERNAL) from exc
     return b""
 
 

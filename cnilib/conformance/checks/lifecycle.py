@@ -41,6 +41,8 @@ def gc_keeps_valid(session: Session) -> Finding:
         return not_applicable("the plugin does not support 1.1.0")
     if session.unavailable is not None:
         return not_applicable(session.unavailable)
+    if (most := session.profile.max_attachments) is not None and most < 2:
+        return not_applicable(f"the plugin can attach {most} container at a time; GC needs two")
     keep, drop = session.container(), session.container()
     evidence = []
     for ctr in (keep, drop):

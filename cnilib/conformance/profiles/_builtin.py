@@ -18,6 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from cnilib.conformance._profile import JSONObject, Kind, Profile
 from cnilib.conformance.profiles import _breakers as brk
 from cnilib.conformance.profiles._kernel import ensure_veth, requires_link_kind
@@ -190,12 +192,13 @@ def _host_device_config(sandbox: Sandbox) -> JSONObject:
 
 
 def _host_device(config: ConfigFn | None) -> Profile:
-    return _interface(
+    profile = _interface(
         _host_device_config,
         config,
         setup=_host_device_device,
         own_dir="host-device",
     )
+    return attrs.evolve(profile, max_attachments=1)  # one device to move
 
 
 def _overlay_config(sandbox: Sandbox) -> JSONObject:
