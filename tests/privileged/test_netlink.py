@@ -224,6 +224,10 @@ class TestRunInNetns:
             small.close()
         assert all(len(namespaces) == 1 for namespaces in seen.values())
         assert len(seen) > 3  # LRU eviction retired workers; new threads replaced them
+        # close() joins the workers it still had; the ones evicted earlier were told to
+        # stop and end on their own, soon (not necessarily yet, on a busy machine).
+        for thread in seen:
+            thread.join(timeout=10)
         assert not any(t.is_alive() for t in seen)
 
     def test_same_namespace_nested_call_runs_inline(self, ns: NetNS) -> None:
