@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnilib.conformance._model import CheckResult, Outcome, Report
 from cnilib.conformance._profile import Kind, Profile
@@ -14,6 +14,9 @@ from cnilib.conformance._sandbox import Sandbox
 from cnilib.conformance._session import KNOWN_VERSIONS, Session
 from cnilib.conformance._target import find_target
 from cnilib.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from cnilib.plugins import BasePlugin
 
 __all__ = ["DEFAULT_PATH", "check_ids", "run_conformance"]
 
@@ -41,6 +44,7 @@ def run_conformance(
     state_dirs: Iterable[str | os.PathLike[str]] = (),
     only: Iterable[str] | None = None,
     timeout: float = 30.0,
+    plugin: BasePlugin | None = None,
 ) -> Report:
     """Run every check (or those ``only`` names) against plugin ``plugin_type``.
 
@@ -55,6 +59,8 @@ def run_conformance(
     :param state_dirs: directories where the plugin keeps per-attachment files,
         which a DEL must leave empty of them.
     :param timeout: seconds per call of an executable.
+    :param plugin: a :class:`~cnilib.plugins.BasePlugin` instance to test in
+        process as type ``plugin_type`` (a plugin of your own, not installed).
 
     Needs root: everything happens in namespaces the run makes and removes.
     """
@@ -63,7 +69,7 @@ def run_conformance(
     _load_checks()
     chosen = _chosen(only)
     search = tuple(path) if path is not None else _default_path()
-    target = find_target(plugin_type, search, in_process=in_process)
+    target = find_target(plugin_type, search, in_process=in_process, plugin=plugin)
     profile = profile_for(plugin_type, config=config, kind=kind, state_dirs=state_dirs)
     try:
         with Sandbox() as sandbox:

@@ -14,11 +14,14 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cnilib.conformance._model import Exchange
 from cnilib.errors import PluginError, PluginNotFoundError
 from cnilib.testing import NetNS
+
+if TYPE_CHECKING:
+    from cnilib.plugins import BasePlugin
 
 __all__ = ["ExecutableTarget", "InProcessTarget", "Target", "find_target"]
 
@@ -86,12 +89,16 @@ class InProcessTarget:
     a crash. A call has no deadline: a Python function cannot be stopped.
     """
 
-    def __init__(self, plugin_type: str) -> None:
+    def __init__(self, plugin_type: str, plugin: BasePlugin | None = None) -> None:
         from cnilib.plugins import load_plugin
 
         self.plugin_type = plugin_type
-        self.description = f"cnilib in-process {plugin_type}"
-        load_plugin(plugin_type)  # fail now, with cnilib's message, for an unknown type
+        if plugin is None:
+            self.description = f"cnilib in-process {plugin_type}"
+            load_plugin(plugin_type)  # fail now, with cnilib's message, for an unknown type
+        else:
+            self.description = f"in-process {type(plugin).__module__}.{type(plugin).__qualname__}"
+        self._plugin = plugin
         self._executors: dict[str, object] = {}
 
     def _executor(self, node: NetNS) -> object:
@@ -99,7 +106,9 @@ class InProcessTarget:
 
         found = self._executors.get(node.path)
         if found is None:
-            found = self._executors[node.path] = InProcessExecutor(host_netns=node.path)
+            plugins = {self.plugin_type: self._plugin} if self._plugin is not None else None
+            found = InProcessExecutor(plugins, host_netns=node.path)
+            self._executors[node.path] = found
         return found
 
     def call(
@@ -130,11 +139,18 @@ class InProcessTarget:
         self._executors.clear()
 
 
-def find_target(plugin_type: str, path: Sequence[str], *, in_process: bool) -> Target:
-    """The plugin to test: cnilib's in-process one, or the first executable named
-    ``plugin_type`` in ``path``'s directories (as libcni finds it)."""
-    if in_process:
-        return InProcessTarget(plugin_type)
+def find_target(
+    plugin_type: str,
+    path: Sequence[str],
+    *,
+    in_process: bool,
+    plugin: BasePlugin | None = None,
+) -> Target:
+    """The plugin to test: ``plugin`` (an in-process plugin instance), cnilib's
+    in-process one, or the first executable named ``plugin_type`` in ``path``'s
+    directories (as libcni finds it)."""
+    if in_process or plugin is not None:
+        return InProcessTarget(plugin_type, plugin)
     if not plugin_type or "/" in plugin_type:
         raise PluginNotFoundError(f"invalid plugin name: {plugin_type}", plugin_type=plugin_type)
     for directory in path:
