@@ -90,6 +90,8 @@ def del_twice(session: Session) -> Finding:
 def del_without_add(session: Session) -> Finding:
     if not session.supported:
         return not_applicable("VERSION listed no version the kit knows")
+    if session.profile.needs_daemon is not None:
+        return not_applicable(session.profile.needs_daemon)  # its DEL asks the daemon too
     ctr = session.container()
     before = session.snapshot_node()
     delete = session.delete(ctr, prev_result=False)
