@@ -192,10 +192,10 @@ def _check_only(only: Sequence[str] | None) -> None:
     """Refuse an unknown ``--only`` before anything runs (and before the root check)."""
     if only is None:
         return
-    from cnilib.conformance._run import _chosen, check_ids
+    from cnilib.conformance._run import check_ids, select_checks
 
     check_ids()  # loads the check modules
-    _chosen(only)
+    select_checks(only)
 
 
 def write_atomically(path: str, data: bytes) -> None:

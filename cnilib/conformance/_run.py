@@ -18,7 +18,7 @@ from cnilib.errors import InvalidArgumentError
 if TYPE_CHECKING:
     from cnilib.plugins import BasePlugin
 
-__all__ = ["DEFAULT_PATH", "check_ids", "run_conformance"]
+__all__ = ["DEFAULT_PATH", "check_ids", "run_conformance", "select_checks"]
 
 DEFAULT_PATH = ("/opt/cni/bin",)
 """Where plugins are looked for when neither ``path`` nor ``CNI_PATH`` says."""
@@ -67,7 +67,7 @@ def run_conformance(
     from cnilib.conformance.profiles import profile_for
 
     _load_checks()
-    chosen = _chosen(only)
+    chosen = select_checks(only)
     search = tuple(path) if path is not None else _default_path()
     target = find_target(plugin_type, search, in_process=in_process, plugin=plugin)
     profile = profile_for(plugin_type, config=config, kind=kind, state_dirs=state_dirs)
@@ -87,7 +87,9 @@ def _default_path() -> tuple[str, ...]:
     return tuple(p for p in env.split(":") if p) or DEFAULT_PATH
 
 
-def _chosen(only: Iterable[str] | None) -> set[str] | None:
+def select_checks(only: Iterable[str] | None) -> set[str] | None:
+    """The ids ``only`` selects (check ids, or groups such as ``del``); ``None``: all.
+    An unknown name is an :class:`cnilib.InvalidArgumentError` listing the checks."""
     if only is None:
         return None
     wanted = set(only)
