@@ -13,9 +13,9 @@ cattrs, jsonschema or pyroute2.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from cnilib._lazy import lazy_exports
 from cnilib._version import __version__ as __version__
 from cnilib.errors import (
     CacheCollisionError as CacheCollisionError,
@@ -206,14 +206,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'cnilib' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -26,8 +26,9 @@ Importing this package is cheap: the kit loads on first use of a name.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cnilib._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cnilib.conformance._model import CheckResult, CheckSpec, Exchange, Outcome, Report
@@ -66,14 +67,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -9,9 +9,9 @@ pyroute2, for the IPAM plugins).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from cnilib._lazy import lazy_exports
 from cnilib.plugins._registry import (
     BUILTIN_PLUGINS as BUILTIN_PLUGINS,
     ENTRY_POINT_GROUP as ENTRY_POINT_GROUP,
@@ -47,10 +47,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'cnilib.plugins' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -5,6 +5,7 @@
 
 from typing import TYPE_CHECKING
 
+from cnilib._lazy import lazy_exports
 from cnilib.runtime._base import Attached
 from cnilib.runtime._conf import GCAttachment, RuntimeConf, parse_cni_args
 from cnilib.runtime._gc import GCReport
@@ -15,13 +16,10 @@ if TYPE_CHECKING:
     from cnilib.runtime._async import AsyncCNI as AsyncCNI, run_flow_async as run_flow_async
 
 
-def __getattr__(name: str) -> object:
-    # AsyncCNI pulls in asyncio (and ssl with it): only for those who ask.
-    if name in ("AsyncCNI", "run_flow_async"):
-        from cnilib.runtime import _async
-
-        return getattr(_async, name)
-    raise AttributeError(f"module 'cnilib.runtime' has no attribute {name!r}")
+# AsyncCNI pulls in asyncio (and ssl with it): only for those who ask.
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"AsyncCNI": "cnilib.runtime._async", "run_flow_async": "cnilib.runtime._async"}
+)
 
 
 __all__ = [

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from cnilib._lazy import lazy_exports
 from cnilib.testing._netns import (
     CommandError as CommandError,
     NetNS as NetNS,
@@ -90,20 +91,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """Load the runtime-dependent helpers on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 RECORDING_PLUGIN = Path(__file__).with_name("recording_plugin.py")

@@ -10,7 +10,9 @@ plugin executable starts quickly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cnilib._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cnilib.plugins.ipam.dhcp._daemon import DaemonThread, LeaseDaemon
@@ -19,13 +21,11 @@ if TYPE_CHECKING:
 __all__ = ["DaemonThread", "LeaseDaemon", "Timing"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("DaemonThread", "LeaseDaemon"):
-        from cnilib.plugins.ipam.dhcp import _daemon
-
-        return getattr(_daemon, name)
-    if name == "Timing":
-        from cnilib.plugins.ipam.dhcp import _timing
-
-        return _timing.Timing
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DaemonThread": "cnilib.plugins.ipam.dhcp._daemon",
+        "LeaseDaemon": "cnilib.plugins.ipam.dhcp._daemon",
+        "Timing": "cnilib.plugins.ipam.dhcp._timing",
+    },
+)
