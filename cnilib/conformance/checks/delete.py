@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cnilib.conformance._registry import Finding, check, failed, not_applicable, passed
+from cnilib.conformance._sandbox import Container
 from cnilib.conformance._session import Session, carries_prev_result
 from cnilib.conformance.checks._common import (
     add_blocked,
@@ -25,18 +27,7 @@ _MUST_DEL = (
     "SPEC 1.1 §2 DEL",
 )
 def del_after_add(session: Session) -> Finding:
-    if (blocked := add_blocked(session)) is not None:
-        return blocked
-    ctr = session.container()
-    add = session.add(ctr)
-    if not add.succeeded:
-        return failed(failed_add(add), add)
-    delete = session.delete(ctr)
-    if not delete.succeeded:
-        return failed(f"DEL failed: {delete.describe()}", add, delete)
-    if left := session.snapshot_container(ctr).added_since(session.container_baseline(ctr)):
-        return failed(f"left in the container: {unexpected(left)}", add, delete)
-    return passed(add, delete)
+    return _add_then_delete(session, judge="container")
 
 
 @check(
@@ -46,19 +37,7 @@ def del_after_add(session: Session) -> Finding:
     "SPEC 1.1 §2 DEL (release all resources held); §3 Attachment lifecycle",
 )
 def del_leaves_nothing(session: Session) -> Finding:
-    if (blocked := add_blocked(session)) is not None:
-        return blocked
-    before = settled_node(session)
-    ctr = session.container()
-    add = session.add(ctr)
-    if not add.succeeded:
-        return failed(failed_add(add), add)
-    delete = session.delete(ctr)
-    if not delete.succeeded:
-        return failed(f"DEL failed: {delete.describe()}", add, delete)
-    if left := left_behind(session, before):
-        return failed(f"left on the host: {unexpected(left)}", add, delete)
-    return passed(add, delete)
+    return _add_then_delete(session)
 
 
 @check("del.twice", "a second DEL of the same attachment succeeds", _MUST_DEL)
@@ -108,21 +87,7 @@ def del_without_add(session: Session) -> Finding:
     f"{_MUST_DEL}; §2 DEL (an IPAM plugin releases even when the namespace is gone)",
 )
 def del_netns_gone(session: Session) -> Finding:
-    if (blocked := add_blocked(session)) is not None:
-        return blocked
-    before = settled_node(session)
-    ctr = session.container()
-    add = session.add(ctr)
-    if not add.succeeded:
-        return failed(failed_add(add), add)
-    ctr.ns.delete()
-    delete = session.delete(ctr)
-    if not delete.succeeded:
-        session.attachments.pop(ctr.id, None)
-        return failed(f"DEL failed: {delete.describe()}", add, delete)
-    if left := left_behind(session, before):
-        return failed(f"left on the host: {unexpected(left)}", add, delete)
-    return passed(add, delete)
+    return _add_then_delete(session, before_delete=lambda ctr: ctr.ns.delete())
 
 
 @check(
@@ -132,19 +97,8 @@ def del_netns_gone(session: Session) -> Finding:
     level="should",
 )
 def del_no_prev_result(session: Session) -> Finding:
-    if (blocked := add_blocked(session, "0.4.0")) is not None:
-        return blocked
-    before = settled_node(session)
-    ctr = session.container()
-    add = session.add(ctr)
-    if not add.succeeded:
-        return failed(failed_add(add), add)
-    delete = session.delete(ctr, prev_result=False, label=f"DEL ({session.newest}, no prevResult)")
-    if not delete.succeeded:
-        return failed(f"DEL failed: {delete.describe()}", add, delete)
-    if left := left_behind(session, before):
-        return failed(f"left on the host: {unexpected(left)}", add, delete)
-    return passed(add, delete)
+    label = f"DEL ({session.newest}, no prevResult)"
+    return _add_then_delete(session, oldest="0.4.0", prev_result=False, label=label)
 
 
 @check(
@@ -154,13 +108,39 @@ def del_no_prev_result(session: Session) -> Finding:
     level="should",
 )
 def del_no_netns(session: Session) -> Finding:
-    if (blocked := add_blocked(session)) is not None:
+    label = f"DEL ({session.newest}, CNI_NETNS empty)"
+    return _add_then_delete(session, judge="none", netns="", label=label)
+
+
+def _add_then_delete(
+    session: Session,
+    *,
+    oldest: str = "0.1.0",
+    judge: str = "host",
+    before_delete: Callable[[Container], None] | None = None,
+    **delete: Any,
+) -> Finding:
+    """ADD a container, optionally change the world (``before_delete``), DEL it with
+    ``delete``'s arguments; the DEL must succeed and leave nothing behind where
+    ``judge`` says: on the ``host`` (the node and state directories, against the
+    settled node), in the ``container`` (against its namespace as made), or ``none``."""
+    if (blocked := add_blocked(session, oldest)) is not None:
         return blocked
+    before = settled_node(session) if judge == "host" else None
     ctr = session.container()
     add = session.add(ctr)
     if not add.succeeded:
         return failed(failed_add(add), add)
-    delete = session.delete(ctr, netns="", label=f"DEL ({session.newest}, CNI_NETNS empty)")
-    if not delete.succeeded:
-        return failed(f"DEL failed: {delete.describe()}", add, delete)
-    return passed(add, delete)
+    if before_delete is not None:
+        before_delete(ctr)
+    result = session.delete(ctr, **delete)
+    if not result.succeeded:
+        session.attachments.pop(ctr.id, None)  # the kit's tidying must not retry it
+        return failed(f"DEL failed: {result.describe()}", add, result)
+    if before is not None and (left := left_behind(session, before)):
+        return failed(f"left on the host: {unexpected(left)}", add, result)
+    if judge == "container":
+        left = session.snapshot_container(ctr).added_since(session.container_baseline(ctr))
+        if left:
+            return failed(f"left in the container: {unexpected(left)}", add, result)
+    return passed(add, result)
