@@ -49,7 +49,10 @@ def main(plugin_type: str) -> None:
     if os.environ.get("CNI_COMMAND") == "VERSION" and plugin_type in BUILTIN_PLUGINS:
         from cnilib.plugins._versions import version_only
 
-        sys.stdout.buffer.write(version_only(plugin_type))
+        # The request says which version to answer in; a person at a terminal typing
+        # CNI_COMMAND=VERSION gets the newest rather than a wait for stdin.
+        stdin = b"" if sys.stdin.isatty() else sys.stdin.buffer.read()
+        sys.stdout.buffer.write(version_only(plugin_type, stdin))
         raise SystemExit(0)
     from cnilib.errors import CNIError, ErrorCode, PluginError
     from cnilib.plugins import load_plugin

@@ -16,7 +16,6 @@ design, so the check is skipped.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from cnilib import spec
@@ -25,6 +24,7 @@ from cnilib.errors import CNIError, ErrorCode, PluginError
 from cnilib.invoke import Command, Executor
 from cnilib.names import validate_container_id, validate_interface_name, validate_network_name
 from cnilib.plugins._base import BasePlugin, PluginRequest
+from cnilib.plugins._versions import answer_version
 
 __all__ = ["EscapedError", "handle", "version_answer"]
 
@@ -52,10 +52,9 @@ class EscapedError(PluginError):
     plugin (the exception is the ``__cause__``)."""
 
 
-def version_answer(plugin: type[BasePlugin] | BasePlugin) -> bytes:
-    """What the plugin prints for VERSION."""
-    answer = {"cniVersion": str(spec.CURRENT), "supportedVersions": list(plugin.supported_versions)}
-    return json.dumps(answer).encode()
+def version_answer(plugin: type[BasePlugin] | BasePlugin, stdin: bytes = b"") -> bytes:
+    """What the plugin prints for VERSION (in the version ``stdin`` asks for)."""
+    return answer_version(list(plugin.supported_versions), stdin)
 
 
 def _check_env(env: Mapping[str, str]) -> Command:
@@ -145,7 +144,7 @@ def handle(
     """
     command = _check_env(env)
     if command is Command.VERSION:
-        return version_answer(plugin)
+        return version_answer(plugin, stdin)
     config = _decode_config(stdin)
     if command in (Command.ADD, Command.CHECK, Command.DEL):
         _as_plugin_error(validate_container_id, env.get("CNI_CONTAINERID", ""))

@@ -106,10 +106,29 @@ class TestSkel:
             handle(Echo(), env(CNI_COMMAND="FROB"), config())
 
     def test_version_answer(self) -> None:
-        """VERSION ignores stdin and lists the supported versions."""
+        """VERSION lists the supported versions; stdin that is not a request is no error."""
         out = json.loads(handle(Echo(), {"CNI_COMMAND": "VERSION"}, b"garbage"))
 
         assert "1.1.0" in out["supportedVersions"]
+        assert "1.1.0" == out["cniVersion"]  # the newest, since nothing was asked
+
+    @pytest.mark.parametrize(
+        ("stdin", "answered"),
+        [
+            (b'{"cniVersion":"0.4.0"}', "0.4.0"),
+            (b'{"cniVersion":"1.0.0"}', "1.0.0"),
+            (b'{"cniVersion":"9.9.9"}', "1.1.0"),  # not supported: the newest
+            (b'{"cniVersion":4}', "1.1.0"),
+            (b"[1]", "1.1.0"),
+            (b"", "1.1.0"),
+        ],
+    )
+    def test_version_answer_is_in_the_version_asked(self, stdin: bytes, answered: str) -> None:
+        """The spec's VERSION result carries the cniVersion the request gave (Go's skel
+        answers its newest: docs/divergences.md)."""
+        out = json.loads(handle(Echo(), {"CNI_COMMAND": "VERSION"}, stdin))
+
+        assert answered == out["cniVersion"]
 
     @pytest.mark.parametrize(
         ("stdin", "code", "text"),
