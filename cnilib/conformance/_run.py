@@ -14,6 +14,7 @@ from cnilib.conformance._sandbox import Sandbox
 from cnilib.conformance._session import KNOWN_VERSIONS, Session
 from cnilib.conformance._target import find_target
 from cnilib.errors import InvalidArgumentError
+from cnilib.testing import CommandError
 
 if TYPE_CHECKING:
     from cnilib.plugins import BasePlugin
@@ -126,10 +127,15 @@ def _run(session: Session, chosen: set[str] | None) -> Report:
     unavailable = profile.requires() if profile.requires is not None else None
     if unavailable is None and profile.needs_daemon is not None:
         unavailable = profile.needs_daemon
+    # The node is set up even where no ADD can succeed: a DEL (of nothing) may still
+    # look for what the configuration names, such as vlan's master.
+    if profile.setup is not None:
+        try:
+            profile.setup(session.sandbox)
+        except CommandError as exc:
+            unavailable = unavailable or f"the kit could not set up the node: {exc}"
     if unavailable is not None:
         notes.append(f"no ADD can succeed here: {unavailable}")
-    elif profile.setup is not None:
-        profile.setup(session.sandbox)
     session.unavailable = unavailable
     results = []
     for spec, fn in CHECKS:

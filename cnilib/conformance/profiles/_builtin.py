@@ -176,7 +176,9 @@ def _dummy(config: ConfigFn | None) -> Profile:
 
 
 def _host_device_device(sandbox: Sandbox) -> None:
-    ensure_veth(sandbox, *HOST_DEVICE)
+    # Down, as a device waiting to be handed to a container is: Go's host-device
+    # gives it back down, so an up device would come back changed.
+    ensure_veth(sandbox, *HOST_DEVICE, up=False)
 
 
 def _host_device_config(sandbox: Sandbox) -> JSONObject:

@@ -81,8 +81,9 @@ def _intact(ns: NetNS, name: str, peer: str) -> bool:
     return any(entry.get("nsid") == nsid and entry.get("name") for entry in listed)
 
 
-def ensure_veth(sandbox: Sandbox, name: str, peer: str) -> None:
-    """A veth pair ``name``/``peer`` in the node, both up, unless it is still there.
+def ensure_veth(sandbox: Sandbox, name: str, peer: str, *, up: bool = True) -> None:
+    """A veth pair ``name``/``peer`` in the node (``name`` up if ``up``, ``peer``
+    always), unless it is still there.
 
     ``peer`` stays in the node: while it exists, so does ``name``, in the node
     or in the container a plugin moved it to. The pair is (re)made when a
@@ -95,5 +96,6 @@ def ensure_veth(sandbox: Sandbox, name: str, peer: str) -> None:
         return
     node.exec("ip", "link", "del", "dev", peer, check=False)
     node.exec("ip", "link", "add", name, "type", "veth", "peer", "name", peer)
-    node.exec("ip", "link", "set", name, "up")
+    if up:
+        node.exec("ip", "link", "set", name, "up")
     node.exec("ip", "link", "set", peer, "up")
