@@ -19,7 +19,7 @@ From Python (needs root)::
 From the command line: ``python -m cnilib conformance --cni-path /usr/lib/cni bridge``
 (``--list`` prints the checks, ``--json`` and ``--junit FILE`` write machine
 readable results). In pytest: the ``cnilib_conformance`` fixture and
-:func:`cnilib.testing.assert_conforms`.
+:func:`assert_conforms`.
 
 Importing this package is cheap: the kit loads on first use of a name.
 """
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from cnilib._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from cnilib.conformance._assert import ConformanceRunner, assert_conforms
     from cnilib.conformance._model import CheckResult, CheckSpec, Exchange, Outcome, Report
     from cnilib.conformance._output import junit_xml, table, to_json
     from cnilib.conformance._profile import Kind, Profile
@@ -39,11 +40,13 @@ if TYPE_CHECKING:
 __all__ = [
     "CheckResult",
     "CheckSpec",
+    "ConformanceRunner",
     "Exchange",
     "Kind",
     "Outcome",
     "Profile",
     "Report",
+    "assert_conforms",
     "check_ids",
     "junit_xml",
     "run_conformance",
@@ -63,6 +66,8 @@ _HOMES = {
     "Kind": "cnilib.conformance._profile",
     "Profile": "cnilib.conformance._profile",
     "check_ids": "cnilib.conformance._run",
+    "assert_conforms": "cnilib.conformance._assert",
+    "ConformanceRunner": "cnilib.conformance._assert",
     "run_conformance": "cnilib.conformance._run",
 }
 

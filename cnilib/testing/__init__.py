@@ -9,8 +9,6 @@
   as told, and :class:`Container` (a namespace plus a container ID).
 * :func:`conflist` and :func:`with_data_dir` keep host-local's store in a test's
   directory.
-* :func:`assert_conforms` fails a test with the table of a conformance report
-  (:mod:`cnilib.conformance`) whose checks failed.
 * pytest fixtures in :mod:`cnilib.testing.pytest_plugin` (all named ``cnilib_*``).
 
 The fake plugin, the mock executor and the container helpers load the
@@ -36,10 +34,6 @@ from cnilib.testing._netns import (
 )
 
 if TYPE_CHECKING:
-    from cnilib.testing._conformance import (
-        ConformanceRunner as ConformanceRunner,
-        assert_conforms as assert_conforms,
-    )
     from cnilib.testing._fake import (
         FakePlugin as FakePlugin,
         FakePluginFactory as FakePluginFactory,
@@ -55,8 +49,6 @@ if TYPE_CHECKING:
     )
 
 _LAZY: dict[str, str] = {
-    "ConformanceRunner": "cnilib.testing._conformance",
-    "assert_conforms": "cnilib.testing._conformance",
     "FakePlugin": "cnilib.testing._fake",
     "FakePluginFactory": "cnilib.testing._fake",
     "FakeResult": "cnilib.testing._fake",
@@ -72,7 +64,6 @@ __all__ = [
     "RECORDING_PLUGIN",
     "CommandError",
     "ConflistFactory",
-    "ConformanceRunner",
     "Container",
     "ContainerFactory",
     "FakePlugin",
@@ -80,7 +71,6 @@ __all__ = [
     "FakeResult",
     "MockExecutor",
     "NetNS",
-    "assert_conforms",
     "conflist",
     "create_netns",
     "install_recording_plugin",

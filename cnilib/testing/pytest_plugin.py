@@ -13,7 +13,6 @@ Fixture tree (scope in brackets; all others are per test)::
     │       └── cnilib_async_cni      cnilib.AsyncCNI, the same for asyncio
     ├── cnilib_container_netns    factory: cnilib_container_netns() -> NetNS
     │   └── cnilib_container      factory: cnilib_container() -> Container (netns + ID)
-    └── cnilib_conformance        run(type, **kw) -> conformance Report (namespaces of its own)
     cnilib_cni_bin_dir            tmp CNI_PATH dir holding the recording plugin as "recorder"
     cnilib_recorder_log           where the recorder should log (a conflist's "recorder.log")
     cnilib_cache_dir              tmp dir for cnilib's result cache
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
     from cnilib.config import NetworkConfigList
     from cnilib.invoke import ChainExecutor
     from cnilib.plugins import InProcessExecutor
-    from cnilib.testing._conformance import ConformanceRunner
     from cnilib.testing._etcd import EtcdServer
     from cnilib.testing._fake import FakePluginFactory
     from cnilib.testing._world import ConflistFactory, ContainerFactory
@@ -57,7 +55,6 @@ __all__ = [
     "cnilib_cni",
     "cnilib_cni_bin_dir",
     "cnilib_conflist",
-    "cnilib_conformance",
     "cnilib_container",
     "cnilib_container_netns",
     "cnilib_etcd",
@@ -294,18 +291,3 @@ def cnilib_etcd(tmp_path: Path) -> Iterator[EtcdServer]:
         yield server
     finally:
         server.stop(kill=True)
-
-
-@pytest.fixture
-def cnilib_conformance(cnilib_privileged: None) -> ConformanceRunner:
-    """A runner of the conformance kit: ``cnilib_conformance(plugin_type, **kwargs)``
-    returns :func:`cnilib.conformance.run_conformance`'s report (same keywords:
-    ``path``, ``in_process``, ``config``, ``kind``, ``only``, ...); check it with
-    :func:`cnilib.testing.assert_conforms`.
-
-    Every run makes its own node and container namespaces and deletes them before
-    it returns. Skipped where namespaces cannot be made, like the other privileged
-    fixtures (a failure with ``CNILIB_REQUIRE_PRIVILEGED=1``)."""
-    from cnilib.testing._conformance import ConformanceRunner
-
-    return ConformanceRunner()

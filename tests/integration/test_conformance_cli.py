@@ -227,7 +227,7 @@ def test_json_report_and_junit(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_fixture_and_assert_conforms(cnilib_conformance: object) -> None:
-    from cnilib.testing import ConformanceRunner, assert_conforms
+    from cnilib.conformance import ConformanceRunner, assert_conforms
 
     assert isinstance(cnilib_conformance, ConformanceRunner)
     report = cnilib_conformance("ptp", in_process=True, only=["version.object", "errors"])

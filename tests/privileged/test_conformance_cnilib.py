@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cnilib.conformance import Outcome
+from cnilib.conformance import ConformanceRunner, Outcome, assert_conforms
 from cnilib.plugins import BUILTIN_PLUGINS
-from cnilib.testing import assert_conforms
-from cnilib.testing._conformance import ConformanceRunner
 
 GO_DIR = Path("/usr/lib/cni")
 

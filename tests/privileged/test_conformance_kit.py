@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from cnilib.conformance import Outcome, Report
+from cnilib.conformance import ConformanceRunner, Outcome, Report
 from cnilib.plugins import BasePlugin
-from cnilib.testing._conformance import ConformanceRunner
 from tests.privileged import _conformance_faulty as faulty
 
 PASS, FAIL, WARN, NA = Outcome.PASS, Outcome.FAIL, Outcome.WARN, Outcome.NOT_APPLICABLE

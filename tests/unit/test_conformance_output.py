@@ -256,7 +256,7 @@ def test_junit_survives_characters_xml_cannot_hold() -> None:
 
 
 def test_assert_conforms_passes_warnings_and_na() -> None:
-    from cnilib.testing import assert_conforms
+    from cnilib.conformance import assert_conforms
 
     assert_conforms(
         _report(
@@ -270,7 +270,7 @@ def test_assert_conforms_passes_warnings_and_na() -> None:
 
 @pytest.mark.parametrize("outcome", [Outcome.FAIL, Outcome.ERROR])
 def test_assert_conforms_fails_with_the_table(outcome: Outcome) -> None:
-    from cnilib.testing import assert_conforms
+    from cnilib.conformance import assert_conforms
 
     report = _report("p", _result("a.b", Outcome.PASS), _result("del.x", outcome, "why", FAILING))
     with pytest.raises(AssertionError) as info:

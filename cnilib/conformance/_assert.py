@@ -1,5 +1,5 @@
 """Conformance results in tests: :func:`assert_conforms`, and the runner behind the
-``cnilib_conformance`` fixture."""
+``cnilib_conformance`` fixture (:mod:`cnilib.conformance.pytest_plugin`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cnilib.conformance import Report
+    from cnilib.conformance._model import Report
 
 __all__ = ["ConformanceRunner", "assert_conforms"]
 
@@ -16,7 +16,8 @@ def assert_conforms(report: Report | Sequence[Report]) -> None:
     """Raise :class:`AssertionError` unless no check of ``report`` failed or errored
     (warnings and n/a pass); its message is the report's table, failures' evidence
     included, so pytest shows why."""
-    from cnilib.conformance import Report, table
+    from cnilib.conformance._model import Report
+    from cnilib.conformance._output import table
 
     reports = [report] if isinstance(report, Report) else list(report)
     if not all(r.ok for r in reports):
@@ -30,6 +31,6 @@ class ConformanceRunner:
     :class:`~cnilib.conformance.Report` (same keyword arguments)."""
 
     def __call__(self, plugin_type: str, **kwargs: Any) -> Report:
-        from cnilib.conformance import run_conformance
+        from cnilib.conformance._run import run_conformance
 
         return run_conformance(plugin_type, **kwargs)
