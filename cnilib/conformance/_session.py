@@ -67,7 +67,7 @@ class Session:
     unavailable: str | None = None
     """Why no ADD can succeed on this machine (set by the run), else ``None``."""
     settled: Snapshot | None = None
-    """The node after a first attachment came and went (see ``checks._common``)."""
+    """The node after a first attachment came and went (see ``checks._observe``)."""
     _containers: list[Container] = attrs.field(factory=list)
     _baselines: dict[str, Snapshot] = attrs.field(factory=dict)
     _base: Any = None

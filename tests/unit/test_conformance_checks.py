@@ -24,8 +24,9 @@ from cnilib.conformance._sandbox import (
     _route_items,
     _rule_items,
 )
-from cnilib.conformance.checks._common import result_problems
+from cnilib.conformance.checks._verdicts import result_problems
 from cnilib.errors import InvalidArgumentError
+from cnilib.testing import CommandError
 
 
 def exchange(
@@ -413,16 +414,32 @@ def test_version_without_a_list_is_noted(monkeypatch: pytest.MonkeyPatch) -> Non
         ({"requires": lambda: "kernel first", "needs_daemon": "daemon"}, "kernel first"),
     ],
 )
-def test_unavailable_skips_the_setup(
+def test_unavailable_still_sets_up_the_node(
     monkeypatch: pytest.MonkeyPatch, kw: dict[str, Any], why: str
 ) -> None:
+    """No ADD can succeed, yet the node is set up: a DEL of nothing may look for what
+    the configuration names (vlan's master)."""
     install(monkeypatch)
     set_up: list[object] = []
     session = FakeSession(profile(setup=set_up.append, **kw), VERSIONS)
     report = run_mod._run(cast(Any, session), None)
     assert session.unavailable == why
     assert f"no ADD can succeed here: {why}" in report.notes
-    assert set_up == []
+    assert set_up == [session.sandbox]
+
+
+def test_a_setup_that_fails_makes_add_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    install(monkeypatch)
+
+    def setup(sandbox: object) -> None:
+        raise CommandError(2, ["ip", "link", "add"], stderr="RTNETLINK answers: File exists")
+
+    session = FakeSession(profile(setup=setup, requires=lambda: None), VERSIONS)
+    report = run_mod._run(cast(Any, session), None)
+    assert session.unavailable is not None
+    assert session.unavailable.startswith("the kit could not set up the node: ")
+    assert "File exists" in session.unavailable
+    assert f"no ADD can succeed here: {session.unavailable}" in report.notes
 
 
 def test_available_sets_up_the_node(monkeypatch: pytest.MonkeyPatch) -> None:

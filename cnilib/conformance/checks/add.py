@@ -8,17 +8,14 @@ from cnilib.conformance._model import Exchange
 from cnilib.conformance._profile import Kind
 from cnilib.conformance._registry import Finding, check, failed, not_applicable, passed
 from cnilib.conformance._session import ADD_VERSIONS, Session
-from cnilib.conformance.checks._common import (
-    add_blocked,
+from cnilib.conformance.checks._observe import (
     addresses_of,
     container_iface,
-    failed_add,
     interfaces_in,
     left_behind,
-    result_problems,
     settled_node,
-    unexpected,
 )
+from cnilib.conformance.checks._verdicts import add_blocked, failed_add, result_problems, unexpected
 from cnilib.errors import ErrorCode
 
 REQUIRED_ENV = ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME")

@@ -9,15 +9,13 @@ from typing import Any
 from cnilib.conformance._profile import Kind
 from cnilib.conformance._registry import Finding, check, failed, not_applicable, passed
 from cnilib.conformance._session import Session
-from cnilib.conformance.checks._common import (
-    add_blocked,
+from cnilib.conformance.checks._observe import (
     addresses_of,
-    failed_add,
     interfaces_in,
     left_behind,
     settled_node,
-    unexpected,
 )
+from cnilib.conformance.checks._verdicts import add_blocked, failed_add, unexpected
 
 
 def _key(iface: dict[str, Any]) -> tuple[Any, Any, Any]:

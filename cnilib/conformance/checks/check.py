@@ -6,7 +6,7 @@ from cnilib.conformance._profile import Kind
 from cnilib.conformance._registry import Finding, check, failed, not_applicable, passed
 from cnilib.conformance._sandbox import Container
 from cnilib.conformance._session import Session
-from cnilib.conformance.checks._common import add_blocked, failed_add
+from cnilib.conformance.checks._verdicts import add_blocked, failed_add
 
 CHECK_FROM = "0.4.0"
 

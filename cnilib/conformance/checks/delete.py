@@ -8,13 +8,8 @@ from typing import Any
 from cnilib.conformance._registry import Finding, check, failed, not_applicable, passed
 from cnilib.conformance._sandbox import Container
 from cnilib.conformance._session import Session, carries_prev_result
-from cnilib.conformance.checks._common import (
-    add_blocked,
-    failed_add,
-    left_behind,
-    settled_node,
-    unexpected,
-)
+from cnilib.conformance.checks._observe import left_behind, settled_node
+from cnilib.conformance.checks._verdicts import add_blocked, failed_add, unexpected
 
 _MUST_DEL = (
     "SPEC 1.1 §2 DEL (plugins must accept multiple DELs and succeed if what they made is gone)"

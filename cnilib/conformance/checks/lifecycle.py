@@ -6,7 +6,7 @@ from typing import Any
 
 from cnilib.conformance._registry import Finding, check, failed, not_applicable, passed
 from cnilib.conformance._session import Session
-from cnilib.conformance.checks._common import failed_add, unexpected
+from cnilib.conformance.checks._verdicts import failed_add, unexpected
 from cnilib.errors import ErrorCode
 
 V11 = "1.1.0"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from cnilib.conformance._model import Exchange
 from cnilib.conformance._registry import Finding, check, failed, not_applicable, passed
 from cnilib.conformance._session import KNOWN_VERSIONS, Session
-from cnilib.conformance.checks._common import left_behind, unexpected
+from cnilib.conformance.checks._observe import left_behind
+from cnilib.conformance.checks._verdicts import unexpected
 from cnilib.errors import ErrorCode
 from cnilib.schema import schema_problems
 

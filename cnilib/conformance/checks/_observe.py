@@ -1,5 +1,5 @@
-"""What several checks need: whether an ADD can be tried at all, the node's
-settled state, and what the kernel says about a result's interfaces."""
+"""What checks look at: the node once it has settled, what is left behind after a
+DEL, and what the kernel says about a result's interfaces."""
 
 from __future__ import annotations
 
@@ -7,37 +7,24 @@ import json
 import time
 from typing import Any
 
-from cnilib.conformance._model import Exchange
 from cnilib.conformance._profile import Kind
-from cnilib.conformance._registry import Finding, not_applicable
 from cnilib.conformance._sandbox import Container, Snapshot
 from cnilib.conformance._session import Session
-from cnilib.schema import result_schema_for, schema_problems
 from cnilib.testing import NetNS
 
 __all__ = [
-    "add_blocked",
-    "left_behind",
-    "failed_add",
+    "SETTLE_SECONDS",
+    "addresses_of",
+    "container_iface",
     "interfaces_in",
-    "result_problems",
+    "left_behind",
     "settled_node",
-    "unexpected",
 ]
 
 
-def add_blocked(session: Session, oldest: str = "0.1.0") -> Finding | None:
-    """n/a when no ADD can succeed here, or the plugin supports no version from ``oldest``."""
-    if session.unavailable is not None:
-        return not_applicable(session.unavailable)
-    if not session.versions_from(oldest):
-        return not_applicable(f"the plugin supports no version from {oldest} on")
-    return None
-
-
-def failed_add(exchange: Exchange) -> str:
-    """The reason text for an ADD that should have worked and did not."""
-    return f"ADD failed, so nothing else could be checked: {exchange.describe()}"
+SETTLE_SECONDS = 3.0
+"""How long a leftover may take to go: the kernel destroys a deleted namespace,
+and the veth end inside it, asynchronously."""
 
 
 def settled_node(session: Session) -> Snapshot:
@@ -58,11 +45,6 @@ def settled_node(session: Session) -> Snapshot:
     return session.snapshot_node()
 
 
-SETTLE_SECONDS = 3.0
-"""How long a leftover may take to go: the kernel destroys a deleted namespace,
-and the veth end inside it, asynchronously."""
-
-
 def left_behind(session: Session, before: Snapshot, ctr: Container | None = None) -> list[str]:
     """What is on the node (and in ``ctr``) that was not in ``before`` (and in the
     container when it was made), once the kernel has caught up."""
@@ -74,23 +56,6 @@ def left_behind(session: Session, before: Snapshot, ctr: Container | None = None
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.1)
-
-
-def unexpected(items: list[str], limit: int = 12) -> str:
-    shown = "; ".join(items[:limit])
-    more = f" (and {len(items) - limit} more)" if len(items) > limit else ""
-    return f"{shown}{more}"
-
-
-def result_problems(result: Any, version: str) -> list[str]:
-    """Why ``result`` is not a valid ADD result of ``version`` (empty: it is)."""
-    if not isinstance(result, dict):
-        return [f"stdout is not a JSON object: {json.dumps(result)[:200]}"]
-    problems = schema_problems(result_schema_for(version), result)
-    said = result.get("cniVersion")
-    if said != version:
-        problems.append(f"cniVersion is {said!r}, the request's is {version!r}")
-    return problems
 
 
 def interfaces_in(ns: NetNS) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,45 @@
+"""How checks word what they found: whether an ADD can be tried at all, why one
+that should have worked did not, and what is wrong with a result."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cnilib.conformance._model import Exchange
+from cnilib.conformance._registry import Finding, not_applicable
+from cnilib.conformance._session import Session
+from cnilib.schema import result_schema_for, schema_problems
+
+__all__ = ["add_blocked", "failed_add", "result_problems", "unexpected"]
+
+
+def add_blocked(session: Session, oldest: str = "0.1.0") -> Finding | None:
+    """n/a when no ADD can succeed here, or the plugin supports no version from ``oldest``."""
+    if session.unavailable is not None:
+        return not_applicable(session.unavailable)
+    if not session.versions_from(oldest):
+        return not_applicable(f"the plugin supports no version from {oldest} on")
+    return None
+
+
+def failed_add(exchange: Exchange) -> str:
+    """The reason text for an ADD that should have worked and did not."""
+    return f"ADD failed, so nothing else could be checked: {exchange.describe()}"
+
+
+def result_problems(result: Any, version: str) -> list[str]:
+    """Why ``result`` is not a valid ADD result of ``version`` (empty: it is)."""
+    if not isinstance(result, dict):
+        return [f"stdout is not a JSON object: {json.dumps(result)[:200]}"]
+    problems = schema_problems(result_schema_for(version), result)
+    said = result.get("cniVersion")
+    if said != version:
+        problems.append(f"cniVersion is {said!r}, the request's is {version!r}")
+    return problems
+
+
+def unexpected(items: list[str], limit: int = 12) -> str:
+    shown = "; ".join(items[:limit])
+    more = f" (and {len(items) - limit} more)" if len(items) > limit else ""
+    return f"{shown}{more}"
