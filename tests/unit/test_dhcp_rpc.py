@@ -437,6 +437,12 @@ async def test_a_daemon_that_misbehaves_is_a_call_error(
     async def misbehave(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\n\n")
         writer.write(b"HTTP/1.0 200 Connected to Go RPC\n\n" + answer)
+        await writer.drain()
+        # Hang up (FIN), then take what the client still sends until it closes: a socket
+        # closed with unread bytes is reset instead, and the client would read a reset
+        # rather than the end of the reply (it did, on a busy machine).
+        writer.write_eof()
+        await reader.read()
 
     async with raw_server(sock, misbehave):
         with pytest.raises(DaemonCallError) as info:
