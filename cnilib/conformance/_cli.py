@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnilib.cli._argtypes import positive_seconds
+
 if TYPE_CHECKING:
     from cnilib.conformance._model import Report
 
@@ -62,16 +64,6 @@ examples:
   python -m cnilib conformance --config my.json --kind interface myplugin
   python -m cnilib conformance --list
 """
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -137,7 +129,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout",
         metavar="SECONDS",
-        type=_seconds,
+        type=positive_seconds,
         default=30.0,
         help="seconds per call of an executable plugin (default 30)",
     )

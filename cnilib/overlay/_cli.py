@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
+from cnilib.cli._argtypes import positive_seconds
 from cnilib.overlay._records import DEFAULT_PREFIX
 from cnilib.plugins.main._overlay_state import DEFAULT_RUN_DIR
 
@@ -43,16 +44,6 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
 
 
@@ -195,7 +186,7 @@ def _parser(prog: str = "python -m cnilib.overlay") -> argparse.ArgumentParser:
     status.add_argument(
         "--timeout",
         metavar="SECONDS",
-        type=_seconds,
+        type=positive_seconds,
         default=5.0,
         help="seconds to wait for etcd per request (default 5)",
     )
