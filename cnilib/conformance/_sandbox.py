@@ -200,7 +200,7 @@ class Sandbox:
             self._stack.close()
             raise
         third = secrets.randbelow(512)
-        self.subnet = ipaddress.ip_network(f"198.{18 + third // 256}.{third % 256}.0/24")
+        self.subnet = ipaddress.IPv4Network(f"198.{18 + third // 256}.{third % 256}.0/24")
         self._count = 0
 
     def __enter__(self) -> Sandbox:

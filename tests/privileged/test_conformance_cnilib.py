@@ -2,10 +2,10 @@
 and the kit's verdicts on two of Debian's Go binaries are what they are known to be.
 
 A plugin this machine cannot run (a link type the kernel lacks) or that needs a
-daemon the kit does not start (dhcp, overlay) still answers VERSION and fails
-properly; its checks that need an ADD are n/a. Warnings are allowed:
-``version.echo`` warns for every plugin (skel answers with its newest version,
-as Go's does).
+daemon the kit does not start (dhcp) still answers VERSION and fails properly; its
+checks that need an ADD are n/a. The overlay plugin runs against the node state file
+the kit writes in the agent's place. No cnilib plugin may even warn: each follows the
+spec's SHOULDs the kit checks too.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from cnilib.plugins import BUILTIN_PLUGINS
 
 GO_DIR = Path("/usr/lib/cni")
 
-NEEDS_DAEMON = {"dhcp", "overlay"}
+NEEDS_DAEMON = {"dhcp"}
 """The kit has no daemon for these: no ADD of theirs can succeed in its sandbox."""
 
 ADD_CHECKS = ("add.result", "add.interfaces", "del.after-add", "check.after-add")
@@ -30,7 +30,7 @@ ADD_CHECKS = ("add.result", "add.interfaces", "del.after-add", "check.after-add"
 def test_cnilib_plugin_conforms(cnilib_conformance: ConformanceRunner, plugin_type: str) -> None:
     report = cnilib_conformance(plugin_type, in_process=True)
     assert_conforms(report)
-    assert not [r.check.id for r in report.failed if r.check.level == "must"]
+    assert not [r.check.id for r in report.results if r.outcome is Outcome.WARN]
     assert report.result("version.object").outcome is Outcome.PASS
     assert report.result("errors.object").outcome in (Outcome.PASS, Outcome.NOT_APPLICABLE)
     no_add = any(note.startswith("no ADD can succeed here") for note in report.notes)

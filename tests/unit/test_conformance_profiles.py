@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -134,8 +134,34 @@ def test_portmap_maps_a_host_port() -> None:
 
 def test_daemon_plugins_say_what_they_need() -> None:
     assert "--config" in (PROFILES["dhcp"].needs_daemon or "")
-    assert "agent" in (PROFILES["overlay"].needs_daemon or "")
-    assert all(p.needs_daemon is None for t, p in PROFILES.items() if t not in ("dhcp", "overlay"))
+    assert all(p.needs_daemon is None for t, p in PROFILES.items() if t != "dhcp")
+
+
+def test_the_kit_plays_the_overlay_agent_only_in_its_own_run_dir(tmp_path: Path) -> None:
+    """The overlay profile writes the node state file the agent would (in the kit's
+    runDir); with a configuration of the user's it writes nothing (the real agent's)."""
+    from cnilib.plugins.main._overlay_state import read_node_state, state_path
+
+    class FakeSandbox:
+        workdir = tmp_path
+        subnet = ipaddress.IPv4Network("198.18.7.0/24")
+
+        def directory(self, name: str) -> Path:
+            path = tmp_path / name
+            path.mkdir(exist_ok=True)
+            return path
+
+    sandbox = cast(Any, FakeSandbox())
+    profile = PROFILES["overlay"]
+    assert profile.setup is not None
+    profile.setup(sandbox)
+    run_dir = profile.config(sandbox)["runDir"]
+    state = read_node_state(state_path(run_dir, "conformance"))
+    assert state is not None
+    assert (state.subnet, state.gateway) == (sandbox.subnet, sandbox.subnet[1])
+    assert sandbox.subnet.subnet_of(state.cluster)
+    mine = profile_for("overlay", config={"type": "overlay", "runDir": str(tmp_path / "real")})
+    assert mine.setup is None
 
 
 def test_link_kinds_this_kernel_may_lack_are_probed() -> None:

@@ -11,7 +11,7 @@ from cnilib.conformance._registry import Finding, not_applicable
 from cnilib.conformance._session import Session
 from cnilib.schema import result_schema_for, schema_problems
 
-__all__ = ["add_blocked", "failed_add", "result_problems", "unexpected"]
+__all__ = ["add_blocked", "failed_add", "kind_of", "result_problems", "unexpected"]
 
 
 def add_blocked(session: Session, oldest: str = "0.1.0") -> Finding | None:
@@ -43,3 +43,9 @@ def unexpected(items: list[str], limit: int = 12) -> str:
     shown = "; ".join(items[:limit])
     more = f" (and {len(items) - limit} more)" if len(items) > limit else ""
     return f"{shown}{more}"
+
+
+def kind_of(session: Session) -> str:
+    """ "an interface plugin", "a chained plugin", ...: the plugin's kind, in a sentence."""
+    kind = str(session.profile.kind)
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} plugin"

@@ -15,7 +15,13 @@ from cnilib.conformance.checks._observe import (
     left_behind,
     settled_node,
 )
-from cnilib.conformance.checks._verdicts import add_blocked, failed_add, result_problems, unexpected
+from cnilib.conformance.checks._verdicts import (
+    add_blocked,
+    failed_add,
+    kind_of,
+    result_problems,
+    unexpected,
+)
 from cnilib.errors import ErrorCode
 
 REQUIRED_ENV = ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME")
@@ -272,7 +278,7 @@ def add_invalid_config(session: Session) -> Finding:
 )
 def add_missing_netns(session: Session) -> Finding:
     if session.profile.kind not in (Kind.INTERFACE, Kind.LOOPBACK):
-        return not_applicable(f"a {session.profile.kind} plugin need not enter the namespace")
+        return not_applicable(f"{kind_of(session)} need not enter the namespace")
     if (blocked := add_blocked(session)) is not None:
         return blocked
     before = settled_node(session)

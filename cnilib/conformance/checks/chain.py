@@ -15,7 +15,7 @@ from cnilib.conformance.checks._observe import (
     left_behind,
     settled_node,
 )
-from cnilib.conformance.checks._verdicts import add_blocked, failed_add, unexpected
+from cnilib.conformance.checks._verdicts import add_blocked, failed_add, kind_of, unexpected
 
 
 def _key(iface: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -31,7 +31,7 @@ def _key(iface: dict[str, Any]) -> tuple[Any, Any, Any]:
 )
 def chain_prev_result(session: Session) -> Finding:
     if session.profile.kind is not Kind.CHAINED:
-        return not_applicable(f"a {session.profile.kind} plugin is not run after another")
+        return not_applicable(f"{kind_of(session)} is not run after another")
     if (blocked := add_blocked(session, "0.3.0")) is not None:
         return blocked
     ctr = session.container()
@@ -78,7 +78,7 @@ def _iface_name(result: dict[str, Any], ip: dict[str, Any]) -> Any:
 
 def _ipam_applies(session: Session) -> Finding | None:
     if session.profile.kind is not Kind.INTERFACE or not session.profile.uses_ipam:
-        return not_applicable(f"a {session.profile.kind} plugin without an ipam section")
+        return not_applicable(f"{kind_of(session)} without an ipam section")
     return add_blocked(session)
 
 

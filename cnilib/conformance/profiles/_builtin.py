@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from cnilib.conformance._profile import JSONObject, Kind, Profile
+from cnilib.conformance._session import NETWORK
 from cnilib.conformance.profiles import _breakers as brk
 from cnilib.conformance.profiles._kernel import ensure_veth, requires_link_kind
+from cnilib.plugins.main._overlay_state import NodeState, state_path, write_node_state
 
 if TYPE_CHECKING:
     from cnilib.conformance._sandbox import Sandbox
@@ -45,10 +47,7 @@ DHCP_NEEDS = (
     "the dhcp plugin needs its lease daemon and a DHCP server on the container's network:"
     " run the kit with --config pointing at yours"
 )
-OVERLAY_NEEDS = (
-    "the overlay plugin needs the overlay agent on the node (it writes the node state"
-    " file the plugin reads): run the kit with --config pointing at the agent's runDir"
-)
+OVERLAY_BRIDGE = "cnicfov0"
 
 _DEFAULT_DIRS = {
     "host-local": "/var/lib/cni/networks",
@@ -221,12 +220,28 @@ def _overlay(config: ConfigFn | None) -> Profile:
             Path(conf.get("dataDir") or _DEFAULT_DIRS["host-local"]),
         ]
 
+    def joined(sandbox: Sandbox) -> None:
+        # What the node agent writes once it has joined: the plugin reads this file,
+        # never etcd, so the kit can play the agent and exercise the plugin itself.
+        # Only in the kit's own runDir: with a configuration of the user's, the real
+        # agent's file is used as it is.
+        run_dir = _overlay_config(sandbox)["runDir"]
+        state = NodeState(
+            name=NETWORK,
+            node="conformance",
+            cluster=sandbox.subnet.supernet(new_prefix=16),
+            subnet=sandbox.subnet,
+            bridge=OVERLAY_BRIDGE,
+            mtu=1450,
+        )
+        write_node_state(state_path(run_dir, NETWORK), state)
+
     return Profile(
         kind=Kind.INTERFACE,
         config=fn,
+        setup=joined if config is None else None,
         breaker=brk.container_address_breaker,
         state_dirs=dirs,
-        needs_daemon=None if config else OVERLAY_NEEDS,
     )
 
 
