@@ -22,6 +22,7 @@ from cnilib.cli._argtypes import positive_seconds
 
 if TYPE_CHECKING:
     from cnilib.conformance._model import Report
+    from cnilib.errors import CNIError
 
 __all__ = ["KINDS", "main"]
 
@@ -220,34 +221,56 @@ def _need_root() -> None:
         )
 
 
-def _run(args: argparse.Namespace, config: dict[str, Any] | None) -> list[Report]:
+def _run(
+    args: argparse.Namespace, config: dict[str, Any] | None
+) -> tuple[list[Report], list[tuple[str, CNIError]]]:
+    """A report per type; a type that cannot be run (not found, no profile) is an
+    error of its own, and the other types still run."""
     from cnilib.conformance._run import run_conformance
+    from cnilib.errors import CNIError
 
     path = None
     if args.cni_path is not None:
         path = [p for p in args.cni_path.split(":") if p]
-    return [
-        run_conformance(
-            plugin_type,
-            path=path,
-            in_process=args.in_process,
-            config=config,
-            kind=args.kind,
-            state_dirs=args.state_dir,
-            only=args.only,
-            timeout=args.timeout,
-        )
-        for plugin_type in args.types
-    ]
+    reports: list[Report] = []
+    errors: list[tuple[str, CNIError]] = []
+    for plugin_type in args.types:
+        try:
+            reports.append(
+                run_conformance(
+                    plugin_type,
+                    path=path,
+                    in_process=args.in_process,
+                    config=config,
+                    kind=args.kind,
+                    state_dirs=args.state_dir,
+                    only=args.only,
+                    timeout=args.timeout,
+                )
+            )
+        except CNIError as exc:
+            errors.append((plugin_type, exc))
+    return reports, errors
 
 
-def _show(args: argparse.Namespace, reports: list[Report]) -> None:
+def _show(
+    args: argparse.Namespace, reports: list[Report], errors: list[tuple[str, CNIError]]
+) -> None:
+    from cnilib.cli._commands import printable
     from cnilib.conformance._output import junit_xml, table, to_json
 
     if args.json:
-        _write(to_json(reports, verbose=args.verbose))
+        document = json.loads(to_json(reports, verbose=args.verbose))
+        if errors:
+            document["errors"] = [{"plugin": t, **exc.to_object()} for t, exc in errors]
+            document["ok"] = False
+        _write(json.dumps(document, indent=2) + "\n")
     else:
-        _write(table(reports, verbose=args.verbose))
+        if reports:
+            _write(table(reports, verbose=args.verbose))
+        for plugin_type, exc in errors:
+            text = printable(f"{plugin_type}: {str(exc).rstrip()}")
+            print(f"{ERROR_PREFIX}: {text}", file=sys.stderr)
     if args.junit is not None:
         write_atomically(args.junit, junit_xml(reports))
 
@@ -282,12 +305,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m cnilib.con
         config = load_config(args.config) if args.config is not None else None
         _check_only(args.only)
         _need_root()
-        reports = _run(args, config)
-        _show(args, reports)
+        reports, errors = _run(args, config)
+        _show(args, reports, errors)
     except CNIError as exc:
         _report_error(args, exc)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"{ERROR_PREFIX}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILURE
+    return EXIT_OK if all(r.ok for r in reports) and not errors else EXIT_FAILURE

@@ -136,10 +136,25 @@ def test_unknown_plugin_json(
 ) -> None:
     assert main(["--json", "--cni-path", str(tmp_path), "no-such-plugin"]) == 1
     captured = capsys.readouterr()
-    error = json.loads(captured.out)
+    document = json.loads(captured.out)
+    assert (document["reports"], document["ok"]) == ([], False)
+    [error] = document["errors"]
+    assert error["plugin"] == "no-such-plugin"
     assert isinstance(error["code"], int)
     assert "no-such-plugin" in error["msg"]
     assert captured.err == ""
+
+
+def test_a_type_that_cannot_run_does_not_stop_the_others(
+    cnilib_privileged: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The unknown type is one line on stderr after the table of the one that ran."""
+    status = main(["--in-process", "--only", "version.object", "no-such-plugin", "ptp"])
+    assert status == 1
+    captured = capsys.readouterr()
+    assert "plugin ptp" in captured.out
+    [line] = captured.err.splitlines()
+    assert line.startswith("cnilib conformance: no-such-plugin: ")
 
 
 def test_unknown_in_process_plugin(as_root: None, capsys: pytest.CaptureFixture[str]) -> None:
