@@ -8,7 +8,9 @@ exactly what the plugin answered.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import time
 import traceback
@@ -60,24 +62,39 @@ class ExecutableTarget:
         # PATH is the kit's own, so that plugins find iptables, tc, ...; nothing else leaks in.
         full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **env}
         started = time.monotonic()
-        try:
-            proc = subprocess.run(
-                [*node.exec_prefix, str(self.path)],
-                input=stdin,
-                capture_output=True,
-                env=full_env,
-                timeout=timeout,
-                check=False,
-            )
-            stdout, stderr, status = proc.stdout, proc.stderr, proc.returncode
-        except subprocess.TimeoutExpired as exc:
-            stdout, stderr = exc.stdout or b"", exc.stderr or b""
-            stderr += f"\n(killed by the kit after {timeout:g} s)".encode()
-            status = _KILLED
+        # A session of its own, so that a plugin that overstays is killed with every
+        # process it started (a delegate, a sleep): they would outlive the run and keep
+        # its namespaces alive.
+        with subprocess.Popen(
+            [*node.exec_prefix, str(self.path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            start_new_session=True,
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(stdin, timeout=timeout)
+                status = proc.returncode
+            except subprocess.TimeoutExpired as exc:
+                stdout, stderr = exc.stdout or b"", exc.stderr or b""
+                stderr += f"\n(killed by the kit after {timeout:g} s)".encode()
+                status = _KILLED
+                _kill_group(proc)
+            except BaseException:  # Ctrl-C: the plugin must not go on alone
+                _kill_group(proc)
+                raise
         return Exchange(label, dict(env), stdin, stdout, stderr, status, time.monotonic() - started)
 
     def close(self) -> None:
         pass
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill ``proc``'s process group (its session's: it leads one) and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 class InProcessTarget:
