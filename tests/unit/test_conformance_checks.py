@@ -13,7 +13,14 @@ import pytest
 from cnilib.conformance import _run as run_mod, check_ids
 from cnilib.conformance._model import CheckSpec, Exchange, Outcome, Report
 from cnilib.conformance._profile import Kind, Profile
-from cnilib.conformance._registry import Finding, check, failed, not_applicable, passed
+from cnilib.conformance._registry import (
+    CHECKS,
+    Finding,
+    check,
+    failed,
+    not_applicable,
+    passed,
+)
 from cnilib.conformance._sandbox import (
     Snapshot,
     _addr_items,
@@ -268,6 +275,56 @@ def test_result_problems_of_an_old_version_use_its_schema() -> None:
     old = {"cniVersion": "0.4.0", "ips": [{"version": "4", "address": "198.18.3.10/24"}]}
     assert result_problems(old, "0.4.0") == []
     assert result_problems(dict(old, ips="198.18.3.10/24"), "0.4.0")
+
+
+class AddingSession:
+    """What the ADD-reading checks ask of a session before they look at the kernel:
+    an ADD that succeeds with ``stdout``."""
+
+    def __init__(self, kind: Kind, stdout: bytes) -> None:
+        self.profile = Profile(kind=kind, config=lambda sandbox: {})
+        self.unavailable: str | None = None
+        self.newest = "1.1.0"
+        self._stdout = stdout
+
+    def versions_from(self, oldest: str) -> list[str]:
+        return ["1.1.0"]
+
+    def container(self) -> object:
+        return object()
+
+    def add(self, ctr: object, version: str | None = None, **kw: Any) -> Exchange:
+        return exchange(self._stdout)
+
+
+@pytest.mark.parametrize(
+    ("check_id", "kind"),
+    [
+        ("add.interfaces", Kind.INTERFACE),
+        ("add.sandbox", Kind.INTERFACE),
+        ("chain.prev-result", Kind.CHAINED),
+    ],
+)
+@pytest.mark.parametrize(
+    "stdout",
+    [
+        b'{"cniVersion": "1.1.0", "interfaces": ["eth0"], "ips": []}',
+        b'{"cniVersion": "1.1.0", "interfaces": [], "ips": ["198.18.3.10/24"]}',
+        b'{"cniVersion": "1.1.0", "interfaces": "eth0"}',
+        b'{"cniVersion": "1.1.0", "routes": [1]}',
+        b"[]",
+    ],
+)
+def test_a_malformed_add_result_fails_the_checks_that_read_it(
+    check_id: str, kind: Kind, stdout: bytes
+) -> None:
+    """The plugin's fault, shown as a FAIL with the ADD as evidence, not an ERROR
+    of the kit tripping over the result's entries."""
+    check_ids()
+    fn = next(fn for spec, fn in CHECKS if spec.id == check_id)
+    finding = run_mod._run_one(cast(Any, AddingSession(kind, stdout)), fn)
+    assert finding.outcome is Outcome.FAIL, finding.reason
+    assert [e.stdout for e in finding.evidence] == [stdout]
 
 
 # --------------------------------------------------------------------------- registry, --only

@@ -11,7 +11,14 @@ from cnilib.conformance._registry import Finding, not_applicable
 from cnilib.conformance._session import Session
 from cnilib.schema import result_schema_for, schema_problems
 
-__all__ = ["add_blocked", "failed_add", "kind_of", "result_problems", "unexpected"]
+__all__ = [
+    "add_blocked",
+    "failed_add",
+    "kind_of",
+    "malformed",
+    "result_problems",
+    "unexpected",
+]
 
 
 def add_blocked(session: Session, oldest: str = "0.1.0") -> Finding | None:
@@ -37,6 +44,21 @@ def result_problems(result: Any, version: str) -> list[str]:
     if said != version:
         problems.append(f"cniVersion is {said!r}, the request's is {version!r}")
     return problems
+
+
+def malformed(result: Any) -> str | None:
+    """Why ``result`` cannot be read as an ADD result (not an object, or interfaces,
+    ips or routes not lists of objects), or ``None``: checks that read its entries
+    fail on it instead of failing themselves."""
+    if not isinstance(result, dict):
+        return f"stdout is not a JSON object: {json.dumps(result)[:200]}"
+    for key in ("interfaces", "ips", "routes"):
+        value = result.get(key)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(entry, dict) for entry in value)
+        ):
+            return f"the result's {key} is not a list of objects: {json.dumps(value)[:200]}"
+    return None
 
 
 def unexpected(items: list[str], limit: int = 12) -> str:

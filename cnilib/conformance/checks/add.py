@@ -19,6 +19,7 @@ from cnilib.conformance.checks._verdicts import (
     add_blocked,
     failed_add,
     kind_of,
+    malformed,
     result_problems,
     unexpected,
 )
@@ -57,9 +58,10 @@ def _added(session: Session) -> tuple[Any, Exchange, Finding | None]:
     """A container attached in the newest version: (container, ADD exchange, or why not)."""
     ctr = session.container()
     exchange = session.add(ctr, session.newest)
-    result = exchange.stdout_json() if exchange.succeeded else None
-    if not isinstance(result, dict):
+    if not exchange.succeeded:
         return ctr, exchange, failed(failed_add(exchange), exchange)
+    if (why := malformed(exchange.stdout_json())) is not None:
+        return ctr, exchange, failed(why, exchange)
     return ctr, exchange, None
 
 

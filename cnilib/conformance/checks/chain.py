@@ -15,7 +15,13 @@ from cnilib.conformance.checks._observe import (
     left_behind,
     settled_node,
 )
-from cnilib.conformance.checks._verdicts import add_blocked, failed_add, kind_of, unexpected
+from cnilib.conformance.checks._verdicts import (
+    add_blocked,
+    failed_add,
+    kind_of,
+    malformed,
+    unexpected,
+)
 
 
 def _key(iface: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -36,9 +42,10 @@ def chain_prev_result(session: Session) -> Finding:
         return blocked
     ctr = session.container()
     add = session.add(ctr)
-    result = add.stdout_json() if add.succeeded else None
-    if not isinstance(result, dict):
+    if not add.succeeded:
         return failed(failed_add(add), add)
+    if (why := malformed(result := add.stdout_json())) is not None:
+        return failed(why, add)
     prev = session.attachments[ctr.id].base_result or {}
     problems: list[str] = []
     out_ifaces = [_key(i) for i in result.get("interfaces") or []]
@@ -94,9 +101,10 @@ def ipam_host_local(session: Session) -> Finding:
     before = settled_node(session)
     ctr = session.container()
     add = session.add(ctr, ipam="host-local")
-    result = add.stdout_json() if add.succeeded else None
-    if not isinstance(result, dict):
+    if not add.succeeded:
         return failed(failed_add(add), add)
+    if (why := malformed(result := add.stdout_json())) is not None:
+        return failed(why, add)
     subnet = session.sandbox.subnet
     have = addresses_of(interfaces_in(ctr.ns).get(ctr.ifname, {}))
     problems = []
@@ -129,9 +137,10 @@ def ipam_static(session: Session) -> Finding:
         return blocked
     ctr = session.container()
     add = session.add(ctr, ipam="static")
-    result = add.stdout_json() if add.succeeded else None
-    if not isinstance(result, dict):
+    if not add.succeeded:
         return failed(failed_add(add), add)
+    if (why := malformed(result := add.stdout_json())) is not None:
+        return failed(why, add)
     wanted = session.ipam_config("static")["addresses"][0]["address"]
     have = addresses_of(interfaces_in(ctr.ns).get(ctr.ifname, {}))
     said = [ip.get("address") for ip in result.get("ips") or []]
