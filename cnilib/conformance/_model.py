@@ -110,9 +110,9 @@ class Exchange:
         return {
             "label": self.label,
             "env": {k: self.env[k] for k in _SHOWN_ENV if k in self.env},
-            "stdin": self.stdin.decode(errors="replace"),
-            "stdout": self.stdout.decode(errors="replace"),
-            "stderr": self.stderr.decode(errors="replace"),
+            "stdin": _capped(self.stdin),
+            "stdout": _capped(self.stdout),
+            "stderr": _capped(self.stderr),
             "exit_status": self.exit_status,
             "seconds": round(self.seconds, 4),
         }
@@ -129,6 +129,17 @@ class Exchange:
         lines.append(f"stdout: {_clip(self.stdout)}")
         lines.append(f"stderr: {_clip(self.stderr)}")
         return "\n".join(lines)
+
+
+JSON_LIMIT = 64 * 1024
+"""Bytes of each stream kept in JSON and JUnit evidence (a plugin may print megabytes)."""
+
+
+def _capped(data: bytes) -> str:
+    if len(data) <= JSON_LIMIT:
+        return data.decode(errors="replace")
+    kept = data[:JSON_LIMIT].decode(errors="replace")
+    return f"{kept}... ({len(data)} bytes in all)"
 
 
 def _clip(data: bytes, limit: int = 2000) -> str:

@@ -12,7 +12,7 @@ from cnilib.conformance._model import CheckSpec, Exchange, Outcome
 if TYPE_CHECKING:
     from cnilib.conformance._session import Session
 
-__all__ = ["CHECKS", "Finding", "check", "failed", "not_applicable", "passed"]
+__all__ = ["CHECKS", "Finding", "check", "failed", "not_applicable", "passed", "warned"]
 
 
 @attrs.frozen
@@ -30,6 +30,12 @@ def passed(*evidence: Exchange, reason: str = "") -> Finding:
 
 def failed(reason: str, *evidence: Exchange) -> Finding:
     return Finding(Outcome.FAIL, reason, evidence)
+
+
+def warned(reason: str, *evidence: Exchange) -> Finding:
+    """A SHOULD not followed inside a check whose level is ``must`` (the plugin failed
+    as it must, say, but not with the code the spec's table gives)."""
+    return Finding(Outcome.WARN, reason, evidence)
 
 
 def not_applicable(reason: str) -> Finding:

@@ -70,8 +70,10 @@ def run_conformance(
     _load_checks()
     chosen = select_checks(only)
     search = tuple(path) if path is not None else _default_path()
-    target = find_target(plugin_type, search, in_process=in_process, plugin=plugin)
+    # The profile first: a configuration that is no plugin's is reported as such, not
+    # as a plugin that cannot be found.
     profile = profile_for(plugin_type, config=config, kind=kind, state_dirs=state_dirs)
+    target = find_target(plugin_type, search, in_process=in_process, plugin=plugin)
     try:
         with Sandbox() as sandbox:
             session = Session(target, profile, sandbox, search, timeout=timeout)

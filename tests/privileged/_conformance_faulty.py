@@ -318,7 +318,8 @@ if command == "VERSION":
     listed = list(SUPPORTED)
     if FAULT == "version-inconsistent" and asked != "1.1.0":
         listed = [v for v in listed if v != asked]
-    answer = {{"cniVersion": asked if FAULT == "version-echo" else "1.1.0"}}
+    # Skel's way (its newest, whatever was asked) is the fault; the spec echoes.
+    answer = {{"cniVersion": "1.1.0" if FAULT == "version-newest" else asked}}
     if FAULT != "version-no-list":
         answer["supportedVersions"] = listed
     print(json.dumps(answer))
@@ -353,7 +354,7 @@ SCRIPT_FAULTS = (
     "error-details",
     "version-no-list",
     "version-inconsistent",
-    "version-echo",
+    "version-newest",
     "env-code",
     "decode-code",
     "odd-code",

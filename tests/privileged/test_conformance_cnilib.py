@@ -60,8 +60,12 @@ def test_go_portmap_check_after_add_fails(cnilib_conformance: ConformanceRunner)
     assert report.target == str(GO_DIR / "portmap")
 
 
-def test_go_bridge_conforms(cnilib_conformance: ConformanceRunner) -> None:
+def test_go_bridge_conforms_but_for_its_version_answer(
+    cnilib_conformance: ConformanceRunner,
+) -> None:
+    """Go's bridge passes every check but version.echo: its skel answers VERSION with
+    its newest version where the spec has the version asked for."""
     _go("bridge")
     report = cnilib_conformance("bridge", path=[str(GO_DIR)])
-    assert_conforms(report)
+    assert [r.check.id for r in report.failed] == ["version.echo"]
     assert report.result("del.leaves-nothing").outcome is Outcome.PASS

@@ -7,13 +7,16 @@ import json
 from typing import Any
 
 from cnilib.conformance._model import Exchange
-from cnilib.conformance._registry import Finding, not_applicable
+from cnilib.conformance._registry import Finding, failed, not_applicable, passed, warned
+from cnilib.conformance._sandbox import Container
 from cnilib.conformance._session import Session
 from cnilib.schema import result_schema_for, schema_problems
 
 __all__ = [
     "add_blocked",
+    "attached",
     "failed_add",
+    "judged",
     "kind_of",
     "malformed",
     "result_problems",
@@ -71,3 +74,29 @@ def kind_of(session: Session) -> str:
     """ "an interface plugin", "a chained plugin", ...: the plugin's kind, in a sentence."""
     kind = str(session.profile.kind)
     return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} plugin"
+
+
+def attached(
+    session: Session, version: str | None = None, **add: Any
+) -> tuple[Container, Exchange, dict[str, Any], Finding | None]:
+    """A new container ADDed (``add``: :meth:`Session.add`'s keywords): the container,
+    the ADD, its result, and the finding to return instead when the ADD failed or its
+    result cannot be read as one (interfaces, ips or routes not lists of objects)."""
+    ctr = session.container()
+    exchange = session.add(ctr, version, **add)
+    result = exchange.stdout_json()
+    if not exchange.succeeded:
+        return ctr, exchange, {}, failed(failed_add(exchange), exchange)
+    if (why := malformed(result)) is not None:
+        return ctr, exchange, {}, failed(why, exchange)
+    return ctr, exchange, result, None
+
+
+def judged(musts: list[str], shoulds: list[str], *evidence: Exchange) -> Finding:
+    """FAIL for any broken MUST, else WARN for any SHOULD not followed, else PASS; the
+    reason names them all."""
+    if musts:
+        return failed("; ".join(musts + shoulds), *evidence)
+    if shoulds:
+        return warned("; ".join(shoulds), *evidence)
+    return passed(*evidence)

@@ -17,9 +17,9 @@ from cnilib.conformance.checks._observe import (
 )
 from cnilib.conformance.checks._verdicts import (
     add_blocked,
-    failed_add,
+    attached,
+    judged,
     kind_of,
-    malformed,
     unexpected,
 )
 
@@ -40,12 +40,9 @@ def chain_prev_result(session: Session) -> Finding:
         return not_applicable(f"{kind_of(session)} is not run after another")
     if (blocked := add_blocked(session, "0.3.0")) is not None:
         return blocked
-    ctr = session.container()
-    add = session.add(ctr)
-    if not add.succeeded:
-        return failed(failed_add(add), add)
-    if (why := malformed(result := add.stdout_json())) is not None:
-        return failed(why, add)
+    ctr, add, result, why = attached(session)
+    if why is not None:
+        return why
     prev = session.attachments[ctr.id].base_result or {}
     problems: list[str] = []
     out_ifaces = [_key(i) for i in result.get("interfaces") or []]
@@ -99,12 +96,9 @@ def ipam_host_local(session: Session) -> Finding:
     if (blocked := _ipam_applies(session)) is not None:
         return blocked
     before = settled_node(session)
-    ctr = session.container()
-    add = session.add(ctr, ipam="host-local")
-    if not add.succeeded:
-        return failed(failed_add(add), add)
-    if (why := malformed(result := add.stdout_json())) is not None:
-        return failed(why, add)
+    ctr, add, result, why = attached(session, ipam="host-local")
+    if why is not None:
+        return why
     subnet = session.sandbox.subnet
     have = addresses_of(interfaces_in(ctr.ns).get(ctr.ifname, {}))
     problems = []
@@ -120,7 +114,7 @@ def ipam_host_local(session: Session) -> Finding:
     if not delete.succeeded:
         problems.append(f"DEL failed: {delete.describe()}")
     elif left := left_behind(session, before, ctr):
-        problems.append(f"left after DEL: {unexpected(left)}")
+        return judged(problems, [f"left after DEL: {unexpected(left)}"], add, delete)
     if problems:
         return failed("; ".join(problems), add, delete)
     return passed(add, delete)
@@ -135,12 +129,9 @@ def ipam_host_local(session: Session) -> Finding:
 def ipam_static(session: Session) -> Finding:
     if (blocked := _ipam_applies(session)) is not None:
         return blocked
-    ctr = session.container()
-    add = session.add(ctr, ipam="static")
-    if not add.succeeded:
-        return failed(failed_add(add), add)
-    if (why := malformed(result := add.stdout_json())) is not None:
-        return failed(why, add)
+    ctr, add, result, why = attached(session, ipam="static")
+    if why is not None:
+        return why
     wanted = session.ipam_config("static")["addresses"][0]["address"]
     have = addresses_of(interfaces_in(ctr.ns).get(ctr.ifname, {}))
     said = [ip.get("address") for ip in result.get("ips") or []]

@@ -22,7 +22,8 @@ def _failures(session: Session) -> list[Exchange]:
     "errors.object",
     "every failed call exits non-zero with an error object on stdout (code, msg, optional "
     "details), and nothing is a crash",
-    "SPEC 1.1 §2 Errors; §5 Error",
+    "SPEC 1.1 §2 Errors (on an error, a plugin should output an error result); §5 Error",
+    level="should",
 )
 def errors_object(session: Session) -> Finding:
     failures = _failures(session)

@@ -61,8 +61,7 @@ def version_consistent(session: Session) -> Finding:
 @check(
     "version.echo",
     "VERSION's cniVersion is the one the request gave",
-    "SPEC 1.1 §2 VERSION (Result: cniVersion, the value specified on input)",
-    level="should",
+    "SPEC 1.1 §5 Version success (plugins must output cniVersion: the value specified on input)",
 )
 def version_echo(session: Session) -> Finding:
     if not session.supported:
@@ -97,6 +96,7 @@ def _incompatible(exchange: Exchange) -> str | None:
     "a request in a version the plugin does not support fails with code 1, on every verb, "
     "and changes nothing",
     "SPEC 1.1 §2 Errors (code 1, Incompatible CNI version); §1 Version considerations",
+    level="should",
 )
 def version_unsupported(session: Session) -> Finding:
     versions = [UNSUPPORTED]

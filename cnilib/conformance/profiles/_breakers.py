@@ -123,7 +123,9 @@ def tuning_breaker(session: Session, ctr: Container, result: JSONObject) -> str:
     """Write another value to the first sysctl the configuration sets, else change
     the MTU it sets, in the container."""
     conf = _sent_config(session)
-    sysctls = conf.get("sysctl") or {}
+    # Only the container's own network sysctls: ip netns exec separates no other
+    # namespace, so any other key would be the machine's.
+    sysctls = {k: v for k, v in (conf.get("sysctl") or {}).items() if k.startswith("net.")}
     if sysctls:
         key, value = next(iter(sysctls.items()))
         parts = [ctr.ifname if part == "IFNAME" else part for part in key.split(".")]
@@ -136,7 +138,7 @@ def tuning_breaker(session: Session, ctr: Container, result: JSONObject) -> str:
         other_mtu = 1280 if mtu != 1280 else 1300
         ctr.ns.exec("ip", "link", "set", "dev", ctr.ifname, "mtu", str(other_mtu))
         return f"set the MTU of {ctr.ifname} to {other_mtu} in the container (configured: {mtu})"
-    raise NothingToBreakError("the configuration sets neither a sysctl nor an MTU")
+    raise NothingToBreakError("the configuration sets neither a net.* sysctl nor an MTU")
 
 
 def portmap_breaker(session: Session, ctr: Container, result: JSONObject) -> str:

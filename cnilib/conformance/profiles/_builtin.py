@@ -80,7 +80,10 @@ def _state_dirs(
             if not isinstance(section, dict):
                 found.append(sandbox.directory("host-local"))
             elif section.get("type") == "host-local":
-                found.append(Path(section.get("dataDir") or _DEFAULT_DIRS["host-local"]))
+                # The kit's network only: other networks' files in a shared data dir
+                # (the default /var/lib/cni/networks) come and go with other containers.
+                data_dir = Path(section.get("dataDir") or _DEFAULT_DIRS["host-local"])
+                found.append(data_dir / NETWORK)
         return found
 
     return dirs
