@@ -17,6 +17,7 @@ from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._registry import load_plugin
 from cnilib.plugins._versions import version_only
 from cnilib.plugins.meta._bandwidth_conf import BandwidthConf, BandwidthEntry, ifb_name, tbf_params
+from tests.unit._guards import NO_SUCH_HOST
 
 
 def _req(**conf: Any) -> PluginRequest:
@@ -24,6 +25,7 @@ def _req(**conf: Any) -> PluginRequest:
     return PluginRequest(
         command=Command.ADD, container_id="c1", netns="/run/netns/x", ifname="eth0",
         args=(), path=(), config=config, stdin=json.dumps(config).encode(),
+        host_netns=NO_SUCH_HOST,
     )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from cnilib.invoke import Command
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins._registry import BUILTIN_PLUGINS, load_plugin
 from cnilib.plugins._versions import version_only
+from tests.unit._guards import NO_SUCH_HOST
 
 CHAINED = ("tuning", "portmap", "bandwidth", "firewall", "sbr")
 
@@ -32,6 +33,7 @@ def _request(plugin_type: str, prev: JSONValue) -> PluginRequest:
     return PluginRequest(
         command=Command.ADD, container_id="c1", netns="/nonexistent/ns", ifname="eth0",
         args=(), path=(), config=config, stdin=json.dumps(config).encode(),
+        host_netns=NO_SUCH_HOST,
     )  # fmt: skip
 
 

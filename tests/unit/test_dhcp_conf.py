@@ -21,6 +21,7 @@ from cnilib.plugins.ipam.dhcp._conf import (
     parse_cni_args,
     parse_option_name,
 )
+from tests.unit._guards import NO_SUCH_HOST
 
 JSON = dict[str, Any]
 
@@ -334,6 +335,7 @@ def test_from_request_and_from_stdin_agree() -> None:
         path=(),
         config=config,
         stdin=stdin,
+        host_netns=NO_SUCH_HOST,
     )
     via_plugin = DhcpConf.from_request(request)
     via_daemon = DhcpConf.from_stdin(stdin, args="IgnoreUnknown=1;POD=p1", source="DHCP.Allocate")

@@ -30,6 +30,7 @@ from cnilib.plugins.ipam.dhcp._lease import Timing
 from cnilib.plugins.ipam.dhcp._rpc import CmdArgs, DaemonCallError, RPCFailure, call
 from cnilib.plugins.ipam.dhcp._rpc_server import serve_rpc
 from tests.unit._dhcp_fake import FakeServer, RealClock
+from tests.unit._guards import NO_SUCH_HOST
 
 CONF: dict[str, JSONValue] = {"cniVersion": "1.0.0", "name": "dhcpnet", "ipam": {"type": "dhcp"}}
 TIMING = Timing(attempt_timeout=0.05, resend_max=0.05, resend_timeout=0.5, fast_delay=0.01)
@@ -364,6 +365,7 @@ def status_request(sock: Path) -> PluginRequest:
         path=(),
         config=config,
         stdin=json.dumps(config).encode(),
+        host_netns=NO_SUCH_HOST,
     )
 
 

@@ -30,6 +30,7 @@ from cnilib.plugins.ipam.dhcp._lease import Timing
 from cnilib.plugins.ipam.dhcp._rpc import DHCP_METHODS, CmdArgs, RPCFailure
 from cnilib.plugins.ipam.dhcp._rpc_server import serve_rpc
 from tests.unit._dhcp_fake import FakeServer, RealClock, ack_options
+from tests.unit._guards import NO_SUCH_HOST
 
 NETNS = "/nonexistent/cnilib-unit/ctr"
 POOL = [f"192.0.2.{n}" for n in range(100, 120)]
@@ -81,7 +82,7 @@ def daemon(server: FakeServer, sock: Path, tmp_path: Path) -> Iterator[LeaseDaem
 
 @pytest.fixture
 def executor() -> Iterator[InProcessExecutor]:
-    with InProcessExecutor() as ex:
+    with InProcessExecutor(host_netns=NO_SUCH_HOST) as ex:
         yield ex
 
 

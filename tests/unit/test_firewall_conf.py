@@ -24,6 +24,7 @@ from cnilib.plugins.meta._firewall_iptables import (
     host_cidr,
     saved_words,
 )
+from tests.unit._guards import NO_SUCH_HOST
 
 JSON = dict[str, Any]
 
@@ -39,6 +40,7 @@ def request(conf: JSON, command: Command = Command.ADD) -> PluginRequest:
         path=(),
         config=conf,
         stdin=json.dumps(conf).encode(),
+        host_netns=NO_SUCH_HOST,
     )
 
 

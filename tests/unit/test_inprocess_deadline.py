@@ -22,6 +22,7 @@ from cnilib.invoke import DEFAULT_TIMEOUT, Command, Invocation
 from cnilib.plugins import BasePlugin, PluginRequest
 from cnilib.plugins._executor import InProcessExecutor
 from cnilib.results import Result, decode_result
+from tests.unit._guards import NO_SUCH_HOST
 
 CONFIG = json.dumps({"cniVersion": "1.1.0", "name": "net1", "type": "slow"}).encode()
 
@@ -107,7 +108,7 @@ class TestDeadline:
         """A plugin sleeping past the deadline raises PluginTimeoutError at about the
         deadline, with the subprocess executor's message shape."""
         plugin = Slow(ADD=1.0)
-        executor = InProcessExecutor({"slow": plugin}, timeout=0.2)
+        executor = InProcessExecutor({"slow": plugin}, timeout=0.2, host_netns=NO_SUCH_HOST)
         started = time.monotonic()
 
         with pytest.raises(PluginTimeoutError) as info:
@@ -125,7 +126,7 @@ class TestDeadline:
     def test_invocation_timeout_overrides_the_executor(self) -> None:
         """Invocation.timeout wins over the executor's default (CNI sets it per call)."""
         plugin = Slow(ADD=1.0)
-        executor = InProcessExecutor({"slow": plugin})  # 60 s by default
+        executor = InProcessExecutor({"slow": plugin}, host_netns=NO_SUCH_HOST)  # 60 s by default
 
         with pytest.raises(PluginTimeoutError, match=r"\(deadline 0\.2s\)"):
             executor.exec(call(Command.ADD, timeout=0.2))
@@ -135,7 +136,9 @@ class TestDeadline:
     def test_no_deadline(self, executor_timeout: float | None, call_timeout: float | None) -> None:
         """timeout=None on the executor, or math.inf on the call, means no deadline."""
         plugin = Slow(ADD=0.3)
-        executor = InProcessExecutor({"slow": plugin}, timeout=executor_timeout)
+        executor = InProcessExecutor(
+            {"slow": plugin}, timeout=executor_timeout, host_netns=NO_SUCH_HOST
+        )
 
         out = executor.exec(call(Command.ADD, timeout=call_timeout))
 
@@ -143,7 +146,7 @@ class TestDeadline:
 
     def test_results_and_errors_pass_through(self) -> None:
         """Within the deadline, the call's stdout and its PluginError come back unchanged."""
-        executor = InProcessExecutor({"slow": Slow()}, timeout=5)
+        executor = InProcessExecutor({"slow": Slow()}, timeout=5, host_netns=NO_SUCH_HOST)
 
         assert json.loads(executor.exec(call(Command.ADD)))["cniVersion"] == "1.1.0"
         with pytest.raises(cnilib.PluginError, match="required env variables") as info:
@@ -155,7 +158,7 @@ class TestAbandonedWork:
     def test_later_call_for_the_attachment_waits_for_the_abandoned_one(self) -> None:
         """The DEL sent after an ADD timed out starts only once that ADD has ended."""
         plugin = Slow(ADD=0.6)
-        executor = InProcessExecutor({"slow": plugin}, timeout=0.1)
+        executor = InProcessExecutor({"slow": plugin}, timeout=0.1, host_netns=NO_SUCH_HOST)
 
         with pytest.raises(PluginTimeoutError):
             executor.exec(call(Command.ADD))
@@ -167,7 +170,7 @@ class TestAbandonedWork:
         """A DEL whose own deadline passes while the abandoned ADD still runs is
         refused with a timeout naming the reason, and never runs later."""
         plugin = Slow(ADD=0.8)
-        executor = InProcessExecutor({"slow": plugin}, timeout=0.1)
+        executor = InProcessExecutor({"slow": plugin}, timeout=0.1, host_netns=NO_SUCH_HOST)
 
         with pytest.raises(PluginTimeoutError):
             executor.exec(call(Command.ADD))
@@ -185,7 +188,7 @@ class TestAbandonedWork:
     def test_other_attachments_do_not_wait(self) -> None:
         """Only the same container ID and interface wait; others run alongside."""
         plugin = Slow(ADD=0.6)
-        executor = InProcessExecutor({"slow": plugin}, timeout=0.1)
+        executor = InProcessExecutor({"slow": plugin}, timeout=0.1, host_netns=NO_SUCH_HOST)
 
         with pytest.raises(PluginTimeoutError):
             executor.exec(call(Command.ADD))
@@ -203,7 +206,7 @@ class TestAbandonedWork:
         cni = cnilib.CNI(
             ["/opt/cni/bin"],
             cache_dir=tmp_path,
-            executor=InProcessExecutor({"slow": plugin}),
+            executor=InProcessExecutor({"slow": plugin}, host_netns=NO_SUCH_HOST),
             timeout=0.1,
         )
         conf = slow_net()
@@ -221,7 +224,7 @@ class TestAbandonedWork:
         """In a child forked while an abandoned ADD runs (its thread does not exist
         there, it never finishes there), a DEL of the attachment runs at once."""
         plugin = Slow(ADD=0.8)
-        executor = InProcessExecutor({"slow": plugin}, timeout=0.1)
+        executor = InProcessExecutor({"slow": plugin}, timeout=0.1, host_netns=NO_SUCH_HOST)
         executor.exec(call(Command.CHECK, container_id="warm"))  # an idle call thread too
         with pytest.raises(PluginTimeoutError):
             executor.exec(call(Command.ADD))
@@ -250,7 +253,7 @@ class TestAbandonedWork:
             raise FakeInterruptError
 
         plugin = Slow(ADD=0.5)
-        executor = InProcessExecutor({"slow": plugin}, timeout=5)
+        executor = InProcessExecutor({"slow": plugin}, timeout=5, host_netns=NO_SUCH_HOST)
         previous = signal.signal(signal.SIGALRM, interrupt)
         try:
             signal.setitimer(signal.ITIMER_REAL, 0.1)
@@ -275,7 +278,9 @@ class TestAbandonedWork:
             def add(self, req: PluginRequest) -> Result:
                 return req.delegate_add("slow")
 
-        executor = InProcessExecutor({"main": Main(), "slow": Slow()}, timeout=2)
+        executor = InProcessExecutor(
+            {"main": Main(), "slow": Slow()}, timeout=2, host_netns=NO_SUCH_HOST
+        )
         inv = call(Command.ADD)
         started = time.monotonic()
 
@@ -289,7 +294,7 @@ class TestAsync:
     async def test_aexec_times_out_without_blocking_the_loop(self) -> None:
         """aexec raises PluginTimeoutError at the deadline; the loop keeps running meanwhile."""
         plugin = Slow(ADD=1.0)
-        executor = InProcessExecutor({"slow": plugin}, timeout=0.3)
+        executor = InProcessExecutor({"slow": plugin}, timeout=0.3, host_netns=NO_SUCH_HOST)
         ticks = 0
 
         async def ticker() -> None:
@@ -312,7 +317,7 @@ class TestAsync:
     async def test_cancelled_aexec_abandons_and_the_next_call_waits(self) -> None:
         """Cancelling aexec returns at once; the next call for the attachment waits for it."""
         plugin = Slow(ADD=0.5)
-        executor = InProcessExecutor({"slow": plugin}, timeout=5)
+        executor = InProcessExecutor({"slow": plugin}, timeout=5, host_netns=NO_SUCH_HOST)
 
         add = asyncio.create_task(executor.aexec(call(Command.ADD)))
         await asyncio.sleep(0.1)
@@ -332,7 +337,7 @@ class TestAsync:
         cni = cnilib.AsyncCNI(
             ["/opt/cni/bin"],
             cache_dir=tmp_path,
-            executor=InProcessExecutor({"slow": plugin}),
+            executor=InProcessExecutor({"slow": plugin}, host_netns=NO_SUCH_HOST),
             timeout=0.1,
         )
         conf = slow_net()
@@ -349,7 +354,7 @@ class TestCallThreads:
         from cnilib.plugins import _executor
 
         monkeypatch.setattr(_executor, "IDLE_TIMEOUT", 0.2)
-        executor = InProcessExecutor({"slow": Slow()})
+        executor = InProcessExecutor({"slow": Slow()}, host_netns=NO_SUCH_HOST)
         before = set(threading.enumerate())
         for _ in range(20):
             executor.exec(call(Command.CHECK))
@@ -367,7 +372,7 @@ class TestCallThreads:
     @pytest.mark.asyncio
     async def test_delegates_view_runs_inline(self) -> None:
         """The executor a delegating plugin gets answers like the executor itself."""
-        executor = InProcessExecutor({"slow": Slow()}, builtins=False)
+        executor = InProcessExecutor({"slow": Slow()}, builtins=False, host_netns=NO_SUCH_HOST)
         delegates = executor._delegates.executors[0]
 
         assert delegates.version_info("slow", []) == executor.version_info("slow", [])

@@ -21,6 +21,7 @@ from cnilib.plugins.ipam._config import parse_resolv_conf
 from cnilib.plugins.ipam._store import Store, go_trim_space
 from cnilib.plugins.ipam.host_local import HostLocal
 from cnilib.results import DNS, ResultV100
+from tests.unit._guards import NO_SUCH_HOST
 
 JSON = dict[str, Any]
 
@@ -42,6 +43,7 @@ def request(
         path=(),
         config=conf,
         stdin=json.dumps(conf).encode(),
+        host_netns=NO_SUCH_HOST,
     )
 
 

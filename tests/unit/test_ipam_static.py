@@ -13,6 +13,7 @@ from cnilib.invoke import Command
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins.ipam.static import Static
 from cnilib.results import DNS, ResultV100
+from tests.unit._guards import NO_SUCH_HOST
 
 JSON = dict[str, Any]
 
@@ -30,6 +31,7 @@ def request(
         path=(),
         config=conf,
         stdin=json.dumps(conf).encode(),
+        host_netns=NO_SUCH_HOST,
     )
 
 

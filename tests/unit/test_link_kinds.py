@@ -41,6 +41,7 @@ from cnilib.plugins._registry import load_plugin
 from cnilib.plugins.main.ipvlan import IpvlanConf
 from cnilib.plugins.main.vlan import VlanConf
 from cnilib.results import Result
+from tests.unit._guards import NO_SUCH_HOST
 
 JSON = dict[str, Any]
 NLMSGHDR = struct.Struct("=IHHII")
@@ -212,7 +213,7 @@ def run(
 ) -> bytes:
     """One in-process call of a built-in plugin (no namespace is ever reached here)."""
     stdin = json.dumps({"cniVersion": "1.1.0", "name": "n", "type": plugin_type, **conf})
-    with InProcessExecutor() as executor:
+    with InProcessExecutor(host_netns=NO_SUCH_HOST) as executor:
         return executor.exec(Invocation(
             command=command, plugin_type=plugin_type, stdin=stdin.encode(),
             container_id="c1", netns=netns, ifname="eth0", path=("/nonexistent",),
@@ -244,7 +245,8 @@ class TestRegistry:
 class TestIpvlanConf:
     def test_defaults(self) -> None:
         req = PluginRequest(command=Command.ADD, container_id="c", netns="/x", ifname="eth0",
-                            args=(), path=(), config={"type": "ipvlan"}, stdin=b"{}")  # fmt: skip
+                            args=(), path=(), config={"type": "ipvlan"}, stdin=b"{}",
+                            host_netns=NO_SUCH_HOST)  # fmt: skip
         conf = IpvlanConf.load(req)
         assert (conf.master, conf.mode, conf.mtu, conf.link_in_container, conf.ipam) == (
             "", "l2", 0, False, "")  # fmt: skip
@@ -336,7 +338,8 @@ class TestVlanConf:
 
     def test_defaults(self) -> None:
         req = PluginRequest(command=Command.ADD, container_id="c", netns="/x", ifname="eth0",
-                            args=(), path=(), config={"master": "m"}, stdin=b"{}")  # fmt: skip
+                            args=(), path=(), config={"master": "m"}, stdin=b"{}",
+                            host_netns=NO_SUCH_HOST)  # fmt: skip
         conf = VlanConf.load(req)
         assert (conf.vlan_id, conf.mtu, conf.link_in_container, conf.ipam, conf.dns) == (
             0, 0, False, "", None)  # fmt: skip
@@ -385,10 +388,11 @@ class _FailingIpam(BasePlugin):
 def test_ipam_lease_prefixes_ipam_add_errors_and_keeps_their_code() -> None:
     """vlan's ``failed to execute IPAM delegate: `` (Go's text; the code is IPAM's)."""
     conf: JSON = {"cniVersion": "1.1.0", "name": "n", "type": "vlan", "ipam": {"type": "failipam"}}
-    with InProcessExecutor({"failipam": _FailingIpam()}, builtins=False) as executor:
+    plugins = {"failipam": _FailingIpam()}
+    with InProcessExecutor(plugins, builtins=False, host_netns=NO_SUCH_HOST) as executor:
         req = PluginRequest(command=Command.ADD, container_id="c", netns="/x", ifname="eth0",
                             args=(), path=("/x",), config=conf, stdin=json.dumps(conf).encode(),
-                            delegate_executor=executor)  # fmt: skip
+                            delegate_executor=executor, host_netns=NO_SUCH_HOST)  # fmt: skip
         with (
             pytest.raises(cnilib.CNIError) as info,
             ipam_lease(req, "failipam", error_prefix="failed to execute IPAM delegate: "),

@@ -17,6 +17,7 @@ import cnilib
 from cnilib.errors import CNIError
 from cnilib.netlink import NetNSError, NetNSHandle, NetNSNotFoundError
 from cnilib.plugins._executor import InProcessExecutor
+from tests.unit._guards import NO_SUCH_HOST
 
 
 @pytest.fixture
@@ -61,7 +62,9 @@ class TestNotANamespace:
             ).encode()
         )
         cni = cnilib.CNI(
-            ["/opt/cni/bin"], cache_dir=tmp_path / "cache", executor=InProcessExecutor()
+            ["/opt/cni/bin"],
+            cache_dir=tmp_path / "cache",
+            executor=InProcessExecutor(host_netns=NO_SUCH_HOST),
         )
         started = time.monotonic()
 

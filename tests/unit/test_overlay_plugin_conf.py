@@ -17,6 +17,7 @@ from cnilib.invoke import Command
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins.main._overlay_state import NodeState, state_path, write_node_state
 from cnilib.plugins.main.overlay import Overlay, OverlayConf, delegated_config
+from tests.unit._guards import NO_SUCH_HOST
 
 STATE = NodeState(
     name="ovnet",
@@ -26,9 +27,6 @@ STATE = NodeState(
     bridge="ovbr0",
     mtu=1450,
 )
-
-
-NO_SUCH_HOST = "/run/netns/cnilib-unit-tests-no-such-namespace"
 
 
 def _request(tmp: Path, command: Command = Command.ADD, **keys: Any) -> PluginRequest:
@@ -48,9 +46,8 @@ def _request(tmp: Path, command: Command = Command.ADD, **keys: Any) -> PluginRe
         path=("/nonexistent",),
         config=config,
         stdin=json.dumps(config).encode(),
-        # Unit tests run as root in CI: should a test reach bridge's host side (a broken
-        # refusal, say), it must fail on a namespace that does not exist, never act on
-        # the machine's own namespace (host_netns None).
+        # Should a test reach bridge's host side (a broken refusal, say), it fails on a
+        # namespace that does not exist (see tests/unit/_guards.py).
         host_netns=NO_SUCH_HOST,
     )
 

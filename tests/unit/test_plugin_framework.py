@@ -16,6 +16,7 @@ from cnilib.plugins._executor import InProcessExecutor
 from cnilib.plugins._skel import error_output, handle
 from cnilib.results import Result, decode_result
 from cnilib.testing import read_recording
+from tests.unit._guards import NO_SUCH_HOST
 
 ENV = {
     "CNI_COMMAND": "ADD",
@@ -69,7 +70,7 @@ def env(**changes: str) -> dict[str, str]:
 class TestSkel:
     def test_add_result_in_config_version(self) -> None:
         """ADD's result is converted to the config's version and printed like Go's Print()."""
-        out = handle(Echo(), env(), config("0.4.0"))
+        out = handle(Echo(), env(), config("0.4.0"), host_netns=NO_SUCH_HOST)
 
         assert out.startswith(b'{\n    "cniVersion": "0.4.0"')
         assert "4" == json.loads(out)["ips"][0]["version"]
@@ -94,20 +95,22 @@ class TestSkel:
         """Each verb needs skel's variables; all missing ones are named, code 4."""
         variables = env(CNI_COMMAND=command or "-", **dict.fromkeys(missing, "-"))
         if expected is None:
-            handle(Echo(), variables, config())
+            handle(Echo(), variables, config(), host_netns=NO_SUCH_HOST)
             return
         with pytest.raises(cnilib.PluginError) as info:
-            handle(Echo(), variables, config())
+            handle(Echo(), variables, config(), host_netns=NO_SUCH_HOST)
         assert (4, expected) == (info.value.code, info.value.msg)
 
     def test_unknown_command(self) -> None:
         """An unknown verb is code 4 with skel's text."""
         with pytest.raises(cnilib.PluginError, match="unknown CNI_COMMAND: FROB"):
-            handle(Echo(), env(CNI_COMMAND="FROB"), config())
+            handle(Echo(), env(CNI_COMMAND="FROB"), config(), host_netns=NO_SUCH_HOST)
 
     def test_version_answer(self) -> None:
         """VERSION lists the supported versions; stdin that is not a request is no error."""
-        out = json.loads(handle(Echo(), {"CNI_COMMAND": "VERSION"}, b"garbage"))
+        out = json.loads(
+            handle(Echo(), {"CNI_COMMAND": "VERSION"}, b"garbage", host_netns=NO_SUCH_HOST)
+        )
 
         assert "1.1.0" in out["supportedVersions"]
         assert "1.1.0" == out["cniVersion"]  # the newest, since nothing was asked
@@ -126,7 +129,7 @@ class TestSkel:
     def test_version_answer_is_in_the_version_asked(self, stdin: bytes, answered: str) -> None:
         """The spec's VERSION result carries the cniVersion the request gave (Go's skel
         answers its newest: docs/divergences.md)."""
-        out = json.loads(handle(Echo(), {"CNI_COMMAND": "VERSION"}, stdin))
+        out = json.loads(handle(Echo(), {"CNI_COMMAND": "VERSION"}, stdin, host_netns=NO_SUCH_HOST))
 
         assert answered == out["cniVersion"]
 
@@ -145,7 +148,7 @@ class TestSkel:
     def test_config_checks(self, stdin: bytes, code: int, text: str) -> None:
         """Undecodable config (6), missing or bad network name (7)."""
         with pytest.raises(cnilib.PluginError) as info:
-            handle(Echo(), env(), stdin)
+            handle(Echo(), env(), stdin, host_netns=NO_SUCH_HOST)
 
         assert code == info.value.code
         assert info.value.msg.startswith(text)
@@ -153,9 +156,9 @@ class TestSkel:
     def test_bad_container_id_and_ifname(self) -> None:
         """The container ID and interface name are validated as in skel."""
         with pytest.raises(cnilib.PluginError, match="invalid characters in containerID"):
-            handle(Echo(), env(CNI_CONTAINERID="a/b"), config())
+            handle(Echo(), env(CNI_CONTAINERID="a/b"), config(), host_netns=NO_SUCH_HOST)
         with pytest.raises(cnilib.PluginError, match="interface name is too long"):
-            handle(Echo(), env(CNI_IFNAME="x" * 16), config())
+            handle(Echo(), env(CNI_IFNAME="x" * 16), config(), host_netns=NO_SUCH_HOST)
 
     def test_incompatible_version(self) -> None:
         """A config version the plugin does not support: code 1, Go's details."""
@@ -164,7 +167,7 @@ class TestSkel:
             supported_versions = ("0.3.1", "0.4.0")
 
         with pytest.raises(cnilib.PluginError) as info:
-            handle(Old(), env(), config("1.0.0"))
+            handle(Old(), env(), config("1.0.0"), host_netns=NO_SUCH_HOST)
 
         assert 1 == info.value.code
         assert 'config is "1.0.0", plugin supports ["0.3.1" "0.4.0"]' == info.value.details
@@ -175,16 +178,16 @@ class TestSkel:
     def test_verbs_gated_by_version(self, command: str, version: str) -> None:
         """CHECK below 0.4.0 and GC/STATUS below 1.1.0 are refused with code 1."""
         with pytest.raises(cnilib.PluginError) as info:
-            handle(Echo(), env(CNI_COMMAND=command), config(version))
+            handle(Echo(), env(CNI_COMMAND=command), config(version), host_netns=NO_SUCH_HOST)
 
         assert (1, f"config version does not allow {command}") == (info.value.code, info.value.msg)
 
     def test_plugin_errors_and_crashes(self) -> None:
         """A plugin's CNI error passes through; any other exception is code 999 with its text."""
         with pytest.raises(cnilib.PluginError) as checked:
-            handle(Echo(), env(CNI_COMMAND="CHECK"), config(fail="check"))
+            handle(Echo(), env(CNI_COMMAND="CHECK"), config(fail="check"), host_netns=NO_SUCH_HOST)
         with pytest.raises(cnilib.PluginError) as crashed:
-            handle(Echo(), env(CNI_COMMAND="GC"), config(fail="gc"))
+            handle(Echo(), env(CNI_COMMAND="GC"), config(fail="gc"), host_netns=NO_SUCH_HOST)
 
         assert (101, "drifted; eth0 is gone") == (checked.value.code, str(checked.value))
         assert (999, "disk on fire") == (crashed.value.code, crashed.value.msg)
@@ -194,7 +197,7 @@ class TestSkel:
         """The plugin sees parsed CNI_ARGS, path, runtimeConfig and name."""
         plugin = Echo()
 
-        handle(plugin, env(), config(runtimeConfig={"mac": "aa"}))
+        handle(plugin, env(), config(runtimeConfig={"mac": "aa"}), host_netns=NO_SUCH_HOST)
 
         (req,) = plugin.requests
         assert ("10.9.0.9", None) == (req.cni_arg("IP"), req.cni_arg("nope"))
@@ -218,7 +221,9 @@ class TestInProcessInChains:
         """CNI drives an in-process plugin through ADD/CHECK/DEL without any process."""
         echo = Echo()
         cni = cnilib.CNI(
-            ["/opt/cni/bin"], cache_dir=tmp_path, executor=InProcessExecutor({"echo": echo})
+            ["/opt/cni/bin"],
+            cache_dir=tmp_path,
+            executor=InProcessExecutor({"echo": echo}, host_netns=NO_SUCH_HOST),
         )
         rt = cnilib.RuntimeConf("c1", "/run/netns/c1", "eth0")
         conf = self._conf("echo")
@@ -240,7 +245,8 @@ class TestInProcessInChains:
     ) -> None:
         """in-process → binary → in-process: each gets the previous one's result."""
         echo = Echo()
-        chain = ChainExecutor(InProcessExecutor({"echo": echo}), SubprocessExecutor())
+        in_process = InProcessExecutor({"echo": echo}, host_netns=NO_SUCH_HOST)
+        chain = ChainExecutor(in_process, SubprocessExecutor())
         cni = cnilib.CNI([str(cnilib_cni_bin_dir)], cache_dir=tmp_path, executor=chain)
 
         result = cni.add_network_list(
@@ -276,7 +282,9 @@ class TestInProcessInChains:
     async def test_async_runtime_in_process(self, tmp_path: Path) -> None:
         """AsyncCNI runs in-process plugins in worker threads with the same results."""
         cni = cnilib.AsyncCNI(
-            ["/opt/cni/bin"], cache_dir=tmp_path, executor=InProcessExecutor({"echo": Echo()})
+            ["/opt/cni/bin"],
+            cache_dir=tmp_path,
+            executor=InProcessExecutor({"echo": Echo()}, host_netns=NO_SUCH_HOST),
         )
 
         result = await cni.add_network_list(
@@ -319,7 +327,7 @@ class TestDelegation:
         cni = cnilib.CNI(
             ["/opt/cni/bin"],
             cache_dir=tmp_path,
-            executor=InProcessExecutor({"main": Main(), "echo": echo}),
+            executor=InProcessExecutor({"main": Main(), "echo": echo}, host_netns=NO_SUCH_HOST),
         )
 
         result = cni.add_network_list(
@@ -337,7 +345,7 @@ class TestDelegation:
         cni = cnilib.CNI(
             [str(cnilib_cni_bin_dir)],
             cache_dir=tmp_path,
-            executor=InProcessExecutor({"main": Main()}, builtins=False),
+            executor=InProcessExecutor({"main": Main()}, builtins=False, host_netns=NO_SUCH_HOST),
         )
         conf = self._conf({"type": "recorder"}, recorder={"log": str(cnilib_recorder_log)})
         rt = cnilib.RuntimeConf("c1", "/x", "eth0")
@@ -368,6 +376,7 @@ class TestPrevResultVersion:
             path=("/bin",),
             config=config,
             stdin=json.dumps(config).encode(),
+            host_netns=NO_SUCH_HOST,
         )
 
     def test_converted_to_the_config_version(self) -> None:

@@ -23,6 +23,7 @@ from cnilib.plugins import (
     refresh_installed,
 )
 from cnilib.results import Result, ResultV100, decode_result
+from tests.unit._guards import NO_SUCH_HOST
 
 EXAMPLE_SRC = Path(__file__).parents[2] / "examples" / "plugin_package" / "src"
 
@@ -83,7 +84,7 @@ class TestEntryPoints:
         """A type no built-in has is found through the entry point, and chains
         with prevResult like any other plugin (ADD, CHECK, DEL)."""
         install("cni-dns-search", dns_search="cni_dns_search:DNSSearch")
-        executor = InProcessExecutor({"iface": Iface()}, builtins=False)
+        executor = InProcessExecutor({"iface": Iface()}, builtins=False, host_netns=NO_SUCH_HOST)
         cni = _cni(tmp_path, executor)
         conflist = _conflist(nameservers=["10.96.0.10"], search=["a", "svc.local"])
 
@@ -255,7 +256,9 @@ class TestVerbs:
             def add(self, req: PluginRequest) -> Result:
                 return decode_result(req.delegate("iface", "ADD"), default_version="1.1.0")
 
-        executor = InProcessExecutor({"outer": Outer(), "iface": Iface()}, builtins=False)
+        executor = InProcessExecutor(
+            {"outer": Outer(), "iface": Iface()}, builtins=False, host_netns=NO_SUCH_HOST
+        )
         conflist = conflist_from_bytes(
             b'{"cniVersion": "1.1.0", "name": "net", "plugins": [{"type": "outer"}]}'
         )
@@ -288,6 +291,7 @@ class TestConfigAccessors:
             path=("/x",),
             config={**CONFIG, **config},  # type: ignore[dict-item]
             stdin=b"{}",
+            host_netns=NO_SUCH_HOST,
         )
 
     def test_values_and_defaults(self) -> None:

@@ -17,11 +17,14 @@ import cnilib
 from cnilib.plugins import BasePlugin, PluginRequest
 from cnilib.results import Result, decode_result
 from cnilib.testing import FakePlugin, FakePluginFactory, conflist, with_data_dir
+from tests.unit._guards import NO_SUCH_HOST
 
 
 def fake_only(**plugins: BasePlugin) -> cnilib.InProcessExecutor:
     """An executor that runs only the given plugins (none of cnilib's own)."""
-    return cnilib.InProcessExecutor(plugins, builtins=False, installed=False)
+    return cnilib.InProcessExecutor(
+        plugins, builtins=False, installed=False, host_netns=NO_SUCH_HOST
+    )
 
 
 def runtime(executor: cnilib.InProcessExecutor, tmp_path: Path) -> cnilib.CNI:
@@ -184,7 +187,7 @@ class TestFakePlugin:
 class TestRegister:
     def test_registered_plugin_runs_and_wins_over_a_builtin(self, tmp_path: Path) -> None:
         """A plugin registered after construction runs, also in place of a built-in type."""
-        executor = cnilib.InProcessExecutor(installed=False)
+        executor = cnilib.InProcessExecutor(installed=False, host_netns=NO_SUCH_HOST)
         fake = FakePluginFactory(executor)("loopback")
         assert fake is executor.plugin("loopback")
         assert "loopback" in executor.types()

@@ -15,6 +15,7 @@ from cnilib.netlink import IFF_ALLMULTI, Link
 from cnilib.plugins._base import PluginRequest
 from cnilib.plugins.meta import _tuning_conf as tuning, tuning as tuning_plugin
 from cnilib.plugins.meta._tuning_conf import TuningConf, backup_path, sysctl_file
+from tests.unit._guards import NO_SUCH_HOST
 
 JSON = dict[str, Any]
 
@@ -32,6 +33,7 @@ def request(
         path=(),
         config=conf,
         stdin=stdin or json.dumps(conf).encode(),
+        host_netns=NO_SUCH_HOST,
     )
 
 
