@@ -122,13 +122,26 @@ def test_help_goes_to_the_kit_and_warns() -> None:
 
 
 def test_unknown_plugin(as_root: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--cni-path", str(tmp_path), "no-such-plugin"]) == 1
+    """A type the path does not have is one line naming it and where it was looked for
+    (its configuration given: without one the missing profile is said first)."""
+    conf = tmp_path / "conf.json"
+    conf.write_text('{"type": "no-such-plugin"}')
+    argv = ["--cni-path", str(tmp_path), "--config", str(conf), "--kind", "interface"]
+    assert main([*argv, "no-such-plugin"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     [line] = captured.err.splitlines()
-    assert line.startswith("cnilib conformance: ")
-    assert "no-such-plugin" in line
+    assert line.startswith("cnilib conformance: no-such-plugin: failed to find plugin")
     assert str(tmp_path) in line
+
+
+def test_a_type_without_profile_or_config(
+    as_root: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--cni-path", str(tmp_path), "no-such-plugin"]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("cnilib conformance: no-such-plugin: ")
+    assert "--config" in line
 
 
 def test_unknown_plugin_json(

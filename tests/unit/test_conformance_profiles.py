@@ -104,7 +104,8 @@ def test_host_local_allocates_in_the_sandbox_subnet_and_keeps_its_files_there(
     (range_,) = ipam["ranges"][0]
     assert ipaddress.ip_network(range_["subnet"]) == sandbox.subnet
     assert ipaddress.ip_address(range_["rangeStart"]) in sandbox.subnet
-    assert profile.state_dirs(sandbox) == [Path(ipam["dataDir"])]
+    # The kit's network's directory only: a shared data dir holds other networks too.
+    assert profile.state_dirs(sandbox) == [Path(ipam["dataDir"]) / "conformance"]
     assert Path(ipam["dataDir"]).is_relative_to(sandbox.workdir)
 
 
@@ -224,7 +225,8 @@ def test_known_type_with_config_keeps_its_kind_and_breaker(sandbox: Any) -> None
 
 def test_known_type_with_config_reads_its_host_local_dir_from_it(sandbox: Any) -> None:
     config = {"type": "host-local", "ipam": {"type": "host-local", "dataDir": "/srv/ipam"}}
-    assert profile_for("host-local", config=config).state_dirs(sandbox) == [Path("/srv/ipam")]
+    dirs = profile_for("host-local", config=config).state_dirs(sandbox)
+    assert dirs == [Path("/srv/ipam/conformance")]
 
 
 def test_a_config_for_a_daemon_plugin_assumes_the_users_daemon() -> None:
