@@ -6,6 +6,11 @@ Unlike libcni, writes are atomic (temporary file in ``<cache_dir>/.cnilib-tmp``,
 fsync, rename into ``results/``, fsync of the directory), so a crash leaves
 either the old entry or the new one, never half of one, and nothing that Go
 tools could mistake for an entry.
+
+``durability`` says which crash a completed write survives: ``"full"`` (the
+default) flushes it to the disk, so it survives a power loss; ``"process"``
+skips both flushes, so it survives the runtime's crash (the page cache holds
+it) but not the machine's. Writes are atomic in both modes.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from cnilib.cache import _fs
 from cnilib.errors import CacheCollisionError, CacheError, ErrorCode, InvalidArgumentError
 from cnilib.names import validate_container_id, validate_interface_name, validate_network_name
 
-__all__ = ["CACHE_KIND", "DEFAULT_CACHE_DIR", "CacheEntry", "FileCache"]
+__all__ = ["CACHE_KIND", "DEFAULT_CACHE_DIR", "DURABILITIES", "CacheEntry", "FileCache"]
 
 log = get_logger("cnilib.cache")
 
@@ -35,6 +40,8 @@ DEFAULT_CACHE_DIR = "/var/lib/cni"
 CACHE_KIND = "cniCacheV1"
 _RESULTS = "results"
 _TMP = ".cnilib-tmp"
+DURABILITIES = ("full", "process")
+"""The values of ``FileCache(durability=...)``: what a completed write survives."""
 
 
 @attrs.frozen
@@ -167,9 +174,25 @@ class FileCache:
     Nothing below ``cache_dir`` is reached through a symbolic link (see
     :mod:`cnilib.cache._fs`): a link planted in the cache is reported and
     left alone, never followed.
+
+    :param durability: what a completed write (and a removal) survives.
+        ``"full"`` (default): a power loss; the entry's file and then its
+        directory are fsynced before :meth:`save` returns. ``"process"``: the
+        runtime's crash but not the machine's; nothing is fsynced, so an entry
+        written in the last seconds before a power loss may be missing (or, for
+        a replaced entry, be the earlier one) after the reboot, never half
+        written. Saves two fsyncs per ADD (see docs/reliability.md).
     """
 
-    def __init__(self, cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR) -> None:
+    def __init__(
+        self, cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR, *, durability: str = "full"
+    ) -> None:
+        if durability not in DURABILITIES:
+            raise InvalidArgumentError(
+                f"cache durability must be one of {', '.join(map(repr, DURABILITIES))}, "
+                f"got {durability!r}"
+            )
+        self.durability = durability
         self.cache_dir = os.fspath(cache_dir)
         if not self.cache_dir:
             raise InvalidArgumentError("cache directory must not be empty")
@@ -182,7 +205,9 @@ class FileCache:
         self.tmp_dir = os.path.join(self.cache_dir, _TMP)
 
     def __repr__(self) -> str:
-        return f"FileCache({self.cache_dir!r})"
+        if self.durability == "full":
+            return f"FileCache({self.cache_dir!r})"
+        return f"FileCache({self.cache_dir!r}, durability={self.durability!r})"
 
     def path(self, network: str, container_id: str, ifname: str) -> str:
         """The entry's path; every part is validated, so it cannot leave the cache."""
@@ -200,10 +225,12 @@ class FileCache:
         """Write ``entry`` atomically; return its path.
 
         ``durable`` also fsyncs the file and the directory, so the entry
-        survives power loss. ADD's pending entry is written without: it only
-        has to survive the runtime process dying (the page cache does), and
-        after a power loss the kernel state it would describe is gone too.
+        survives power loss; it is ignored with ``durability="process"``. ADD's
+        pending entry is written without: it only has to survive the runtime
+        process dying (the page cache does), and after a power loss the kernel
+        state it would describe is gone too.
         """
+        durable = durable and self.durability == "full"
         name = self.file_name(entry.network_name, entry.container_id, entry.ifname)
         path = os.path.join(self.results_dir, name)
         data = entry.to_json().encode()
@@ -321,7 +348,8 @@ class FileCache:
                     pass  # corrupt: remove it all the same (unlink_file refuses anything else)
                 if not _fs.unlink_file(name, results_fd, path):
                     return False
-                _fsync_fd(results_fd)
+                if self.durability == "full":
+                    _fsync_fd(results_fd)
         except FileNotFoundError:
             return False
         return True

@@ -106,6 +106,7 @@ class AsyncCNI(RuntimeBase):
         owner: str | None = None,
         rollback: bool = True,
         locking: bool = True,
+        durability: str = "full",
         max_concurrency: int | None = None,
         events: EventHook | None = None,
         tracing: bool | TracerProvider = True,
@@ -118,6 +119,7 @@ class AsyncCNI(RuntimeBase):
             owner=owner,
             rollback=rollback,
             locking=locking,
+            durability=durability,
             events=events,
             tracing=tracing,
         )

@@ -251,6 +251,10 @@ class RuntimeBase:
         for them counts against ``timeout`` (the executor's deadline when
         ``timeout`` is left out): past it the call fails with
         :class:`cnilib.LockTimeoutError`.
+    :param durability: what a completed cache write survives (see
+        :class:`cnilib.FileCache`): ``"full"`` (default) a power loss, each
+        ADD's final entry and each DEL's removal being fsynced; ``"process"``
+        only the runtime's crash, with no fsync (writes stay atomic).
     :param events: a hook called with one record per plugin call and per
         operation (see :mod:`cnilib.events`).
     :param tracing: OpenTelemetry spans per operation and plugin call:
@@ -269,6 +273,7 @@ class RuntimeBase:
         owner: str | None = None,
         rollback: bool = True,
         locking: bool = True,
+        durability: str = "full",
         events: EventHook | None = None,
         tracing: bool | TracerProvider = True,
     ) -> None:
@@ -284,7 +289,7 @@ class RuntimeBase:
                 ) from exc
         if not isinstance(timeout, ExecutorDefault):
             check_timeout(timeout)
-        self.cache = FileCache(cache_dir)
+        self.cache = FileCache(cache_dir, durability=durability)
         per_call: float | None = None  # None: the executor's own deadline
         if executor is None:
             default = DEFAULT_TIMEOUT if isinstance(timeout, ExecutorDefault) else timeout
