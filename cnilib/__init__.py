@@ -13,8 +13,6 @@ cattrs, jsonschema or pyroute2.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from cnilib._lazy import lazy_exports
 from cnilib._version import __version__ as __version__
 from cnilib.errors import (
@@ -51,6 +49,7 @@ from cnilib.errors import (
     VersionError as VersionError,
 )
 
+TYPE_CHECKING = False  # not typing's: importing typing costs ``--help`` milliseconds
 if TYPE_CHECKING:
     from cnilib._json import (
         CapabilityArgs as CapabilityArgs,

@@ -40,9 +40,13 @@ exactly as Go libcni words them, through :meth:`CNIError.with_context`.
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Mapping, Sequence
-from typing import Self
+
+# Neither typing nor json at import time: every command of the CLI, ``--help``
+# too, imports this module, and they are a third of its start-up cost.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Self
 
 __all__ = [
     "CNIError",
@@ -187,6 +191,8 @@ class CNIError(Exception):
 
     def to_json(self, cni_version: str | None = None) -> str:
         """The error object as a plugin prints it (4-space indent, like skel)."""
+        import json
+
         return json.dumps(self.to_object(cni_version), indent=4)
 
 

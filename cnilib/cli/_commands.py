@@ -4,7 +4,6 @@ error object on stdout with ``--json``) and exit status 1; never a traceback."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -96,6 +95,8 @@ def _out(line: str) -> None:
 def cnitool_container_id(netns: str) -> str:
     """cnitool's container ID: ``cnitool-`` + hex of the first 10 bytes of
     sha512(absolute netns path)."""
+    import hashlib  # deferred: only the attachment verbs need it
+
     digest = hashlib.sha512(os.fsencode(os.path.abspath(netns))).hexdigest()
     return f"cnitool-{digest[:20]}"
 
@@ -304,7 +305,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     problems = schema_problems(conflist)
     try:
-        capabilities = _cni(args).validate_network_list(conflist)
+        capabilities = _validate_plugins(args, conflist)
     except CNIError as exc:
         group = getattr(exc, "exceptions", None)
         problems += [str(e) for e in group] if group else [str(exc)]
@@ -328,6 +329,35 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     caps = printable(", ".join(capabilities) or "none")
     _out(f"{header}: valid, cniVersion {printable(conflist.cni_version)}, capabilities: {caps}")
     return EXIT_OK
+
+
+def _validate_plugins(args: argparse.Namespace, conflist: NetworkConfigList) -> tuple[str, ...]:
+    """The network's plugins exist and support its version: its capabilities.
+
+    The runtime's own flow, driven without building the runtime (cattrs, the
+    cache, the result models: most of ``validate``'s start-up time). ``CNI`` is
+    used where it would add something: the operation's log line (``-v``),
+    spans (OpenTelemetry loaded), or its errors for a plugin path or cache
+    directory it refuses.
+    """
+    from cnilib import tracing
+
+    path = _plugin_path(args)
+    cache_dir = str(args.cache_dir)
+    plain = not args.verbose and not tracing.in_use() and cache_dir and "\0" not in cache_dir
+    if not plain or any("\0" in p or not _encodable(p) for p in path):
+        return _cni(args).validate_network_list(conflist)
+    from cnilib.invoke._versions import drive, validate_flow
+
+    return drive(validate_flow(conflist, path), _executor(args))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _raw_schema_problems(path: str) -> tuple[dict[str, JSONValue], list[str]]:

@@ -29,16 +29,13 @@ from cnilib.errors import (
     CacheError,
     CheckNotSupportedError,
     CNIError,
-    IncompatibleVersionError,
     OperationCancelledError,
     PluginError,
     PluginNotFoundError,
     PluginStartError,
     RollbackOutcome,
-    ValidationGroupError,
 )
-from cnilib.invoke import Command, Invocation
-from cnilib.invoke._decode import decode_version_info, is_pre_version_plugin
+from cnilib.invoke import Command, Invocation, _versions
 from cnilib.invoke._invocation import PluginInfo
 from cnilib.results import Result, decode_result
 from cnilib.runtime._conf import RuntimeConf
@@ -472,13 +469,7 @@ def status_flow(
 
 def version_flow(ctx: FlowContext, plugin_type: str) -> Generator[Invocation, bytes, PluginInfo]:
     """VERSION of one plugin (Go ``GetVersionInfo``)."""
-    try:
-        stdout = yield Invocation.version(plugin_type, ctx.path, timeout=ctx.timeout)
-    except CNIError as exc:
-        if is_pre_version_plugin(exc):
-            return PluginInfo("0.1.0", ("0.1.0",))
-        raise
-    return decode_version_info(stdout)
+    return _versions.version_flow(plugin_type, ctx.path, ctx.timeout)
 
 
 def validate_flow(
@@ -486,26 +477,4 @@ def validate_flow(
 ) -> Generator[Invocation, bytes, tuple[str, ...]]:
     """Check every plugin exists and supports the list's version; return the
     enabled capabilities. Every problem is reported, not just the first."""
-    expected = conflist.cni_version or "0.1.0"
-    errors: list[CNIError] = []
-    for plugin in conflist.plugins:
-        try:
-            info = yield from version_flow(ctx, plugin.type)
-        except OperationCancelledError:
-            raise
-        except CNIError as exc:
-            errors.append(exc.with_context(f"plugin {plugin.type}: "))
-            continue
-        if not info.supports(expected):
-            errors.append(
-                IncompatibleVersionError(
-                    f'plugin {plugin.type} does not support config version "{expected}"',
-                    config_version=expected,
-                    supported=info.supported_versions,
-                )
-            )
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise ValidationGroupError(f'network "{conflist.name}" is not valid', errors)
-    return conflist.capabilities
+    return _versions.validate_flow(conflist, ctx.path, ctx.timeout)
