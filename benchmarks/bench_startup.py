@@ -1,9 +1,19 @@
-"""Cold start of the CLI against a bare interpreter, side by side.
+"""Cold start of the CLI against a clean interpreter, side by side.
 
-Each case is a fresh process: ``python -c pass`` (the floor), ``python -m
-cnilib --help``, and ``python -m cnilib version static`` (which also execs the
-Go ``static`` plugin, so ``static`` exec'd directly is shown too). Target:
-``--help`` and ``version`` within 60 ms of the floor.
+The floor is ``python -c pass`` of a fresh venv (no site ``.pth`` files or
+hooks but the venv's own) into which cnilib is installed from this tree,
+non-editable (``pip install --no-deps --force-reinstall``, so the figures are
+an installed cnilib's, not the editable finder's); ``BENCH_VENV`` names it
+(default ``/tmp/cnilib-bench-venv``, created and given cnilib's dependencies
+when missing). Each case is a fresh process of that venv's interpreter:
+``--help``, ``version static`` (which also execs Go's ``static``), ``validate``
+of a conflist (ptp + host-local, Go's binaries answer VERSION), ``list`` of a
+conf dir of three networks, and ``add`` then ``del`` of one container with
+in-process plugins. Goal: ``--help``, ``version``, ``validate`` and ``list``
+within 60 ms of the floor; ``add`` + ``del`` is reported.
+
+The whole benchmark runs inside a throwaway node namespace (the container's
+beside it), deleted afterwards, also on failure. Needs root.
 
 Run: ``python3 benchmarks/bench_startup.py``.
 """
@@ -13,41 +23,101 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import measure_interleaved, print_table
+from _harness import Row, measure_interleaved, print_table, rerun_inside_node
 
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
+VENV = Path(os.environ.get("BENCH_VENV", "/tmp/cnilib-bench-venv"))
+REPO = Path(__file__).resolve().parent.parent
+GOAL_MS = 60.0
+GOALS = ("--help", "version static", "validate", "list")
+
+_CONFLISTS = {
+    "10-ptp.conflist": '{"cniVersion": "1.0.0", "name": "ptp", "plugins": [{"type": "ptp", '
+    '"ipMasq": false, "ipam": {"type": "host-local", "subnet": "192.168.250.0/24", '
+    '"dataDir": "%s"}}]}',
+    "20-lo.conf": '{"cniVersion": "0.4.0", "name": "lo", "type": "loopback"}',
+    "30-bridge.conflist": '{"cniVersion": "1.0.0", "name": "br", "plugins": [{"type": "bridge", '
+    '"ipam": {"type": "host-local", "subnet": "192.168.251.0/24"}}]}',
+}
 
 
-def run(*argv: str, env: dict[str, str] | None = None) -> None:
+def prepare_venv() -> Path:
+    """The clean venv's interpreter, with this tree's cnilib installed, non-editable."""
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", str(REPO)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    return python
+
+
+def run(*argv: str, env: dict[str, str]) -> None:
     subprocess.run(argv, check=True, capture_output=True, env=env)
 
 
+def inner(prefix: str) -> None:
+    python = str(VENV / "bin" / "python")
+    ctr = f"/run/netns/{prefix}-ctr"
+    with tempfile.TemporaryDirectory(prefix="cnilib-bench-startup-") as tmp:
+        confs = Path(tmp, "net.d")
+        confs.mkdir()
+        for name, text in _CONFLISTS.items():
+            (confs / name).write_text(text % f"{tmp}/ipam" if "%s" in text else text)
+        conflist = str(confs / "10-ptp.conflist")
+        env = {**os.environ, "CNI_PATH": "/usr/lib/cni", "NETCONFPATH": str(confs)}
+        cli = (python, "-m", "cnilib", "--cache-dir", f"{tmp}/cache")
+
+        def add_del() -> None:
+            run(*cli, "--plugins", "in-process", "add", conflist, ctr, env=env)
+            run(*cli, "--plugins", "in-process", "del", conflist, ctr, env=env)
+
+        cases = [
+            ("python -c pass", lambda: run(python, "-c", "pass", env=env)),
+            ("--help", lambda: run(*cli, "--help", env=env)),
+            ("version static", lambda: run(*cli, "version", "static", env=env)),
+            ("validate", lambda: run(*cli, "validate", conflist, env=env)),
+            ("list", lambda: run(*cli, "list", env=env)),
+            ("add + del, in-process ptp", add_del),
+        ]
+        rows = measure_interleaved(cases, runs=RUNS)
+    print_table(
+        "CLI cold start (fresh process each run, clean venv, inside a node namespace)",
+        rows,
+        baseline=rows[0].label,
+    )
+    print_verdicts(rows)
+
+
+def print_verdicts(rows: list[Row]) -> None:
+    base = rows[0]
+    print(f"\n### Verdicts (goal: within +{GOAL_MS:g} ms of {base.label})\n")
+    print("| command | median over the floor | p90 over the floor's p90 | verdict |")
+    print("|---|---:|---:|---|")
+    for row in rows[1:]:
+        diff, diff90 = row.median - base.median, row.p90 - base.p90
+        if row.label in GOALS:
+            verdict = "met" if diff <= GOAL_MS else f"**MISSED**, by {diff - GOAL_MS:.1f} ms"
+        else:
+            verdict = "reported (no goal)"
+        print(f"| {row.label} | {diff:+.1f} ms | {diff90:+.1f} ms | {verdict} |")
+
+
 def main() -> None:
-    python = sys.executable
-    env = {**os.environ, "CNI_PATH": "/usr/lib/cni"}
-    cases = [
-        ("python -c pass", lambda: run(python, "-c", "pass")),
-        ("python -m cnilib --help", lambda: run(python, "-m", "cnilib", "--help")),
-        (
-            "python -m cnilib version static",
-            lambda: run(python, "-m", "cnilib", "version", "static", env=env),
-        ),
-    ]
-    if os.access("/usr/lib/cni/static", os.X_OK):
-        version_env = {**env, "CNI_COMMAND": "VERSION"}
-        cases.append(
-            (
-                "/usr/lib/cni/static VERSION (direct)",
-                lambda: run("/usr/lib/cni/static", env=version_env),
-            )
-        )
-    else:
-        cases.pop()
-    rows = measure_interleaved(cases, runs=RUNS)
-    print_table("CLI cold start (fresh process each run)", rows, baseline=rows[0].label)
+    if len(sys.argv) == 3 and sys.argv[1] == "--inner":
+        inner(sys.argv[2])
+        return
+    if os.geteuid() != 0:
+        sys.exit("needs root: the benchmark runs inside a throwaway node namespace")
+    print(f"clean venv: {prepare_venv()} (cnilib installed from {REPO}, non-editable)")
+    rerun_inside_node(__file__, roles=("ctr",), go_plugins=("static", "ptp", "host-local"))
 
 
 if __name__ == "__main__":
