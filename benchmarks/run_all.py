@@ -15,6 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 SCRIPTS = [
     "bench_overhead.py",
+    "bench_cache_write.py",
     "bench_startup.py",
     "bench_memory.py",
     "bench_bridge.py",
