@@ -10,7 +10,8 @@ tools could mistake for an entry.
 ``durability`` says which crash a completed write survives: ``"full"`` (the
 default) flushes it to the disk, so it survives a power loss; ``"process"``
 skips both flushes, so it survives the runtime's crash (the page cache holds
-it) but not the machine's. Writes are atomic in both modes.
+it) but not the machine's. In both, a crash of the runtime never leaves half
+an entry.
 """
 
 from __future__ import annotations
@@ -179,9 +180,10 @@ class FileCache:
         ``"full"`` (default): a power loss; the entry's file and then its
         directory are fsynced before :meth:`save` returns. ``"process"``: the
         runtime's crash but not the machine's; nothing is fsynced, so an entry
-        written in the last seconds before a power loss may be missing (or, for
-        a replaced entry, be the earlier one) after the reboot, never half
-        written. Saves two fsyncs per ADD (see docs/reliability.md).
+        written in the last seconds before a power loss may be missing, the
+        earlier one, or (on a filesystem that does not write data before a
+        rename) empty after the reboot. Saves two fsyncs per ADD (see
+        docs/reliability.md).
     """
 
     def __init__(

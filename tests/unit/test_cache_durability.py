@@ -3,7 +3,7 @@
 ``"full"`` (the default) fsyncs a completed entry's file and then its directory
 (and the directory after a removal), so the entry survives a power loss;
 ``"process"`` fsyncs nothing and survives only the runtime's crash. In both, a
-write is a rename of a complete temporary file: never half an entry.
+write is a rename of a complete temporary file: a reader never sees half an entry.
 """
 
 from __future__ import annotations
