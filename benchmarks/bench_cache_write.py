@@ -40,7 +40,7 @@ import attrs
 
 import cnilib
 from cnilib._json import JSONObject
-from cnilib.cache import CacheEntry, FileCache, _fs
+from cnilib.cache import CacheEntry, Durability, FileCache, _fs
 from cnilib.cache._locks import LockDir
 from cnilib.invoke import Command, Invocation, SubprocessExecutor
 from cnilib.testing._mock import MockExecutor
@@ -111,7 +111,7 @@ def main() -> None:
 
             return run
 
-        def saved(durability: str) -> Callable[[], None]:
+        def saved(durability: Durability) -> Callable[[], None]:
             real = FileCache(os.path.join(root, "write"), durability=durability)
 
             def run() -> None:
@@ -170,7 +170,7 @@ def end_to_end(conflist: cnilib.NetworkConfigList, stdin: bytes, root: str) -> N
         )
 
     ids = itertools.count()
-    modes: list[tuple[str, str, bool]] = [
+    modes: list[tuple[str, Durability, bool]] = [
         ("durability=full", "full", True),
         ("durability=process", "process", True),
         ("durability=process, locking=False", "process", False),

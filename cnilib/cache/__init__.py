@@ -5,6 +5,7 @@ from cnilib.cache._file import (
     DEFAULT_CACHE_DIR,
     DURABILITIES,
     CacheEntry,
+    Durability,
     FileCache,
     parse_entry,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "DURABILITIES",
     "AttachmentLock",
     "CacheEntry",
+    "Durability",
     "FileCache",
     "LockDir",
     "parse_entry",

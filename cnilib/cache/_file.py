@@ -23,6 +23,7 @@ import os
 import stat
 import time
 from collections.abc import Mapping
+from typing import Literal
 
 import attrs
 
@@ -33,7 +34,14 @@ from cnilib.cache import _fs
 from cnilib.errors import CacheCollisionError, CacheError, ErrorCode, InvalidArgumentError
 from cnilib.names import validate_container_id, validate_interface_name, validate_network_name
 
-__all__ = ["CACHE_KIND", "DEFAULT_CACHE_DIR", "DURABILITIES", "CacheEntry", "FileCache"]
+__all__ = [
+    "CACHE_KIND",
+    "DEFAULT_CACHE_DIR",
+    "DURABILITIES",
+    "CacheEntry",
+    "Durability",
+    "FileCache",
+]
 
 log = get_logger("cnilib.cache")
 
@@ -41,8 +49,10 @@ DEFAULT_CACHE_DIR = "/var/lib/cni"
 CACHE_KIND = "cniCacheV1"
 _RESULTS = "results"
 _TMP = ".cnilib-tmp"
-DURABILITIES = ("full", "process")
-"""The values of ``FileCache(durability=...)``: what a completed write survives."""
+Durability = Literal["full", "process"]
+"""What a completed cache write survives: a power loss, or only the runtime's crash."""
+DURABILITIES: tuple[Durability, ...] = ("full", "process")
+"""The values of ``FileCache(durability=...)``."""
 
 
 @attrs.frozen
@@ -187,14 +197,17 @@ class FileCache:
     """
 
     def __init__(
-        self, cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR, *, durability: str = "full"
+        self,
+        cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
+        *,
+        durability: Durability = "full",
     ) -> None:
         if durability not in DURABILITIES:
             raise InvalidArgumentError(
                 f"cache durability must be one of {', '.join(map(repr, DURABILITIES))}, "
                 f"got {durability!r}"
             )
-        self.durability = durability
+        self.durability: Durability = durability
         self.cache_dir = os.fspath(cache_dir)
         if not self.cache_dir:
             raise InvalidArgumentError("cache directory must not be empty")

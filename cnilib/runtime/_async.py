@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import TYPE_CHECKING
 
 from cnilib._json import CapabilityArgs
-from cnilib.cache import DEFAULT_CACHE_DIR, AttachmentLock, CacheEntry
+from cnilib.cache import DEFAULT_CACHE_DIR, AttachmentLock, CacheEntry, Durability
 from cnilib.config import ConfDir, NetworkConfigList, PluginConf
 from cnilib.errors import CNIError, InvalidArgumentError, OperationCancelledError
 from cnilib.invoke import Executor, PluginInfo
@@ -106,7 +106,7 @@ class AsyncCNI(RuntimeBase):
         owner: str | None = None,
         rollback: bool = True,
         locking: bool = True,
-        durability: str = "full",
+        durability: Durability = "full",
         max_concurrency: int | None = None,
         events: EventHook | None = None,
         tracing: bool | TracerProvider = True,

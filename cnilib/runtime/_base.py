@@ -13,7 +13,7 @@ import attrs
 
 from cnilib._json import CapabilityArgs
 from cnilib._log import get_logger
-from cnilib.cache import DEFAULT_CACHE_DIR, AttachmentLock, FileCache, LockDir
+from cnilib.cache import DEFAULT_CACHE_DIR, AttachmentLock, Durability, FileCache, LockDir
 from cnilib.config import NetworkConfigList, PluginConf
 from cnilib.errors import ClosedError, CNIError, ErrorCode, InvalidArgumentError, TeardownError
 from cnilib.invoke import DEFAULT_TIMEOUT, Executor, SubprocessExecutor
@@ -273,7 +273,7 @@ class RuntimeBase:
         owner: str | None = None,
         rollback: bool = True,
         locking: bool = True,
-        durability: str = "full",
+        durability: Durability = "full",
         events: EventHook | None = None,
         tracing: bool | TracerProvider = True,
     ) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 import cnilib
 from cnilib._json import JSONObject
-from cnilib.cache import DURABILITIES, CacheEntry, FileCache
+from cnilib.cache import DURABILITIES, CacheEntry, Durability, FileCache
 from cnilib.errors import CacheError, InvalidArgumentError
 from cnilib.invoke import Command, Invocation
 from cnilib.testing._mock import MockExecutor
@@ -64,12 +64,12 @@ class TestSetting:
 
     def test_runtime_keyword_validated(self, tmp_path: Path) -> None:
         with pytest.raises(InvalidArgumentError, match="durability"):
-            cnilib.CNI([], cache_dir=tmp_path, durability="sometimes")
+            cnilib.CNI([], cache_dir=tmp_path, durability="sometimes")  # type: ignore[arg-type]
         with pytest.raises(InvalidArgumentError, match="durability"):
-            cnilib.AsyncCNI([], cache_dir=tmp_path, durability="sometimes")
+            cnilib.AsyncCNI([], cache_dir=tmp_path, durability="sometimes")  # type: ignore[arg-type]
 
     @pytest.mark.parametrize("mode", DURABILITIES)
-    def test_runtime_keyword_reaches_the_cache(self, tmp_path: Path, mode: str) -> None:
+    def test_runtime_keyword_reaches_the_cache(self, tmp_path: Path, mode: Durability) -> None:
         assert cnilib.CNI([], cache_dir=tmp_path, durability=mode).cache.durability == mode
         assert cnilib.AsyncCNI([], cache_dir=tmp_path, durability=mode).cache.durability == mode
 
@@ -103,7 +103,7 @@ class TestFlushes:
 
     @pytest.mark.parametrize(("mode", "expected"), [("full", ["file", "dir"]), ("process", [])])
     def test_add_flushes_only_the_final_entry(
-        self, tmp_path: Path, synced: list[str], mode: str, expected: list[str]
+        self, tmp_path: Path, synced: list[str], mode: Durability, expected: list[str]
     ) -> None:
         """A whole ADD through the runtime: one durable write at the end, or none."""
 
@@ -121,7 +121,7 @@ class TestFlushes:
 
 @pytest.mark.parametrize("mode", DURABILITIES)
 class TestAtomicInEveryMode:
-    def test_replacement_is_a_rename(self, tmp_path: Path, mode: str) -> None:
+    def test_replacement_is_a_rename(self, tmp_path: Path, mode: Durability) -> None:
         """A new entry is a new file renamed over the old one, never written into it:
         a reader holding the old file still reads it whole."""
         cache = FileCache(tmp_path, durability=mode)
@@ -134,7 +134,7 @@ class TestAtomicInEveryMode:
         assert cache.load("net", "c1", "eth0") == _entry()
 
     def test_failed_write_leaves_old_entry(
-        self, tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+        self, tmp_path: Path, mode: Durability, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A write that fails half-way (a full disk) leaves the old entry and no temp file."""
         cache = FileCache(tmp_path, durability=mode)
