@@ -43,6 +43,8 @@ ROUTE_33 = "33,10.98.0.0,192.0.2.253"
 RAW_121 = bytes([16, 10, 99, 192, 0, 2, 254])
 RAW_33 = bytes([10, 98, 0, 0, 192, 0, 2, 253])
 TIMEOUT = 10.0
+RETRANSMIT = 2.0
+"""Seconds before a DISCOVER or REQUEST without an answer is sent again."""
 """Per-reply bound; dnsmasq with --no-ping answers at once."""
 
 
@@ -108,36 +110,45 @@ async def _exchange(
     extra: tuple[tuple[int, bytes], ...],
 ) -> tuple[DhcpReply, DhcpReply]:
     xid = random.getrandbits(32)
-    await sock.send(
-        DhcpRequest(
-            MessageType.DISCOVER,
-            xid,
-            sock.mac,
-            client_id=client_id,
-            parameters=parameters,
-            broadcast=True,
-            extra_options=extra,
-        )
+    discover = DhcpRequest(
+        MessageType.DISCOVER,
+        xid,
+        sock.mac,
+        client_id=client_id,
+        parameters=parameters,
+        broadcast=True,
+        extra_options=extra,
     )
-    offer = await sock.receive(xid, TIMEOUT)
+    offer = await _ask(sock, discover)
     assert offer is not None, "no OFFER"
     assert offer.message_type is MessageType.OFFER
-    await sock.send(
-        DhcpRequest(
-            MessageType.REQUEST,
-            xid,
-            sock.mac,
-            client_id=client_id,
-            parameters=parameters,
-            broadcast=True,
-            requested_ip=offer.yiaddr,
-            server_id=offer.server_id,
-            extra_options=extra,
-        )
+    request = DhcpRequest(
+        MessageType.REQUEST,
+        xid,
+        sock.mac,
+        client_id=client_id,
+        parameters=parameters,
+        broadcast=True,
+        requested_ip=offer.yiaddr,
+        server_id=offer.server_id,
+        extra_options=extra,
     )
-    ack = await sock.receive(xid, TIMEOUT)
+    ack = await _ask(sock, request)
     assert ack is not None, "no ACK"
     return offer, ack
+
+
+async def _ask(sock: DhcpSocket, message: DhcpRequest) -> DhcpReply | None:
+    """Send *message* until the server answers, as a client retransmits (RFC 2131
+    §4.1): one broadcast can be lost, on a freshly attached port of a busy machine
+    say; None once TIMEOUT has passed without an answer."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while (left := deadline - loop.time()) > 0:
+        await sock.send(message)
+        if (reply := await sock.receive(message.xid, min(RETRANSMIT, left))) is not None:
+            return reply
+    return None
 
 
 async def _release(sock: DhcpSocket, client_id: bytes, ack: DhcpReply) -> None:
