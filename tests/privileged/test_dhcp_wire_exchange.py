@@ -363,37 +363,32 @@ def test_unicast_replies_and_renewal_without_an_address(
     async def run() -> tuple[DhcpReply, DhcpReply | None]:
         async with await open_dhcp_socket(ctr.path, "eth0") as sock:
             xid = random.getrandbits(32)
-            await sock.send(DhcpRequest(MessageType.DISCOVER, xid, sock.mac, client_id=cid))
-            offer = await sock.receive(xid, TIMEOUT)
+            discover = DhcpRequest(MessageType.DISCOVER, xid, sock.mac, client_id=cid)
+            offer = await _ask(sock, discover)
             assert offer is not None
-            await sock.send(
-                DhcpRequest(
-                    MessageType.REQUEST,
-                    xid,
-                    sock.mac,
-                    client_id=cid,
-                    requested_ip=offer.yiaddr,
-                    server_id=offer.server_id,
-                )
+            request = DhcpRequest(
+                MessageType.REQUEST,
+                xid,
+                sock.mac,
+                client_id=cid,
+                requested_ip=offer.yiaddr,
+                server_id=offer.server_id,
             )
-            ack = await sock.receive(xid, TIMEOUT)
+            ack = await _ask(sock, request)
             assert ack is not None
             assert ack.message_type is MessageType.ACK
             assert ack.server_id is not None
-            xid = random.getrandbits(32)
-            await sock.send(
-                DhcpRequest(
-                    MessageType.REQUEST,
-                    xid,
-                    sock.mac,
-                    client_id=cid,
-                    ciaddr=ack.yiaddr,
-                    dst_mac=ack.server_mac,
-                    src_ip=ack.yiaddr,
-                    dst_ip=ack.server_id,
-                )
+            renew = DhcpRequest(
+                MessageType.REQUEST,
+                random.getrandbits(32),
+                sock.mac,
+                client_id=cid,
+                ciaddr=ack.yiaddr,
+                dst_mac=ack.server_mac,
+                src_ip=ack.yiaddr,
+                dst_ip=ack.server_id,
             )
-            renewed = await sock.receive(xid, TIMEOUT)
+            renewed = await _ask(sock, renew)
             await _release(sock, cid, ack)
             return ack, renewed
 
