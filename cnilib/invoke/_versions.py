@@ -10,7 +10,7 @@ start-up time.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cnilib.errors import (
     CNIError,
@@ -21,7 +21,6 @@ from cnilib.errors import (
 from cnilib.invoke._decode import decode_version_info, is_pre_version_plugin
 from cnilib.invoke._invocation import Executor, Invocation, PluginInfo
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnilib.config import NetworkConfigList
 
