@@ -260,11 +260,8 @@ def _show(
     from cnilib.conformance._output import junit_xml, table, to_json
 
     if args.json:
-        document = json.loads(to_json(reports, verbose=args.verbose))
-        if errors:
-            document["errors"] = [{"plugin": t, **exc.to_object()} for t, exc in errors]
-            document["ok"] = False
-        _write(json.dumps(document, indent=2) + "\n")
+        failures = [{"plugin": t, **exc.to_object()} for t, exc in errors]
+        _write(to_json(reports, verbose=args.verbose, errors=failures))
     else:
         if reports:
             _write(table(reports, verbose=args.verbose))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from cnilib.cli._commands import printable
 from cnilib.conformance._model import CheckResult, Outcome, Report
@@ -130,15 +130,24 @@ def ok(reports: Sequence[Report]) -> bool:
     return all(r.ok for r in reports)
 
 
-def to_json(reports: Report | Sequence[Report], *, verbose: bool = False) -> str:
+def to_json(
+    reports: Report | Sequence[Report],
+    *,
+    verbose: bool = False,
+    errors: Sequence[Mapping[str, object]] = (),
+) -> str:
     """``{"reports": [...], "ok": bool}`` as JSON text (each report as
-    :meth:`Report.to_json`; ``verbose``: the evidence of every check)."""
+    :meth:`Report.to_json`; ``verbose``: the evidence of every check). ``errors``
+    (plugins that could not be run, each an object) are listed under ``errors``
+    and make ``ok`` false."""
     if isinstance(reports, Report):
         reports = [reports]
-    document = {
+    document: dict[str, object] = {
         "reports": [r.to_json(all_evidence=verbose) for r in reports],
-        "ok": ok(reports),
+        "ok": ok(reports) and not errors,
     }
+    if errors:
+        document["errors"] = list(errors)
     # ensure_ascii (the default) escapes every control and non-ASCII character.
     return json.dumps(document, indent=2) + "\n"
 
