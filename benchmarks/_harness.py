@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -11,7 +12,14 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-__all__ = ["Row", "measure", "measure_interleaved", "print_table", "rerun_inside_node"]
+__all__ = [
+    "Row",
+    "measure",
+    "measure_interleaved",
+    "print_table",
+    "report_verdict",
+    "rerun_inside_node",
+]
 
 GO_DIR = "/usr/lib/cni"
 """Debian's Go reference plugins, the other side of the in-process benchmarks."""
@@ -111,3 +119,23 @@ def print_table(title: str, rows: Sequence[Row], *, baseline: str | None = None)
         if base is not None:
             line += f" {row.median / base.median:.2f}x | {row.median - base.median:+.3f} |"
         print(line)
+
+
+VERDICTS_ENV = "BENCH_VERDICTS"
+"""The file ``run_all.py`` collects every benchmark's verdicts in (one JSON object a line)."""
+
+
+def report_verdict(goal: str, measured: str, *, met: bool, source: str) -> None:
+    """State one goal's verdict: print it, and append it to ``$BENCH_VERDICTS`` when set.
+
+    ``goal`` says the goal in words (``"in-process bridge ADD <= 2x the kernel floor"``),
+    ``measured`` the figures it was judged on, with the case and the medians compared
+    (``"1.84x: 3.01 ms against 1.64 ms"``), ``source`` the benchmark script's name.
+    ``run_all.py`` prints every verdict of one run as a single table at the end.
+    """
+    print(f"verdict: {'met' if met else 'MISSED'}: {goal}: {measured}")
+    path = os.environ.get(VERDICTS_ENV)
+    if path:
+        record = {"goal": goal, "measured": measured, "met": met, "source": source}
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
