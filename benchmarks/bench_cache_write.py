@@ -46,7 +46,7 @@ from cnilib.invoke import Command, Invocation, SubprocessExecutor
 from cnilib.testing._mock import MockExecutor
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import measure_interleaved, print_table, rerun_inside_node
+from _harness import measure_interleaved, print_table, report_verdict, rerun_inside_node
 from bench_overhead import CONF, PLUGIN_DIR, RUNS, STATIC_RESULT  # the same single-plugin ADD
 
 GOAL_MS = 1.0
@@ -196,11 +196,16 @@ def end_to_end(conflist: cnilib.NetworkConfigList, stdin: bytes, root: str) -> N
     floor_ms = rows[0].median
     print()
     for row in rows[2:]:
-        over = row.median - floor_ms
-        verdict = "met" if over <= GOAL_MS else "MISSED"
-        print(
-            f"{row.label}: {over:+.3f} ms over the bare exec (goal <= {GOAL_MS:.0f} ms): {verdict}"
-        )
+        print(f"{row.label}: {row.median - floor_ms:+.3f} ms over the bare exec")
+    # Judged on the default (durability="full"); the other modes are stated beside it.
+    over = {row.label.split("ADD, ", 1)[1]: row.median - floor_ms for row in rows[2:]}
+    report_verdict(
+        f"a single-plugin ADD within {GOAL_MS:g} ms of the bare exec of the same plugin",
+        "; ".join(f"{diff:+.2f} ms with {mode}" for mode, diff in over.items())
+        + f" (exec floor {floor_ms:.2f} ms)",
+        met=over["durability=full"] <= GOAL_MS,
+        source="bench_cache_write.py",
+    )
 
     mock = MockExecutor(lambda invocation: STATIC_RESULT)
     mem = measure_interleaved(adds(mock, "in-memory"), runs=RUNS)

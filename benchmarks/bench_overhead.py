@@ -28,11 +28,19 @@ from cnilib.invoke import Command, Invocation
 from cnilib.testing._mock import MockExecutor
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import Row, measure, measure_interleaved, print_table, rerun_inside_node
+from _harness import (
+    Row,
+    measure,
+    measure_interleaved,
+    print_table,
+    report_verdict,
+    rerun_inside_node,
+)
 
 PLUGIN_DIR = "/usr/lib/cni"
 RUNS = int(os.environ.get("BENCH_RUNS", "200"))
 CHAIN = 4
+GOAL_MS = 1.0  # per plugin call in the CHAIN-plugin ADD, over the exec floor
 PLUGIN: dict[str, object] = {
     "type": "static",
     "ipam": {"type": "static", "addresses": [{"address": "10.250.9.2/24"}]},
@@ -96,6 +104,13 @@ def inner() -> None:
         print(
             f"\nper plugin call in a {CHAIN}-plugin ADD: {per_call:.3f} ms over the exec floor "
             "(the one durable cache write included, spread over the chain)"
+        )
+        report_verdict(
+            f"each plugin call in a {CHAIN}-plugin ADD under {GOAL_MS:g} ms over the exec floor",
+            f"{per_call:.2f} ms a call: {CHAIN}-plugin chain {rows[-1].median:.2f} ms against "
+            f"{CHAIN} bare execs {rows[-2].median:.2f} ms (Go `static`)",
+            met=per_call < GOAL_MS,
+            source="bench_overhead.py",
         )
 
         mem: list[Row] = [
