@@ -43,7 +43,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _charts import chart_sides
-from _harness import GO_DIR, Row, measure_interleaved, print_table, rerun_inside_node
+from _harness import (
+    GO_DIR,
+    Row,
+    measure_interleaved,
+    print_table,
+    report_verdict,
+    rerun_inside_node,
+)
 
 import cnilib
 from cnilib.events import PluginCallEvent
@@ -203,18 +210,25 @@ def print_per_plugin(calls: list[PluginCallEvent]) -> None:
 
 def verdicts(py_add: Row, py_del: Row, go_add: Row, go_del: Row,
              py_check: Row, go_check: Row) -> list[str]:  # fmt: skip
-    """One line per goal: MET or MISSED, with the figures; CHECK's ratio, which has no goal."""
+    """Report each goal's verdict (``report_verdict``); return CHECK's ratio, which has no goal."""
     add_ratio = py_add.median / go_add.median
     del_ratio = py_del.median / go_del.median
     check_ratio = py_check.median / go_check.median
+    report_verdict(
+        f"in-process ADD at most {ADD_GOAL}x Go's ADD (full chain: bridge with ipMasq, "
+        "tuning, portmap, bandwidth, firewall, sbr)",
+        f"{add_ratio:.2f}x: {py_add.median:.2f} ms against Go binaries' {go_add.median:.2f} ms "
+        f"({ADD_GOAL}x is {go_add.median * ADD_GOAL:.2f} ms)",
+        met=add_ratio <= ADD_GOAL,
+        source="bench_chain.py",
+    )
+    report_verdict(
+        "in-process DEL no slower than Go's DEL (full chain)",
+        f"{del_ratio:.2f}x: {py_del.median:.2f} ms against {go_del.median:.2f} ms",
+        met=del_ratio <= DEL_GOAL,
+        source="bench_chain.py",
+    )
     return [
-        f"full chain: in-process ADD at most {ADD_GOAL}x Go's: "
-        f"{'MET' if add_ratio <= ADD_GOAL else 'MISSED'}, {add_ratio:.2f}x "
-        f"({py_add.median:.2f} ms against {go_add.median:.2f} ms; "
-        f"{ADD_GOAL}x is {go_add.median * ADD_GOAL:.2f} ms)",
-        f"full chain: in-process DEL no slower than Go's: "
-        f"{'MET' if del_ratio <= DEL_GOAL else 'MISSED'}, {del_ratio:.2f}x "
-        f"({py_del.median:.2f} ms against {go_del.median:.2f} ms)",
         f"chain without sbr: in-process CHECK {check_ratio:.2f}x Go's (no goal; "
         f"{py_check.median:.2f} ms against {go_check.median:.2f} ms)",
     ]
