@@ -140,19 +140,64 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 _NETWORK_HELP = "network name in the conf dir, or a config file path"
 
 
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``, without importing shutil (and the
+    compression modules it loads), which argparse does for every parser it builds."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        columns = 0
+    return columns or 80
+
+
+class _WidthMixin:
+    """Gives argparse's formatter the width it would compute itself."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = _terminal_columns() - 2  # argparse's own margin
+        super().__init__(prog, indent_increment, max_help_position, width)  # type: ignore[call-arg]
+
+
+class _HelpFormatter(_WidthMixin, argparse.HelpFormatter):
+    pass
+
+
+class _RawDescriptionFormatter(_WidthMixin, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnilib",
         description="Run CNI plugin chains against a network namespace (cnitool parity).",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_RawDescriptionFormatter,
     )
     parser.add_argument("--version", action="version", version=f"cnilib {__version__}")
     _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, text: str, usage: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, help=text, description=text, usage=f"%(prog)s {usage}")
+        cmd = sub.add_parser(
+            name,
+            help=text,
+            description=text,
+            usage=f"%(prog)s {usage}",
+            formatter_class=_HelpFormatter,
+        )
         _add_global_options(cmd, top=False)
         return cmd
 
@@ -241,6 +286,7 @@ def _parser() -> argparse.ArgumentParser:
         "this node to the overlay, 'overlay status --etcd URL' prints the cluster; "
         "'cnilib overlay COMMAND --help' lists each one's options (docs/overlay.md).",
         usage="%(prog)s {agent,status} [options]",
+        formatter_class=_HelpFormatter,
     )
     overlay.add_argument("rest", nargs=argparse.REMAINDER, metavar="{agent,status} [options]")
 
@@ -253,6 +299,7 @@ def _parser() -> argparse.ArgumentParser:
         usage="%(prog)s [options] TYPE [TYPE ...]",
         add_help=False,
         prefix_chars="\0",
+        formatter_class=_HelpFormatter,
     )
     conformance.add_argument("rest", nargs="*", metavar="[options] TYPE [TYPE ...]")
     return parser
