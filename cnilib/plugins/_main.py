@@ -18,59 +18,116 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["install", "main"]
+    from cnilib.plugins._executor import InProcessExecutor
+
+__all__ = ["install", "main", "respond"]
 
 _SCRIPT = """\
 #!{python} -IS
-# CNI plugin "{type}": cnilib's in-process plugin, run as an executable.
-# -S skips the site module; these are the directories it would have added (after the
-# standard library, as site adds them).
-import sys
-sys.path.extend({path!r})
-from cnilib.plugins._main import main
-main({type!r})
+# CNI plugin "{type}": cnilib's in-process plugin, run as an executable. The plugin server
+# (python -m cnilib.plugins serve) answers the call when it listens on the socket below
+# (${socket_env} names another; set but empty: none); else it runs here. -S skips the site
+# module; the last argument is the directories it would have added (after the standard
+# library, as site adds them).
+{client}
+main({type!r}, {socket!r}, {path!r})
 """
 
 
-def main(plugin_type: str) -> None:
-    """Run one CNI call of ``plugin_type`` from this process's env and stdin; exit."""
-    from cnilib.plugins._registry import BUILTIN_PLUGINS
+def _client_source() -> str:
+    """The thin client's code, as copied into each script (without its docstring)."""
+    import ast
+    import inspect
 
+    from cnilib.plugins.server import _client
+
+    source = inspect.getsource(_client)
+    module = ast.parse(source)
+    first = module.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        source = "\n".join(source.splitlines()[first.end_lineno or 0 :])
+    return source.strip()
+
+
+def main(plugin_type: str, *, stdin: bytes | None = None) -> None:
+    """Run one CNI call of ``plugin_type`` from this process's env and stdin; exit.
+
+    ``stdin``: the request, when the caller has read it already (the thin client
+    that found no plugin server); ``None`` reads this process's stdin.
+    """
     if plugin_type == "dhcp" and sys.argv[1:2] == ["daemon"]:  # as Go's: `dhcp daemon [flags]`
         from cnilib.plugins.ipam.dhcp._daemon import main as daemon_main
 
         raise SystemExit(daemon_main(sys.argv[2:]))
-    if os.environ.get("CNI_COMMAND") == "VERSION" and plugin_type in BUILTIN_PLUGINS:
-        from cnilib.plugins._versions import version_only
+    env = os.environ
+    status, stdout, stderr = respond(plugin_type, env, _read_stdin(env) if stdin is None else stdin)
+    sys.stdout.buffer.write(stdout)
+    sys.stdout.flush()
+    if stderr:
+        sys.stderr.buffer.write(stderr)
+        sys.stderr.flush()
+    raise SystemExit(status)
 
+
+def _read_stdin(env: Mapping[str, str]) -> Callable[[], bytes]:
+    def read() -> bytes:
         # The request says which version to answer in; a person at a terminal typing
         # CNI_COMMAND=VERSION gets the newest rather than a wait for stdin.
-        stdin = b"" if sys.stdin.isatty() else sys.stdin.buffer.read()
-        sys.stdout.buffer.write(version_only(plugin_type, stdin))
-        raise SystemExit(0)
+        if env.get("CNI_COMMAND") == "VERSION" and sys.stdin.isatty():
+            return b""
+        return sys.stdin.buffer.read()
+
+    return read
+
+
+def respond(
+    plugin_type: str,
+    env: Mapping[str, str],
+    stdin: bytes | Callable[[], bytes],
+    *,
+    executor: InProcessExecutor | None = None,
+) -> tuple[int, bytes, bytes]:
+    """One CNI call of ``plugin_type``, as its executable answers it: ``(exit status,
+    stdout, stderr)``. The executables and the plugin server both answer through here.
+
+    ``stdin`` is the request, or a function reading it (called once, after the plugin
+    is found). ``executor`` runs the plugin (the server's, whose ``host_netns`` is the
+    caller's namespace); ``None``: the plugin runs in this process's namespace.
+    VERSION of a built-in type is answered without importing its plugin.
+    """
+    from cnilib.plugins._registry import BUILTIN_PLUGINS
+
+    def read() -> bytes:
+        return stdin if isinstance(stdin, bytes) else stdin()
+
+    if env.get("CNI_COMMAND") == "VERSION" and plugin_type in BUILTIN_PLUGINS:
+        from cnilib.plugins._versions import version_only
+
+        return 0, version_only(plugin_type, read()), b""
     from cnilib.errors import CNIError, ErrorCode, PluginError
-    from cnilib.plugins import load_plugin
     from cnilib.plugins._skel import error_output, handle
 
     try:
-        plugin = load_plugin(plugin_type)
-        output = handle(plugin, os.environ, sys.stdin.buffer.read())
+        if executor is None:
+            from cnilib.plugins import load_plugin
+
+            output = handle(load_plugin(plugin_type), env, read())
+        else:
+            executor.plugin(plugin_type)  # not found: before stdin, as above
+            output = executor.handle(plugin_type, env, read())
     except CNIError as exc:
         error = exc if isinstance(exc, PluginError) else PluginError(str(exc), code=exc.code)
-        sys.stdout.buffer.write(error_output(error))
-        raise SystemExit(1) from None
+        return 1, error_output(error), b""
     except OSError as exc:  # reading stdin
         error = PluginError(f"error reading from stdin: {exc}", code=ErrorCode.IO_FAILURE)
-        sys.stdout.buffer.write(error_output(error))
-        raise SystemExit(1) from None
-    sys.stdout.buffer.write(output)
-    raise SystemExit(0)
+        return 1, error_output(error), b""
+    return 0, output, b""
 
 
 def import_path() -> list[str]:
@@ -89,8 +146,18 @@ def import_path() -> list[str]:
     return found
 
 
-def install(directory: str | os.PathLike[str], types: Sequence[str] | None = None) -> list[Path]:
+def install(
+    directory: str | os.PathLike[str],
+    types: Sequence[str] | None = None,
+    *,
+    server_socket: str | os.PathLike[str] | None = None,
+) -> list[Path]:
     """Write an executable for each plugin type into ``directory``; return their paths.
+
+    Each asks the plugin server at ``server_socket`` (default
+    :data:`cnilib.plugins.server.DEFAULT_SOCKET`; ``""``: none) to answer its call
+    and runs the plugin itself when no server does; ``$CNILIB_PLUGIN_SERVER``
+    overrides the socket when the executable runs.
 
     ``types`` defaults to every in-process plugin: cnilib's own and those of
     installed packages (the ``cnilib.plugins`` entry points). An unknown type
@@ -115,6 +182,12 @@ def install(directory: str | os.PathLike[str], types: Sequence[str] | None = Non
             raise PluginNotFoundError(
                 f"plugin type {plugin_type!r} cannot be a file name", plugin_type=plugin_type
             )
+    from cnilib.plugins.server import DEFAULT_SOCKET, SOCKET_ENV
+
+    socket_path = DEFAULT_SOCKET if server_socket is None else os.fspath(server_socket)
+    if socket_path and not os.path.isabs(socket_path):
+        raise ValueError(f"the server socket must be an absolute path, not {socket_path!r}")
+    client = _client_source()
     path = import_path()
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
@@ -122,7 +195,16 @@ def install(directory: str | os.PathLike[str], types: Sequence[str] | None = Non
     for plugin_type in chosen:
         script = target / plugin_type
         tmp = script.with_name(f".{plugin_type}.tmp")
-        tmp.write_text(_SCRIPT.format(python=sys.executable, type=plugin_type, path=path))
+        tmp.write_text(
+            _SCRIPT.format(
+                python=sys.executable,
+                type=plugin_type,
+                path=path,
+                client=client,
+                socket=socket_path,
+                socket_env=SOCKET_ENV,
+            )
+        )
         tmp.chmod(0o755)
         tmp.replace(script)  # atomic: a runtime exec'ing it never sees half a script
         written.append(script)
@@ -130,8 +212,8 @@ def install(directory: str | os.PathLike[str], types: Sequence[str] | None = Non
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    """``python -m cnilib.plugins install DIR [TYPE ...]``, ``python -m cnilib.plugins list``
-    and ``python -m cnilib.plugins dhcp daemon [flags]``."""
+    """``python -m cnilib.plugins install DIR [TYPE ...]``, ``... list``, ``... serve`` (the
+    plugin server) and ``... dhcp daemon [flags]``."""
     import argparse
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -150,6 +232,22 @@ def cli(argv: Sequence[str] | None = None) -> int:
     inst.add_argument(
         "types", nargs="*", help="plugin types (default: all, installed packages' included)"
     )
+    inst.add_argument(
+        "--server-socket",
+        metavar="PATH",
+        help="the plugin server socket the executables try first "
+        "(default: /run/cni/cnilib-plugins.sock; '': none)",
+    )
+    serve = sub.add_parser("serve", help="run the plugin server the executables hand calls to")
+    serve.add_argument(
+        "--socket", metavar="PATH", help="where to listen (default: /run/cni/cnilib-plugins.sock)"
+    )
+    serve.add_argument(
+        "--idle-exit",
+        metavar="SECONDS",
+        type=float,
+        help="stop after this many seconds without a call (default: never)",
+    )
     sub.add_parser("list", help="the in-process plugin types and where each comes from")
     dhcp = sub.add_parser("dhcp", help="the dhcp plugin's lease daemon: dhcp daemon [flags]")
     dhcp.add_argument("daemon", choices=["daemon"], help="run the lease daemon (Go's flags)")
@@ -159,9 +257,33 @@ def cli(argv: Sequence[str] | None = None) -> int:
             for plugin_type, origin in plugin_types().items():
                 print(f"{plugin_type}\t{origin}")
             return 0
-        for path in install(args.directory, args.types or None):
+        if args.command == "serve":
+            return _serve(args.socket, args.idle_exit)
+        for path in install(args.directory, args.types or None, server_socket=args.server_socket):
             print(path)
-    except (CNIError, OSError) as exc:
+    except (CNIError, OSError, ValueError) as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _serve(socket_path: str | None, idle_exit: float | None) -> int:
+    """``serve``: listen until SIGTERM, SIGINT or the idle exit; the socket goes with it."""
+    import signal
+
+    from cnilib.plugins.server import DEFAULT_SOCKET, PluginServer
+
+    server = PluginServer(socket_path or DEFAULT_SOCKET, idle_exit=idle_exit)
+    # SIGTERM (systemd, kill) stops it as Ctrl-C does: calls in progress finish first.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
