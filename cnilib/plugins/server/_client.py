@@ -100,7 +100,8 @@ def call(sock: _socket.socket, frame: bytes) -> tuple[bool, tuple[int, int, byte
             done = sock.sendmsg([frame], rights)
         finally:
             posix.close(netns)
-        sock.sendall(frame[done:])
+        if done < len(frame):
+            sock.sendall(frame[done:])  # not with nothing left: a closed peer is EPIPE
         sent = True
     except OSError:  # the server closed early (a refusal) or never read it all
         pass
