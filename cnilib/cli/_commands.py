@@ -8,13 +8,15 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from cnilib.errors import CNIError, CNIErrorGroup, ConfigError, InvalidArgumentError
+
+TYPE_CHECKING = False  # typing's is not needed at run time
 
 if TYPE_CHECKING:
     from cnilib._json import JSONValue
     from cnilib.config import NetworkConfigList
+    from cnilib.config._parse import PlainConfList
     from cnilib.invoke import Executor
     from cnilib.runtime import CNI, RuntimeConf
 
@@ -375,19 +377,19 @@ def _raw_schema_problems(path: str) -> tuple[dict[str, JSONValue], list[str]]:
     return top, schema.schema_problems(kind, document)
 
 
-def _scan(conf_dir: str) -> list[NetworkConfigList | ConfigError]:
+def _scan(conf_dir: str) -> list[PlainConfList | ConfigError]:
     """Every configuration file in ``conf_dir``, in file-name order: its network,
     or why it could not be loaded. A network whose name is invalid is loaded
-    all the same, so that ``list`` can show it to be found and fixed."""
-    from cnilib.config import conf_files, conf_from_file, conflist_from_conf, conflist_from_file
+    all the same, so that ``list`` can show it to be found and fixed.
 
-    found: list[NetworkConfigList | ConfigError] = []
-    for path in conf_files(conf_dir, (".conf", ".conflist", ".json")):
+    The networks are the loaders' plain records, not the attrs models: the
+    same parsing and errors, without attrs' import (most of ``list``'s time)."""
+    from cnilib.config._load import ALL_EXTENSIONS, conf_files, plain_load_any
+
+    found: list[PlainConfList | ConfigError] = []
+    for path in conf_files(conf_dir, ALL_EXTENSIONS):
         try:
-            if path.endswith(".conflist"):
-                found.append(conflist_from_file(path))
-            else:
-                found.append(conflist_from_conf(conf_from_file(path)))
+            found.append(plain_load_any(path))
         except ConfigError as exc:
             found.append(exc)
     return found

@@ -12,17 +12,18 @@ import os
 import stat
 from collections.abc import Sequence
 
-import attrs
-
-from cnilib._log import get_logger
-from cnilib.config._model import NetworkConfigList, PluginConf
 from cnilib.config._parse import (
     MAX_CONFIG_BYTES,
+    PlainConfList,
+    PlainPluginConf,
     check_plugin_count,
     check_size,
-    conf_from_bytes,
-    conflist_from_bytes,
     conflist_from_conf,
+    plain_conf_from_bytes,
+    plain_conflist_from_bytes,
+    plain_conflist_from_conf,
+    to_conflist,
+    to_plugin_conf,
 )
 from cnilib.errors import (
     ConfigError,
@@ -31,6 +32,12 @@ from cnilib.errors import (
     NoConfigsFoundError,
 )
 from cnilib.names import validate_network_name
+
+# Neither attrs (the models) nor logging is imported here: ``cnilib list`` reads
+# plain records (see _parse) and logs nothing, and both cost it start-up time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cnilib.config._model import ConfDir, NetworkConfigList, PluginConf
 
 __all__ = [
     "ConfDir",
@@ -42,7 +49,21 @@ __all__ = [
     "scan_conf_dir",
 ]
 
-log = get_logger("cnilib.config")
+
+def _warn_unloadable(problem: ConfigError) -> None:
+    from cnilib._log import get_logger
+
+    get_logger("cnilib.config").warning("skipping unloadable network configuration: %s", problem)
+
+
+def __getattr__(name: str) -> object:
+    """``ConfDir`` where it used to be defined (it lives with the other models now)."""
+    if name == "ConfDir":
+        from cnilib.config._model import ConfDir
+
+        return ConfDir
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 LIST_EXTENSIONS = (".conflist",)
 SINGLE_EXTENSIONS = (".conf", ".json")
@@ -108,7 +129,12 @@ def read_conf_file(path: str | os.PathLike[str]) -> bytes:
 
 def conf_from_file(path: str | os.PathLike[str]) -> PluginConf:
     """Load a single plugin configuration file (Go ``ConfFromFile``)."""
-    return conf_from_bytes(read_conf_file(path), source=str(path))
+    return to_plugin_conf(plain_conf_from_file(path))
+
+
+def plain_conf_from_file(path: str | os.PathLike[str]) -> PlainPluginConf:
+    """:func:`conf_from_file`, as a plain record."""
+    return plain_conf_from_bytes(read_conf_file(path), source=str(path))
 
 
 def plugin_confs_from_dir(directory: str | os.PathLike[str], network: str) -> list[PluginConf]:
@@ -132,8 +158,14 @@ def _subdir_paths(directory: str | os.PathLike[str], network: str) -> list[str]:
 
 def conflist_from_file(path: str | os.PathLike[str]) -> NetworkConfigList:
     """Load a ``.conflist`` file (Go ``ConfListFromFile``), merging its plugin subdirectory."""
+    plain = plain_conflist_from_file(path)
+    return to_conflist(plain)
+
+
+def plain_conflist_from_file(path: str | os.PathLike[str]) -> PlainConfList:
+    """:func:`conflist_from_file`, as a plain record."""
     source = str(path)
-    conflist = conflist_from_bytes(read_conf_file(path), source=source)
+    conflist = plain_conflist_from_bytes(read_conf_file(path), source=source)
     if not conflist.load_only_inlined_plugins:
         directory = os.path.dirname(source)
         # Counted before any subdirectory file is read.
@@ -141,41 +173,12 @@ def conflist_from_file(path: str | os.PathLike[str]) -> NetworkConfigList:
         inline = len(conflist.plugins)
         detail = f" ({inline} inline, {len(paths)} in {os.path.join(directory, conflist.name)})"
         check_plugin_count(inline + len(paths), source, detail)
-        extra = [conf_from_file(path) for path in paths]
+        extra = [plain_conf_from_file(path) for path in paths]
         if extra:
-            conflist = attrs.evolve(conflist, plugins=(*conflist.plugins, *extra))
+            conflist.plugins = (*conflist.plugins, *extra)
     if not conflist.plugins:
         raise ConfigError("no plugin configs found", path=source, field="$.plugins")
     return conflist
-
-
-@attrs.frozen
-class ConfDir:
-    """Everything found in a configuration directory.
-
-    ``networks`` is in the order runtimes use to pick a default network (all
-    extensions, sorted by file name, as containerd and kubelet do);
-    ``problems`` are the files that could not be loaded.
-    """
-
-    directory: str
-    networks: tuple[NetworkConfigList, ...]
-    problems: tuple[ConfigError, ...]
-
-    @property
-    def default(self) -> NetworkConfigList | None:
-        """The default network: the first file, in file-name order, that loads
-        (containerd's and go-cni's convention); ``None`` if none does."""
-        return self.networks[0] if self.networks else None
-
-    def get(self, name: str) -> NetworkConfigList | None:
-        """The first network named ``name``, ``.conflist`` files before others."""
-        for want_list in (True, False):
-            for net in self.networks:
-                is_list = (net.source or "").endswith(LIST_EXTENSIONS)
-                if net.name == name and is_list == want_list:
-                    return net
-        return None
 
 
 def invalid_name_reason(name: str) -> str | None:
@@ -187,7 +190,7 @@ def invalid_name_reason(name: str) -> str | None:
     return None
 
 
-def network_name_error(conflist: NetworkConfigList) -> ConfigError | None:
+def network_name_error(conflist: NetworkConfigList | PlainConfList) -> ConfigError | None:
     """The error for a network whose name breaks the spec's rules, else ``None``.
 
     The parsers accept any string as Go's do (libcni checks the name only at
@@ -205,6 +208,13 @@ def _load_any(path: str) -> NetworkConfigList:
     if path.endswith(LIST_EXTENSIONS):
         return conflist_from_file(path)
     return conflist_from_conf(conf_from_file(path))
+
+
+def plain_load_any(path: str) -> PlainConfList:
+    """The network of a ``.conflist``, ``.conf`` or ``.json`` file, as a plain record."""
+    if path.endswith(LIST_EXTENSIONS):
+        return plain_conflist_from_file(path)
+    return plain_conflist_from_conf(plain_conf_from_file(path))
 
 
 def scan_conf_dir(directory: str | os.PathLike[str], *, max_networks: int | None = None) -> ConfDir:
@@ -231,10 +241,12 @@ def scan_conf_dir(directory: str | os.PathLike[str], *, max_networks: int | None
             if error is not None:
                 raise error
         except ConfigError as exc:
-            log.warning("skipping unloadable network configuration: %s", exc)
+            _warn_unloadable(exc)
             problems.append(exc)
             continue
         networks.append(conflist)
+    from cnilib.config._model import ConfDir
+
     return ConfDir(str(directory), tuple(networks), tuple(problems))
 
 
@@ -255,7 +267,7 @@ def load_conflist(directory: str | os.PathLike[str], name: str) -> NetworkConfig
             try:
                 conflist = _load_any(path)
             except ConfigError as exc:
-                log.warning("skipping unloadable network configuration: %s", exc)
+                _warn_unloadable(exc)
                 problems.append(exc)
                 continue
             if conflist.name == name:

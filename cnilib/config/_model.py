@@ -13,8 +13,9 @@ from collections.abc import Mapping
 import attrs
 
 from cnilib._json import JSONValue
+from cnilib.errors import ConfigError
 
-__all__ = ["NetworkConfigList", "PluginConf"]
+__all__ = ["ConfDir", "NetworkConfigList", "PluginConf"]
 
 
 @attrs.frozen
@@ -71,3 +72,34 @@ class NetworkConfigList:
             for cap in plugin.enabled_capabilities:
                 seen.setdefault(cap, None)
         return tuple(seen)
+
+
+@attrs.frozen
+class ConfDir:
+    """Everything found in a configuration directory.
+
+    ``networks`` is in the order runtimes use to pick a default network (all
+    extensions, sorted by file name, as containerd and kubelet do);
+    ``problems`` are the files that could not be loaded.
+    """
+
+    directory: str
+    networks: tuple[NetworkConfigList, ...]
+    problems: tuple[ConfigError, ...]
+
+    @property
+    def default(self) -> NetworkConfigList | None:
+        """The default network: the first file, in file-name order, that loads
+        (containerd's and go-cni's convention); ``None`` if none does."""
+        return self.networks[0] if self.networks else None
+
+    def get(self, name: str) -> NetworkConfigList | None:
+        """The first network named ``name``, ``.conflist`` files before others."""
+        from cnilib.config._load import LIST_EXTENSIONS
+
+        for want_list in (True, False):
+            for net in self.networks:
+                is_list = (net.source or "").endswith(LIST_EXTENSIONS)
+                if net.name == name and is_list == want_list:
+                    return net
+        return None

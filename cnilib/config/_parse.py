@@ -3,6 +3,12 @@
 Each error keeps libcni's wording (``error parsing configuration list: no
 name``) and adds what libcni leaves out: the file and the JSON path of the
 offending field.
+
+The parser itself builds plain records (:class:`PlainPluginConf`,
+:class:`PlainConfList`) with the models' fields; the public functions turn
+them into the attrs models, whose module is imported only then. ``cnilib
+list`` reads the plain records and never imports attrs, which costs more
+than the rest of that command.
 """
 
 from __future__ import annotations
@@ -11,22 +17,132 @@ from collections.abc import Mapping
 
 from cnilib import spec
 from cnilib._json import JSONObject, JSONSyntaxError, JSONValue, go_dumps, loads
-from cnilib.config._model import NetworkConfigList, PluginConf
 from cnilib.errors import ConfigError, VersionError
+
+TYPE_CHECKING = False  # typing's costs a quick command start-up milliseconds
+if TYPE_CHECKING:
+    from cnilib.config._model import NetworkConfigList, PluginConf
 
 __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_PLUGINS",
+    "PlainConfList",
+    "PlainPluginConf",
     "check_plugin_count",
     "check_size",
     "conf_from_bytes",
     "conflist_from_bytes",
     "conflist_from_conf",
     "go_type",
+    "plain_conf_from_bytes",
+    "plain_conflist_from_bytes",
+    "plain_conflist_from_conf",
+    "to_conflist",
+    "to_plugin_conf",
 ]
 
 _LIST_PREFIX = "error parsing configuration list: "
 _CONF_PREFIX = "error parsing configuration: "
+
+
+class PlainPluginConf:
+    """:class:`~cnilib.config.PluginConf`'s fields, in a plain class."""
+
+    __slots__ = ("bytes", "capabilities", "cni_version", "name", "raw", "source", "type")
+
+    def __init__(
+        self,
+        plugin_type: str,
+        raw: Mapping[str, JSONValue],
+        data: bytes,
+        name: str | None,
+        cni_version: str | None,
+        capabilities: Mapping[str, bool],
+        source: str | None,
+    ) -> None:
+        self.type = plugin_type
+        self.raw = raw
+        self.bytes = data
+        self.name = name
+        self.cni_version = cni_version
+        self.capabilities = capabilities
+        self.source = source
+
+
+class PlainConfList:
+    """:class:`~cnilib.config.NetworkConfigList`'s fields, in a plain class."""
+
+    __slots__ = (
+        "bytes",
+        "cni_version",
+        "cni_versions",
+        "disable_check",
+        "disable_gc",
+        "load_only_inlined_plugins",
+        "name",
+        "plugins",
+        "raw",
+        "source",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        cni_version: str,
+        plugins: tuple[PlainPluginConf, ...],
+        data: bytes,
+        disable_check: bool,
+        disable_gc: bool,
+        load_only_inlined_plugins: bool,
+        cni_versions: tuple[str, ...],
+        raw: Mapping[str, JSONValue],
+        source: str | None,
+    ) -> None:
+        self.name = name
+        self.cni_version = cni_version
+        self.plugins = plugins
+        self.bytes = data
+        self.disable_check = disable_check
+        self.disable_gc = disable_gc
+        self.load_only_inlined_plugins = load_only_inlined_plugins
+        self.cni_versions = cni_versions
+        self.raw = raw
+        self.source = source
+
+
+def to_plugin_conf(plain: PlainPluginConf) -> PluginConf:
+    """The model of a parsed plugin configuration."""
+    from cnilib.config._model import PluginConf
+
+    return PluginConf(
+        type=plain.type,
+        raw=plain.raw,
+        bytes=plain.bytes,
+        name=plain.name,
+        cni_version=plain.cni_version,
+        capabilities=plain.capabilities,
+        source=plain.source,
+    )
+
+
+def to_conflist(
+    plain: PlainConfList, extra_plugins: tuple[PluginConf, ...] = ()
+) -> NetworkConfigList:
+    """The model of a parsed list, ``extra_plugins`` after its own."""
+    from cnilib.config._model import NetworkConfigList
+
+    return NetworkConfigList(
+        name=plain.name,
+        cni_version=plain.cni_version,
+        plugins=(*map(to_plugin_conf, plain.plugins), *extra_plugins),
+        bytes=plain.bytes,
+        disable_check=plain.disable_check,
+        disable_gc=plain.disable_gc,
+        load_only_inlined_plugins=plain.load_only_inlined_plugins,
+        cni_versions=plain.cni_versions,
+        raw=plain.raw,
+        source=plain.source,
+    )
 
 
 def go_type(value: object) -> str:
@@ -194,7 +310,7 @@ _STRING_LISTS_OF_DNS = ("nameservers", "search", "options")
 
 def _plugin_from_mapping(
     raw: JSONObject, data: bytes, source: str | None, field_prefix: str, msg_prefix: str = ""
-) -> PluginConf:
+) -> PlainPluginConf:
     """Check the typed keys of one plugin object (Go ``types.PluginConf``).
 
     As in Go's decoder, JSON ``null`` in a typed field means "absent".
@@ -244,14 +360,14 @@ def _plugin_from_mapping(
                 raise bad(f"dns.{key}", "a list of strings", entries)
     name = raw.get("name")
     version = raw.get("cniVersion")
-    return PluginConf(
-        type=plugin_type,
-        raw=raw,
-        bytes=data,
-        name=name if isinstance(name, str) else None,
-        cni_version=version if isinstance(version, str) else None,
-        capabilities=capabilities,
-        source=source,
+    return PlainPluginConf(
+        plugin_type,
+        raw,
+        data,
+        name if isinstance(name, str) else None,
+        version if isinstance(version, str) else None,
+        capabilities,
+        source,
     )
 
 
@@ -260,6 +376,11 @@ def conf_from_bytes(data: bytes, *, source: str | None = None) -> PluginConf:
 
     ``data`` longer than :data:`MAX_CONFIG_BYTES` is refused before decoding.
     """
+    return to_plugin_conf(plain_conf_from_bytes(data, source=source))
+
+
+def plain_conf_from_bytes(data: bytes, *, source: str | None = None) -> PlainPluginConf:
+    """:func:`conf_from_bytes`, as a plain record."""
     check_size(len(data), source, f"{_CONF_PREFIX}configuration")
     raw = _decode(data, _CONF_PREFIX, source)
     return _plugin_from_mapping(raw, data, source, "$")
@@ -275,14 +396,21 @@ def conflist_from_bytes(
     :data:`MAX_CONFIG_BYTES`, or more than :data:`MAX_PLUGINS` plugins in all,
     is refused before any plugin is looked at.
     """
+    plain = plain_conflist_from_bytes(data, source=source, extra=len(extra_plugins))
+    return to_conflist(plain, extra_plugins)
+
+
+def plain_conflist_from_bytes(
+    data: bytes, *, source: str | None = None, extra: int = 0
+) -> PlainConfList:
+    """:func:`conflist_from_bytes`, as a plain record of the inline plugins;
+    ``extra`` counts the plugins to be added after them."""
     check_size(len(data), source, f"{_LIST_PREFIX}configuration")
-    return _conflist(data, source, extra_plugins)
+    return _conflist(data, source, extra)
 
 
-def _conflist(
-    data: bytes, source: str | None, extra_plugins: tuple[PluginConf, ...]
-) -> NetworkConfigList:
-    raw = _decode(data, _LIST_PREFIX, source, extra_plugins=len(extra_plugins))
+def _conflist(data: bytes, source: str | None, extra: int) -> PlainConfList:
+    raw = _decode(data, _LIST_PREFIX, source, extra_plugins=extra)
     if "name" not in raw:
         raise ConfigError(f"{_LIST_PREFIX}no name", path=source, field="$.name")
     name = raw["name"]
@@ -295,7 +423,7 @@ def _conflist(
     disable_gc = _parse_bool(raw, "disableGC", source)
     only_inlined = _parse_bool(raw, "loadOnlyInlinedPlugins", source)
 
-    plugins: list[PluginConf] = []
+    plugins: list[PlainPluginConf] = []
     if "plugins" in raw:
         entries = raw["plugins"]
         if not isinstance(entries, list):
@@ -328,17 +456,17 @@ def _conflist(
             path=source,
             field="$.plugins",
         )
-    return NetworkConfigList(
-        name=name,
-        cni_version=cni_version,
-        plugins=(*plugins, *extra_plugins),
-        bytes=data,
-        disable_check=disable_check,
-        disable_gc=disable_gc,
-        load_only_inlined_plugins=only_inlined,
-        cni_versions=cni_versions,
-        raw=raw,
-        source=source,
+    return PlainConfList(
+        name,
+        cni_version,
+        tuple(plugins),
+        data,
+        disable_check,
+        disable_gc,
+        only_inlined,
+        cni_versions,
+        raw,
+        source,
     )
 
 
@@ -348,6 +476,11 @@ def conflist_from_conf(conf: PluginConf) -> NetworkConfigList:
     The plugin keeps its own ``name``/``cniVersion``; the list takes them
     (``""`` when missing, as libcni does).
     """
+    return to_conflist(plain_conflist_from_conf(conf))
+
+
+def plain_conflist_from_conf(conf: PluginConf | PlainPluginConf) -> PlainConfList:
+    """:func:`conflist_from_conf`, as a plain record."""
     wrapper = {
         "name": conf.name or "",
         "cniVersion": conf.cni_version or "",
@@ -355,4 +488,4 @@ def conflist_from_conf(conf: PluginConf) -> NetworkConfigList:
     }
     # Not size-checked again: the conf was, and Go's escaping of <, > and &
     # can make the wrapper several times larger than the conf it wraps.
-    return _conflist(go_dumps(wrapper).encode(), conf.source, ())
+    return _conflist(go_dumps(wrapper).encode(), conf.source, 0)

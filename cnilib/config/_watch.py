@@ -26,7 +26,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from cnilib._log import get_logger
-from cnilib.config._load import ConfDir, scan_conf_dir
+from cnilib.config._load import scan_conf_dir
+from cnilib.config._model import ConfDir
 from cnilib.errors import CNIError, ConfigError
 
 if TYPE_CHECKING:
