@@ -158,12 +158,18 @@ def chart_burst(
     _save(figure, "burst-concurrency.png")
 
 
-# -- bench_inprocess: 100 containers attached one after another --------------------------
+# -- bench_flat: containers attached one after another -----------------------------------
 
 
-def chart_sequential(series: Mapping[str, Sequence[float]], *, title: str) -> None:
+def chart_sequential(
+    series: Mapping[str, Sequence[float]],
+    *,
+    title: str,
+    filename: str = "sequential-attachments.png",
+    window: int = 10,
+) -> None:
     """Each ADD's time against how many containers were attached before it:
-    every sample faint, a running median of ten drawn over it."""
+    every sample faint, a running median of ``window`` drawn over it."""
     figure = _new_figure(9, 4.6)
     if figure is None:
         return
@@ -173,16 +179,16 @@ def chart_sequential(series: Mapping[str, Sequence[float]], *, title: str) -> No
     for (label, samples), color in zip(series.items(), colors, strict=False):
         xs = range(len(samples))
         ax.plot(xs, samples, ".", color=color, alpha=0.25, markersize=4)
-        smooth = [statistics.median(samples[max(0, i - 9) : i + 1]) for i in xs]
+        smooth = [statistics.median(samples[max(0, i - window + 1) : i + 1]) for i in xs]
         ax.plot(xs, smooth, "-", color=color, linewidth=2, label=label)
         top = max(top, sorted(samples)[int(0.98 * (len(samples) - 1))])
     ax.set_ylim(0, top * 1.1)  # the slowest 2 % would flatten the rest
     ax.set_xlabel("containers already attached to the bridge")
-    ax.set_ylabel("ADD time, ms (dots: each ADD; line: median of the last 10)")
+    ax.set_ylabel(f"ADD time, ms (dots: each ADD; line: median of the last {window})")
     ax.set_title(title)
     ax.legend(fontsize="small")
     _grid(ax)
-    _save(figure, "sequential-attachments.png")
+    _save(figure, filename)
 
 
 # -- bench_inprocess: in-process against Go's binaries and the kernel floor --------------

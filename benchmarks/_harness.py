@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import attrs
 
@@ -56,6 +57,11 @@ def rerun_inside_node(
     finally:
         for name in reversed(made):
             subprocess.run(["ip", "netns", "del", name], check=False)
+        # Namespaces the script made itself under the prefix (``ip netns add`` inside
+        # ``ip netns exec``'s mount namespace) and left behind when it died: their
+        # mounts went with it, their names in /run/netns did not.
+        for path in sorted(Path("/run/netns").glob(f"{prefix}-*")):
+            subprocess.run(["ip", "netns", "del", path.name], check=False)
 
 
 @attrs.frozen
