@@ -243,10 +243,28 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
-    info = _executor(args).version_info(args.plugin, _plugin_path(args))
-    answer = {"cniVersion": info.cni_version, "supportedVersions": list(info.supported_versions)}
+    answer = _quick_version(args)
+    if answer is None:
+        info = _executor(args).version_info(args.plugin, _plugin_path(args))
+        answer = {
+            "cniVersion": info.cni_version,
+            "supportedVersions": list(info.supported_versions),
+        }
     _out(json.dumps(answer))
     return EXIT_OK
+
+
+def _quick_version(args: argparse.Namespace) -> dict[str, object] | None:
+    """A binary's answer without the executor's imports (see
+    :mod:`cnilib.cli._quickversion`), where nothing but the answer is wanted:
+    binaries only, no ``-v`` log, no trace context to pass on."""
+    from cnilib import tracing
+
+    if plugin_source(args) != "binaries" or args.verbose or tracing.in_use():
+        return None
+    from cnilib.cli._quickversion import quick_version
+
+    return quick_version(str(args.plugin), _plugin_path(args), _timeout(args))
 
 
 def _print_json(value: object) -> None:

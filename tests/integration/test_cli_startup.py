@@ -40,7 +40,10 @@ def _origin_dir(module: str) -> str:
 
 
 def _loaded(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
-    """Run ``cnilib argv`` in a fresh ``python -S``; its exit code and loaded modules."""
+    """Run ``cnilib argv`` in a fresh ``python -S``; its exit code and loaded modules.
+
+    Plugins are looked for in ``tmp_path / "no-plugins"``, empty unless a test
+    puts one there (see :func:`_fake_plugin`)."""
     roots = {str(Path(cnilib.__file__).parent.parent)}
     deps = ("attrs", "cattrs", "jsonschema", "referencing", "rpds", "typing_extensions")
     roots |= {_origin_dir(m) for m in deps}
@@ -93,3 +96,50 @@ def test_list_and_version_import_neither_hashlib_nor_the_runtime(
     for argv in (("--conf-dir", str(tmp_path), "list"), ("version", "ptp")):
         _, modules = _loaded(tmp_path, *argv)
         assert not modules & {"hashlib", "cattrs", "cnilib.runtime", "jsonschema", "pyroute2"}
+
+
+# What the quick commands must not import: each costs more start-up time than
+# the command's own work (attrs alone is most of the +60 ms budget).
+_HEAVY = {
+    "attrs",
+    "attr",
+    "cattrs",
+    "logging",
+    "shutil",
+    "jsonschema",
+    "referencing",
+    "pyroute2",
+    "cnilib.runtime",
+    "cnilib.invoke",
+    "cnilib.config._model",
+}
+
+
+def _fake_plugin(tmp_path: Path, name: str, answer: str) -> None:
+    """A plugin that prints ``answer`` and exits 0, in ``_loaded``'s plugin path."""
+    plugin = tmp_path / "no-plugins" / name
+    plugin.parent.mkdir(exist_ok=True)
+    plugin.write_text(f"#!/bin/sh\ncat >/dev/null\necho '{answer}'\n")
+    plugin.chmod(0o755)
+
+
+def test_version_of_a_binary_imports_neither_attrs_logging_nor_the_executor(
+    tmp_path: Path,
+) -> None:
+    _fake_plugin(tmp_path, "fake", '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}')
+    code, modules = _loaded(tmp_path, "version", "fake")
+    assert code == 0
+    assert not modules & _HEAVY
+    assert "cnilib.cli._quickversion" in modules
+
+
+def test_list_imports_neither_attrs_nor_logging(tmp_path: Path) -> None:
+    (tmp_path / "a.conflist").write_text(
+        '{"cniVersion": "1.0.0", "name": "a", "plugins": [{"type": "ptp"}]}'
+    )
+    (tmp_path / "b.conf").write_text('{"cniVersion": "0.4.0", "name": "b", "type": "loopback"}')
+    (tmp_path / "c.conf").write_text("not json")  # a problem is reported without them too
+    code, modules = _loaded(tmp_path, "--conf-dir", str(tmp_path), "list")
+    assert code == 1
+    assert not modules & _HEAVY
+    assert "cnilib.config._load" in modules
