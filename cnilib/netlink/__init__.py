@@ -1,7 +1,8 @@
 """Network namespaces and netlink: the only part of cnilib that uses pyroute2.
 
-Work inside a namespace runs on a worker thread that entered it, never on the
-caller's thread, and forks no process::
+Work inside a namespace runs on the caller's thread, switched into the
+namespace for the job and back (asyncio callers: on a worker thread that lives
+there), and forks no process::
 
     from cnilib import netlink
 
@@ -17,12 +18,12 @@ DHCPv4 on the wire (:func:`open_dhcp_socket`, :class:`DhcpSocket`,
 namespace the same way, then serves any asyncio loop.
 
 The helpers (links, addresses, routes, rules, neighbours and FDB entries,
-traffic control, conntrack, sysctls) act on the namespace of the worker that
+traffic control, conntrack, sysctls) act on the namespace of the job that
 runs them and must be called inside :func:`run_in_netns`,
 :func:`arun_in_netns` or :func:`run_here`. Failures are
 :class:`cnilib.PluginError` subclasses whose message names the operation,
-the object and the namespace. pyroute2 is imported only when a worker makes
-its first netlink socket, so importing this package is cheap.
+the object and the namespace. pyroute2 is imported only when a job first needs
+it, so importing this package is cheap.
 """
 
 from cnilib.netlink._addr import Address, add_address, delete_address, list_addresses

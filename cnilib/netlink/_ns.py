@@ -1,27 +1,31 @@
 """Network namespace handles, and running work inside a namespace.
 
-``setns(2)`` changes the namespace of the calling *thread* only. cnilib never
-calls it on a caller's thread: :func:`run_in_netns` hands the work to a worker
-thread that entered the namespace once, when it started, and serves that one
-namespace until it is retired. No process is forked per operation (pyroute2's
+``setns(2)`` changes the namespace of the calling *thread* only.
+:func:`run_in_netns` switches its caller's thread into the namespace for the
+job and back; :func:`arun_in_netns` hands the job to a worker thread that
+entered the namespace once, when it started, and serves that one namespace
+until it is retired. No process is forked per operation (pyroute2's
 ``IPRoute(netns=...)`` forks a helper child for each handle).
 
-A worker is keyed by the namespace's identity (the nsfs device and inode), not
-by the path, so ``/run/netns/x`` and ``/proc/<pid>/ns/net`` of the same
-namespace share it, and a namespace deleted and re-created at the same path
-gets a new one. The path is opened (read-only, never created) on every call,
-so a namespace that has disappeared is reported as missing even while a
-worker still holds it.
+A namespace's lock and its worker are keyed by the namespace's identity (the
+nsfs device and inode), not by the path, so ``/run/netns/x`` and
+``/proc/<pid>/ns/net`` of the same namespace share them, and a namespace
+deleted and re-created at the same path gets new ones. The path is opened
+(read-only, never created) on every call, so a namespace that has disappeared
+is reported as missing even while a worker still holds it.
 
 A worker keeps its namespace alive (it is a thread inside it), so workers are
 retired when idle (``idle_timeout``), when the pool is full (least recently
 used first) and on :func:`close_netns`. A retired thread ends: it is never
-reused for another namespace.
+reused for another namespace. A switched job closes the netlink sockets it
+made there before its thread comes back, so it leaves nothing holding the
+namespace.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 from typing import TYPE_CHECKING, Self
@@ -30,6 +34,8 @@ from cnilib._filetype import describe_type
 from cnilib.netlink._errors import NetNSError, NetNSNotFoundError
 
 if TYPE_CHECKING:
+    import ctypes
+
     from cnilib.netlink._pool import NetnsTarget
 
 __all__ = ["CLONE_NEWNET", "NetNSHandle", "current_netns_path", "open_netns", "setns"]
@@ -64,10 +70,22 @@ def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
         return
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, nstype) != 0:
+    if _libc_setns(fd, nstype) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _libc_setns(fd: int, nstype: int) -> int:
+    # Loading libc costs more than the system call: once per process.
+    result: int = _libc().setns(fd, nstype)
+    return result
 
 
 class NetNSHandle:

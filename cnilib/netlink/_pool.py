@@ -1,21 +1,27 @@
-"""Worker threads that each live in one network namespace (see :mod:`cnilib.netlink._ns`).
+"""Running work inside a network namespace (see :mod:`cnilib.netlink._ns`).
 
-:class:`NetnsPool` owns the workers; the module functions use one default
-pool, made on first use. A job is ``fn(*args)`` run on the worker of the
-target namespace; the caller blocks on its result (or awaits it with
-:func:`arun_in_netns`). Jobs for one namespace run one after another, in
-order. A job that itself asks for its own namespace runs inline, so a
-helper may call another helper freely.
+:func:`run_in_netns` switches the calling thread into the target namespace
+for the duration of the job and back (as Go's ``ns.Do`` does), so a job costs
+two ``setns(2)`` calls rather than a hand-off to another thread and back.
+Jobs for one namespace still run one at a time: each namespace has a lock,
+held for the job's length. A job that itself asks for its own namespace runs
+inline, so a helper may call another helper freely.
+
+:meth:`NetnsPool.submit` and :func:`arun_in_netns` (whose caller must not
+block: an asyncio loop) hand the job to a worker thread that lives in one
+namespace instead; :class:`NetnsPool` owns the workers, and the module
+functions use one default pool, made on first use.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
@@ -48,6 +54,7 @@ P = ParamSpec("P")
 NetnsTarget: TypeAlias = "str | os.PathLike[str] | int | NetNSHandle | None"
 """Where to run: a namespace path, an open fd, a handle, or None (the caller's own)."""
 
+_HOME_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 DEFAULT_MAX_WORKERS = 32
 DEFAULT_IDLE_TIMEOUT = 5.0
 
@@ -71,33 +78,21 @@ class _Job:
 
 
 class _Local(threading.local):
-    worker: _Worker | None = None
+    worker: _Worker | _Switched | None = None
     label: str = ""
 
 
 _local = _Local()
 
 
-class _Worker:
-    """One thread inside one namespace; ends when stopped or idle, never re-targeted."""
+class _Sockets:
+    """The netlink sockets of one namespace, made on first use inside it."""
 
-    def __init__(self, pool: NetnsPool, key: tuple[int, int], fd: int, label: str) -> None:
-        self.pool = pool
-        self.key = key
-        self.label = label
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.last_used = time.monotonic()
-        self.retired = False
-        self._ipr: IPRoute | None = None
-        self._raw: RawNetlink | None = None
-        self._started: Future[None] = Future()
-        self.thread = threading.Thread(
-            target=self._main, args=(fd,), name=f"cnilib-netns:{label}", daemon=True
-        )
-
-    def start(self) -> None:
-        self.thread.start()
-        self._started.result()  # raises the setns failure, if any
+    pool: NetnsPool
+    key: tuple[int, int]
+    label: str
+    _ipr: IPRoute | None = None
+    _raw: RawNetlink | None = None
 
     def ipr(self) -> IPRoute:
         if self._ipr is None:
@@ -112,6 +107,44 @@ class _Worker:
 
             self._raw = RawNetlink()
         return self._raw
+
+    def close_sockets(self) -> None:
+        # A socket holds its namespace alive: never keep one past the job's end.
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+
+
+class _Switched(_Sockets):
+    """A job running on its caller's thread, switched into the job's namespace."""
+
+    def __init__(self, pool: NetnsPool, key: tuple[int, int], label: str) -> None:
+        self.pool = pool
+        self.key = key
+        self.label = label
+
+
+class _Worker(_Sockets):
+    """One thread inside one namespace; ends when stopped or idle, never re-targeted."""
+
+    def __init__(self, pool: NetnsPool, key: tuple[int, int], fd: int, label: str) -> None:
+        self.pool = pool
+        self.key = key
+        self.label = label
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.last_used = time.monotonic()
+        self.retired = False
+        self._started: Future[None] = Future()
+        self.thread = threading.Thread(
+            target=self._main, args=(fd,), name=f"cnilib-netns:{label}", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+        self._started.result()  # raises the setns failure, if any
 
     def _enter(self, fd: int) -> None:
         try:
@@ -139,12 +172,7 @@ class _Worker:
             self._serve()
         finally:
             _local.worker = None
-            if self._ipr is not None:
-                self._ipr.close()
-                self._ipr = None
-            if self._raw is not None:
-                self._raw.close()
-                self._raw = None
+            self.close_sockets()
 
     def _serve(self) -> None:
         while True:
@@ -160,7 +188,8 @@ class _Worker:
                 continue
             _local.label = job.label
             try:
-                result = job.fn(*job.args, **job.kwargs)
+                with self.pool._namespace_lock(self.key):
+                    result = job.fn(*job.args, **job.kwargs)
             except BaseException as exc:
                 job.future.set_exception(exc)
             else:
@@ -183,6 +212,10 @@ class NetnsPool:
         self.idle_timeout = idle_timeout
         self._lock = threading.Lock()
         self._workers: collections.OrderedDict[tuple[int, int], _Worker] = collections.OrderedDict()
+        # One lock per namespace in use (held by a switched caller or a worker for a
+        # job's length), with how many threads hold or wait for it: dropped at zero, so
+        # a node that has seen a thousand containers keeps no thousand locks.
+        self._ns_locks: dict[tuple[int, int], tuple[threading.RLock, int]] = {}
 
     # -- submitting ----------------------------------------------------------
 
@@ -202,8 +235,34 @@ class NetnsPool:
     def run(
         self, target: NetnsTarget, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run ``fn(*args, **kwargs)`` inside ``target``'s namespace and return its result."""
-        return self.submit(target, fn, *args, **kwargs).result()
+        """Run ``fn(*args, **kwargs)`` inside ``target``'s namespace and return its result.
+
+        The calling thread itself enters the namespace for the job and comes back
+        (two ``setns(2)`` calls, no other thread), holding the namespace's lock.
+        """
+        with open_netns(target) as handle:
+            current = _local.worker
+            if current is not None and current.pool is self and current.key == handle.key:
+                return _call_labelled(handle.label, fn, args, kwargs)
+            with self._namespace_lock(handle.key):
+                return _switched_call(self, handle, fn, args, kwargs)
+
+    @contextlib.contextmanager
+    def _namespace_lock(self, key: tuple[int, int]) -> Iterator[None]:
+        """Hold ``key``'s namespace lock: one job at a time per namespace."""
+        with self._lock:
+            lock, users = self._ns_locks.get(key) or (threading.RLock(), 0)
+            self._ns_locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._ns_locks[key]
+                if users == 1:
+                    del self._ns_locks[key]
+                else:
+                    self._ns_locks[key] = (lock, users - 1)
 
     async def arun(
         self, target: NetnsTarget, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
@@ -312,14 +371,64 @@ def _run_inline(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> None:
+    try:
+        future.set_result(_call_labelled(label, fn, args, kwargs))
+    except BaseException as exc:
+        future.set_exception(exc)
+
+
+def _call_labelled(
+    label: str, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> T:
+    """``fn(*args, **kwargs)`` in the current namespace, which messages call ``label``."""
     saved = _local.label
     _local.label = label
     try:
-        future.set_result(fn(*args, **kwargs))
-    except BaseException as exc:
-        future.set_exception(exc)
+        return fn(*args, **kwargs)
     finally:
         _local.label = saved
+
+
+def _switched_call(
+    pool: NetnsPool,
+    handle: NetNSHandle,
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> T:
+    """``fn(*args, **kwargs)`` on this thread, switched into ``handle``'s namespace.
+
+    The thread comes back to the namespace it was in, also when ``fn`` raises; the
+    sockets the job made in the namespace are closed before (they would keep it
+    alive). Should the way back fail (it cannot, short of a kernel fault: the fd of
+    the namespace left is held open), the thread is no longer where its caller
+    believes, so the process is told loudly: a :class:`NetNSError` naming it.
+    """
+    home = os.open("/proc/thread-self/ns/net", _HOME_FLAGS)
+    try:
+        try:
+            setns(handle.fd)
+        except OSError as exc:
+            raise NetNSError(handle.label, f"setns: {exc.strerror}", errno=exc.errno or 0) from None
+        saved_worker, saved_label = _local.worker, _local.label
+        switched = _Switched(pool, handle.key, handle.label)
+        _local.worker, _local.label = switched, handle.label
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _local.worker, _local.label = saved_worker, saved_label
+            switched.close_sockets()
+            try:
+                setns(home)
+            except OSError as exc:  # pragma: no cover - kernel fault
+                raise NetNSError(
+                    handle.label,
+                    f"setns back to the thread's own namespace failed ({exc.strerror}): "
+                    f"thread {threading.current_thread().name} is stranded in it",
+                    errno=exc.errno or 0,
+                ) from exc
+    finally:
+        os.close(home)
 
 
 _default: NetnsPool | None = None
@@ -356,7 +465,7 @@ async def arun_in_netns(
 
 
 def run_here(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run ``fn(*args, **kwargs)`` on a worker in the caller's own namespace."""
+    """Run ``fn(*args, **kwargs)`` in the caller's own namespace, with its netlink sockets."""
     return default_pool().run(None, fn, *args, **kwargs)
 
 

@@ -7,6 +7,7 @@ deleted at teardown); the machine's own namespace is only ever *read*.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import os
@@ -186,9 +187,10 @@ class TestRunInNetns:
         assert {"lo", "cni-vb"} == link_names(b)
         assert machine_before == machine_link_names()
 
-    def test_no_fork_and_one_thread_per_namespace(self, cnilib_container_netns: MakeNS) -> None:
-        """200 operations in two namespaces fork no process and start two threads; the same
-        probe sees pyroute2's ``IPRoute(netns=...)`` fork (so it would see ours)."""
+    def test_no_fork_and_no_thread(self, cnilib_container_netns: MakeNS) -> None:
+        """200 operations in two namespaces fork no process and start no thread: the
+        caller's thread does the work; the same probe sees pyroute2's
+        ``IPRoute(netns=...)`` fork (so it would see ours)."""
         a, b = cnilib_container_netns(), cnilib_container_netns()
         forks = fork_counter()
         threads_before = threading.active_count()
@@ -199,13 +201,111 @@ class TestRunInNetns:
             assert nl.run_in_netns(b.path, nl.get_link, "lo").up
 
         assert 0 == forks.count - start
-        assert threads_before + 2 == threading.active_count()
+        assert threads_before == threading.active_count()
 
         from pyroute2 import IPRoute
 
         with IPRoute(netns=a.name, flags=0) as ipr:
             ipr.link("get", ifname="lo")
         assert forks.count > start
+
+    def test_submitted_jobs_get_one_worker_thread_per_namespace(
+        self, cnilib_container_netns: MakeNS, pool: nl.NetnsPool
+    ) -> None:
+        """Jobs handed over (``submit``, what ``arun_in_netns`` uses) run on one worker
+        thread per namespace, never on the caller's."""
+        a, b = cnilib_container_netns(), cnilib_container_netns()
+        threads_before = threading.active_count()
+        seen: set[tuple[str, threading.Thread]] = set()
+
+        def where() -> tuple[str, threading.Thread]:
+            return thread_netns(), threading.current_thread()
+
+        for _ in range(20):
+            seen.add(pool.submit(a.path, where).result())
+            seen.add(pool.submit(b.path, where).result())
+
+        assert threads_before + 2 == threading.active_count()
+        assert {ns_id(a.path), ns_id(b.path)} == {netns for netns, _ in seen}
+        assert 2 == len(seen)
+        assert threading.current_thread() not in {thread for _, thread in seen}
+
+    def test_the_thread_comes_back_also_when_the_job_raises(self, ns: NetNS) -> None:
+        """A job that raises leaves its caller's thread where it was, with the error."""
+        before = thread_netns()
+
+        def boom() -> None:
+            assert ns_id(ns.path) == thread_netns()
+            raise KeyboardInterrupt  # even what is not an Exception
+
+        with pytest.raises(KeyboardInterrupt):
+            nl.run_in_netns(ns.path, boom)
+        assert before == thread_netns()
+
+    def test_nested_jobs_in_other_namespaces_come_back_in_order(
+        self, cnilib_container_netns: MakeNS
+    ) -> None:
+        """A job in A that runs one in B, which runs one in A again: each sees its own
+        namespace, and every level is back where it started."""
+        a, b = cnilib_container_netns(), cnilib_container_netns()
+
+        def in_b() -> tuple[str, str]:
+            inner = nl.run_in_netns(a.path, thread_netns)
+            return thread_netns(), inner
+
+        def in_a() -> tuple[str, tuple[str, str], str]:
+            return thread_netns(), nl.run_in_netns(b.path, in_b), thread_netns()
+
+        before = thread_netns()
+        first, (second, third), again = nl.run_in_netns(a.path, in_a)
+        assert (ns_id(a.path), ns_id(b.path), ns_id(a.path), ns_id(a.path)) == (
+            first, second, third, again
+        )  # fmt: skip
+        assert before == thread_netns()
+
+    def test_jobs_for_one_namespace_run_one_at_a_time(self, ns: NetNS) -> None:
+        """Callers on several threads into one namespace never overlap: the namespace's
+        lock, which replaces the one worker's queue, serializes them."""
+        inside = 0
+        most = 0
+        count = threading.Lock()
+
+        def job() -> None:
+            nonlocal inside, most
+            with count:
+                inside += 1
+                most = max(most, inside)
+            time.sleep(0.002)
+            with count:
+                inside -= 1
+
+        def caller() -> None:
+            for _ in range(10):
+                nl.run_in_netns(ns.path, job)
+
+        threads = [threading.Thread(target=caller) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert 1 == most
+
+    def test_a_job_leaves_no_socket_behind(self, ns: NetNS) -> None:
+        """The netlink sockets a job made in the namespace are closed when it ends
+        (an open one would keep a deleted namespace alive)."""
+
+        def sockets() -> set[str]:
+            fds = os.listdir("/proc/self/fd")
+            links = set()
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    links.add(os.readlink(f"/proc/self/fd/{fd}"))
+            return {link for link in links if link.startswith("socket:")}
+
+        before = sockets()
+        made = nl.run_in_netns(ns.path, lambda: (nl.get_link("lo"), nl.list_links(), sockets()))
+        assert len(made[2] - before) >= 2  # the raw socket and pyroute2's, during the job
+        assert before == sockets()
 
     def test_a_worker_serves_one_namespace_only(self, cnilib_container_netns: MakeNS) -> None:
         """Each worker thread only ever runs jobs for the namespace it entered."""
@@ -219,7 +319,7 @@ class TestRunInNetns:
         try:
             for _ in range(5):
                 for space in spaces:
-                    small.run(space.path, record)
+                    small.submit(space.path, record).result()
         finally:
             small.close()
         assert all(len(namespaces) == 1 for namespaces in seen.values())
@@ -273,16 +373,16 @@ class TestRunInNetns:
     def test_idle_workers_retire(self, ns: NetNS) -> None:
         """A worker with no work for ``idle_timeout`` ends (and lets its namespace go)."""
         quick = nl.NetnsPool(idle_timeout=0.05)
-        thread = quick.run(ns.path, threading.current_thread)
+        thread = quick.submit(ns.path, threading.current_thread).result()
         thread.join(timeout=5)
         assert not thread.is_alive()
         assert {"workers": 0} == quick.stats()
-        assert ns_id(ns.path) == quick.run(ns.path, thread_netns)  # a new one on demand
+        assert ns_id(ns.path) == quick.submit(ns.path, thread_netns).result()  # a new one
         quick.close()
 
     def test_close_netns(self, ns: NetNS, pool: nl.NetnsPool) -> None:
         """close_netns retires the namespace's worker; False when there is none."""
-        thread = pool.run(ns.path, threading.current_thread)
+        thread = pool.submit(ns.path, threading.current_thread).result()
         assert pool.close_netns(ns.path)
         thread.join(timeout=5)
         assert not thread.is_alive()
@@ -295,7 +395,7 @@ class TestRunInNetns:
         """A namespace deleted at its path while a worker is still in it: close_netns by
         that path retires the worker, which alone kept the namespace (and the
         container's end of a veth pair) alive."""
-        thread = pool.run(ns.path, threading.current_thread)
+        thread = pool.submit(ns.path, threading.current_thread).result()
         subprocess.run(["ip", "netns", "delete", ns.name], check=True)
         assert pool.close_netns(ns.path)
         thread.join(timeout=5)
@@ -320,9 +420,10 @@ class TestRunInNetns:
         assert ns_id(ns.path) == new
 
     def test_run_here_uses_the_callers_namespace(self) -> None:
-        """run_here runs on a worker in the caller's own namespace (read-only check)."""
+        """run_here runs in the caller's own namespace, on its thread (read-only check)."""
         assert thread_netns() == nl.run_here(thread_netns)
-        assert threading.current_thread() is not nl.run_here(threading.current_thread)
+        assert threading.current_thread() is nl.run_here(threading.current_thread)
+        assert nl.run_here(nl.get_link, "lo").index == 1
 
     def test_arun(self, ns: NetNS) -> None:
         """arun_in_netns awaits the worker without blocking the event loop."""
