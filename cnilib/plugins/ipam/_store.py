@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from cnilib.errors import ErrorCode, PluginError
+from cnilib.plugins.ipam._index import index_for
 from cnilib.results import IPAddress
 from cnilib.results._ip import IPParseError, format_ip, parse_ip
 
@@ -93,6 +94,11 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
+def _read_trimmed(path: str) -> str:
+    """A store file's content as the lookups compare it (Go ``strings.TrimSpace``)."""
+    return go_trim_space(_read(path).decode("utf-8", "surrogateescape"))
+
+
 class Store:
     """One network's directory, opened as Go's ``disk.New`` opens it (creating it).
 
@@ -111,6 +117,7 @@ class Store:
             )
         except OSError as exc:
             raise os_error("open", exc) from exc
+        self._held = False
 
     def close(self) -> None:
         """Close the lock file (releasing the lock if held)."""
@@ -128,9 +135,11 @@ class Store:
     def locked(self) -> Iterator[None]:
         """Hold the store's exclusive flock."""
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._held = True
         try:
             yield
         finally:
+            self._held = False
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def path_of(self, name: str) -> str:
@@ -198,13 +207,21 @@ class Store:
                 yield entry.path
 
     def _entries(self) -> Iterator[tuple[str, str]]:
-        """(path, trimmed content) of every readable file below the store."""
+        """(path, trimmed content) of every readable file below the store.
+
+        Under the lock, from the process's index of the store (:mod:`._index`), which
+        reads only the files changed since its last use; else by reading every file.
+        """
+        index = index_for(self.directory, _read_trimmed) if self._held else None
+        if index is not None:
+            yield from index.entries()
+            return
         for path in self._walk():
             try:
-                data = _read(path)
+                content = _read_trimmed(path)
             except OSError:
                 continue
-            yield path, go_trim_space(data.decode("utf-8", "surrogateescape"))
+            yield path, content
 
     def _release_by_key(self, match: str) -> bool:
         found = False
