@@ -29,7 +29,7 @@ import os
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 __all__ = ["StoreIndex", "index_for"]
 
@@ -105,6 +105,8 @@ class StoreIndex:
             os.close(self._fd)
             raise
         self._contents: dict[str, str] = {}
+        # The same, the other way round: the lookups ask which files hold a content.
+        self._holders: dict[str, set[str]] = {}
         self._stale: set[str] = set()
         self.usable = True
         self._scan()
@@ -120,6 +122,7 @@ class StoreIndex:
     def _scan(self) -> None:
         """Read the whole directory (after the watch is set: nothing falls in between)."""
         self._contents.clear()
+        self._holders.clear()
         self._stale.clear()
         try:
             with os.scandir(self.directory) as listing:
@@ -162,7 +165,7 @@ class StoreIndex:
                 if mask & IN_ISDIR and mask & (IN_CREATE | IN_MOVED_TO):
                     return False  # Go's walk would descend into it
                 if mask & _GONE:
-                    self._contents.pop(name, None)
+                    self._forget(name)
                     self._stale.discard(name)
                 elif name:
                     self._stale.add(name)
@@ -174,17 +177,31 @@ class StoreIndex:
             if os.path.islink(path):
                 self.usable = False
                 return False
+            self._forget(name)
             try:
-                self._contents[name] = self._read(path)
+                content = self._read(path)
             except OSError:
-                self._contents.pop(name, None)  # gone again, or unreadable: skipped, as Go
+                continue  # gone again, or unreadable: skipped, as Go skips it
+            self._contents[name] = content
+            self._holders.setdefault(content, set()).add(name)
         self._stale.clear()
         return True
 
-    def entries(self) -> Iterator[tuple[str, str]]:
-        """(path, content as read) of every readable file, in name order (Go's walk order)."""
-        for name in sorted(self._contents):
-            yield os.path.join(self.directory, name), self._contents[name]
+    def _forget(self, name: str) -> None:
+        content = self._contents.pop(name, None)
+        if content is not None:
+            holders = self._holders[content]
+            holders.discard(name)
+            if not holders:
+                del self._holders[content]
+
+    def holding(self, wanted: tuple[str, ...]) -> list[str]:
+        """The paths of the files whose content (as read) is one of ``wanted``, in name
+        order (Go's walk order)."""
+        names: set[str] = set()
+        for content in wanted:
+            names |= self._holders.get(content, set())
+        return [os.path.join(self.directory, name) for name in sorted(names)]
 
 
 _indexes: OrderedDict[str, StoreIndex] = OrderedDict()

@@ -206,32 +206,35 @@ class Store:
             else:
                 yield entry.path
 
-    def _entries(self) -> Iterator[tuple[str, str]]:
-        """(path, trimmed content) of every readable file below the store.
+    def _holding(self, *wanted: str) -> list[str]:
+        """The paths of the files below the store whose trimmed content is one of
+        ``wanted``, in Go's walk order.
 
-        Under the lock, from the process's index of the store (:mod:`._index`), which
-        reads only the files changed since its last use; else by reading every file.
+        Under the lock, from the process's index of the store (:mod:`._index`): no file
+        is read but those changed since its last use, and no other file is looked at.
+        Else by reading every file, as Go does.
         """
         index = index_for(self.directory, _read_trimmed) if self._held else None
         if index is not None:
-            yield from index.entries()
-            return
+            return index.holding(wanted)
+        found = []
         for path in self._walk():
             try:
                 content = _read_trimmed(path)
             except OSError:
                 continue
-            yield path, content
+            if content in wanted:
+                found.append(path)
+        return found
 
     def _release_by_key(self, match: str) -> bool:
         found = False
-        for path, content in self._entries():
-            if content == match:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    continue
-                found = True
+        for path in self._holding(match):
+            try:
+                os.unlink(path)
+            except OSError:
+                continue
+            found = True
         return found
 
     def release_by_id(self, container_id: str, ifname: str) -> None:
@@ -244,20 +247,17 @@ class Store:
         """Go ``FindByID`` (takes the lock): some file holds (cid, ifname), or legacy ``cid``."""
         cid = go_trim_space(container_id)
         with self.locked():
-            contents = {content for _, content in self._entries()}
-        return cid + LINE_BREAK + ifname in contents or cid in contents
+            return bool(self._holding(cid + LINE_BREAK + ifname, cid))
 
     def get_by_id(self, container_id: str, ifname: str) -> list[IPAddress]:
         """Go ``GetByID``: addresses whose file holds (cid, ifname) or legacy ``cid``."""
         cid = go_trim_space(container_id)
-        matches = (cid + LINE_BREAK + ifname, cid)
         found = []
-        for path, content in self._entries():
-            if content in matches:
-                try:
-                    found.append(parse_ip(os.path.basename(path)))
-                except IPParseError:
-                    continue
+        for path in self._holding(cid + LINE_BREAK + ifname, cid):
+            try:
+                found.append(parse_ip(os.path.basename(path)))
+            except IPParseError:
+                continue
         return found
 
     def allocations(self) -> Iterator[tuple[str, str, str | None]]:
