@@ -19,6 +19,7 @@ import collections
 import contextlib
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -109,13 +110,16 @@ class _Sockets:
         return self._raw
 
     def close_sockets(self) -> None:
-        # A socket holds its namespace alive: never keep one past the job's end.
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
-        if self._raw is not None:
-            self._raw.close()
-            self._raw = None
+        # A socket holds its namespace alive: never keep one past the job's end,
+        # nor leave the second open when closing the first raises.
+        ipr, raw = self._ipr, self._raw
+        self._ipr = self._raw = None
+        try:
+            if ipr is not None:
+                ipr.close()
+        finally:
+            if raw is not None:
+                raw.close()
 
 
 class _Switched(_Sockets):
@@ -216,6 +220,9 @@ class NetnsPool:
         # job's length), with how many threads hold or wait for it: dropped at zero, so
         # a node that has seen a thousand containers keeps no thousand locks.
         self._ns_locks: dict[tuple[int, int], tuple[threading.RLock, int]] = {}
+        # A child forked while another thread holds a namespace's lock would wait for
+        # that thread for ever: it forgets the locks (and the workers) at once.
+        reset_after_fork(self)
 
     # -- submitting ----------------------------------------------------------
 
@@ -244,6 +251,12 @@ class NetnsPool:
             current = _local.worker
             if current is not None and current.pool is self and current.key == handle.key:
                 return _call_labelled(handle.label, fn, args, kwargs)
+            if _loop_running():
+                # pyroute2's synchronous calls run an event loop of their own, which
+                # asyncio refuses on a thread whose loop is running: a worker's job.
+                future: Future[T] = Future()
+                self._queue(handle, _Job(fn, args, kwargs, handle.label, future))
+                return future.result()
             with self._namespace_lock(handle.key):
                 return _switched_call(self, handle, fn, args, kwargs)
 
@@ -258,11 +271,13 @@ class NetnsPool:
                 yield
         finally:
             with self._lock:
-                lock, users = self._ns_locks[key]
-                if users == 1:
-                    del self._ns_locks[key]
-                else:
-                    self._ns_locks[key] = (lock, users - 1)
+                # Not ours after a fork inside the job: the child dropped the table.
+                entry = self._ns_locks.get(key)
+                if entry is not None and entry[0] is lock:
+                    if entry[1] == 1:
+                        del self._ns_locks[key]
+                    else:
+                        self._ns_locks[key] = (lock, entry[1] - 1)
 
     async def arun(
         self, target: NetnsTarget, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
@@ -284,7 +299,6 @@ class NetnsPool:
                     _, oldest = self._workers.popitem(last=False)
                     self._stop(oldest)
                 worker = _Worker(self, handle.key, os.dup(handle.fd), handle.label)
-                reset_after_fork(self)
                 worker.start()
                 self._workers[handle.key] = worker
             else:
@@ -362,6 +376,7 @@ class NetnsPool:
         # The threads did not survive the fork; forget them (their fds were dup'd & closed).
         self._lock = threading.Lock()
         self._workers.clear()
+        self._ns_locks = {}
 
 
 def _run_inline(
@@ -398,37 +413,54 @@ def _switched_call(
 ) -> T:
     """``fn(*args, **kwargs)`` on this thread, switched into ``handle``'s namespace.
 
-    The thread comes back to the namespace it was in, also when ``fn`` raises; the
-    sockets the job made in the namespace are closed before (they would keep it
-    alive). Should the way back fail (it cannot, short of a kernel fault: the fd of
-    the namespace left is held open), the thread is no longer where its caller
-    believes, so the process is told loudly: a :class:`NetNSError` naming it.
+    The thread comes back to the namespace it was in, also when ``fn`` raises (or
+    closing a socket does), before anything else; then the sockets the job made in
+    the namespace are closed (they would keep it alive). Should the way back fail
+    (it cannot, short of a kernel fault: the fd of the namespace left is held
+    open), the thread is no longer where its caller believes, so the process is
+    told loudly: a :class:`NetNSError` naming it.
     """
+    saved_worker, saved_label = _local.worker, _local.label
+    switched = _Switched(pool, handle.key, handle.label)
+    entered = True  # before the call: an interruption right after it must come back too
     home = os.open("/proc/thread-self/ns/net", _HOME_FLAGS)
     try:
         try:
             setns(handle.fd)
         except OSError as exc:
+            entered = False
             raise NetNSError(handle.label, f"setns: {exc.strerror}", errno=exc.errno or 0) from None
-        saved_worker, saved_label = _local.worker, _local.label
-        switched = _Switched(pool, handle.key, handle.label)
         _local.worker, _local.label = switched, handle.label
+        return fn(*args, **kwargs)
+    finally:
+        # Back first, then the rest: nothing that may raise comes before the way home.
         try:
-            return fn(*args, **kwargs)
+            if entered:
+                _come_back(home, handle.label)
         finally:
             _local.worker, _local.label = saved_worker, saved_label
-            switched.close_sockets()
             try:
-                setns(home)
-            except OSError as exc:  # pragma: no cover - kernel fault
-                raise NetNSError(
-                    handle.label,
-                    f"setns back to the thread's own namespace failed ({exc.strerror}): "
-                    f"thread {threading.current_thread().name} is stranded in it",
-                    errno=exc.errno or 0,
-                ) from exc
-    finally:
-        os.close(home)
+                switched.close_sockets()
+            finally:
+                os.close(home)
+
+
+def _come_back(home: int, label: str) -> None:
+    try:
+        setns(home)
+    except OSError as exc:  # pragma: no cover - kernel fault
+        raise NetNSError(
+            label,
+            f"setns back to the thread's own namespace failed ({exc.strerror}): "
+            f"thread {threading.current_thread().name} is stranded in it",
+            errno=exc.errno or 0,
+        ) from exc
+
+
+def _loop_running() -> bool:
+    """Whether this thread runs an asyncio loop (asyncio is never imported for it)."""
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and asyncio._get_running_loop() is not None
 
 
 _default: NetnsPool | None = None

@@ -307,6 +307,106 @@ class TestRunInNetns:
         assert len(made[2] - before) >= 2  # the raw socket and pyroute2's, during the job
         assert before == sockets()
 
+    def test_the_thread_comes_back_also_when_closing_a_socket_fails(
+        self, ns: NetNS, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Closing the job's sockets may raise (pyroute2's close runs a good deal of
+        code): the thread is back in its own namespace all the same, and the other
+        socket is closed too."""
+        from cnilib.netlink._raw import RawNetlink
+
+        closed: list[str] = []
+        real_close = RawNetlink.close
+
+        def recorded_close(self: RawNetlink) -> None:
+            closed.append("raw")
+            real_close(self)
+
+        monkeypatch.setattr(RawNetlink, "close", recorded_close)
+        before = thread_netns()
+
+        def job() -> None:
+            nl.raw()
+            ipr = nl.ipr()
+            real = ipr.close
+
+            def failing_close(*args: Any, **kwargs: Any) -> None:
+                real(*args, **kwargs)
+                raise OSError(errno.EIO, "close failed")
+
+            ipr.close = failing_close
+
+        with pytest.raises(OSError, match="close failed"):
+            nl.run_in_netns(ns.path, job)
+        assert before == thread_netns()
+        assert ["raw"] == closed
+
+    def test_a_caller_running_an_event_loop(self, ns: NetNS) -> None:
+        """run_in_netns called (blocking) from a coroutine works: pyroute2's synchronous
+        calls cannot run on a thread whose asyncio loop is running, so the job goes to
+        the namespace's worker there."""
+
+        async def main() -> tuple[list[str], str]:
+            names = nl.run_in_netns(ns.path, lambda: [link.name for link in nl.list_links()])
+            return names, thread_netns()
+
+        before = thread_netns()
+        assert (["lo"], before) == asyncio.run(main())
+
+    def test_a_fork_while_another_thread_holds_a_namespace_forgets_its_lock(
+        self, ns: NetNS
+    ) -> None:
+        """A child forked while another thread is inside a job for a namespace can run
+        its own jobs there: the lock that thread held is not the child's."""
+        pool = nl.NetnsPool()
+        inside, leave = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            inside.set()
+            leave.wait(timeout=30)
+
+        holder = threading.Thread(target=pool.run, args=(ns.path, hold))
+        holder.start()
+        try:
+            assert inside.wait(timeout=30)
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                try:
+                    import signal
+
+                    signal.alarm(10)  # a child stuck on the lock dies rather than hangs
+                    os._exit(0 if pool.run(ns.path, thread_netns) == ns_id(ns.path) else 2)
+                except BaseException:
+                    os._exit(3)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            leave.set()
+            holder.join()
+            pool.close()
+        assert os.waitstatus_to_exitcode(status) == 0
+
+    def test_a_child_forked_inside_a_job_comes_back_from_it(self, ns: NetNS) -> None:
+        """A child forked by a job leaves the job as its parent does: back in its own
+        namespace, its namespace lock released, able to run another job."""
+        parent = os.getpid()
+        before = thread_netns()
+        try:
+            pid = nl.run_in_netns(ns.path, os.fork)
+        except BaseException:
+            if os.getpid() != parent:  # pragma: no cover - the child
+                os._exit(3)
+            raise
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                ok = before == thread_netns() and ns_id(ns.path) == nl.run_in_netns(
+                    ns.path, thread_netns
+                )
+                os._exit(0 if ok else 2)
+            except BaseException:
+                os._exit(4)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+
     def test_a_worker_serves_one_namespace_only(self, cnilib_container_netns: MakeNS) -> None:
         """Each worker thread only ever runs jobs for the namespace it entered."""
         spaces = [cnilib_container_netns() for _ in range(3)]
