@@ -479,12 +479,20 @@ def default_pool() -> NetnsPool:
 def run_in_netns(
     target: NetnsTarget, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
 ) -> T:
-    """Run ``fn(*args, **kwargs)`` on a worker thread inside ``target``'s network namespace.
+    """Run ``fn(*args, **kwargs)`` inside ``target``'s network namespace.
 
     ``target`` is a path (opened read-only, never created), an fd, a
     :class:`NetNSHandle`, or None for the caller's own namespace. The
-    caller's thread never changes namespace. Inside ``fn``, the helpers of
-    :mod:`cnilib.netlink` act on that namespace.
+    caller's thread enters the namespace for the job and comes back (on a
+    thread running an asyncio loop, a worker thread runs it instead). Inside
+    ``fn``, the helpers of :mod:`cnilib.netlink` act on that namespace.
+
+    Everything ``fn`` does on that thread happens inside the namespace:
+    children it starts and threads it creates live there, and so does a log
+    record's handling. A logging handler that opens its connection lazily
+    (``SocketHandler``, ``DatagramHandler``, ``HTTPHandler``, an exporter
+    sending synchronously) would open it from inside the container: hand the
+    records to a ``QueueHandler`` whose listener runs on a thread of its own.
     """
     return default_pool().run(target, fn, *args, **kwargs)
 
