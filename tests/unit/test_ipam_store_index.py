@@ -199,3 +199,48 @@ class TestWhereTheIndexIsNotUsed:
             os.close(read)
             os.waitpid(pid, 0)
         assert indexed(tmp_path / "net")
+
+    def test_a_store_whose_path_now_names_another_directory_is_indexed_afresh(
+        self, tmp_path: Path
+    ) -> None:
+        """The data directory moved away and another made at its path (no event reaches
+        the old store's watch): DEL of c1 must not go by the old store's files and
+        remove c2's file that has the same name in the new one."""
+        call(tmp_path / "d", Command.ADD, "c1")
+        call(tmp_path / "d", Command.ADD, "c3")  # the index has read c1's file now
+        (tmp_path / "d").rename(tmp_path / "d.old")
+        store = tmp_path / "d" / "net"
+        store.mkdir(parents=True)
+        write_as_go(store, "198.18.7.2", "c2")
+
+        call(tmp_path / "d", Command.DEL, "c1")
+
+        assert (store / "198.18.7.2").exists()
+        assert (tmp_path / "d.old" / "net" / "198.18.7.2").exists()
+        with pytest.raises(PluginError, match=r"198\.18\.7\.2 has been allocated to c2"):
+            call(tmp_path / "d", Command.ADD, "c2")
+
+    def test_a_fork_while_another_thread_holds_the_indexes_lock_does_not_hang(
+        self, tmp_path: Path
+    ) -> None:
+        """The child forgets the parent's indexes without waiting for a lock that a
+        thread it does not have held at the fork."""
+        import threading
+        import time
+
+        call(tmp_path, Command.ADD, "c1")
+        with _index._indexes_lock:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                os._exit(0 if not _index._indexes else 2)
+        deadline = time.monotonic() + 10
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done or time.monotonic() > deadline:
+                break
+            threading.Event().wait(0.01)
+        if not done:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        assert done
+        assert os.waitstatus_to_exitcode(status) == 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import functools
 import os
 import struct
@@ -74,6 +75,11 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
+def _identity(directory: str) -> tuple[int, int]:
+    st = os.stat(directory)
+    return st.st_dev, st.st_ino
+
+
 def _check(result: int) -> int:
     if result < 0:
         err = ctypes.get_errno()
@@ -96,11 +102,17 @@ class StoreIndex:
         self._lock = threading.Lock()
         self._fd = _check(_libc().inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC))
         try:
+            # The watch follows the directory, the path may come to name another one
+            # (a parent renamed, a mount over it) without an event: the identity is
+            # checked on every use, and must be the watched directory's to begin with.
+            self._identity = _identity(directory)
             _check(
                 _libc().inotify_add_watch(
                     self._fd, os.fsencode(directory), _WATCHED | IN_ONLYDIR | IN_DONT_FOLLOW
                 )
             )
+            if _identity(directory) != self._identity:
+                raise OSError(errno.ESTALE, f"{directory} was replaced while being watched")
         except BaseException:
             os.close(self._fd)
             raise
@@ -140,7 +152,11 @@ class StoreIndex:
         with self._lock:
             if not self.usable:
                 return False
-            if not self._drain():
+            try:
+                same = _identity(self.directory) == self._identity
+            except OSError:
+                same = False
+            if not same or not self._drain():
                 self.usable = False
                 return False
         return self._reread()
@@ -244,6 +260,17 @@ def forget_all() -> None:
             index.close()
 
 
+def _forget_in_child() -> None:  # pragma: no cover - runs in a forked child
+    # Without waiting for a lock: a thread that held one at the fork is not here.
+    global _indexes_lock
+    _indexes_lock = threading.Lock()
+    for index in _indexes.values():
+        index._lock = threading.Lock()
+        with contextlib.suppress(OSError):
+            index.close()
+    _indexes.clear()
+
+
 # A child made by fork() shares the parent's inotify instances: each would consume
 # events the other then never sees. The child starts without any.
-os.register_at_fork(after_in_child=forget_all)
+os.register_at_fork(after_in_child=_forget_in_child)
