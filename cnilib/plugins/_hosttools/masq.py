@@ -11,7 +11,7 @@ the attachment may have been made under another configuration or by another
 plugin version. A backend whose tool is not installed cannot hold rules
 and is skipped.
 
-Call these on the host namespace's worker (``run_in_netns``).
+Call these inside a job in the host namespace (``run_in_netns``).
 """
 
 from __future__ import annotations

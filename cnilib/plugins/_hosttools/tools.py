@@ -1,11 +1,10 @@
 """Finding and running the host's packet-filter tools (iptables, nft) for the plugins.
 
-A tool is run as a child process of a namespace worker
-(:func:`cnilib.netlink.run_in_netns`): the child inherits that thread's
-network namespace, so rules land there and nowhere else. Running a tool on
-any other thread is refused (:class:`cnilib.netlink.NotOnWorkerError`),
-which keeps a plugin from ever touching the caller's own namespace by
-mistake.
+A tool is run as a child process of a namespace job
+(:func:`cnilib.netlink.run_in_netns`): the child inherits the namespace the
+job's thread is in, so rules land there and nowhere else. Running a tool
+outside a job is refused (:class:`cnilib.netlink.NotOnWorkerError`), which
+keeps a plugin from ever touching the caller's own namespace by mistake.
 
 Plugins run as root, so the tool that runs must be the system's:
 
@@ -84,7 +83,7 @@ def find_tool(name: str, missing: str) -> str:
 def run_tool(
     argv: list[str], stdin: str | None = None, *, timeout: float | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` in the current worker's namespace; its outcome, whatever the exit status.
+    """Run ``argv`` in the current job's namespace; its outcome, whatever the exit status.
 
     ``timeout`` defaults to :data:`TOOL_TIMEOUT`; past it the tool is killed
     and a code-999 :class:`PluginError` naming it is raised.
