@@ -16,6 +16,7 @@ script instead, as it was when ``install`` ran.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -32,27 +33,57 @@ _SCRIPT = """\
 #!{python} -IS
 # CNI plugin "{type}": cnilib's in-process plugin, run as an executable. The plugin server
 # (python -m cnilib.plugins serve) answers the call when it listens on the socket below
-# (${socket_env} names another; set but empty: none); else it runs here. -S skips the site
-# module; the last argument is the directories it would have added (after the standard
-# library, as site adds them).
-{client}
-main({type!r}, {socket!r}, {path!r})
+# (${socket_env} names another; set but empty: none); else it runs here{start_note}.
+# The client is imported from the directory below, where install compiled it (the installed
+# package's copy if that directory is gone). -S skips the site module; the third argument
+# is the directories it would have added (after the standard library, as site adds them).
+import sys
+sys.path.insert(0, {client_dir!r})
+try:
+    from {module} import main
+except ImportError:
+    del sys.path[0]
+    sys.path.extend({path!r})
+    from cnilib.plugins.server._client import main
+else:
+    del sys.path[0]
+main({type!r}, {socket!r}, {path!r}{start})
 """
 
+CLIENT_DIR = ".cnilib-plugin-client"
+"""The directory ``install`` puts the thin client (and its compiled code) in, in DIR."""
 
-def _client_source() -> str:
-    """The thin client's code, as copied into each script (without its docstring)."""
-    import ast
-    import inspect
+START_IDLE_EXIT = 60.0
+"""Seconds a server started by an executable (``install --start-server``) waits for a
+call before it exits."""
+
+
+def _install_client(target: Path) -> Path:
+    """Copy the thin client into ``target/CLIENT_DIR`` and compile it there; its directory.
+
+    The ``.pyc`` is hash-checked against the source, not by modification time, so a
+    copy of the directory (new times) still uses it; an interpreter that cannot use it
+    (another version) compiles the source and writes its own ``.pyc`` where it may.
+    """
+    import importlib.util
+    import py_compile
 
     from cnilib.plugins.server import _client
 
-    source = inspect.getsource(_client)
-    module = ast.parse(source)
-    first = module.body[0]
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-        source = "\n".join(source.splitlines()[first.end_lineno or 0 :])
-    return source.strip()
+    directory = target / CLIENT_DIR
+    directory.mkdir(exist_ok=True)
+    source = directory / f"{_client.MODULE}.py"
+    tmp = directory / f".{_client.MODULE}.py.tmp"
+    with open(_client.__file__, "rb") as original:
+        tmp.write_bytes(original.read())
+    tmp.replace(source)
+    py_compile.compile(
+        str(source),
+        cfile=importlib.util.cache_from_source(str(source)),
+        doraise=True,
+        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+    )
+    return directory
 
 
 def main(plugin_type: str, *, stdin: bytes | None = None) -> None:
@@ -151,6 +182,8 @@ def install(
     types: Sequence[str] | None = None,
     *,
     server_socket: str | os.PathLike[str] | None = None,
+    start_server: bool = False,
+    idle_exit: float = START_IDLE_EXIT,
 ) -> list[Path]:
     """Write an executable for each plugin type into ``directory``; return their paths.
 
@@ -158,6 +191,11 @@ def install(
     :data:`cnilib.plugins.server.DEFAULT_SOCKET`; ``""``: none) to answer its call
     and runs the plugin itself when no server does; ``$CNILIB_PLUGIN_SERVER``
     overrides the socket when the executable runs.
+
+    ``start_server``: an executable that finds no server starts one (``serve
+    --on-demand``, detached, which exits after ``idle_exit`` seconds without a call)
+    and runs its own call itself, without waiting for it; the calls after it find the
+    server. At most one is started at a time.
 
     ``types`` defaults to every in-process plugin: cnilib's own and those of
     installed packages (the ``cnilib.plugins`` entry points). An unknown type
@@ -183,14 +221,19 @@ def install(
                 f"plugin type {plugin_type!r} cannot be a file name", plugin_type=plugin_type
             )
     from cnilib.plugins.server import DEFAULT_SOCKET, SOCKET_ENV
+    from cnilib.plugins.server._client import MODULE
 
     socket_path = DEFAULT_SOCKET if server_socket is None else os.fspath(server_socket)
     if socket_path and not os.path.isabs(socket_path):
         raise ValueError(f"the server socket must be an absolute path, not {socket_path!r}")
-    client = _client_source()
+    if start_server and not socket_path:
+        raise ValueError("--start-server needs a server socket")
+    if not idle_exit > 0:
+        raise ValueError(f"the idle exit must be a positive number of seconds, not {idle_exit!r}")
     path = import_path()
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
+    client_dir = _install_client(target.absolute())
     written = []
     for plugin_type in chosen:
         script = target / plugin_type
@@ -200,9 +243,14 @@ def install(
                 python=sys.executable,
                 type=plugin_type,
                 path=path,
-                client=client,
+                client_dir=str(client_dir),
+                module=MODULE,
                 socket=socket_path,
                 socket_env=SOCKET_ENV,
+                start=f", start={float(idle_exit)!r}" if start_server else "",
+                start_note=", and it starts a server for the calls after it"
+                if start_server
+                else "",
             )
         )
         tmp.chmod(0o755)
@@ -238,6 +286,19 @@ def cli(argv: Sequence[str] | None = None) -> int:
         help="the plugin server socket the executables try first "
         "(default: /run/cni/cnilib-plugins.sock; '': none)",
     )
+    inst.add_argument(
+        "--start-server",
+        action="store_true",
+        help="an executable that finds no server starts one (detached) for the calls after it",
+    )
+    inst.add_argument(
+        "--idle-exit",
+        metavar="SECONDS",
+        type=float,
+        default=START_IDLE_EXIT,
+        help="with --start-server: the started server exits after this many seconds "
+        "without a call (default: 60)",
+    )
     serve = sub.add_parser("serve", help="run the plugin server the executables hand calls to")
     serve.add_argument(
         "--socket", metavar="PATH", help="where to listen (default: /run/cni/cnilib-plugins.sock)"
@@ -247,6 +308,12 @@ def cli(argv: Sequence[str] | None = None) -> int:
         metavar="SECONDS",
         type=float,
         help="stop after this many seconds without a call (default: never)",
+    )
+    serve.add_argument(
+        "--on-demand",
+        action="store_true",
+        help="started by an executable (install --start-server): exit quietly when another "
+        "server listens on the socket already, and remove SOCKET.starting once listening",
     )
     sub.add_parser("list", help="the in-process plugin types and where each comes from")
     dhcp = sub.add_parser("dhcp", help="the dhcp plugin's lease daemon: dhcp daemon [flags]")
@@ -258,8 +325,15 @@ def cli(argv: Sequence[str] | None = None) -> int:
                 print(f"{plugin_type}\t{origin}")
             return 0
         if args.command == "serve":
-            return _serve(args.socket, args.idle_exit)
-        for path in install(args.directory, args.types or None, server_socket=args.server_socket):
+            return _serve(args.socket, args.idle_exit, on_demand=args.on_demand)
+        written = install(
+            args.directory,
+            args.types or None,
+            server_socket=args.server_socket,
+            start_server=args.start_server,
+            idle_exit=args.idle_exit,
+        )
+        for path in written:
             print(path)
     except (CNIError, OSError, ValueError) as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
@@ -267,16 +341,33 @@ def cli(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _serve(socket_path: str | None, idle_exit: float | None) -> int:
-    """``serve``: listen until SIGTERM, SIGINT or the idle exit; the socket goes with it."""
+def _serve(socket_path: str | None, idle_exit: float | None, *, on_demand: bool = False) -> int:
+    """``serve``: listen until SIGTERM, SIGINT or the idle exit; the socket goes with it.
+
+    ``on_demand`` (a server an executable started): another server listening on the
+    socket already is no error (several executables may start one at once; all but
+    one lose), and the executable's ``SOCKET.starting`` marker is removed once this
+    one listens, so that the next executable to find no server starts another.
+    """
     import signal
 
     from cnilib.plugins.server import DEFAULT_SOCKET, PluginServer
+    from cnilib.plugins.server._client import STARTING
+    from cnilib.plugins.server._server import ServerRunningError
 
     server = PluginServer(socket_path or DEFAULT_SOCKET, idle_exit=idle_exit)
     # SIGTERM (systemd, kill) stops it as Ctrl-C does: calls in progress finish first.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        try:
+            server.start()
+        except ServerRunningError:
+            if on_demand:
+                return 0
+            raise
+        if on_demand:
+            with contextlib.suppress(OSError):
+                os.unlink(server.socket_path + STARTING)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

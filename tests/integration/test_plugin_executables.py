@@ -79,11 +79,12 @@ class TestInstall:
         script = (plugin_dir / "bridge").read_text()
         assert script.splitlines()[0] == f"#!{sys.executable} -IS"
         assert repr(import_path()) in script
+        # What the script's client does before it runs the plugin in its process.
         probe = (
             "import sys, json\n"
             "stdlib = list(sys.path)\n"
-            + script.split("import sys\n", 1)[1].split("from cnilib", 1)[0]
-            + "import attrs, cattrs, pyroute2, cnilib, json as j\n"
+            f"sys.path.extend({import_path()!r})\n"
+            "import attrs, cattrs, pyroute2, cnilib, json as j\n"
             "print(json.dumps([cnilib.__file__, attrs.__file__, pyroute2.__file__,\n"
             "                  'site' in sys.modules, sys.path[: len(stdlib)] == stdlib,\n"
             "                  j.__file__]))"
@@ -125,9 +126,14 @@ class TestInstall:
         assert not heavy & imported
 
     def test_every_type_is_an_executable(self, plugin_dir: Path) -> None:
-        """install writes one executable per built-in type, named by the type."""
-        assert sorted(BUILTIN_PLUGINS) == sorted(p.name for p in plugin_dir.iterdir())
-        assert all(os.access(p, os.X_OK) for p in plugin_dir.iterdir())
+        """install writes one executable per built-in type, named by the type (and the
+        directory of the client they share)."""
+        from cnilib.plugins._main import CLIENT_DIR
+
+        scripts = [p for p in plugin_dir.iterdir() if p.name != CLIENT_DIR]
+        assert sorted(BUILTIN_PLUGINS) == sorted(p.name for p in scripts)
+        assert all(os.access(p, os.X_OK) and p.is_file() for p in scripts)
+        assert (plugin_dir / CLIENT_DIR).is_dir()
 
     @pytest.mark.parametrize("plugin_type", sorted(BUILTIN_PLUGINS))
     def test_version_matches_in_process(self, plugin_dir: Path, plugin_type: str) -> None:

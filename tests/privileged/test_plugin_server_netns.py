@@ -384,3 +384,147 @@ def test_a_server_of_another_user_is_not_spoken_to(
             assert fake.stdout.readline() == "0\n"  # the fake server got nothing
         finally:
             fake.kill()
+
+
+# -- a server started by the executables (install --start-server) --------------------------
+
+
+def servers_on(sock: Path) -> list[int]:
+    """The live processes serving (or starting to serve) ``sock``: ``serve`` command lines
+    naming this test's own socket path, so nothing else is ever touched."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"serve" in argv and str(sock).encode() in argv and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def peer_pid(sock: Path) -> int:
+    """The pid of the server listening on ``sock`` (its peer credentials)."""
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.connect(str(sock))
+        cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", cred)[0])
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[Path]:
+    """A socket path for servers the executables start; every one of them is stopped."""
+    sock = tmp_path / "run" / "plugins.sock"
+    try:
+        yield sock
+    finally:
+        for pid in servers_on(sock):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_an_executable_starts_a_server_and_later_calls_use_it(
+    started: Path, namespaces: Callable[[str], NetNS], tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    install(bin_dir, TYPES, server_socket=started, start_server=True, idle_exit=30)
+    world = World(namespaces, tmp_path / "store", bin_dir)
+    conf = world.config("bridge")
+    assert servers_on(started) == []
+    add = world.call("ADD", conf, server=str(started))  # finds none: starts one, runs here
+    assert add.returncode == 0, add.stdout
+    wait_until(started.exists, "the started server's socket")
+    from cnilib.plugins.server import wait_for_server
+
+    wait_for_server(started, timeout=30)
+    pid = peer_pid(started)
+    assert servers_on(started) == [pid]
+    assert not Path(f"{started}.starting").exists()
+    check = subprocess.run(
+        [
+            *world.node.exec_prefix,
+            sys.executable,
+            "-IS",
+            "-X",
+            "importtime",
+            str(bin_dir / "bridge"),
+        ],
+        input=json.dumps({**conf, "prevResult": json.loads(add.stdout)}).encode(),
+        env={
+            "CNI_COMMAND": "CHECK",
+            "CNI_CONTAINERID": CONTAINER_ID,
+            "CNI_NETNS": world.ctr.path,
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": str(bin_dir),
+        },
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert (check.returncode, check.stdout) == (0, b"")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in check.stderr.decode().splitlines()}
+    assert "cnilib" not in imported  # answered by the server, not run here
+    assert world.call("DEL", conf, server=str(started)).returncode == 0
+    assert servers_on(started) == [pid]  # no second one
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: servers_on(started) == [], "the started server to stop")
+    assert not started.exists()
+
+
+def test_executables_starting_at_once_leave_one_server(
+    started: Path, namespaces: Callable[[str], NetNS], tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    install(bin_dir, ["bridge"], server_socket=started, start_server=True, idle_exit=30)
+    node = namespaces("node")
+    calls = [
+        subprocess.Popen(
+            [*node.exec_prefix, str(bin_dir / "bridge")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={"CNI_COMMAND": "VERSION"},
+        )
+        for _ in range(4)
+    ]
+    for call in calls:
+        out, err = call.communicate(b'{"cniVersion": "1.0.0"}', timeout=60)
+        assert (call.returncode, err) == (0, b"")
+        assert json.loads(out)["cniVersion"] == "1.0.0"
+    wait_until(started.exists, "the started server's socket")
+    pid = peer_pid(started)
+    wait_until(lambda: servers_on(started) == [pid], "a single server")
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: servers_on(started) == [], "the started server to stop")
+
+
+def test_servers_started_at_once_one_serves_the_others_exit_quietly(
+    started: Path, namespaces: Callable[[str], NetNS]
+) -> None:
+    node = namespaces("node")
+    started.parent.mkdir(mode=0o700)
+    Path(f"{started}.starting").touch()
+    serve = [
+        *node.exec_prefix, sys.executable, "-m", "cnilib.plugins",
+        "serve", "--socket", str(started), "--on-demand",
+    ]  # fmt: skip
+    procs = [
+        subprocess.Popen(serve, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)
+    ]
+    try:
+        wait_until(lambda: sum(p.poll() is None for p in procs) == 1, "the losers to exit")
+        for proc in procs:
+            if proc.poll() is not None:
+                assert (proc.returncode, *proc.communicate()) == (0, b"", b"")
+        assert len(servers_on(started)) == 1
+        assert not Path(f"{started}.starting").exists()
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.communicate(timeout=30)
+    assert not started.exists()

@@ -3,7 +3,10 @@ only: nothing here acts on a network namespace)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import posix
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cnilib.plugins._main import install
+from cnilib.plugins._main import CLIENT_DIR, install
 from cnilib.plugins.server import PluginServer, PluginServerError, _client, _server
 from cnilib.plugins.server._protocol import (
     ProtocolError,
@@ -386,5 +389,107 @@ def imports(code: str, stdin: bytes = b"") -> set[str]:
 
 def test_the_client_imports_nothing_but_builtins(bin_dir: Path, server: PluginServer) -> None:
     script = (bin_dir / "bridge").read_text()
-    assert imports(script, VERSION_STDIN) - imports("pass") == {"_socket"}
+    # Itself (from the directory install put it in) and _socket; marshal, which loads
+    # its compiled code, is built in and imported at start-up already.
+    assert imports(script, VERSION_STDIN) - imports("pass") == {"_socket", _client.MODULE}
     assert server.served == 1
+
+
+def client_file(bin_dir: Path) -> Path:
+    return bin_dir / CLIENT_DIR / f"{_client.MODULE}.py"
+
+
+def test_the_client_runs_from_the_code_install_compiled(
+    bin_dir: Path, server: PluginServer
+) -> None:
+    compiled = Path(importlib.util.cache_from_source(str(client_file(bin_dir))))
+    before = compiled.read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-IS", "-v", str(bin_dir / "bridge")],
+        input=VERSION_STDIN,
+        env={"CNI_COMMAND": "VERSION"},
+        capture_output=True,
+        check=True,
+    )
+    assert f"code object from {str(compiled)!r}".encode() in done.stderr
+    assert compiled.read_bytes() == before
+    assert server.served == 1
+
+
+def test_without_its_compiled_code_the_client_compiles_the_source(
+    bin_dir: Path, server: PluginServer
+) -> None:
+    compiled = Path(importlib.util.cache_from_source(str(client_file(bin_dir))))
+    compiled.unlink()
+    env = {"CNI_COMMAND": "VERSION"}
+    # -B: as a directory this user may not write to (root writes anywhere)
+    done = subprocess.run(
+        [sys.executable, "-IS", "-B", str(bin_dir / "bridge")],
+        input=VERSION_STDIN,
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    assert not compiled.exists()
+    # Run as usual, the import writes it again (as it does any module's).
+    assert done.stdout == run(bin_dir, {**env, "CNILIB_PLUGIN_SERVER": ""}, VERSION_STDIN).stdout
+    assert compiled.exists()
+    assert server.served == 1
+
+
+def test_without_its_directory_the_client_is_the_installed_packages(
+    bin_dir: Path, server: PluginServer
+) -> None:
+    shutil.rmtree(bin_dir / CLIENT_DIR)
+    env = {"CNI_COMMAND": "VERSION"}
+    through = run(bin_dir, env, VERSION_STDIN)
+    assert through.returncode == 0
+    assert through.stdout == run(bin_dir, {**env, "CNILIB_PLUGIN_SERVER": ""}, VERSION_STDIN).stdout
+    assert server.served == 1
+
+
+def test_install_copies_the_client_verbatim(bin_dir: Path) -> None:
+    assert client_file(bin_dir).read_bytes() == Path(_client.__file__).read_bytes()
+
+
+# -- starting a server on demand (the spawn itself: tests/privileged) ------------------
+
+
+def test_one_client_at_a_time_starts_a_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned: list[tuple[list[str], dict[bytes, bytes], dict[str, object]]] = []
+
+    def spawn(path: str, argv: list[str], env: dict[bytes, bytes], **kwargs: object) -> int:
+        spawned.append((argv, env, kwargs))
+        return 4242
+
+    monkeypatch.setattr(posix, "posix_spawn", spawn)  # the module the client spawns with
+    monkeypatch.setenv("CNI_COMMAND", "ADD")
+    sock = tmp_path / "run" / "s.sock"
+    marker = Path(f"{sock}{_client.STARTING}")
+    _client.start_server(str(sock), ["/somewhere"], 7.0)
+    assert len(spawned) == 1
+    argv, env, kwargs = spawned[0]
+    assert argv[:3] == [sys.executable, "-IS", "-c"]
+    assert "['/somewhere']" in argv[3]
+    assert argv[4:] == ["serve", "--socket", str(sock), "--idle-exit", "7.0", "--on-demand"]
+    assert b"CNI_COMMAND" not in env
+    assert kwargs["setsid"] is True
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o700
+    assert marker.exists()
+
+    _client.start_server(str(sock), ["/somewhere"], 7.0)  # one is starting: not another
+    assert len(spawned) == 1
+    old = marker.stat().st_mtime - _client.STARTING_STALE - 1
+    os.utime(marker, (old, old))
+    _client.start_server(str(sock), ["/somewhere"], 7.0)  # a failed start's: removed
+    assert not marker.exists()
+    assert len(spawned) == 1
+    _client.start_server(str(sock), ["/somewhere"], 7.0)  # and the next call tries again
+    assert len(spawned) == 2
+
+
+def test_install_start_server_needs_a_socket(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs a server socket"):
+        install(tmp_path / "bin", ["bridge"], server_socket="", start_server=True)

@@ -1,11 +1,12 @@
 """The plugin server: cnilib's plugin executables answered by one resident process.
 
 An executable ``python -m cnilib.plugins install`` writes is a thin client
-(:mod:`cnilib.plugins.server._client`, copied into the script): it starts the
-interpreter with ``-IS``, imports only built-in modules, and sends the call to
-a :class:`PluginServer` listening on a Unix socket, which has cnilib and the
-plugins loaded already. When no server answers it runs the plugin itself,
-exactly as before.
+(:mod:`cnilib.plugins.server._client`, copied next to the scripts and compiled
+there once): it starts the interpreter with ``-IS``, imports only built-in
+modules, and sends the call to a :class:`PluginServer` listening on a Unix
+socket, which has cnilib and the plugins loaded already. When no server answers
+it runs the plugin itself, exactly as before; installed with ``--start-server``,
+it also starts a server (detached, exiting when idle) for the calls after it.
 
 Which socket. The one given to ``install --server-socket`` (default
 :data:`DEFAULT_SOCKET`), unless the environment variable

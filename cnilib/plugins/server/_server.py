@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import socket
@@ -56,6 +57,10 @@ class PluginServerError(CNIError):
     """The server cannot listen (another one serves the socket, or the path is taken)."""
 
     default_code = ErrorCode.INTERNAL
+
+
+class ServerRunningError(PluginServerError):
+    """Another server listens on the socket already."""
 
 
 @attrs.define(eq=False)
@@ -287,16 +292,24 @@ class PluginServer:
         directory = os.path.dirname(path) or "."
         if not os.path.isdir(directory):
             os.makedirs(directory, mode=0o700, exist_ok=True)
-        self._clear_stale(path)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        # Servers starting at once (executables start them on demand) take turns: else
+        # one could find another's socket bound but not yet listening, take it for a
+        # dead server's and remove it.
+        lock = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            listener.bind(path)
-            os.chmod(path, 0o600)
-            listener.listen(128)
-            st = os.stat(path)
-        except OSError as exc:
-            listener.close()
-            raise PluginServerError(f"plugin server cannot listen on {path}: {exc}") from exc
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._clear_stale(path)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            try:
+                listener.bind(path)
+                os.chmod(path, 0o600)
+                listener.listen(128)
+                st = os.stat(path)
+            except OSError as exc:
+                listener.close()
+                raise PluginServerError(f"plugin server cannot listen on {path}: {exc}") from exc
+        finally:
+            os.close(lock)  # releases the lock
         self._inode = (st.st_dev, st.st_ino)
         return listener
 
@@ -319,7 +332,7 @@ class PluginServer:
             raise PluginServerError(f"plugin server cannot listen on {path}: {exc}") from exc
         finally:
             probe.close()
-        raise PluginServerError(f"plugin server cannot listen on {path}: another server does")
+        raise ServerRunningError(f"plugin server cannot listen on {path}: another server does")
 
     def _unlink(self) -> None:
         """Remove the socket file if it is still ours (not a successor's)."""
