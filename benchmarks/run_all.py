@@ -40,6 +40,7 @@ SCRIPTS = [
     "bench_bridge.py",
     "bench_burst.py",
     "bench_inprocess.py",
+    "bench_breakdown.py",
     "bench_flat.py",
     "bench_executables.py",
     "bench_links.py",
