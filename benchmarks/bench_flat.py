@@ -59,6 +59,7 @@ from typing import Any, ParamSpec, TypeVar
 sys.path.insert(0, str(Path(__file__).parent))
 from _charts import chart_sequential
 from _harness import GO_DIR, report_verdict, rerun_inside_node
+from bench_breakdown import PARTS, install_seams, parts_of_one_add
 
 import cnilib
 from cnilib.invoke import Invocation
@@ -250,27 +251,28 @@ def profiled_executor(profiles: ThreadProfiles, node: str) -> InProcessExecutor:
 
 def one_more(
     cni: cnilib.CNI, conf: cnilib.NetworkConfigList, floor_node: str, label: str, prefix: str
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """WINDOW ADDs of one more container on each side, each detached again (untimed),
     and QUIET seconds let pass after each DEL: the kernel finishes a deleted veth's
     work after the call returned (under the lock every netlink request takes), and
-    the next ADD, which would wait for it, is to measure the ADD alone."""
+    the next ADD, which would wait for it, is to measure the ADD alone. Returns the
+    times by side, and the in-process ADDs' parts (``bench_breakdown``'s seams)."""
     from cnilib import netlink
 
     py, fl = f"/run/netns/{prefix}-pyx", f"/run/netns/{prefix}-flx"
     times: dict[str, list[float]] = {side: [] for side in SIDES}
+    parts: dict[str, list[float]] = {}
     for index in range(WINDOW):
         rt = cnilib.RuntimeConf(f"flat-{label}{index}", py, "eth0")
-        begun = time.perf_counter()
-        cni.add_network_list(conf, rt)
-        times["py"].append((time.perf_counter() - begun) * 1000)
-        cni.delete_network_list(conf, rt)
+        for key, value in parts_of_one_add(cni, conf, rt).items():  # DEL included, untimed
+            parts.setdefault(key, []).append(value)
+        times["py"].append(parts["total"][-1])
         begun = time.perf_counter()
         floor_add(floor_node, fl, CONTAINERS)
         times["fl"].append((time.perf_counter() - begun) * 1000)
         netlink.run_in_netns(fl, _floor_container_del)
         time.sleep(QUIET)
-    return times
+    return times, parts
 
 
 def inner(prefix: str) -> None:
@@ -281,11 +283,12 @@ def inner(prefix: str) -> None:
     namespaces = Namespaces(prefix)
     profiles = ThreadProfiles()
     times: dict[str, list[float]] = {side: [] for side in SIDES}
-    settled: dict[str, dict[str, list[float]]] = {}
+    settled: dict[str, tuple[dict[str, list[float]], dict[str, list[float]]]] = {}
     started = time.monotonic()
     try:
         _ip_batch([f"netns add {prefix}-pyx", f"netns add {prefix}-flx"], check=True)
         namespaces.made += [f"{prefix}-pyx", f"{prefix}-flx"]
+        install_seams()
         netlink.run_in_netns(floor_node, _floor_bridge)
         with tempfile.TemporaryDirectory() as tmp:
             executor = profiled_executor(profiles, node) if PROFILE else InProcessExecutor(
@@ -367,9 +370,11 @@ def report(times: dict[str, list[float]]) -> None:
     )
 
 
-def report_settled(settled: dict[str, dict[str, list[float]]]) -> None:
+def report_settled(
+    settled: dict[str, tuple[dict[str, list[float]], dict[str, list[float]]]],
+) -> None:
     """One more container's ADD on the empty node and on the full, settled one."""
-    (zero, at_zero), (full, at_full) = settled.items()
+    (zero, (at_zero, parts_zero)), (full, (at_full, parts_full)) = settled.items()
     print(f"\n### One more container's ADD, {WINDOW} times: on the empty node, and with "
           f"{CONTAINERS:,} attached after {SETTLE:g} s of quiet (median ms)\n")  # fmt: skip
     print(f"| side | {zero} | {full} | ratio |")
@@ -391,6 +396,12 @@ def report_settled(settled: dict[str, dict[str, list[float]]]) -> None:
         met=ratio["py"] <= GOAL,
         source="bench_flat.py",
     )
+    print("\nWhere the in-process ADD's time went (bench_breakdown.py's parts, median ms):\n")
+    print(f"| part | {zero} | {full} | difference |")
+    print("|---|---:|---:|---:|")
+    for label, key in (*PARTS, ("the whole ADD", "total")):
+        before, after = statistics.median(parts_zero[key]), statistics.median(parts_full[key])
+        print(f"| {label} | {before:.2f} | {after:.2f} | {after - before:+.2f} |")
 
 
 def print_profile(profiles: ThreadProfiles) -> None:
