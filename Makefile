@@ -78,8 +78,9 @@ TEST_EXTRAS := test,lint,docs,bench,overlay
 test-deps: system-deps venv
 	$(call install,test,.[$(TEST_EXTRAS)],demo bench)
 
+# The benchmarks' charts (bench) and the overlay benchmark's etcd client (overlay).
 bench-deps: system-deps venv
-	$(call install,bench,.[bench],demo)
+	$(call install,bench,.[bench,overlay],demo)
 
 demo-system-deps:
 	@missing=""; \
