@@ -78,9 +78,11 @@ TEST_EXTRAS := test,lint,docs,bench,overlay
 test-deps: system-deps venv
 	$(call install,test,.[$(TEST_EXTRAS)],demo bench)
 
-# The benchmarks' charts (bench) and the overlay benchmark's etcd client (overlay).
+# The benchmarks' charts (bench) and the overlay benchmark's etcd client (overlay); in a
+# variable, since a comma in $(call ...) would split the argument.
+BENCH_EXTRAS := bench,overlay
 bench-deps: system-deps venv
-	$(call install,bench,.[bench,overlay],demo)
+	$(call install,bench,.[$(BENCH_EXTRAS)],demo)
 
 demo-system-deps:
 	@missing=""; \
